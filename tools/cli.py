@@ -1,0 +1,63 @@
+"""The `hark` command line: train on a laptop, run and deploy on a microcontroller."""
+import argparse
+import importlib
+import sys
+
+from hark import __version__
+
+# Subcommand -> module in hark.commands, in the order a user meets them.
+COMMANDS = ["data", "synth", "train", "export", "eval", "simulate", "bench",
+            "deploy", "flash", "monitor", "record"]
+
+EPILOG = """\
+typical session:
+  hark data fetch speech-commands        # or use any Speech Commands-layout folder
+  hark train --data DATA --out runs/kws  # trains, writes model.keras, metrics and plots
+  hark export runs/kws --out model.hark  # full-int8 TFLite + firmware model blob
+  hark eval --model model.hark --data DATA --engine firmware
+  hark simulate clip.wav --model model.hark
+  hark deploy --board esp32-inmp441 --port /dev/ttyUSB0
+
+Run `hark COMMAND --help` for the options of each command.
+"""
+
+
+class HarkError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hark", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hark {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"hark.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"hark.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except HarkError as exc:
+        print(f"hark {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `hark` subcommand; each defines register(subparsers)."""

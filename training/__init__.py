@@ -1,0 +1,1 @@
+"""hark training pipeline: data, augmentation, features, models, export, evaluation."""
