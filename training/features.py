@@ -112,3 +112,20 @@ def reference_tables(spec: FeatureSpec = DEFAULT_SPEC) -> dict:
     dct = scipy.fft.dct(np.eye(spec.n_mels), type=2, norm="ortho", axis=0)[: spec.n_mfcc]
     return {"window": window.astype(np.float64), "mel": mel.astype(np.float64),
             "dct": dct.astype(np.float64)}
+
+
+def batch_features(clips, spec: FeatureSpec = DEFAULT_SPEC, chunk: int = 512) -> np.ndarray:
+    """Reference MFCC for many 1 s clips at once, shape (n, n_frames, n_mfcc)."""
+    out = np.empty((len(clips), *spec.shape), np.float32)
+    for start in range(0, len(clips), chunk):
+        block = np.stack([fit_clip(y, spec) for y in clips[start:start + chunk]])
+        out[start:start + len(block)] = _batch_mfcc(block, spec)
+    return out
+
+
+def _batch_mfcc(block: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    import librosa
+
+    log_mel = librosa.power_to_db(mel_power(block, spec), ref=1.0, amin=spec.log_floor, top_db=None)
+    coeffs = librosa.feature.mfcc(S=log_mel, n_mfcc=spec.n_mfcc, dct_type=2, norm="ortho")
+    return np.swapaxes(coeffs, -1, -2).astype(np.float32)

@@ -1,0 +1,75 @@
+"""`hark eval`: accuracy, per-class recall and confusion matrix of an exported model."""
+import argparse
+import json
+from pathlib import Path
+
+from hark.cli import HarkError
+
+HELP = """\
+Evaluates a model blob on a Speech Commands-layout folder: its testing_list.txt if it has
+one, else every clip, plus _silence_ cut from its _background_noise_. Prints accuracy,
+per-class recall (on, off, _unknown_ and _silence_ are reported on their own: they are
+scarce in real data) and the confusion matrix.
+
+engines:
+  tflite    TFLite Micro running MODEL.tflite (the bit-exact int8 reference; default)
+  firmware  hark's own int8 engine in the MicroPython unix port
+features:
+  librosa   the reference front end (default)
+  device    the device's integer front end (numpy model, bit-exact with the firmware)
+
+examples:
+  hark eval --model models/default.hark --data ../shared/data/speech_commands
+  hark eval --model M.hark --data DIR --engine firmware --features device --json out.json --plot cm.png
+"""
+
+
+def register(sub):
+    p = sub.add_parser("eval", help="evaluate a model", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="models/default.hark", help="model blob (.hark)")
+    p.add_argument("--data", required=True, help="Speech Commands-layout folder")
+    p.add_argument("--engine", default="tflite", choices=["tflite", "firmware"])
+    p.add_argument("--features", default="librosa", choices=["librosa", "device"])
+    p.add_argument("--json", help="write {accuracy, n, per_class, confusion, labels} here")
+    p.add_argument("--plot", help="save the confusion matrix as PNG here")
+    p.add_argument("--max-per-word", type=int, default=0, help="cap clips per word (quick runs)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from tqdm import tqdm
+
+    from hark.training import blob, evaluate, report
+    from hark.training.dataset import DatasetError
+
+    model = Path(args.model)
+    if not model.exists():
+        raise HarkError(f"{model}: no such model blob; export one with `hark export RUN_DIR`")
+    try:
+        meta, arrays = blob.read_blob(model)
+    except blob.BlobError as exc:
+        raise HarkError(str(exc)) from exc
+    labels = meta["labels"]
+    try:
+        audio, targets, _ = evaluate.eval_clips(
+            args.data, labels, max_per_word=args.max_per_word,
+            progress=lambda it: tqdm(it, desc="reading", unit="clip", leave=False))
+    except DatasetError as exc:
+        raise HarkError(str(exc)) from exc
+    if args.features == "device":
+        x = evaluate.device_int8(audio, meta, arrays)
+    else:
+        x = evaluate.reference_int8(audio, meta)
+    try:
+        y = evaluate.run_engine(args.engine, model, x, meta)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise HarkError(str(exc)) from exc
+    metrics = report.classification_metrics(targets, y.argmax(axis=1), labels)
+    print(report.format_metrics(
+        metrics, f"{model} on {args.data} (engine {args.engine}, features {args.features})"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    if args.plot:
+        report.plot_confusion(metrics, args.plot, f"{model.stem} ({args.engine})")
+        print(f"confusion matrix saved to {args.plot}")

@@ -1,0 +1,81 @@
+"""Augmentation of 1 s clips: time shift, gain, background noise at random SNR, reverb.
+
+Everything draws from the numpy Generator it is given, so a seed reproduces a run.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class AugmentConfig:
+    shift_ms: float = 100.0          # uniform time shift in [-shift_ms, +shift_ms]
+    gain_db: tuple = (-12.0, 6.0)    # uniform gain range
+    noise_prob: float = 0.8
+    snr_db: tuple = (0.0, 25.0)      # uniform SNR range when noise is added
+    reverb_prob: float = 0.25
+    rt60_s: tuple = (0.1, 0.6)
+
+
+def time_shift(y: np.ndarray, samples: int) -> np.ndarray:
+    """Shift right (positive) or left, filling with zeros: no wrap-around speech."""
+    out = np.zeros_like(y)
+    if samples >= 0:
+        out[samples:] = y[: len(y) - samples]
+    else:
+        out[:samples] = y[-samples:]
+    return out
+
+
+def noise_segment(noise_bank, length: int, rng: np.random.Generator) -> np.ndarray:
+    source = noise_bank[rng.integers(len(noise_bank))]
+    if len(source) <= length:
+        return np.resize(source, length).astype(np.float32)
+    start = rng.integers(len(source) - length)
+    return source[start:start + length]
+
+
+def add_noise(y, noise, snr_db: float) -> np.ndarray:
+    speech = np.sqrt(np.mean(y ** 2)) + 1e-9
+    level = np.sqrt(np.mean(noise ** 2)) + 1e-9
+    return y + noise * (speech / level) * 10 ** (-snr_db / 20)
+
+
+def reverb(y, rng: np.random.Generator, rt60_s: float, sample_rate: int = 16000) -> np.ndarray:
+    """Convolve with a synthetic room: exponentially decaying noise tail after a direct path."""
+    from scipy.signal import fftconvolve
+
+    n = int(rt60_s * sample_rate)
+    t = np.arange(n) / sample_rate
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)  # -60 dB at rt60
+    ir[0] = 1.0
+    ir /= np.sqrt(np.sum(ir ** 2))
+    wet = fftconvolve(y, ir)[: len(y)]
+    peak_in, peak_out = np.max(np.abs(y)) + 1e-9, np.max(np.abs(wet)) + 1e-9
+    return wet * (peak_in / peak_out)
+
+
+def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = AugmentConfig(),
+            sample_rate: int = 16000) -> np.ndarray:
+    """One random variant of a clip (same length), clipped to [-1, 1]."""
+    y = np.asarray(y, np.float32)
+    shift = int(rng.uniform(-config.shift_ms, config.shift_ms) * sample_rate / 1000)
+    y = time_shift(y, shift)
+    if rng.random() < config.reverb_prob:
+        y = reverb(y, rng, rng.uniform(*config.rt60_s), sample_rate)
+    y = y * 10 ** (rng.uniform(*config.gain_db) / 20)
+    if len(noise_bank) and rng.random() < config.noise_prob:
+        y = add_noise(y, noise_segment(noise_bank, len(y), rng), rng.uniform(*config.snr_db))
+    return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def silence_clip(rng: np.random.Generator, noise_bank=(), length: int = 16000) -> np.ndarray:
+    """A `_silence_` example: background noise at a log-uniform level from near-digital
+    silence to very loud, or (sometimes) a faint electrical hiss when there is no bank."""
+    if not len(noise_bank) or rng.random() < 0.1:
+        y = rng.standard_normal(length).astype(np.float32)
+    else:
+        y = noise_segment(noise_bank, length, rng).astype(np.float32)
+    y = y / (np.max(np.abs(y)) + 1e-9)
+    level = 10 ** rng.uniform(-4.0, 0.0)  # -80 dBFS .. 0 dBFS peak
+    return np.clip(y * level, -1.0, 1.0).astype(np.float32)

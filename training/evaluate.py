@@ -1,0 +1,78 @@
+"""Evaluation of an exported model on any Speech Commands-layout folder.
+
+Engines: `tflite` runs the int8 model in TFLite Micro (the bit-exact reference), `firmware`
+runs hark's own int8 engine in the MicroPython unix port, `float` runs the Keras model of a
+training run. Features come from librosa (the reference) or from the numpy model of the
+device's integer front end (`--features device`), so the accuracy cost of the device front
+end can be measured.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from . import augment as aug
+from . import dataset as ds
+from .features import FeatureSpec, Normalisation, batch_features
+
+
+def eval_clips(data_dir, labels, seed: int = 1234, max_per_word: int = 0, progress=None):
+    """(audio, targets, words) for the test list of a folder (every clip if it has none),
+    plus `_silence_` clips cut from its background noise, one class's worth."""
+    d = ds.load_dataset(data_dir, labels)
+    clips = d.split("test") or d.clips
+    if max_per_word:
+        by_word = {}
+        for c in clips:
+            by_word.setdefault(c.word, []).append(c)
+        clips = [c for w in sorted(by_word) for c in by_word[w][:max_per_word]]
+    audio, kept, _ = ds.load_clips(clips, progress=progress)
+    targets = [labels.index(c.label) for c in kept]
+    words = [c.word for c in kept]
+    noise = ds.load_noise(d)
+    if noise and ds.SILENCE in labels:
+        rng = np.random.default_rng(seed)
+        per_class = max(1, len(kept) // max(1, len(labels) - 1))
+        audio += [aug.silence_clip(rng, noise) for _ in range(per_class)]
+        targets += [labels.index(ds.SILENCE)] * per_class
+        words += [ds.SILENCE] * per_class
+    return audio, np.asarray(targets, np.int64), words
+
+
+def quantise(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+
+
+def reference_int8(audio, meta: dict) -> np.ndarray:
+    """librosa MFCC -> fixed normalisation -> int8 model input."""
+    spec = FeatureSpec.from_dict(meta["features"])
+    norm = Normalisation.from_dict(meta["features"]["normalisation"])
+    q = meta["model"]["input"]
+    return quantise(norm.apply(batch_features(audio, spec)), q["scale"], q["zero_point"])
+
+
+def device_int8(audio, meta: dict, arrays: dict) -> np.ndarray:
+    """The device front end's integer arithmetic, run in numpy (bit-exact with the firmware)."""
+    from .frontend_tables import device_features_numpy
+    from .features import fit_clip
+
+    return np.stack([device_features_numpy(fit_clip(y), meta, arrays) for y in audio])
+
+
+def dequantise_scores(q: np.ndarray, meta: dict) -> np.ndarray:
+    out = meta["model"]["output"]
+    return (q.astype(np.float32) - out["zero_point"]) * out["scale"]
+
+
+def run_engine(engine: str, model_path: Path, x_int8: np.ndarray, meta: dict) -> np.ndarray:
+    """int8 inputs (n, frames, coeffs) -> int8 outputs (n, labels)."""
+    if engine == "tflite":
+        from .convert import run_tflm
+        tflite = Path(model_path).with_suffix(".tflite")
+        if not tflite.exists():
+            raise FileNotFoundError(f"{tflite} not found: the tflite engine needs the .tflite "
+                                    "written next to the blob by `hark export`")
+        return run_tflm(tflite.read_bytes(), x_int8)
+    if engine == "firmware":
+        from hark.engine_batch import run_engine_batch
+        return run_engine_batch(model_path, x_int8)
+    raise ValueError(f"unknown engine {engine!r}: use tflite or firmware")

@@ -1,0 +1,201 @@
+"""Training: real and synthetic Speech Commands-layout folders -> a float Keras model.
+
+A run directory gets config.json, history.json, metrics.json, model.keras and plots.
+Scarce classes are balanced by oversampling with augmentation; synthetic clips fill a class
+but real clips keep at least `real_share` of it (drowning six real "on" clips among 600
+synthetic ones makes real-speaker recall worse, see REFERENCE.md).
+"""
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import augment as aug
+from . import dataset as ds
+from .features import DEFAULT_SPEC, FeatureSpec, Normalisation, batch_features, fit_clip
+
+
+@dataclass
+class TrainConfig:
+    data: list                          # real Speech Commands-layout folders
+    synth: list = field(default_factory=list)  # synthetic folders (hark synth)
+    out: str = "runs/kws"
+    family: str = "tcn"
+    labels: list = field(default_factory=lambda: list(ds.LABELS))
+    epochs: int = 30
+    batch_size: int = 100
+    learning_rate: float = 3e-3
+    seed: int = 0
+    views: int = 3                      # augmented copies precomputed per example
+    class_size: int = 0                 # examples per class per view; 0 = median real count
+    real_share: float = 0.3             # minimum share of real clips within a class
+    synth_ratio: float = 1.0            # fraction of available synthetic clips used
+    max_per_word: int = 0               # cap clips per word (tiny smoke runs); 0 = all
+    spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
+
+
+def _progress(desc):
+    from tqdm import tqdm
+    return lambda it: tqdm(it, desc=desc, unit="clip", leave=False)
+
+
+def _cap(clips, n, rng):
+    """At most n clips per word, chosen reproducibly."""
+    if not n:
+        return clips
+    by_word = {}
+    for c in clips:
+        by_word.setdefault(c.word, []).append(c)
+    out = []
+    for word in sorted(by_word):
+        group = by_word[word]
+        idx = rng.permutation(len(group))[:n]
+        out += [group[i] for i in sorted(idx)]
+    return out
+
+
+def _tile(indices, n, rng):
+    """n picks cycling through indices in random order: every clip used about equally."""
+    if not indices or n <= 0:
+        return []
+    return [indices[j % len(indices)] for j in rng.permutation(n)]
+
+
+def _class_plan(real, synth, labels, cfg, rng):
+    """Per label, `size` sources [("real"|"synth", index)]; real clips fill at least
+    `real_share` of a class that has synthetic clips, oversampled when they are few."""
+    counts = [sum(1 for c in real if c.label == l) for l in labels if l != ds.SILENCE]
+    size = cfg.class_size or int(np.median([c for c in counts if c] or [1]))
+    plan = {}
+    for label in labels:
+        if label == ds.SILENCE:
+            continue
+        r = [i for i, c in enumerate(real) if c.label == label]
+        s = [i for i, c in enumerate(synth) if c.label == label]
+        s = [s[i] for i in rng.permutation(len(s))[: int(round(len(s) * cfg.synth_ratio))]]
+        if not r and not s:
+            raise ds.DatasetError(f"no training clips for label {label!r}: add a folder for it "
+                                  "or synthesise some with `hark synth`")
+        n_real = size if not s else min(size, max(len(r), int(np.ceil(cfg.real_share * size))))
+        n_real = n_real if r else 0
+        plan[label] = ([("real", i) for i in _tile(r, n_real, rng)] +
+                       [("synth", i) for i in _tile(s, size - n_real, rng)])
+    return plan, size
+
+
+def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg, rng):
+    """Augmented training examples, `views` copies, balanced per class. Returns (x, y)."""
+    plan, size = _class_plan(real, synth, labels, cfg, rng)
+    clips, targets = [], []
+    total = cfg.views * size * len(labels)
+    from tqdm import tqdm
+    bar = tqdm(total=total, desc="augmenting", unit="clip", leave=False)
+    for _ in range(cfg.views):
+        for li, label in enumerate(labels):
+            if label == ds.SILENCE:
+                for _ in range(size):
+                    clips.append(aug.silence_clip(rng, noise))
+                    targets.append(li)
+                bar.update(size)
+                continue
+            for kind, i in plan[label]:
+                src = real_audio[i] if kind == "real" else synth_audio[i]
+                clips.append(aug.augment(fit_clip(src), rng, noise))
+                targets.append(li)
+            bar.update(len(plan[label]))
+    bar.close()
+    x = batch_features(clips, FeatureSpec.from_dict(cfg.spec))
+    return x, np.asarray(targets, np.int64)
+
+
+def eval_set(audio, clips, noise, labels, rng, n_silence):
+    """Clean clips of a split plus `n_silence` silence clips cut from noise."""
+    ys = list(audio) + [aug.silence_clip(rng, noise) for _ in range(n_silence)]
+    targets = [labels.index(c.label) for c in clips] + [labels.index(ds.SILENCE)] * n_silence
+    return batch_features(ys), np.asarray(targets, np.int64)
+
+
+def load_split_audio(datasets, split, cfg, rng, desc):
+    clips = []
+    for d in datasets:
+        clips += d.split(split) if split else d.clips
+    clips = _cap(clips, cfg.max_per_word, rng)
+    audio, kept, skipped = ds.load_clips(clips, progress=_progress(desc))
+    return audio, kept
+
+
+def train(cfg: TrainConfig) -> dict:
+    import keras
+    from . import models, report
+
+    t0 = time.time()
+    rng = np.random.default_rng(cfg.seed)
+    keras.utils.set_random_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    real_sets = [ds.load_dataset(p, cfg.labels) for p in cfg.data]
+    synth_sets = [ds.load_dataset(p, cfg.labels, require_labels=False) for p in cfg.synth]
+    noise = [n for d in real_sets for n in ds.load_noise(d)]
+    if not noise:
+        print("warning: no _background_noise_ folder: silence and noise augmentation use "
+              "synthetic hiss only")
+
+    train_audio, train_clips = load_split_audio(real_sets, "train", cfg, rng, "reading train")
+    synth_audio, synth_clips = load_split_audio(synth_sets, None, cfg, rng, "reading synth") \
+        if synth_sets else ([], [])
+    val_audio, val_clips = load_split_audio(real_sets, "validation", cfg, rng, "reading val")
+    test_audio, test_clips = load_split_audio(real_sets, "test", cfg, rng, "reading test")
+    if not train_clips:
+        raise ds.DatasetError("no training clips found (every clip is in validation_list.txt "
+                              "or testing_list.txt?)")
+
+    x_train, y_train = build_training_set(train_audio, train_clips, synth_audio, synth_clips,
+                                          noise, cfg.labels, cfg, rng)
+    n_sil = max(1, len(val_clips) // max(1, len(cfg.labels) - 1))
+    x_val, y_val = eval_set(val_audio, val_clips, noise, cfg.labels, rng, n_sil)
+    n_sil = max(1, len(test_clips) // max(1, len(cfg.labels) - 1))
+    x_test, y_test = eval_set(test_audio, test_clips, noise, cfg.labels, rng, n_sil)
+
+    norm = Normalisation.fit(x_train)
+    model = models.build(cfg.family, x_train.shape[1:], len(cfg.labels))
+    steps = cfg.epochs * int(np.ceil(len(x_train) / cfg.views / cfg.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(steps, 1), alpha=0.02)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    xn_train, xn_val, xn_test = (norm.apply(x) for x in (x_train, x_val, x_test))
+    per_view = len(x_train) // cfg.views
+    history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    best, best_weights = -1.0, None
+    for epoch in range(cfg.epochs):
+        view = epoch % cfg.views  # each epoch sees a different augmentation of every example
+        sl = slice(view * per_view, (view + 1) * per_view)
+        h = model.fit(xn_train[sl], y_train[sl], batch_size=cfg.batch_size, epochs=1,
+                      validation_data=(xn_val, y_val), shuffle=True, verbose=0)
+        for k in history:
+            history[k].append(float(h.history[k][0]))
+        print(f"epoch {epoch + 1}/{cfg.epochs}  loss {history['loss'][-1]:.3f}  "
+              f"acc {history['accuracy'][-1]:.3f}  val_acc {history['val_accuracy'][-1]:.3f}",
+              flush=True)
+        if history["val_accuracy"][-1] >= best:
+            best, best_weights = history["val_accuracy"][-1], model.get_weights()
+    model.set_weights(best_weights)
+
+    model.save(out / "model.keras")
+    config = asdict(cfg)
+    config["normalisation"] = norm.to_dict()
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    np.savez_compressed(out / "calibration.npz", x=xn_train[rng.permutation(len(xn_train))[:500]])
+    np.savez_compressed(out / "test_features.npz", x=x_test, y=y_test,
+                        x_val=x_val, y_val=y_val)
+
+    probs = model.predict(xn_test, batch_size=256, verbose=0)
+    metrics = report.classification_metrics(y_test, probs.argmax(axis=1), cfg.labels)
+    metrics["train_examples"] = int(len(x_train))
+    metrics["seconds"] = round(time.time() - t0, 1)
+    (out / "metrics.json").write_text(json.dumps({"float_test": metrics}, indent=2))
+    report.plot_history(history, out / "history.png")
+    report.plot_confusion(metrics, out / "confusion_float.png", "float model, dev test")
+    return metrics
