@@ -1,0 +1,180 @@
+"""Turn the stream of per-label model scores into discrete detections.
+
+Modelled on TFLite Micro's RecognizeCommands: average each label's score over
+the last `average_window_ms`, take the top label, fire when its average clears
+its threshold, then stay quiet about that label for `suppression_ms`. Labels
+starting with "_" (_silence_, _unknown_) never fire; when one of them wins the
+average the detector re-arms, so "yes ... silence ... yes" fires twice.
+
+Scores are kept in "score units": q - output_zero_point clamped to 0..255, so
+for the usual softmax output (scale 1/256, zero point -128) 255 means p ~= 1.
+Thresholds may be given as probabilities (floats <= 1), converted once here,
+or directly in score units (ints > 1).
+
+update() is integer-only and allocates nothing: the window is a preallocated
+ring of score rows with running per-label sums.
+"""
+from array import array
+
+from micropython import const
+
+# Timestamps are ms modulo 2**29 (~6.2 days) so they stay small ints on 32-bit
+# boards; all comparisons go through differences masked with this.
+TIME_MASK = const(0x1FFFFFFF)
+
+_COMMANDS = const(0)
+_WAKE = const(1)
+_WAKE_COMMAND = const(2)
+MODES = ("commands", "wake", "wake+command")
+
+
+def to_score(value, scale):
+    """A threshold from the config in score units: floats <= 1 are probabilities."""
+    if isinstance(value, float) or value <= 1:
+        return min(255, max(0, int(value / scale + 0.5)))
+    return min(255, int(value))
+
+
+class Detector:
+    """Smoothing, thresholds, suppression and grammar over int8 score rows.
+
+    config: the blob's meta["detector"] with the board's overrides applied
+    (average_window_ms, threshold, thresholds {label: t}, suppression_ms,
+    minimum_count). grammar: {"mode": "commands"|"wake"|"wake+command",
+    "wake_word": label, "command_window_ms": ms}. period_ms is the time between
+    update() calls; it sizes the ring.
+    """
+
+    def __init__(self, labels, config, scale, zero_point, period_ms=20, grammar=None):
+        n = len(labels)
+        if n == 0:
+            raise ValueError("detector: the model has no labels")
+        if period_ms <= 0:
+            raise ValueError("detector: period_ms must be > 0, got %r" % (period_ms,))
+        self.labels = labels
+        self.n = n
+        self.window_ms = int(config.get("average_window_ms", 1000))
+        self.suppression_ms = int(config.get("suppression_ms", 1500))
+        if self.window_ms <= 0:
+            raise ValueError("detector: average_window_ms must be > 0, got %d" % self.window_ms)
+        # Results that fit in the window; ask for no more than can ever be there.
+        fit = max(1, (self.window_ms + period_ms - 1) // period_ms)
+        self.minimum_count = max(1, min(int(config.get("minimum_count", 3)), fit))
+        self._cap = fit + 1
+        self._zp = int(zero_point)
+        # Score units -> hundredths of a probability, as a 16.16 fixed-point factor.
+        self._pct_mul = int(scale * 100 * 65536 + 0.5)
+
+        default = to_score(config.get("threshold", 0.8), scale)
+        self.thresholds = array("H", [default] * n)
+        for name, value in (config.get("thresholds") or {}).items():
+            if name not in labels:
+                raise ValueError("detector: threshold for unknown label %r; labels are %s"
+                                 % (name, ", ".join(labels)))
+            self.thresholds[labels.index(name)] = to_score(value, scale)
+        self._ignored = bytearray(1 if name.startswith("_") else 0 for name in labels)
+
+        grammar = grammar or {}
+        mode = grammar.get("mode", "commands")
+        if mode not in MODES:
+            raise ValueError("detector: grammar mode %r; use one of %s" % (mode, ", ".join(MODES)))
+        self.mode = mode
+        self._mode = MODES.index(mode)
+        self.wake = -1
+        if self._mode != _COMMANDS:
+            word = grammar.get("wake_word")
+            if word not in labels or word.startswith("_"):
+                raise ValueError("detector: grammar mode %r needs a wake_word among the model's "
+                                 "labels (%s), got %r" % (mode, ", ".join(labels), word))
+            self.wake = labels.index(word)
+        self.command_window_ms = int(grammar.get("command_window_ms", 3000))
+
+        self._ring = bytearray(self._cap * n)
+        self._times = array("i", [0] * self._cap)
+        self._sums = array("i", [0] * n)
+        self.reset()
+
+    def reset(self):
+        """Forget the window and any pending suppression or wake state."""
+        for i in range(self.n):
+            self._sums[i] = 0
+        self._head = 0
+        self._count = 0
+        self._prev = -1
+        self._prev_t = 0
+        self._armed = False
+        self._wake_t = 0
+        self.last_label = -1
+        self.last_score = 0
+        self.last_pct = 0
+        self.last_time_ms = 0
+
+    def update(self, scores, time_ms):
+        """Add one row of int8 scores (a bytearray) at time_ms; return the label fired or -1."""
+        n = self.n
+        cap = self._cap
+        ring = self._ring
+        sums = self._sums
+        times = self._times
+        # Drop results that left the window (or the oldest one if the ring is full).
+        while self._count:
+            head = self._head
+            if self._count < cap and ((time_ms - times[head]) & TIME_MASK) < self.window_ms:
+                break
+            base = head * n
+            for i in range(n):
+                sums[i] -= ring[base + i]
+            self._head = head + 1 if head + 1 < cap else 0
+            self._count -= 1
+        slot = self._head + self._count
+        if slot >= cap:
+            slot -= cap
+        base = slot * n
+        zp = self._zp
+        for i in range(n):
+            s = scores[i]
+            if s > 127:
+                s -= 256
+            s -= zp
+            if s < 0:
+                s = 0
+            elif s > 255:
+                s = 255
+            ring[base + i] = s
+            sums[i] += s
+        times[slot] = time_ms
+        self._count += 1
+        if self._count < self.minimum_count:
+            return -1
+
+        best = 0
+        best_sum = -1
+        for i in range(n):
+            if sums[i] > best_sum:
+                best = i
+                best_sum = sums[i]
+        avg = best_sum // self._count
+        if avg < self.thresholds[best]:
+            return -1
+        if self._ignored[best]:
+            self._prev = -1
+            return -1
+        if self._mode == _WAKE and best != self.wake:
+            return -1
+        if self._mode == _WAKE_COMMAND and best != self.wake:
+            if not self._armed or ((time_ms - self._wake_t) & TIME_MASK) > self.command_window_ms:
+                self._armed = False
+                return -1
+        if best == self._prev and ((time_ms - self._prev_t) & TIME_MASK) <= self.suppression_ms:
+            return -1
+        self._prev = best
+        self._prev_t = time_ms
+        if self._mode == _WAKE_COMMAND:
+            # One command per wake word; the wake word (re)opens the window.
+            self._armed = best == self.wake
+            self._wake_t = time_ms
+        self.last_label = best
+        self.last_score = avg
+        self.last_pct = (avg * self._pct_mul) >> 16
+        self.last_time_ms = time_ms
+        return best

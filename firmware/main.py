@@ -1,0 +1,334 @@
+"""hark on the device: audio -> features -> model -> detector -> actions.
+
+On a board this runs at boot with config.json (the board profile) and
+model.hark from the filesystem. On the unix port:
+
+    micropython main.py --model M.hark --board boards/unix.json --wav clip.wav
+                        [--stdin] [--pad-ms 1000] [--stats] [--heapcheck]
+
+Detections print as `t=1.23s yes 0.93` (audio time, label, probability).
+Everything is allocated before the loop; the loop itself allocates nothing
+(--heapcheck measures that, --stats prints per-stage time and heap use).
+"""
+import gc
+import sys
+from array import array
+
+import micropython
+from micropython import const
+
+_BLOCK = const(320)        # samples per read: one 20 ms hop
+_WARM_BLOCKS = const(50)   # first second: one-off allocations (caches, first calls) allowed
+_STAGES = ("read", "frontend", "window", "infer", "detect", "actions")
+_READ = const(0)
+_FRONTEND = const(1)
+_WINDOW = const(2)
+_INFER = const(3)
+_DETECT = const(4)
+_ACTIONS = const(5)
+
+
+@micropython.viper
+def _push_frame(win, frame, total: int, width: int):
+    """Drop the oldest frame of the model input window and append `frame`."""
+    w = ptr8(win)
+    f = ptr8(frame)
+    keep = total - width
+    i = 0
+    while i < keep:
+        w[i] = w[i + width]
+        i += 1
+    j = 0
+    while j < width:
+        w[keep + j] = f[j]
+        j += 1
+
+
+@micropython.viper
+def _fill_rows(win, frame, total: int, width: int):
+    """Every row of the window := frame (the stream starts as if after silence)."""
+    w = ptr8(win)
+    f = ptr8(frame)
+    i = 0
+    while i < total:
+        w[i] = f[i % width]
+        i += 1
+
+
+def _acc(us, ms, k, d):
+    """Add d µs to stage k; carry whole ms out so the counters stay small ints."""
+    v = us[k] + d
+    if v >= 1000000:
+        ms[k] += v // 1000
+        v %= 1000
+    us[k] = v
+
+
+def detector_config(meta, board):
+    """The blob's detector defaults with the board profile's "detector" overrides applied
+    (plus "infer_every": run the model every N hops, default 1)."""
+    cfg = dict(meta.get("detector") or {})
+    over = board.get("detector") or {}
+    over = over.get("overrides", over)
+    thresholds = dict(cfg.get("thresholds") or {})
+    thresholds.update(over.get("thresholds") or {})
+    cfg.update(over)
+    cfg["thresholds"] = thresholds
+    return cfg
+
+
+class Runtime:
+    """Owns every buffer of the pipeline; run() streams a source through it."""
+
+    def __init__(self, model, board, printer=True):
+        import blob
+        import engine
+        import frontend
+        from actions import from_profile
+        from detector import Detector
+
+        self.board = board
+        b = blob.load(model)
+        meta = b.meta
+        self.engine = engine.Interpreter(b)
+        self.fe = frontend.FrontEnd(meta, b.arrays)
+        feat = meta.get("features") or {}
+        rate = feat.get("sample_rate", 16000)
+        self.n_fft = feat.get("n_fft", 512)
+        self.hop_ms = feat.get("hop_length", 320) * 1000 // rate
+        self.width = feat.get("n_mfcc", 10)
+        self.total = len(self.engine.input)
+        if self.total % self.width:
+            raise ValueError("model input of %d bytes is not whole frames of %d features"
+                             % (self.total, self.width))
+        self.labels = list(self.engine.labels)
+        cfg = detector_config(meta, board)
+        self.infer_every = max(1, int(cfg.get("infer_every", 1)))
+        self.detector = Detector(self.labels, cfg, self.engine.output_scale,
+                                 self.engine.output_zero_point,
+                                 self.hop_ms * self.infer_every, board.get("grammar"))
+        self.actions = from_profile(board.get("actions"), self.labels, printer)
+        self.buf = array("h", bytes(2 * _BLOCK))
+        self.us = array("i", [0] * len(_STAGES))
+        self.ms = array("i", [0] * len(_STAGES))
+        self.frames = 0
+        self.inferences = 0
+        self.detections = 0
+        self.alloc_bytes = 0
+        self.alloc_blocks = 0
+        self.blocks = 0
+        del b
+        gc.collect()
+        self.heap_live = gc.mem_alloc()
+        self.heap_peak = self.heap_live
+        self._warm_up()
+
+    def _warm_up(self):
+        """Feed one frame of digital silence and fill the whole input window with it."""
+        buf = self.buf
+        for i in range(_BLOCK):
+            buf[i] = 0
+        need = self.n_fft
+        while not self.fe.ready:
+            if need <= 0:
+                raise ValueError("front end produced no frame from %d samples" % self.n_fft)
+            m = min(need, _BLOCK)
+            self.fe.push(buf, 0, m)
+            need -= m
+        _fill_rows(self.engine.input, self.fe.frame, self.total, self.width)
+
+    def run(self, source, stats=False, heapcheck=False):
+        """Stream source to its end (forever for a microphone)."""
+        from time import ticks_diff, ticks_us
+        fe = self.fe
+        eng = self.engine
+        det = self.detector
+        acts = self.actions
+        names = self.labels
+        win = eng.input
+        out = eng.output
+        buf = self.buf
+        us = self.us
+        ms = self.ms
+        total = self.total
+        width = self.width
+        hop_ms = self.hop_ms
+        infer_every = self.infer_every
+        measure = stats or heapcheck
+        if heapcheck:
+            gc.collect()
+            gc.disable()
+        t = 0
+        k = 0
+        m0 = 0
+        t0 = 0
+        while True:
+            if measure:
+                m0 = gc.mem_alloc()
+                t0 = ticks_us()
+            n = source.readinto(buf)
+            if not n:
+                break
+            if stats:
+                t1 = ticks_us()
+                _acc(us, ms, _READ, ticks_diff(t1, t0))
+                t0 = t1
+            pos = 0
+            while pos < n:
+                pos = fe.push(buf, pos, n)
+                if not fe.ready:
+                    continue
+                if stats:
+                    t1 = ticks_us()
+                    _acc(us, ms, _FRONTEND, ticks_diff(t1, t0))
+                    t0 = t1
+                self.frames += 1
+                _push_frame(win, fe.frame, total, width)
+                t = (t + hop_ms) & 0x1FFFFFFF
+                k += 1
+                if stats:
+                    t1 = ticks_us()
+                    _acc(us, ms, _WINDOW, ticks_diff(t1, t0))
+                    t0 = t1
+                if k >= infer_every:
+                    k = 0
+                    eng.invoke()
+                    self.inferences += 1
+                    if stats:
+                        t1 = ticks_us()
+                        _acc(us, ms, _INFER, ticks_diff(t1, t0))
+                        t0 = t1
+                    label = det.update(out, t)
+                    if stats:
+                        t1 = ticks_us()
+                        _acc(us, ms, _DETECT, ticks_diff(t1, t0))
+                        t0 = t1
+                    if label >= 0:
+                        self.detections += 1
+                        acts.fire(names[label], det.last_pct, t)
+                acts.poll(t)
+                if stats:
+                    t1 = ticks_us()
+                    _acc(us, ms, _ACTIONS, ticks_diff(t1, t0))
+                    t0 = t1
+            if stats:
+                _acc(us, ms, _FRONTEND, ticks_diff(ticks_us(), t0))
+            if measure:
+                self.blocks += 1
+                m1 = gc.mem_alloc()
+                if m1 > self.heap_peak:
+                    self.heap_peak = m1
+                if heapcheck:
+                    if m1 > m0 and self.blocks > _WARM_BLOCKS:
+                        self.alloc_bytes += m1 - m0
+                        self.alloc_blocks += 1
+                    if gc.mem_free() < 8192:
+                        gc.collect()
+        if heapcheck:
+            gc.enable()
+
+    def report(self, stats=False, heapcheck=False):
+        """Print `stats key=value ...` lines (parsed by tools/unixport.py)."""
+        frames = self.frames or 1
+        print("stats frames=%d inferences=%d detections=%d audio_ms=%d infer_every=%d"
+              % (self.frames, self.inferences, self.detections, self.frames * self.hop_ms,
+                 self.infer_every))
+        if stats:
+            parts = []
+            whole = 0
+            for i, name in enumerate(_STAGES):
+                stage_us = self.ms[i] * 1000 + self.us[i]
+                whole += stage_us
+                parts.append("%s=%d" % (name, stage_us // frames))
+            parts.append("total=%d" % (whole // frames))
+            print("stats us_per_hop " + " ".join(parts))
+            if self.inferences:
+                infer_us = self.ms[_INFER] * 1000 + self.us[_INFER]
+                print("stats us_per_inference=%d" % (infer_us // self.inferences))
+        heap = gc.mem_alloc() + gc.mem_free()
+        print("stats heap_total=%d heap_live=%d heap_peak=%d" % (heap, self.heap_live, self.heap_peak))
+        if heapcheck:
+            counted = max(0, self.blocks - _WARM_BLOCKS)
+            print("stats alloc_bytes=%d alloc_blocks=%d blocks_checked=%d"
+                  % (self.alloc_bytes, self.alloc_blocks, counted))
+
+
+def make_source(board, wav=None, stdin=False, pad_ms=0):
+    import sources
+    audio = board.get("audio") or {}
+    kind = "wav" if wav else "stdin" if stdin else audio.get("source", "i2s")
+    if kind == "wav":
+        path = wav or audio.get("path")
+        if not path:
+            raise ValueError("board profile says audio source 'wav' but gives no path; pass --wav")
+        return sources.WavSource(path, pad_ms)
+    if kind == "stdin":
+        return sources.StdinSource()
+    if kind == "i2s":
+        return sources.I2SSource(audio, _BLOCK)
+    raise ValueError("audio source %r; use 'i2s', 'wav' or 'stdin'" % kind)
+
+
+def _parse(argv):
+    opts = {"model": "model.hark", "board": "config.json", "wav": None, "stdin": False,
+            "pad_ms": 0, "stats": False, "heapcheck": False}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        key = a[2:].replace("-", "_")
+        if a in ("--stats", "--heapcheck", "--stdin"):
+            opts[key] = True
+        elif a in ("--model", "--board", "--wav", "--pad-ms") and i + 1 < len(argv):
+            i += 1
+            opts[key] = int(argv[i]) if key == "pad_ms" else argv[i]
+        else:
+            raise ValueError("unknown or incomplete argument %r; usage: main.py --model M.hark "
+                             "--board B.json [--wav F.wav | --stdin] [--pad-ms N] [--stats] "
+                             "[--heapcheck]" % a)
+        i += 1
+    return opts
+
+
+def _out_of_memory(what):
+    gc.collect()
+    free = gc.mem_free()
+    total = free + gc.mem_alloc()
+    print("hark: out of memory %s (heap %d bytes, %d free after collect): the model and "
+          "buffers need more RAM than this heap; use a smaller model or a board with more RAM"
+          % (what, total, free), file=sys.stderr)
+
+
+def main(argv):
+    """Exit codes: 0 ok, 2 bad arguments or files, 3 out of memory."""
+    try:
+        opts = _parse(argv)
+        import json
+        try:
+            with open(opts["board"]) as f:
+                board = json.load(f)
+        except OSError as exc:
+            raise ValueError("board profile %s: cannot open (%s)" % (opts["board"], exc))
+        except ValueError as exc:
+            raise ValueError("board profile %s: not valid JSON (%s)" % (opts["board"], exc))
+        rt = Runtime(opts["model"], board)
+        source = make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
+    except MemoryError:
+        _out_of_memory("while loading the model")
+        return 3
+    except (ValueError, RuntimeError, OSError) as exc:
+        print("hark: error:", exc, file=sys.stderr)
+        return 2
+    try:
+        rt.run(source, opts["stats"], opts["heapcheck"])
+    except MemoryError:
+        _out_of_memory("while running")
+        return 3
+    finally:
+        source.close()
+    if opts["stats"] or opts["heapcheck"]:
+        rt.report(opts["stats"], opts["heapcheck"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
