@@ -1,0 +1,253 @@
+"""Board profiles (boards/*.json): loading, validation against boards/schema.json, budget checks.
+
+A profile says what a board is (chip, .mpy architecture, microphone wiring) and what hark may use
+on it (RAM and filesystem budgets). `fits()` compares a model blob and compiled firmware against
+those budgets so `hark deploy` can refuse before touching the board.
+"""
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hark import BOARDS_DIR
+from hark.cli import HarkError
+
+SCHEMA_PATH = BOARDS_DIR / "schema.json"
+
+# What sys.platform and sys.implementation._machine say on each chip (checked on connect).
+PLATFORM = {"ESP32": "esp32", "ESP32-S3": "esp32", "RP2040": "rp2", "STM32F405": "pyboard",
+            "unix": ("linux", "darwin", "freebsd")}
+MACHINE_PATTERN = {"ESP32": r"with ESP32$", "ESP32-S3": r"with ESP32S3$", "RP2040": r"with RP2040$",
+                   "STM32F405": r"with STM32F405"}
+# Index = sys.implementation._mpy >> 10 (the native architecture of a MicroPython build).
+MPY_ARCHES = [None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
+              "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc"]
+
+# RAM the interpreter needs beyond the loaded code and buffers: module dicts, function objects,
+# the detector's small state, a REPL line. An estimate, not a measurement on each board.
+INTERPRETER_OVERHEAD_BYTES = 8 * 1024
+
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool,
+               "integer": int, "number": (int, float), "null": type(None)}
+
+
+def _type_ok(value, name):
+    if name in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, _JSON_TYPES[name])
+
+
+def schema_errors(value, schema, path="") -> list:
+    """Check value against the JSON Schema subset used by boards/schema.json; one message per problem."""
+    where = path or "profile"
+    errors = []
+    types = schema.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else types
+        if not any(_type_ok(value, t) for t in types):
+            got = "null" if value is None else type(value).__name__
+            return [f"{where}: expected {' or '.join(types)}, got {got} ({json.dumps(value)})"]
+    if "enum" in schema and value not in schema["enum"]:
+        choices = ", ".join(json.dumps(v) for v in schema["enum"])
+        return [f"{where}: {json.dumps(value)} is not one of {choices}"]
+    if "minimum" in schema and _type_ok(value, "number") and value < schema["minimum"]:
+        errors.append(f"{where}: {value} is below the minimum {schema['minimum']}")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                errors.append(f"{where}: missing key '{key}'")
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else key
+            if key in props:
+                errors += schema_errors(item, props[key], sub)
+            elif extra is False:
+                known = ", ".join(sorted(props))
+                errors.append(f"{where}: unknown key '{key}' (known keys: {known})")
+            elif isinstance(extra, dict):
+                errors += schema_errors(item, extra, sub)
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            errors += schema_errors(item, schema["items"], f"{where}[{i}]")
+    return errors
+
+
+def _rule_errors(board) -> list:
+    """Rules JSON Schema cannot express: cross-field consistency of a profile."""
+    errors = []
+    audio, grammar = board["audio"], board["grammar"]
+    if audio["source"] == "i2s" and audio["i2s"] is None:
+        errors.append("audio.i2s: the i2s source needs the pins {id, sck, ws, sd, bits, ibuf}")
+    if audio["source"] == "wav" and "path" not in audio:
+        errors.append("audio.path: the wav source needs the WAV file's device path")
+    if board["mcu"] == "RP2040" and audio["i2s"] and isinstance(audio["i2s"]["sck"], int):
+        if audio["i2s"]["ws"] != audio["i2s"]["sck"] + 1:
+            errors.append("audio.i2s.ws: machine.I2S on the RP2040 needs ws = sck + 1 "
+                          f"(sck is GP{audio['i2s']['sck']}, so ws must be GP{audio['i2s']['sck'] + 1})")
+    if grammar["mode"] != "commands" and not grammar["wake_word"]:
+        errors.append(f"grammar.wake_word: mode '{grammar['mode']}' needs a wake word")
+    if grammar["mode"] == "wake+command" and grammar["command_window_ms"] <= 0:
+        errors.append("grammar.command_window_ms: mode 'wake+command' needs a window > 0 ms")
+    return errors
+
+
+def available(boards_dir: Path = BOARDS_DIR) -> list:
+    return sorted(p.stem for p in Path(boards_dir).glob("*.json") if p.name != "schema.json")
+
+
+def validate(board: dict, source="profile") -> dict:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    errors = schema_errors(board, schema)
+    if not errors:
+        errors = _rule_errors(board)
+    if errors:
+        raise HarkError(f"{source} is not a valid board profile:\n  " + "\n  ".join(errors)
+                        + f"\n(schema: {SCHEMA_PATH})")
+    return board
+
+
+def load(name_or_path, boards_dir: Path = BOARDS_DIR) -> dict:
+    """Load and validate a profile by name (boards/<name>.json) or by path to a .json file."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = Path(boards_dir) / f"{name_or_path}.json"
+        if not path.is_file():
+            raise HarkError(f"unknown board '{name_or_path}'; available boards: "
+                            + ", ".join(available(boards_dir))
+                            + f" (or pass a profile file; profiles live in {boards_dir})")
+    try:
+        board = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HarkError(f"board profile {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise HarkError(f"{path} is not valid JSON: {exc}") from None
+    validate(board, str(path))
+    if board["name"] != path.stem:
+        raise HarkError(f"{path}: name '{board['name']}' must match the file name '{path.stem}'")
+    return board
+
+
+def read_blob_meta(path) -> dict:
+    """The JSON meta of a model blob (docs/blob-format.md), checked just enough to trust its sizes."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+            if len(head) < 20 or head[:4] != b"HARK":
+                raise HarkError(f"{path} is not a hark model blob (no HARK header); "
+                                "export one with `hark export`")
+            version = struct.unpack_from("<H", head, 4)[0]
+            total, _crc, meta_len = struct.unpack_from("<III", head, 8)
+            size = path.stat().st_size
+            if total != size:
+                raise HarkError(f"{path}: header says {total} bytes but the file has {size} "
+                                "(truncated copy?); re-export with `hark export`")
+            meta = json.loads(f.read(meta_len).decode())
+    except FileNotFoundError:
+        raise HarkError(f"model {path} not found; train and export one (`hark export`) "
+                        "or pass --model") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HarkError(f"{path}: malformed meta JSON ({exc}); re-export with `hark export`") from None
+    if version != 1:
+        raise HarkError(f"{path}: blob format version {version}, this hark reads version 1")
+    return meta
+
+
+def kb(n: int, up=False) -> str:
+    """n bytes in KB for messages; up=True rounds up (an amount over budget is never '0 KB')."""
+    if up:
+        return f"{math.ceil(n / 1024)} KB"
+    return f"{n / 1024:.1f} KB" if n < 10 * 1024 else f"{round(n / 1024)} KB"
+
+
+@dataclass
+class FitReport:
+    """Flash and RAM needs of a deployment against a board's budgets, item by item."""
+    board: str
+    flash_budget: int
+    ram_budget: int
+    flash: dict = field(default_factory=dict)
+    ram: dict = field(default_factory=dict)
+    ram_estimated: list = field(default_factory=list)
+
+    @property
+    def flash_needed(self) -> int:
+        return sum(self.flash.values())
+
+    @property
+    def ram_needed(self) -> int:
+        return sum(self.ram.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.flash_needed <= self.flash_budget and self.ram_needed <= self.ram_budget
+
+    def problems(self) -> list:
+        out = []
+        if self.flash_needed > self.flash_budget:
+            out.append(f"model and firmware need {kb(self.flash_needed)} of flash, {self.board} has "
+                       f"{kb(self.flash_budget)} flash budget: {kb(self.flash_needed - self.flash_budget, up=True)} over "
+                       f"({self._items(self.flash)}); use a smaller model (fewer channels/layers in "
+                       "`hark train`) or a board with more flash")
+        if self.ram_needed > self.ram_budget:
+            out.append(f"model and firmware need {kb(self.ram_needed)} of RAM, {self.board} has "
+                       f"{kb(self.ram_budget)} RAM budget: {kb(self.ram_needed - self.ram_budget, up=True)} over "
+                       f"({self._items(self.ram)}); use a smaller model (smaller activations/arena) "
+                       "or a board with more RAM")
+        return out
+
+    @staticmethod
+    def _items(parts):
+        return ", ".join(f"{name} {kb(n)}" for name, n in parts.items() if n)
+
+    def __str__(self):
+        est = f" (estimated: {', '.join(self.ram_estimated)})" if self.ram_estimated else ""
+        lines = [f"{self.board}: flash {kb(self.flash_needed)} of {kb(self.flash_budget)} "
+                 f"({self._items(self.flash)})",
+                 f"{self.board}: RAM {kb(self.ram_needed)} of {kb(self.ram_budget)} "
+                 f"({self._items(self.ram)}){est}"]
+        return "\n".join(lines + self.problems())
+
+
+def frontend_buffer_bytes(meta: dict) -> int:
+    """RAM of the audio front end's working buffers, from the feature spec in the blob meta.
+
+    One FFT frame of int16 samples, int32 real/imaginary FFT buffers, int32 mel energies, the
+    MFCC feature window the model reads (int8) and one hop of raw I2S samples (32-bit slots).
+    """
+    feat = meta.get("features", {})
+    n_fft = feat.get("n_fft", 512)
+    n_mels = feat.get("n_mels", 40)
+    n_mfcc = feat.get("n_mfcc", 10)
+    frames = feat.get("n_frames", 49)
+    hop = feat.get("hop_length", 320)
+    return n_fft * 2 + 2 * n_fft * 4 + n_mels * 4 + n_mfcc * frames + hop * 4
+
+
+def fits(board: dict, model_path, firmware_files, config_bytes: int = 0) -> FitReport:
+    """Flash: model + firmware files + config.json against flash_budget_bytes.
+
+    RAM: the model blob (firmware/blob.py reads it into one buffer), the model's tensor arena
+    (meta model.arena_bytes, else estimated), front-end buffers, the I2S buffer, the loaded
+    firmware code (about its .mpy size) and interpreter overhead against ram_budget_bytes.
+    """
+    model_path = Path(model_path)
+    meta = read_blob_meta(model_path)
+    model_bytes = model_path.stat().st_size
+    code_bytes = sum(Path(f).stat().st_size for f in firmware_files)
+    report = FitReport(board["name"], board["flash_budget_bytes"], board["ram_budget_bytes"])
+    report.flash = {"model": model_bytes, "firmware": code_bytes, "config": config_bytes}
+    arena = meta.get("model", {}).get("arena_bytes")
+    if arena is None:
+        # Without the exporter's figure assume the largest activation is the input twice over.
+        shape = meta.get("model", {}).get("input", {}).get("shape", [1, 49, 10, 1])
+        arena = 2 * math.prod(shape)
+        report.ram_estimated.append("arena")
+    i2s = board["audio"].get("i2s") or {}
+    report.ram = {"model": model_bytes, "arena": arena, "frontend": frontend_buffer_bytes(meta),
+                  "i2s buffer": i2s.get("ibuf", 0), "code": code_bytes,
+                  "interpreter": INTERPRETER_OVERHEAD_BYTES}
+    report.ram_estimated += ["frontend", "interpreter"]
+    return report

@@ -1,0 +1,36 @@
+"""`hark deploy`: compile the firmware for a board and install it with the model and config.json."""
+from pathlib import Path
+
+from hark import FIRMWARE_DIR, boards
+from hark.deploy import BUILD_DIR, DEFAULT_MODEL, build, check_fits, deploy
+
+
+def register(sub):
+    p = sub.add_parser(
+        "deploy", help="compile the firmware for a board and copy it with the model to the board",
+        description="Precompile firmware/*.py with mpy-cross for the board's architecture "
+                    "(into build/BOARD/), refuse a model that does not fit the board's budgets, then "
+                    "copy the changed files over the serial REPL to temporary names and rename them "
+                    "into place, and soft-reset the board.")
+    p.add_argument("--board", required=True,
+                   help=f"board profile name ({', '.join(boards.available())}) or a profile .json")
+    p.add_argument("--port", help="serial port (default: the only MicroPython-like USB device)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model blob (default {DEFAULT_MODEL})")
+    p.add_argument("--firmware-dir", type=Path, default=FIRMWARE_DIR, help="firmware sources (default firmware/)")
+    p.add_argument("--build-dir", type=Path, default=BUILD_DIR, help="where build/BOARD/ goes")
+    p.add_argument("--build-only", action="store_true",
+                   help="only compile into build/BOARD/ and check the budgets (no board needed)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    board = boards.load(args.board)
+    if args.build_only:
+        built = build(board, args.firmware_dir, args.build_dir)
+        for path in built:
+            print(f"{path} {path.stat().st_size} bytes")
+        if args.model.exists():
+            print(check_fits(board, args.model, built))
+        return 0
+    deploy(board, args.port, args.model, args.firmware_dir, args.build_dir)
+    return 0

