@@ -175,6 +175,6 @@ class Detector:
             self._wake_t = time_ms
         self.last_label = best
         self.last_score = avg
-        self.last_pct = (avg * self._pct_mul) >> 16
+        self.last_pct = (avg * self._pct_mul + 32768) >> 16
         self.last_time_ms = time_ms
         return best

@@ -138,19 +138,22 @@ class StdinSource:
 
     def readinto(self, buf):
         cap = 2 * len(buf)
-        if self.carry < 0:
-            got = self.stream.readinto(buf, cap)
-        else:
-            got = self.stream.readinto(buf, cap - 1)
-            got = got or 0
-            _shift_in(buf, got, self.carry)
-            got += 1
-            self.carry = -1
-        if not got:
-            return 0
-        if got & 1:
-            self.carry = buf[got // 2] & 0xFF
-        return got // 2
+        while True:
+            if self.carry < 0:
+                got = self.stream.readinto(buf, cap) or 0
+                if not got:
+                    return 0
+            else:
+                got = self.stream.readinto(buf, cap - 1) or 0
+                if not got:
+                    return 0  # a lone trailing byte is not a sample
+                _shift_in(buf, got, self.carry)
+                got += 1
+                self.carry = -1
+            if got & 1:
+                self.carry = buf[got // 2] & 0xFF
+            if got > 1:
+                return got // 2
 
     def close(self):
         pass
