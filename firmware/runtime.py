@@ -1,7 +1,8 @@
-"""hark on the device: audio -> features -> model -> detector -> actions.
+"""The hark pipeline on the device: audio -> features -> model -> detector -> actions.
 
-On a board this runs at boot with config.json (the board profile) and
-model.hark from the filesystem. On the unix port:
+main.py calls main(argv). On a board argv is empty: config.json (the board
+profile) and model.hark from the filesystem, audio from the profile's source.
+On the unix port:
 
     micropython main.py --model M.hark --board boards/unix.json --wav clip.wav
                         [--stdin] [--pad-ms 1000] [--stats] [--heapcheck]
@@ -328,7 +329,3 @@ def main(argv):
     if opts["stats"] or opts["heapcheck"]:
         rt.report(opts["stats"], opts["heapcheck"])
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

