@@ -1,0 +1,346 @@
+"""Streaming MFCC front end: int16 pcm in, one int8 row of model input per hop out.
+
+Integer only, no allocation per frame. Every table and constant comes from the blob
+(training/frontend_tables.py builds them and models this arithmetic bit for bit in numpy;
+its docstring has the pipeline and the 32-bit bounds). Frame t covers samples
+[hop t, hop t + n_fft), as the librosa reference with center=False.
+
+viper int is 32-bit on the boards but 64-bit on the unix port, so signed 32-bit loads are
+sign-extended with (v ^ 2^31) - 2^31 (a no-op on 32-bit) and signed 16-bit ones with
+(v ^ 2^15) - 2^15 (ptr16 loads are unsigned).
+"""
+from array import array
+
+import micropython
+
+_VERSION = const(1)
+_N = const(256)          # complex FFT size: the 512 real samples as (even, odd) pairs
+_NFFT = const(512)
+
+# int32 state / parameter array
+_FILL = const(0)         # samples in the frame buffer
+_OR = const(1)           # OR of |v| of the data about to enter the next FFT stage
+_TOTAL = const(2)        # total block shift of the frame
+_SPLIT = const(3)        # block shift before the real-FFT split
+_FFT_LIM = const(4)
+_SPLIT_LIM = const(5)
+_MEL_BITS = const(6)
+_FLOOR = const(7)
+_TOP = const(8)
+_CENTRE = const(9)
+_DCT_IN = const(10)
+_TB = const(11)
+_IB = const(12)
+_Q = const(13)
+_NMELS = const(14)
+_NMFCC = const(15)
+_HOP = const(16)
+_NST = const(17)
+
+
+@micropython.viper
+def _fill(buf: ptr16, pcm: ptr16, st: ptr32, pos: int, end: int) -> int:
+    fill = st[_FILL]
+    while fill < _NFFT and pos < end:
+        buf[fill] = pcm[pos]
+        fill += 1
+        pos += 1
+    st[_FILL] = fill
+    return pos
+
+
+@micropython.viper
+def _keep_tail(buf: ptr16, st: ptr32):
+    """Move the overlap (n_fft - hop samples) to the front for the next frame."""
+    hop = st[_HOP]
+    i = 0
+    while i < _NFFT - hop:
+        buf[i] = buf[i + hop]
+        i += 1
+    st[_FILL] = _NFFT - hop
+
+
+@micropython.viper
+def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
+    """Window (|v| <= 2^30) into bit-reversed complex order; OR of |v| for the first shift."""
+    o = 0
+    n = 0
+    while n < _N:
+        r = rev[n] << 1
+        m = n << 1
+        v = ((buf[m] ^ 0x8000) - 0x8000) * win[m]
+        z[r] = v
+        o |= v ^ (v >> 31)
+        v = ((buf[m + 1] ^ 0x8000) - 0x8000) * win[m + 1]
+        z[r + 1] = v
+        o |= v ^ (v >> 31)
+        n += 1
+    st[_OR] = o
+
+
+@micropython.viper
+def _fft(z: ptr32, tw: ptr16, st: ptr32):
+    """In-place radix-2 DIT FFT of 256 complex values with block floating point."""
+    one = 1
+    sb = one << 31
+    lim = st[_FFT_LIM]
+    o = st[_OR]
+    total = 0
+    h = 1
+    tstep = _N
+    while h < _N:
+        # shift so every |component| <= 2^lim (o = OR of v ^ (v >> 31) over the data)
+        s = 0
+        while (o >> s) >> lim:
+            s += 1
+        total += s
+        o = 0
+        span = h << 1
+        i = 0
+        while i < _N:                    # j = 0: twiddle 1, exact
+            p = i << 1
+            q = (i + h) << 1
+            ar = ((z[p] ^ sb) - sb) >> s
+            ai = ((z[p + 1] ^ sb) - sb) >> s
+            br = ((z[q] ^ sb) - sb) >> s
+            bi = ((z[q + 1] ^ sb) - sb) >> s
+            v = ar + br
+            z[p] = v
+            o |= v ^ (v >> 31)
+            v = ai + bi
+            z[p + 1] = v
+            o |= v ^ (v >> 31)
+            v = ar - br
+            z[q] = v
+            o |= v ^ (v >> 31)
+            v = ai - bi
+            z[q + 1] = v
+            o |= v ^ (v >> 31)
+            i += span
+        j = 1
+        while j < h:
+            k = (j * tstep) << 1
+            wr = (tw[k] ^ 0x8000) - 0x8000
+            wi = (tw[k + 1] ^ 0x8000) - 0x8000
+            i = j
+            while i < _N:
+                p = i << 1
+                q = (i + h) << 1
+                br = ((z[q] ^ sb) - sb) >> s
+                bi = ((z[q + 1] ^ sb) - sb) >> s
+                # (b * w) / 2^15 rounded, b = hi * 2^15 + lo: every product < 2^31
+                bhr = br >> 15
+                bhi = bi >> 15
+                br &= 0x7FFF
+                bi &= 0x7FFF
+                tr = bhr * wr - bhi * wi + ((br * wr - bi * wi + 0x4000) >> 15)
+                ti = bhr * wi + bhi * wr + ((br * wi + bi * wr + 0x4000) >> 15)
+                ar = ((z[p] ^ sb) - sb) >> s
+                ai = ((z[p + 1] ^ sb) - sb) >> s
+                v = ar + tr
+                z[p] = v
+                o |= v ^ (v >> 31)
+                v = ai + ti
+                z[p + 1] = v
+                o |= v ^ (v >> 31)
+                v = ar - tr
+                z[q] = v
+                o |= v ^ (v >> 31)
+                v = ai - ti
+                z[q + 1] = v
+                o |= v ^ (v >> 31)
+                i += span
+            j += 1
+        h = span
+        tstep >>= 1
+    lim = st[_SPLIT_LIM]
+    s = 0
+    while (o >> s) >> lim:
+        s += 1
+    st[_SPLIT] = s
+    st[_TOTAL] = total + s
+
+
+@micropython.viper
+def _split(z: ptr32, tw: ptr16, x: ptr32, st: ptr32):
+    """257 bins of the real 512-point FFT (times 2) from the 256-point complex one."""
+    one = 1
+    sb = one << 31
+    s = st[_SPLIT]
+    ar = ((z[0] ^ sb) - sb) >> s
+    ai = ((z[1] ^ sb) - sb) >> s
+    x[0] = (ar + ai) << 1
+    x[1] = 0
+    x[2 * _N] = (ar - ai) << 1
+    x[2 * _N + 1] = 0
+    k = 1
+    while k < _N:
+        p = k << 1
+        q = (_N - k) << 1
+        ar = ((z[p] ^ sb) - sb) >> s
+        ai = ((z[p + 1] ^ sb) - sb) >> s
+        br = ((z[q] ^ sb) - sb) >> s
+        bi = ((z[q + 1] ^ sb) - sb) >> s
+        wr = (tw[p] ^ 0x8000) - 0x8000
+        wi = (tw[p + 1] ^ 0x8000) - 0x8000
+        orr = ai + bi
+        oi = br - ar
+        bhr = orr >> 15
+        bhi = oi >> 15
+        orr &= 0x7FFF
+        oi &= 0x7FFF
+        x[p] = ar + br + bhr * wr - bhi * wi + ((orr * wr - oi * wi + 0x4000) >> 15)
+        x[p + 1] = ai - bi + bhr * wi + bhi * wr + ((orr * wi + oi * wr + 0x4000) >> 15)
+        k += 1
+
+
+@micropython.viper
+def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr16,
+             lg: ptr32, st: ptr32):
+    """Per band: shift to 15-bit amplitudes, weighted power sum, log2 (Q), clamp, to Q8."""
+    one = 1
+    sb = one << 31
+    mel_bits = st[_MEL_BITS]
+    total = st[_TOTAL]
+    floor = (st[_FLOOR] ^ sb) - sb
+    top = (st[_TOP] ^ sb) - sb
+    centre = (st[_CENTRE] ^ sb) - sb
+    ds = st[_DCT_IN]
+    tb = st[_TB]
+    ib = st[_IB]
+    q = st[_Q]
+    tmask = (one << tb) - 1
+    imask = (one << ib) - 1
+    nmels = st[_NMELS]
+    pos = 0
+    b = 0
+    while b < nmels:
+        k0 = start[b] << 1
+        k1 = k0 + (length[b] << 1)
+        o = 0
+        k = k0
+        while k < k1:
+            v = (x[k] ^ sb) - sb
+            o |= v ^ (v >> 31)
+            k += 1
+        s = 0
+        while (o >> s) >> mel_bits:
+            s += 1
+        acc = 0
+        k = k0
+        while k < k1:
+            vr = ((x[k] ^ sb) - sb) >> s
+            vi = ((x[k + 1] ^ sb) - sb) >> s
+            acc += ((((vr * vr) >> 1) + ((vi * vi) >> 1)) >> 15) * w[pos]
+            pos += 1
+            k += 2
+        if acc == 0:
+            v = floor
+        else:
+            nb = 1
+            while acc >> nb:
+                nb += 1
+            f = acc << (31 - nb)
+            i = (f >> (30 - tb)) & tmask
+            t0 = lt[i]
+            v = ((nb - 1) << q) + t0 + (((lt[i + 1] - t0) * ((f >> (30 - tb - ib)) & imask)) >> ib)
+            v += ((total + s) << (q + 1)) + ((off[b] ^ sb) - sb)
+            if v < floor:
+                v = floor
+            if v > top:
+                v = top
+        lg[b] = (v - centre + (one << (ds - 1))) >> ds
+        b += 1
+
+
+@micropython.viper
+def _dct(lg: ptr32, m: ptr32, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
+    """DCT, normalisation and input quantisation as one integer matrix; clamp to int8."""
+    one = 1
+    sb = one << 31
+    nmels = st[_NMELS]
+    nmfcc = st[_NMFCC]
+    j = 0
+    r = 0
+    while j < nmfcc:
+        acc = (bias[j] ^ sb) - sb
+        b = 0
+        while b < nmels:
+            acc += ((m[r] ^ sb) - sb) * ((lg[b] ^ sb) - sb)
+            r += 1
+            b += 1
+        acc >>= shift[j]
+        if acc < -128:
+            acc = -128
+        if acc > 127:
+            acc = 127
+        out[j] = acc & 0xFF
+        j += 1
+
+
+class FrontEnd:
+    """push() pcm until ready; then frame holds the int8 features of one hop."""
+
+    def __init__(self, meta, arrays):
+        fm = meta["frontend"]
+        feat = meta["features"]
+        if fm["version"] != _VERSION or fm["n_fft"] != _NFFT:
+            raise ValueError("front end version %s / n_fft %s is not supported by this firmware "
+                             "(knows %d / %d); update the firmware or re-export with `hark export`"
+                             % (fm["version"], fm["n_fft"], _VERSION, _NFFT))
+        if fm["hop"] != feat["hop_length"] or fm["n_mfcc"] != feat["n_mfcc"]:
+            raise ValueError("blob front end does not match its feature spec; "
+                             "re-export with `hark export`")
+        n_mels, n_mfcc = fm["n_mels"], fm["n_mfcc"]
+        sizes = {"fe.window": _NFFT, "fe.bitrev": _N, "fe.twiddle": 2 * _N,
+                 "fe.mel_start": n_mels, "fe.mel_len": n_mels, "fe.mel_off": n_mels,
+                 "fe.log2": (1 << fm["log_table_bits"]) + 1, "fe.dct": n_mfcc * n_mels,
+                 "fe.dct_bias": n_mfcc, "fe.dct_shift": n_mfcc, "fe.mel_w": None}
+        for name, size in sizes.items():
+            if name not in arrays or (size is not None and len(arrays[name]) != size):
+                raise ValueError("blob front-end table %s is missing or has the wrong size; "
+                                 "re-export with `hark export`" % name)
+        if sum(arrays["fe.mel_len"]) != len(arrays["fe.mel_w"]):
+            raise ValueError("blob mel tables disagree; re-export with `hark export`")
+        self._t = [arrays[n] for n in ("fe.window", "fe.bitrev", "fe.twiddle", "fe.mel_start",
+                                       "fe.mel_len", "fe.mel_w", "fe.mel_off", "fe.log2",
+                                       "fe.dct", "fe.dct_bias", "fe.dct_shift")]
+        st = array("i", bytes(4 * _NST))
+        for i, key in ((_FFT_LIM, "fft_lim"), (_SPLIT_LIM, "split_lim"), (_MEL_BITS, "mel_bits"),
+                       (_FLOOR, "log_floor"), (_TOP, "log_top"), (_CENTRE, "log_centre"),
+                       (_DCT_IN, "dct_in_shift"), (_TB, "log_table_bits"),
+                       (_IB, "log_interp_bits"), (_Q, "log_q"), (_NMELS, "n_mels"),
+                       (_NMFCC, "n_mfcc"), (_HOP, "hop")):
+            st[i] = fm[key]
+        self._st = st
+        self._buf = array("h", bytes(2 * _NFFT))
+        self._z = array("i", bytes(8 * _N))
+        self._x = array("i", bytes(8 * (_N + 1)))
+        self._lg = array("i", bytes(4 * n_mels))
+        self.frame = bytearray(n_mfcc)
+        self.ready = False
+
+    def reset(self):
+        """Forget buffered samples: the next frame needs n_fft new ones."""
+        self._st[_FILL] = 0
+        self.ready = False
+
+    def push(self, pcm, pos, end):
+        """Consume pcm[pos:end] up to the next frame; returns the new pos, sets ready."""
+        st = self._st
+        pos = _fill(self._buf, pcm, st, pos, end)
+        if st[_FILL] < _NFFT:
+            self.ready = False
+            return pos
+        win, rev, tw, start, length, w, off, lt, m, bias, shift = self._t
+        z = self._z
+        x = self._x
+        lg = self._lg
+        _window(self._buf, win, rev, z, st)
+        _fft(z, tw, st)
+        _split(z, tw, x, st)
+        _mel_log(x, start, length, w, off, lt, lg, st)
+        _dct(lg, m, bias, shift, self.frame, st)
+        _keep_tail(self._buf, st)
+        self.ready = True
+        return pos

@@ -1,0 +1,262 @@
+"""Integer tables of the device front end, and a numpy model of its exact arithmetic.
+
+The exporter calls `build()` and puts the result in the blob (`meta["frontend"]`, arrays
+"fe.*"), so the device never re-derives a table. `device_features_numpy()` does the same
+integer arithmetic as firmware/frontend.py, bit for bit, vectorised over frames: the host
+uses it to score a model on device features without running MicroPython.
+
+Pipeline (every value fits a signed 32-bit int on the device; bounds in the comments):
+  pcm int16 x window (uint16, 1.0 = 32768)                        |v| <= 2^30
+  -> 256-point complex FFT of (even, odd) sample pairs, radix-2 DIT, bit-reversed input,
+     ~30-bit block floating point: before every stage the data is shifted right so that
+     |component| <= 2^FFT_LIM (the shift adds to one frame exponent); twiddles are Q15
+     (1.0 = 32768) and each product is split b = hi * 2^15 + lo so it stays < 2^31
+  -> real-FFT split to 257 bins (input <= 2^SPLIT_LIM, output < 2^30.3)
+  -> mel: per band, the bins' components are shifted so the band's largest is <= 2^15,
+     power P = re^2/2 + im^2/2 <= 2^30, P >> 15 times weights that sum to < 2^16: < 2^31.
+     So a band keeps 15 bits of its own amplitude however far below the frame's peak it is
+     (the reference floor is ~90 dB below loud speech within one frame).
+  -> log2 in Q15 by leading-bit count + 129-entry table with linear interpolation, plus
+     the frame/band exponents and a per-band constant: absolute log2 mel power, clamped
+     to [log2(log_floor), log2(max possible mel power)]
+  -> rounded to Q8 around a centre, one integer matrix does DCT, normalisation and input
+     quantisation; per-row bias and right shift; clamp to int8.
+"""
+import math
+
+import numpy as np
+
+from .features import FeatureSpec, Normalisation, reference_tables
+
+FRONTEND_VERSION = 1
+FFT_LIM = 29          # butterfly input bound: outputs <= 2^29 (1 + sqrt2) < 2^31
+SPLIT_LIM = 28        # split input bound: outputs <= 2^28 (2 + 2 sqrt2) < 2^31
+MEL_BITS = 15         # band amplitude bits: |re|, |im| <= 2^15
+MEL_WSUM = 65280      # target weight sum per band: rounding (<= 0.5 per bin) stays < 2^16
+LOG_Q = 15            # log2 fraction bits
+LOG_TABLE_BITS = 7    # table index bits after the leading one
+LOG_INTERP_BITS = 8   # interpolation bits below the index
+DCT_IN_SHIFT = 7      # Q15 log2 -> Q8 before the DCT
+INT32_LIMIT = 2 ** 31 - 1
+
+
+def _bitrev(n_bits: int) -> np.ndarray:
+    n = 1 << n_bits
+    return np.array([int(format(i, f"0{n_bits}b")[::-1], 2) for i in range(n)], np.int64)
+
+
+def build(spec: FeatureSpec, norm: Normalisation, input_scale: float, input_zero_point: int):
+    """Quantise the reference front end: (meta dict of ints, {"fe.*": array}) for the blob."""
+    if spec.n_fft != 512:
+        raise ValueError(f"device front end is a 512-point FFT, spec has n_fft={spec.n_fft}")
+    ref = reference_tables(spec)
+    n_fft, n_half = spec.n_fft, spec.n_fft // 2
+    n_bins = n_half + 1
+
+    window = np.round(ref["window"] * 32768).astype(np.int64)
+    assert window.min() >= 0 and window.max() <= 32768
+    k = np.arange(n_half)
+    twiddle = np.empty(2 * n_half, np.int64)       # W512^k = c + j s, Q15, k = 0..255
+    twiddle[0::2] = np.round(np.cos(2 * np.pi * k / n_fft) * 32768)
+    twiddle[1::2] = np.round(-np.sin(2 * np.pi * k / n_fft) * 32768)
+    twiddle[0] = 32767     # W^0 = 1 is never multiplied (exact butterfly); keeps int16
+    assert np.abs(twiddle[2:]).max() <= 32768 and twiddle[2:].max() < 32768
+
+    mel = ref["mel"]
+    starts, lens, weights, offsets = [], [], [], []
+    for band in mel:
+        nz = np.nonzero(band > 0)[0]
+        lo, hi = int(nz[0]), int(nz[-1]) + 1
+        gain = MEL_WSUM / band[lo:hi].sum()
+        w = np.round(band[lo:hi] * gain).astype(np.int64)
+        assert w.sum() < 2 ** 16 and w.max() < 2 ** 16
+        starts.append(lo)
+        lens.append(hi - lo)
+        weights.extend(w)
+        offsets.append(-math.log2(gain))
+    # The split output is 2 X 2^(30 - S), X the DFT of the true windowed signal (pcm / 32768,
+    # window exact), S the frame's total block shift. A band shifts it by s more, so
+    # P >> 15 = |X|^2 2^(46 - 2 S - 2 s): log2 mel = log2 acc + 2 (S + s) - 46 - log2 gain.
+    mel_off = np.round((np.array(offsets) - 46) * 2 ** LOG_Q).astype(np.int64)
+
+    log_floor = int(math.floor(math.log2(spec.log_floor) * 2 ** LOG_Q))
+    peak_power = (ref["window"].sum()) ** 2             # |X|^2 bound for |pcm| <= 1
+    log_top = int(math.ceil(math.log2(peak_power * mel.sum(axis=1).max()) * 2 ** LOG_Q))
+    log_centre = (log_floor + log_top) // 2
+    half = 1 << (DCT_IN_SHIFT - 1)
+    l8_max = max(abs((log_floor - log_centre + half) >> DCT_IN_SHIFT),
+                 abs((log_top - log_centre + half) >> DCT_IN_SHIFT))
+
+    n = np.arange(2 ** LOG_TABLE_BITS + 1)
+    log_table = np.round(np.log2(1 + n / 2 ** LOG_TABLE_BITS) * 2 ** LOG_Q).astype(np.int64)
+
+    # q_j = (c_j - mean_j) / std_j / scale + zp, c = dct @ (10 log10(2) * log2 mel)
+    # with log2 mel = L8 / 2^(LOG_Q - DCT_IN_SHIFT) + centre / 2^LOG_Q.
+    unit = 10 * math.log10(2) / 2 ** (LOG_Q - DCT_IN_SHIFT)
+    centre_db = 10 * math.log10(2) * log_centre / 2 ** LOG_Q
+    mean = np.asarray(norm.mean, np.float64)
+    std = np.asarray(norm.std, np.float64)
+    step = std * float(input_scale)
+    a_float = ref["dct"] * unit / step[:, None]
+    b_float = (ref["dct"].sum(axis=1) * centre_db - mean) / step + int(input_zero_point)
+    dct_rows, dct_bias, dct_shift = [], [], []
+    for j in range(spec.n_mfcc):
+        for shift in range(30, 0, -1):
+            a = np.round(a_float[j] * 2 ** shift).astype(np.int64)
+            b = int(round(b_float[j] * 2 ** shift)) + (1 << (shift - 1))
+            if int(np.abs(a).sum()) * l8_max + abs(b) <= INT32_LIMIT:
+                break
+        dct_rows.append(a)
+        dct_bias.append(b)
+        dct_shift.append(shift)
+
+    meta = {
+        "version": FRONTEND_VERSION, "n_fft": n_fft, "hop": spec.hop_length,
+        "n_bins": n_bins, "n_mels": spec.n_mels, "n_mfcc": spec.n_mfcc,
+        "fft_lim": FFT_LIM, "split_lim": SPLIT_LIM, "mel_bits": MEL_BITS,
+        "log_q": LOG_Q, "log_table_bits": LOG_TABLE_BITS, "log_interp_bits": LOG_INTERP_BITS,
+        "log_floor": log_floor, "log_top": log_top, "log_centre": log_centre,
+        "dct_in_shift": DCT_IN_SHIFT,
+    }
+    arrays = {
+        "fe.window": np.asarray(window, np.uint16),
+        "fe.bitrev": np.asarray(_bitrev(8), np.uint8),
+        "fe.twiddle": np.asarray(twiddle, np.int16),
+        "fe.mel_start": np.asarray(starts, np.uint16),
+        "fe.mel_len": np.asarray(lens, np.uint8),
+        "fe.mel_w": np.asarray(weights, np.uint16),
+        "fe.mel_off": np.asarray(mel_off, np.int32),
+        "fe.log2": np.asarray(log_table, np.uint16),
+        "fe.dct": np.asarray(np.concatenate(dct_rows), np.int32),
+        "fe.dct_bias": np.asarray(dct_bias, np.int32),
+        "fe.dct_shift": np.asarray(dct_shift, np.uint8),
+    }
+    return meta, arrays
+
+
+def _bitlen(v: np.ndarray) -> np.ndarray:
+    """Bit length of non-negative int64 values (< 2^53), 0 for 0."""
+    return np.frexp(v.astype(np.float64))[1].astype(np.int64)
+
+
+def _abs_or(v: np.ndarray) -> np.ndarray:
+    """Per frame OR of v ^ (v >> 63) (= |v| - 1 for v < 0): its bit length n means |v| <= 2^n."""
+    flat = v.reshape(v.shape[0], -1)
+    return np.bitwise_or.reduce(flat ^ (flat >> 63), axis=1)
+
+
+def _block_shift(v: np.ndarray, lim: int) -> np.ndarray:
+    return np.maximum(_bitlen(_abs_or(v)) - lim, 0)
+
+
+def _noter(trace):
+    """Record min/max of every intermediate in trace (name -> (lo, hi)), for the 32-bit test."""
+    def note(name, v):
+        if trace is not None:
+            lo, hi = int(np.min(v)), int(np.max(v))
+            old = trace.get(name, (lo, hi))
+            trace[name] = (min(old[0], lo), max(old[1], hi))
+    return note
+
+
+def _cmul(br, bi, wr, wi, note):
+    """Rounded (b * w) / 2^15 with b split as hi * 2^15 + lo, as the device does it."""
+    bhr, bhi, blr, bli = br >> 15, bi >> 15, br & 0x7FFF, bi & 0x7FFF
+    hr, hi = bhr * wr - bhi * wi, bhr * wi + bhi * wr
+    lr, li = blr * wr - bli * wi + (1 << 14), blr * wi + bli * wr + (1 << 14)
+    note("cmul_hi", np.stack([hr, hi]))
+    note("cmul_lo", np.stack([lr, li]))
+    return np.stack([hr + (lr >> 15), hi + (li >> 15)], axis=-1)
+
+
+def device_features_numpy(pcm, meta: dict, arrays: dict, trace: dict = None) -> np.ndarray:
+    """int8 features (frames, n_mfcc) exactly as the device computes them from int16 pcm.
+
+    meta is the front-end meta from build() (or a whole blob meta, whose "frontend" is used);
+    frame t covers samples [hop t, hop t + n_fft). Pass trace=dict() to collect min/max of
+    every 32-bit intermediate.
+    """
+    m = meta.get("frontend", meta)
+    note = _noter(trace)
+    pcm = np.asarray(pcm, np.int64)
+    n_fft, hop, n_half = m["n_fft"], m["hop"], m["n_fft"] // 2
+    n_frames = 1 + (len(pcm) - n_fft) // hop
+    if n_frames <= 0:
+        return np.zeros((0, m["n_mfcc"]), np.int8)
+    a = {k: np.asarray(v, np.int64) for k, v in arrays.items() if k.startswith("fe.")}
+    idx = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]
+    xw = pcm[idx] * a["fe.window"][None, :]                      # |.| <= 2^30
+    note("window", xw)
+    z = np.empty((n_frames, n_half, 2), np.int64)
+    z[:, a["fe.bitrev"], 0] = xw[:, 0::2]
+    z[:, a["fe.bitrev"], 1] = xw[:, 1::2]
+    tw = a["fe.twiddle"].reshape(n_half, 2)
+    total = np.zeros(n_frames, np.int64)
+    h = 1
+    while h < n_half:
+        s = _block_shift(z, m["fft_lim"])
+        total += s
+        z = z >> s[:, None, None]
+        g = z.reshape(n_frames, n_half // (2 * h), 2, h, 2)
+        top, bot = g[:, :, 0], g[:, :, 1]
+        w = tw[np.arange(h) * (n_half // h)]                      # W512^(j * 256 / h)
+        t = _cmul(bot[..., 0], bot[..., 1], w[None, None, :, 0], w[None, None, :, 1], note)
+        t[:, :, 0] = bot[:, :, 0]                                  # twiddle 1: exact
+        z = np.stack([top + t, top - t], axis=2).reshape(n_frames, n_half, 2)
+        note("fft_out", z)
+        h *= 2
+    s = _block_shift(z, m["split_lim"])
+    total += s
+    z = z >> s[:, None, None]
+    ar, ai = z[:, :, 0], z[:, :, 1]
+    rev = (n_half - np.arange(n_half)) % n_half
+    br, bi = ar[:, rev], ai[:, rev]
+    er, ei, orr, oi = ar + br, ai - bi, ai + bi, br - ar
+    t = _cmul(orr, oi, tw[None, :, 0], tw[None, :, 1], note)
+    x = np.stack([er, ei], axis=-1) + t
+    x[:, 0] = np.stack([2 * (ar[:, 0] + ai[:, 0]), 0 * ar[:, 0]], axis=-1)   # bin 0: exact
+    last = np.stack([2 * (ar[:, 0] - ai[:, 0]), 0 * ar[:, 0]], axis=-1)       # bin 256
+    x = np.concatenate([x, last[:, None, :]], axis=1)
+    note("split_out", x)
+
+    n_mels, q = m["n_mels"], m["log_q"]
+    tb, ib = m["log_table_bits"], m["log_interp_bits"]
+    logs = np.empty((n_frames, n_mels), np.int64)
+    pos = 0
+    for b in range(n_mels):
+        lo, ln = int(a["fe.mel_start"][b]), int(a["fe.mel_len"][b])
+        xb = x[:, lo:lo + ln]
+        sb = _block_shift(xb, m["mel_bits"])
+        xb = xb >> sb[:, None, None]
+        power = ((xb[..., 0] * xb[..., 0]) >> 1) + ((xb[..., 1] * xb[..., 1]) >> 1)
+        note("power", power)
+        acc = ((power >> 15) * a["fe.mel_w"][None, pos:pos + ln]).sum(axis=1)
+        note("mel", acc)
+        pos += ln
+        nb = _bitlen(acc)
+        f = acc << np.maximum(31 - nb, 0)
+        i0 = (f >> (31 - 1 - tb)) & ((1 << tb) - 1)
+        fr = (f >> (31 - 1 - tb - ib)) & ((1 << ib) - 1)
+        t0, t1 = a["fe.log2"][i0], a["fe.log2"][i0 + 1]
+        lg = ((nb - 1) << q) + t0 + (((t1 - t0) * fr) >> ib)
+        lg = lg + ((2 * (total + sb)) << q) + a["fe.mel_off"][b]
+        note("log", lg)
+        lg = np.clip(lg, m["log_floor"], m["log_top"])
+        logs[:, b] = np.where(acc == 0, m["log_floor"], lg)
+    ds = m["dct_in_shift"]
+    l8 = (logs - m["log_centre"] + (1 << (ds - 1))) >> ds
+    note("l8", l8)
+    dct = a["fe.dct"].reshape(m["n_mfcc"], n_mels)
+    acc = l8 @ dct.T + a["fe.dct_bias"][None, :]
+    note("dct_acc", acc)
+    out = np.clip(acc >> a["fe.dct_shift"][None, :], -128, 127)
+    return out.astype(np.int8)
+
+
+def reference_features_int8(y, spec: FeatureSpec, norm: Normalisation, input_scale: float,
+                            input_zero_point: int) -> np.ndarray:
+    """The float reference quantised like the model input: librosa MFCC -> norm -> int8."""
+    from .features import mfcc
+
+    x = norm.apply(mfcc(np.asarray(y, np.float32), spec)) / np.float32(input_scale)
+    return np.clip(np.round(x) + int(input_zero_point), -128, 127).astype(np.int8)
