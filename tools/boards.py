@@ -155,6 +155,23 @@ def read_blob_meta(path) -> dict:
     return meta
 
 
+def model_errors(board: dict, meta: dict) -> list:
+    """Labels the profile names (wake word, action pins) that the model cannot detect."""
+    labels = meta.get("labels")
+    if not labels:
+        return []
+    errors = []
+    wake = board["grammar"]["wake_word"]
+    if board["grammar"]["mode"] != "commands" and wake not in labels:
+        errors.append(f"grammar.wake_word '{wake}' is not a label of the model")
+    for label in board["actions"]["pins"]:
+        if label not in labels:
+            errors.append(f"actions.pins: '{label}' is not a label of the model")
+    if errors:
+        errors.append(f"the model's labels: {', '.join(labels)}")
+    return errors
+
+
 def kb(n: int, up=False) -> str:
     """n bytes in KB for messages; up=True rounds up (an amount over budget is never '0 KB')."""
     if up:
@@ -237,6 +254,10 @@ def fits(board: dict, model_path, firmware_files, config_bytes: int = 0) -> FitR
     meta = read_blob_meta(model_path)
     model_bytes = model_path.stat().st_size
     code_bytes = sum(Path(f).stat().st_size for f in firmware_files)
+    mismatch = model_errors(board, meta)
+    if mismatch:
+        raise HarkError(f"board '{board['name']}' does not match the model {model_path}:\n  "
+                        + "\n  ".join(mismatch))
     report = FitReport(board["name"], board["flash_budget_bytes"], board["ram_budget_bytes"])
     report.flash = {"model": model_bytes, "firmware": code_bytes, "config": config_bytes}
     arena = meta.get("model", {}).get("arena_bytes")

@@ -98,6 +98,8 @@ def upload(device, board: dict, files: dict, say=print) -> list:
     device.check_board(board, info)
     say(f"board: {info['machine']} ({info['platform']}, .mpy v{info['mpy_version']} {info['arch']}), "
         f"files in {info['cwd']}")
+    if board["mcu"] != "unix":
+        device.fresh_heap()  # a soft reset would end the unix port's process
     device.exec(f"import os\nfor n in os.listdir():\n if n.startswith({TMP_PREFIX!r}):\n  os.remove(n)",
                 "removing temporaries of an interrupted deploy")
     info = device.probe()
@@ -139,7 +141,7 @@ def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Pa
     files = {path.name: path for path in built}
     files[MODEL_NAME] = model
     unix = board["mcu"] == "unix"
-    with Device(port, soft_reset=False) as device:
+    with Device(port) as device:
         copied = upload(device, board, files, say)
         say(f"deployed to {device.port}: {len(copied)} file(s) updated, "
             f"{len(files) - len(copied)} unchanged")

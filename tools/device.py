@@ -5,6 +5,7 @@ Shared by `hark deploy`, `hark monitor` and `hark record`. The unix port behind 
 that it must never be soft-reset: a soft reset ends its process.
 """
 import ast
+import binascii
 import os
 import re
 
@@ -57,7 +58,9 @@ def find_port(port=None) -> str:
 class Device:
     """A MicroPython REPL on a serial port, in raw-REPL mode while open."""
 
-    def __init__(self, port=None, soft_reset=False):
+    def __init__(self, port=None):
+        """Open the port and enter the raw REPL without a soft reset (that would end the unix port,
+        and the chip should be identified before anything else happens to it)."""
         self.port = find_port(port)
         try:
             self.transport = SerialTransport(self.port, baudrate=115200)
@@ -66,11 +69,19 @@ class Device:
                             f"another program such as screen, Thonny or mpremote); {describe_ports()}; "
                             f"{CABLE_HINT}") from None
         try:
-            self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=5)
+            self.transport.enter_raw_repl(soft_reset=False, timeout_overall=5)
         except (TransportError, OSError) as exc:
-            self.transport.close()
+            self.close()
             raise HarkError(f"{self.port} did not answer as a MicroPython REPL ({exc}); is MicroPython "
                             "flashed (`hark flash`)? is a program on the board ignoring Ctrl-C?") from None
+
+    def fresh_heap(self):
+        """Soft-reset inside the raw REPL: frees what an interrupted main.py held; main.py does not rerun."""
+        try:
+            self.transport.enter_raw_repl(soft_reset=True, timeout_overall=10)
+        except (TransportError, OSError) as exc:
+            raise HarkError(f"{self.port} did not come back from a soft reset ({exc}); "
+                            "press the board's reset button and try again") from None
 
     def close(self):
         try:
@@ -140,12 +151,12 @@ class Device:
         digests = ast.literal_eval(self.exec(code, "hashing files on the board").decode().strip())
         return {n: (d or None) for n, d in zip(names, digests)}
 
-    def write_file(self, name: str, data: bytes, what: str, chunk=1024):
-        """Write data to a device file in chunks small enough for any board's REPL buffer."""
-        self.exec(f"f=open({name!r},'wb')\nw=f.write", what)
+    def write_file(self, name: str, data: bytes, what: str, chunk=4096):
+        """Write data to a device file, base64 in chunks (a third bigger, not 3x as repr() would be)."""
+        self.exec(f"from binascii import a2b_base64 as d\nf=open({name!r},'wb')\nw=f.write", what)
         for i in range(0, len(data), chunk):
-            self.exec(f"w({bytes(data[i:i + chunk])!r})", what)
-        self.exec("f.close()\ndel f, w", what)
+            self.exec(f"w(d({binascii.b2a_base64(data[i:i + chunk], newline=False)!r}))", what)
+        self.exec("f.close()\ndel f, w, d", what)
 
     def read_lines(self, code: str, what: str, on_line, timeout=None):
         """Run code that prints lines; call on_line for each complete line as it arrives."""

@@ -1,0 +1,172 @@
+"""Board profiles: every profile is valid, broken ones fail with messages that say what to fix,
+and the budget check refuses a model that does not fit, saying by how much."""
+import copy
+import json
+
+import pytest
+
+from blobfake import write_blob
+from hark import BOARDS_DIR, boards
+from hark.cli import HarkError
+
+NAMES = ["esp32-inmp441", "esp32s3", "rp2040", "pyboard", "unix"]
+
+
+def test_all_expected_profiles_exist():
+    assert sorted(NAMES) == boards.available()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_profile_is_valid_and_documented(name):
+    board = boards.load(name)
+    assert board["name"] == name
+    assert board["audio"]["sample_rate"] == 16000
+    for key in ("ram_budget_bytes", "flash_budget_bytes", "cycles_per_mac_viper"):
+        assert len(board["notes"][key]) > 30, f"{name}: notes.{key} must say where the number comes from"
+    if board["audio"]["source"] == "i2s":
+        assert board["mpy_arch"] in ("xtensawin", "armv6m", "armv7emsp")
+
+
+def test_arch_and_budgets_match_the_hardware():
+    arch = {n: boards.load(n)["mpy_arch"] for n in NAMES}
+    assert arch == {"esp32-inmp441": "xtensawin", "esp32s3": "xtensawin", "rp2040": "armv6m",
+                    "pyboard": "armv7emsp", "unix": "x64"}
+    ram = {n: boards.load(n)["ram_budget_bytes"] for n in NAMES}
+    assert 90_000 <= ram["esp32-inmp441"] <= 120_000
+    assert 170_000 <= ram["rp2040"] <= 195_000
+    assert 85_000 <= ram["pyboard"] <= 102_400
+
+
+def _broken(tmp_path, edit, name="esp32-inmp441"):
+    board = copy.deepcopy(json.loads((BOARDS_DIR / f"{name}.json").read_text()))
+    edit(board)
+    path = tmp_path / f"{board['name']}.json"
+    path.write_text(json.dumps(board))
+    with pytest.raises(HarkError) as err:
+        boards.load(path)
+    return str(err.value)
+
+
+def test_unknown_key(tmp_path):
+    msg = _broken(tmp_path, lambda b: b["audio"]["i2s"].update(sda=21))
+    assert "unknown key 'sda'" in msg and "audio.i2s" in msg and "known keys: bits, ibuf, id" in msg
+
+
+def test_missing_key(tmp_path):
+    msg = _broken(tmp_path, lambda b: b.pop("flash_budget_bytes"))
+    assert "missing key 'flash_budget_bytes'" in msg
+
+
+def test_wrong_type(tmp_path):
+    msg = _broken(tmp_path, lambda b: b.update(ram_budget_bytes="110 KB"))
+    assert 'ram_budget_bytes: expected integer, got str ("110 KB")' in msg
+
+
+def test_bool_is_not_an_integer(tmp_path):
+    msg = _broken(tmp_path, lambda b: b["audio"]["i2s"].update(id=True))
+    assert "audio.i2s.id: expected integer, got bool" in msg
+
+
+def test_bad_enum(tmp_path):
+    msg = _broken(tmp_path, lambda b: b.update(mpy_arch="armv8"))
+    assert 'mpy_arch: "armv8" is not one of' in msg and '"xtensawin"' in msg
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    msg = _broken(tmp_path, lambda b: (b.pop("mcu"), b["grammar"].update(mode="always")))
+    assert "missing key 'mcu'" in msg and "grammar.mode" in msg
+
+
+def test_rp2040_ws_must_follow_sck(tmp_path):
+    msg = _broken(tmp_path, lambda b: b["audio"]["i2s"].update(ws=20), name="rp2040")
+    assert "ws = sck + 1" in msg and "GP17" in msg
+
+
+def test_wake_mode_needs_wake_word(tmp_path):
+    msg = _broken(tmp_path, lambda b: b["grammar"].update(mode="wake", wake_word=None))
+    assert "needs a wake word" in msg
+
+
+def test_name_must_match_file(tmp_path):
+    board = json.loads((BOARDS_DIR / "unix.json").read_text())
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(board))
+    with pytest.raises(HarkError, match="name 'unix' must match the file name 'other'"):
+        boards.load(path)
+
+
+def test_invalid_json(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text("{")
+    with pytest.raises(HarkError, match="not valid JSON"):
+        boards.load(path)
+
+
+def test_unknown_board_lists_available():
+    with pytest.raises(HarkError) as err:
+        boards.load("esp8266")
+    assert "unknown board 'esp8266'" in str(err.value)
+    assert "esp32-inmp441, esp32s3, pyboard, rp2040, unix" in str(err.value)
+
+
+def _firmware(tmp_path, nbytes):
+    path = tmp_path / "code.mpy"
+    path.write_bytes(b"M" * nbytes)
+    return path
+
+
+def test_flash_over_budget_says_by_how_much(tmp_path):
+    board = boards.load("esp32-inmp441")
+    board["flash_budget_bytes"] = 64 * 1024
+    model = write_blob(tmp_path / "m.hark", payload_bytes=66 * 1024)
+    report = boards.fits(board, model, [_firmware(tmp_path, 5 * 1024)])
+    assert not report.ok
+    need = model.stat().st_size + 5 * 1024
+    over = -(-(need - 64 * 1024) // 1024)
+    (msg,) = report.problems()
+    assert f"need {round(need / 1024)} KB of flash, esp32-inmp441 has 64 KB flash budget: {over} KB over" in msg
+    assert "use a smaller model" in msg
+
+
+def test_ram_uses_the_blob_arena(tmp_path):
+    board = boards.load("pyboard")
+    small = boards.fits(board, write_blob(tmp_path / "a.hark", 20_000, arena_bytes=10_000), [])
+    assert small.ok and small.ram["arena"] == 10_000 and "arena" not in small.ram_estimated
+    big = boards.fits(board, write_blob(tmp_path / "b.hark", 20_000, arena_bytes=80_000), [])
+    assert not big.ok and big.flash_needed <= big.flash_budget
+    (msg,) = big.problems()
+    over = -(-(big.ram_needed - 93_000) // 1024)
+    assert f"pyboard has 91 KB RAM budget: {over} KB over" in msg and "arena 78 KB" in msg
+
+
+def test_missing_arena_is_estimated(tmp_path):
+    report = boards.fits(boards.load("rp2040"), write_blob(tmp_path / "m.hark", 100, arena_bytes=None), [])
+    assert "arena" in report.ram_estimated and report.ram["arena"] == 2 * 49 * 10
+
+
+def test_profile_labels_must_exist_in_model(tmp_path):
+    model = write_blob(tmp_path / "m.hark", 100, labels=["_silence_", "_unknown_", "yes", "no"])
+    with pytest.raises(HarkError) as err:
+        boards.fits(boards.load("esp32s3"), model, [])
+    msg = str(err.value)
+    assert "wake_word 'go' is not a label" in msg and "actions.pins: 'on'" in msg and "yes, no" in msg
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"not a blob at all....", "not a hark model blob"),
+    (None, "header says"),
+])
+def test_bad_model_files(tmp_path, content, expected):
+    path = tmp_path / "m.hark"
+    if content is None:
+        write_blob(path, 500)
+        path.write_bytes(path.read_bytes()[:-100])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(HarkError, match=expected):
+        boards.read_blob_meta(path)
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(HarkError, match="not found.*hark export"):
+        boards.read_blob_meta(tmp_path / "nope.hark")

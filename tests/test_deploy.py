@@ -1,0 +1,192 @@
+"""Building the firmware for every architecture and deploying it, end to end, to the real
+MicroPython unix port behind a pseudo-terminal (socat), the way mpremote talks to a board."""
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from blobfake import write_blob
+from hark import FIRMWARE_DIR, MODELS_DIR, boards
+from hark.cli import HarkError
+from hark.deploy import TMP_PREFIX, build, compile_module, firmware_sources
+
+HARK = [sys.executable, "-m", "hark.cli"]
+ARCHES = ["xtensawin", "armv6m", "armv7m", "armv7emsp", "rv32imc", "x64"]
+ARCH_CODE = {"x64": 2, "armv6m": 4, "armv7m": 5, "armv7emsp": 7, "xtensawin": 10, "rv32imc": 11}
+VIPER = "import micropython\n@micropython.viper\ndef f(b, n: int) -> int:\n p = ptr8(b)\n s = 0\n" \
+        " for i in range(n):\n  s += p[i] * 3\n return s\n"
+
+
+def hark(*args, timeout=120):
+    return subprocess.run(HARK + [str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_mpy_cross_builds_every_firmware_module(arch, tmp_path):
+    """Every module in firmware/ (and a viper probe) compiles; native code is tagged with the arch."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(VIPER)
+    for source in [probe] + sorted(FIRMWARE_DIR.glob("*.py")):
+        out = tmp_path / (source.stem + ".mpy")
+        compile_module(source, arch, out)
+        head = out.read_bytes()[:3]
+        assert head[:2] == b"M\x06", source
+        assert head[2] >> 2 in (0, ARCH_CODE[arch]), f"{source}: arch field {head[2] >> 2}"
+    assert (tmp_path / "probe.mpy").read_bytes()[2] >> 2 == ARCH_CODE[arch]
+
+
+def test_mpy_cross_failure_names_the_file(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("def f(:\n")
+    with pytest.raises(HarkError, match=r"mpy-cross -march=armv6m failed on .*broken\.py"):
+        compile_module(bad, "armv6m", tmp_path / "broken.mpy")
+
+
+def test_firmware_without_main_is_refused(tmp_path):
+    (tmp_path / "engine.py").write_text("x = 1\n")
+    with pytest.raises(HarkError, match="no main.py"):
+        firmware_sources(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["esp32-inmp441", "rp2040", "pyboard", "unix"])
+def test_build_layout(name, tmp_path):
+    board = boards.load(name)
+    built = build(board, FIRMWARE_DIR, tmp_path)
+    names = sorted(p.name for p in built)
+    modules = sorted(p.stem for p in FIRMWARE_DIR.glob("*.py") if p.name != "main.py")
+    assert names == sorted(["config.json", "main.py"] + [m + ".mpy" for m in modules])
+    assert sorted(p.name for p in (tmp_path / name).iterdir()) == names
+    assert boards.validate(__import__("json").loads((tmp_path / name / "config.json").read_text()))
+
+
+@pytest.fixture
+def model(tmp_path):
+    default = MODELS_DIR / "default.hark"
+    if default.exists():
+        return default
+    return write_blob(tmp_path / "fake.hark", payload_bytes=30_000)
+
+
+@pytest.fixture
+def unix_board(tmp_path):
+    """The MicroPython unix port on a pseudo-terminal; yields (port, its working directory)."""
+    if not shutil.which("socat"):
+        pytest.fail("socat is not installed (make system-deps)")
+    micropython = Path(sys.executable).with_name("micropython")
+    device_dir = tmp_path / "device"
+    device_dir.mkdir()
+    port = tmp_path / "ttyMP"
+
+    def start():
+        proc = subprocess.Popen(
+            ["socat", f"PTY,link={port},raw,echo=0", f"EXEC:{micropython},pty,raw,echo=0"],
+            cwd=device_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(500):
+            if port.exists():
+                return proc
+            time.sleep(0.01)
+        proc.kill()
+        pytest.fail("socat did not create the pseudo-terminal")
+
+    proc = start()
+    yield port, device_dir
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _deploy(port, model, board="unix"):
+    return hark("deploy", "--board", board, "--port", port, "--model", model,
+                "--build-dir", Path(model).parent / "build")
+
+
+def test_deploy_end_to_end(unix_board, model, tmp_path):
+    port, device_dir = unix_board
+    result = _deploy(port, model)
+    assert result.returncode == 0, result.stderr
+    build_dir = tmp_path / "build" / "unix"
+    expected = {p.name: _sha(p) for p in build_dir.iterdir()}
+    expected["model.hark"] = _sha(model)
+    landed = {p.name: _sha(p) for p in device_dir.iterdir()}
+    assert landed == expected
+    assert not [n for n in landed if n.startswith(TMP_PREFIX)]
+    assert f"{len(expected)} file(s) updated, 0 unchanged" in result.stdout
+
+    # The deployed modules import in the unix port (the .mpy files are for its architecture).
+    modules = [p.stem for p in build_dir.glob("*.mpy")]
+    if modules:
+        run = subprocess.run([str(Path(sys.executable).with_name("micropython")), "-c",
+                              "import " + ", ".join(modules)], cwd=device_dir,
+                             capture_output=True, text=True, env={**os.environ, "MICROPYPATH": "."})
+        assert run.returncode == 0, run.stderr
+
+    again = _deploy(port, model)
+    assert again.returncode == 0, again.stderr
+    assert "0 file(s) updated" in again.stdout
+
+
+def test_interrupted_deploy_keeps_the_old_files(unix_board, tmp_path):
+    port, device_dir = unix_board
+    old_model = write_blob(tmp_path / "old.hark", payload_bytes=20_000, seed=1)
+    assert _deploy(port, old_model).returncode == 0
+    before = {p.name: _sha(p) for p in device_dir.iterdir()}
+
+    # A bigger new model, so the copy takes long enough to be cut in the middle.
+    new_model = write_blob(tmp_path / "new.hark", payload_bytes=400_000, seed=2)
+    proc = subprocess.Popen(HARK + ["deploy", "--board", "unix", "--port", str(port), "--model",
+                                    str(new_model), "--build-dir", str(tmp_path / "build")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    tmp_name = device_dir / (TMP_PREFIX + "model.hark")
+    deadline = time.monotonic() + 60
+    while not tmp_name.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert tmp_name.exists(), proc.communicate()[0]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert {p.name: _sha(p) for p in device_dir.iterdir() if p.name in before} == before
+    assert tmp_name.exists(), "the copy finished before the kill; make the new model bigger"
+
+    # The next deploy cleans up and completes.
+    result = _deploy(port, new_model)
+    assert result.returncode == 0, result.stderr
+    assert _sha(device_dir / "model.hark") == _sha(new_model)
+    assert not [p for p in device_dir.iterdir() if p.name.startswith(TMP_PREFIX)]
+
+
+def test_wrong_chip_is_refused(unix_board, model):
+    port, device_dir = unix_board
+    result = _deploy(port, model, board="rp2040")
+    assert result.returncode == 1
+    assert "wrong chip" in result.stderr and "is for RP2040" in result.stderr
+    assert list(device_dir.iterdir()) == []
+
+
+def test_no_board_at_port(tmp_path, model):
+    result = _deploy(tmp_path / "ttyUSB9", model)
+    assert result.returncode == 1
+    assert "no board connected at" in result.stderr and "check the USB cable" in result.stderr
+    assert "--port" in result.stderr
+
+
+def test_budget_refusal_before_touching_the_board(tmp_path):
+    big = write_blob(tmp_path / "big.hark", payload_bytes=120_000)
+    result = _deploy(tmp_path / "ttyUSB9", big, board="pyboard")
+    assert result.returncode == 1
+    assert "flash budget" in result.stderr and "KB over" in result.stderr
+    assert "no board connected" not in result.stderr
+
+
+def test_build_only_prints_footprint(tmp_path, model):
+    result = hark("deploy", "--board", "rp2040", "--build-only", "--model", model,
+                  "--build-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "config.json" in result.stdout and "rp2040: flash" in result.stdout
