@@ -1,0 +1,166 @@
+# Device reader of the hark model blob (docs/blob-format.md, version 1).
+# The file is read once, each array straight into its own typed array (no second copy);
+# the CRC is checked first in a streaming pass through a 256-byte buffer.
+import array
+import json
+import struct
+
+import micropython
+
+try:
+    from binascii import crc32 as _crc32_native
+except ImportError:
+    _crc32_native = None
+
+MAGIC = b"HARK"
+VERSION = 1
+TYPECODES = "bBhHiI"
+_SIZE = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4}
+FIX = "re-export the model with `hark export`"
+
+
+class BlobError(ValueError):
+    pass
+
+
+_table = None
+
+
+@micropython.viper
+def _crc32_update(buf: ptr8, n: int, crc: uint, table: ptr32) -> uint:
+    # reflected CRC-32, one table lookup per byte; values stay < 2**32 on 64-bit ports too
+    c = uint(crc)
+    i = 0
+    while i < n:
+        c = uint(table[(c ^ uint(buf[i])) & 0xFF]) ^ (c >> 8)
+        i += 1
+    return c
+
+
+def crc32_fallback(data, crc=0):
+    """binascii.crc32 for ports without it (zlib polynomial)."""
+    global _table
+    if _table is None:
+        _table = array.array("I", range(256))
+        for n in range(256):
+            c = n
+            for _ in range(8):
+                c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+            _table[n] = c
+    return _crc32_update(data, len(data), crc ^ 0xFFFFFFFF, _table) ^ 0xFFFFFFFF
+
+
+crc32 = _crc32_native or crc32_fallback
+
+
+class Blob:
+    """A loaded blob: .meta (dict), .arrays (name -> array.array of the blob's dtype)."""
+
+    def __init__(self, meta, arrays):
+        self.meta = meta
+        self.arrays = arrays
+
+
+def _typed(code, count):
+    # range() has a length, so the array is sized once with no temporary buffer
+    return bytearray(count) if code == "B" else array.array(code, range(count))
+
+
+def load(path, crc_fn=None):
+    """Read and validate a blob; raises BlobError naming the file, the problem and the fix."""
+    crc_fn = crc_fn or crc32
+
+    def fail(what):
+        raise BlobError("%s: %s" % (path, what))
+
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        fail("cannot open model blob (%s); check the path or %s" % (e, FIX))
+    try:
+        size = f.seek(0, 2)
+        f.seek(0)
+        head = f.read(16)
+        if len(head) < 16 or size < 20:
+            fail("file is only %d bytes, too short for a hark blob; %s" % (size, FIX))
+        if head[:4] != MAGIC:
+            fail("not a hark model blob (magic %r, expected %r); %s" % (bytes(head[:4]), MAGIC, FIX))
+        version, _, total, want_crc = struct.unpack("<HHII", head[4:16])
+        if version != VERSION:
+            fail("blob format version %d is not supported (this firmware reads %d); %s or update "
+                 "the firmware" % (version, VERSION, FIX))
+        if total != size:
+            fail("length field says %d bytes but the file has %d (%s); %s"
+                 % (total, size, "truncated" if size < total else "trailing bytes", FIX))
+        # CRC first (streamed through a small buffer) so corruption is reported as such
+        chunk = bytearray(256)
+        crc = 0
+        left = total - 16
+        while left > 0:
+            n = f.readinto(chunk) if left >= 256 else f.readinto(memoryview(chunk)[:left])
+            if not n:
+                fail("file is truncated while reading; %s" % FIX)
+            crc = crc_fn(memoryview(chunk)[:n], crc)
+            left -= n
+        del chunk
+        if crc & 0xFFFFFFFF != want_crc:
+            fail("CRC-32 mismatch (file corrupted); %s and copy it again" % FIX)
+        f.seek(16)
+        pos = 16
+        small = bytearray(4)
+
+        def read_into(buf, n, what):
+            nonlocal pos
+            if pos + n > total:
+                fail("%s runs past the end of the file; %s" % (what, FIX))
+            if f.readinto(buf) != n:
+                fail("%s: short read (file truncated); %s" % (what, FIX))
+            pos += n
+
+        def read_u32(what):
+            read_into(small, 4, what)
+            return struct.unpack("<I", small)[0]
+
+        def skip_pad(what):
+            pad = (-pos) & 3
+            if pad:
+                read_into(memoryview(small)[:pad], pad, what)
+
+        meta_len = read_u32("meta length")
+        raw = bytearray(meta_len)
+        read_into(raw, meta_len, "meta (%d bytes)" % meta_len)
+        try:
+            meta = json.loads(raw)
+        except (ValueError, UnicodeError) as e:
+            fail("meta is not valid JSON (%s); %s" % (e, FIX))
+        del raw
+        if not isinstance(meta, dict):
+            fail("meta is not a JSON object; %s" % FIX)
+        for key in ("format", "labels", "model"):
+            if key not in meta:
+                fail("meta lacks required key %r; %s" % (key, FIX))
+        skip_pad("meta padding")
+        n_arrays = read_u32("array count")
+        arrays = {}
+        for k in range(n_arrays):
+            name_len = bytearray(1)
+            read_into(name_len, 1, "array record %d" % k)
+            name_buf = bytearray(name_len[0] + 1)
+            read_into(name_buf, len(name_buf), "array record %d" % k)
+            name = bytes(name_buf[:-1]).decode()
+            code = chr(name_buf[-1])
+            if code not in TYPECODES:
+                fail("array %r has unknown dtype code %r; %s or update the firmware" % (name, code, FIX))
+            skip_pad("array %r" % name)
+            count = read_u32("array %r" % name)
+            if pos + count * _SIZE[code] > total:
+                fail("array %r (%d elements) runs past the end of the file; %s" % (name, count, FIX))
+            arr = _typed(code, count)
+            read_into(arr, count * _SIZE[code], "array %r" % name)
+            arrays[name] = arr
+            skip_pad("array %r" % name)
+        if pos != total:
+            fail("%d unexpected bytes after the last array; %s" % (total - pos, FIX))
+        return Blob(meta, arrays)
+    finally:
+        f.close()

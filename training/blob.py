@@ -1,0 +1,125 @@
+"""Host writer/reader of the hark model blob (docs/blob-format.md, format version 1).
+
+The firmware reads the same bytes with firmware/blob.py; tests/test_blob.py ties the two.
+"""
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"HARK"
+VERSION = 1
+DTYPES = {"b": np.int8, "B": np.uint8, "h": np.int16, "H": np.uint16, "i": np.int32, "I": np.uint32}
+REQUIRED_META = ("format", "labels", "model")
+FIX = "re-export the model with `hark export`"
+
+
+class BlobError(ValueError):
+    """A blob that cannot be read: the message names the file, the problem and the fix."""
+
+
+def _pad4(n: int) -> int:
+    return (-n) % 4
+
+
+def write_blob(path, meta: dict, arrays: dict) -> bytes:
+    """Serialise meta and flat arrays; write to path unless it is None; return the bytes."""
+    for key in REQUIRED_META:
+        if key not in meta:
+            raise BlobError(f"blob meta lacks required key {key!r}; add it before writing")
+    meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    body = bytearray(struct.pack("<I", len(meta_bytes)) + meta_bytes)
+    body += bytes(_pad4(16 + len(body)))
+    body += struct.pack("<I", len(arrays))
+    for name, arr in arrays.items():
+        arr = np.asarray(arr)
+        code = next((k for k, v in DTYPES.items() if arr.dtype.kind + str(arr.dtype.itemsize)
+                     == np.dtype(v).kind + str(np.dtype(v).itemsize)), None)
+        if code is None:
+            raise BlobError(f"array {name!r} has dtype {arr.dtype}; use one of int8/uint8/int16/uint16/int32/uint32")
+        raw_name = name.encode("ascii")
+        if not 0 < len(raw_name) < 256:
+            raise BlobError(f"array name {name!r} must be 1..255 ASCII characters")
+        body += bytes([len(raw_name)]) + raw_name + code.encode()
+        body += bytes(_pad4(16 + len(body)))
+        data = np.ascontiguousarray(arr.reshape(-1), dtype=np.dtype(DTYPES[code]).newbyteorder("<")).tobytes()
+        body += struct.pack("<I", arr.size) + data
+        body += bytes(_pad4(16 + len(body)))
+    total = 16 + len(body)
+    blob = MAGIC + struct.pack("<HHII", VERSION, 0, total, zlib.crc32(body) & 0xFFFFFFFF) + bytes(body)
+    if path is not None:
+        Path(path).write_bytes(blob)
+    return blob
+
+
+def read_blob(path_or_bytes):
+    """Parse and validate a blob; returns (meta, {name: 1-D numpy array})."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data, where = bytes(path_or_bytes), "<bytes>"
+    else:
+        where = str(path_or_bytes)
+        try:
+            data = Path(path_or_bytes).read_bytes()
+        except OSError as e:
+            raise BlobError(f"{where}: cannot read model blob ({e}); check the path or {FIX}") from e
+
+    def fail(what):
+        raise BlobError(f"{where}: {what}")
+
+    if len(data) < 20:
+        fail(f"file is only {len(data)} bytes, too short for a hark blob; {FIX}")
+    if data[:4] != MAGIC:
+        fail(f"not a hark model blob (magic {data[:4]!r}, expected {MAGIC!r}); {FIX}")
+    version, _, total, crc = struct.unpack_from("<HHII", data, 4)
+    if version != VERSION:
+        fail(f"blob format version {version} is not supported (this reader knows {VERSION}); "
+             f"{FIX} or update hark")
+    if total != len(data):
+        state = "truncated" if len(data) < total else "has trailing bytes"
+        fail(f"length field says {total} bytes but the file has {len(data)} ({state}); {FIX}")
+    if zlib.crc32(data[16:]) & 0xFFFFFFFF != crc:
+        fail(f"CRC-32 mismatch (file corrupted); {FIX} and copy it again")
+    (meta_len,) = struct.unpack_from("<I", data, 16)
+    pos = 20 + meta_len
+    if pos + 4 > total:
+        fail(f"meta length {meta_len} runs past the end of the file; {FIX}")
+    try:
+        meta = json.loads(data[20:pos].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        fail(f"meta is not valid UTF-8 JSON ({e}); {FIX}")
+    if not isinstance(meta, dict):
+        fail(f"meta is not a JSON object; {FIX}")
+    for key in REQUIRED_META:
+        if key not in meta:
+            fail(f"meta lacks required key {key!r}; {FIX}")
+    pos += _pad4(pos)
+    (n_arrays,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    arrays = {}
+    for k in range(n_arrays):
+        if pos + 1 > total:
+            fail(f"array record {k} runs past the end of the file; {FIX}")
+        name_len = data[pos]
+        if pos + 2 + name_len > total:
+            fail(f"array record {k} runs past the end of the file; {FIX}")
+        name = data[pos + 1:pos + 1 + name_len].decode("ascii", "replace")
+        code = chr(data[pos + 1 + name_len])
+        if code not in DTYPES:
+            fail(f"array {name!r} has unknown dtype code {code!r}; {FIX} or update hark")
+        pos += 2 + name_len
+        pos += _pad4(pos)
+        if pos + 4 > total:
+            fail(f"array {name!r} runs past the end of the file; {FIX}")
+        (count,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        dt = np.dtype(DTYPES[code]).newbyteorder("<")
+        end = pos + count * dt.itemsize
+        if end > total:
+            fail(f"array {name!r} ({count} elements) runs past the end of the file; {FIX}")
+        arrays[name] = np.frombuffer(data, dt, count, pos).astype(DTYPES[code])
+        pos = end + _pad4(end)
+    if pos != total:
+        fail(f"{total - pos} unexpected bytes after the last array; {FIX}")
+    return meta, arrays
