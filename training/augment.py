@@ -11,9 +11,9 @@ import numpy as np
 class AugmentConfig:
     shift_ms: float = 100.0          # uniform time shift in [-shift_ms, +shift_ms]
     gain_db: tuple = (-12.0, 6.0)    # uniform gain range
-    noise_prob: float = 0.8
-    snr_db: tuple = (0.0, 25.0)      # uniform SNR range when noise is added
-    reverb_prob: float = 0.25
+    noise_prob: float = 0.7
+    snr_db: tuple = (5.0, 30.0)      # uniform SNR range when noise is added
+    reverb_prob: float = 0.2
     rt60_s: tuple = (0.1, 0.6)
 
 

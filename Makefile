@@ -1,0 +1,69 @@
+# hark: two commands matter.
+#   make demo   sets up what the demo needs and runs the bundled model over the bundled clips
+#               through the real firmware in the MicroPython unix port.
+#   make test   sets up everything (venv with pinned versions, Debian TTS + socat) and runs pytest.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+DATA   ?= ../shared/data/speech_commands
+SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat
+
+.PHONY: demo test venv-demo venv-dev system-deps synth train-default train-references bench bench-quick mpy clean
+
+demo: venv-demo
+	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix
+
+test: venv-dev system-deps
+	$(BIN)/pytest -q -n 2 --dist loadfile
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.demo: $(BIN)/python requirements/demo.txt pyproject.toml
+	$(BIN)/pip install -q -r requirements/demo.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.demo requirements/dev.txt
+	$(BIN)/pip install -q -r requirements/dev.txt
+	touch $@
+
+venv-demo: $(VENV)/.demo
+venv-dev: $(VENV)/.dev
+
+# Debian packages: text-to-speech engines for `hark synth`, socat for the deploy test.
+system-deps:
+	@missing=""; for c in espeak-ng flite text2wave sox socat; do command -v $$c >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+# Synthetic speech for the scarce words and the unknown pool (not in CI: ~15 min on 2 cores).
+synth: venv-dev system-deps
+	$(BIN)/hark synth --words "on,off" --per-word 600 --out data/synth/commands --seed 1
+	$(BIN)/hark synth --words "yes,no,up,down,left,right,stop,go" --per-word 150 --out data/synth/commands --seed 2
+	$(BIN)/hark synth --unknown 1500 --out data/synth/unknown --seed 3
+
+# The full training run behind models/default.hark (not in CI; results in the README).
+train-default: venv-dev
+	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tcn --out runs/default
+	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn-12
+	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
+
+# The two reference architectures trained the same way, for `hark bench`.
+train-references: venv-dev
+	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family dscnn --out runs/dscnn
+	$(BIN)/hark export runs/dscnn --out models/dscnn.hark --name mlperf-dscnn-12
+	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tiny_conv --out runs/tiny_conv
+	$(BIN)/hark export runs/tiny_conv --out models/tiny_conv.hark --name micro-speech-tiny-conv-12
+
+bench: venv-dev
+	$(BIN)/hark bench --data $(DATA)
+
+bench-quick: venv-dev
+	$(BIN)/hark bench --quick --data $(DATA)
+
+clean:
+	rm -rf build .pytest_cache
