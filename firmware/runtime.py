@@ -243,6 +243,8 @@ class Runtime:
                 parts.append("%s=%d" % (name, stage_us // frames))
             parts.append("total=%d" % (whole // frames))
             print("stats us_per_hop " + " ".join(parts))
+            # Share of real time spent computing: over 100 and a microphone drops audio.
+            print("stats realtime_pct=%d" % (whole // frames * 100 // (self.hop_ms * 1000)))
             if self.inferences:
                 infer_us = self.ms[_INFER] * 1000 + self.us[_INFER]
                 print("stats us_per_inference=%d" % (infer_us // self.inferences))
