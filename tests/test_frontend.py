@@ -1,0 +1,261 @@
+"""Device front end (firmware/frontend.py in the real unix port) against the librosa
+reference and against its numpy model (training/frontend_tables.py).
+
+All device work runs in one MicroPython process per test; the figures printed here
+(steps of difference, µs per frame) go into the README.
+"""
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hark.training import frontend_tables as ft
+from hark.training.features import FeatureSpec, Normalisation, mfcc
+
+SPEC = FeatureSpec()
+N_CLIPS = 240
+INPUT_SCALE = 8 / 255          # int8 covers +-4 std of the normalised features
+INPUT_ZERO_POINT = -1          # what the converter picks for that symmetric range
+MAX_STEPS = 1                  # device vs reference, int8 steps, any value of any clip
+MEAN_STEPS = 0.02              # device vs reference, mean over all values
+
+DEVICE_SETUP = """
+import sys, gc, time
+from array import array
+import frontend
+sys.path.insert(0, sys.argv[1])
+import fe_tables as b
+fe = frontend.FrontEnd(b.meta, b.arrays)
+del b
+n_clips = int(sys.argv[3])
+n = int(sys.argv[4])
+pcm = array('h', bytes(2 * n))
+row = fe.frame
+def put(row):
+    sys.stdout.write(row.hex())
+"""
+
+# each clip whole, reset in between: hex of all frames per line; then µs per frame
+RUN_CLIPS = DEVICE_SETUP + """
+t = 0
+frames = 0
+with open(sys.argv[2], 'rb') as f:
+    for c in range(n_clips):
+        f.readinto(pcm)
+        fe.reset()
+        pos = 0
+        t0 = time.ticks_us()
+        while pos < n:
+            pos = fe.push(pcm, pos, n)
+            if fe.ready:
+                put(row)
+                frames += 1
+        t += time.ticks_diff(time.ticks_us(), t0)
+        sys.stdout.write('\\n')
+print(t / frames)
+"""
+
+# every clip in every block pattern (0 = pseudo-random sizes), fed through memoryviews
+RUN_BLOCKS = DEVICE_SETUP + """
+patterns = [int(v) for v in sys.argv[5].split(',')]
+mv = memoryview(pcm)
+seed = 12345
+with open(sys.argv[2], 'rb') as f:
+    for c in range(n_clips):
+        f.readinto(pcm)
+        for size in patterns:
+            fe.reset()
+            pos = 0
+            while pos < n:
+                if size:
+                    step = size
+                else:
+                    seed = (seed * 1103515245 + 12345) & 0x3FFFFFFF
+                    step = 1 + seed % 700
+                end = min(n, pos + step)
+                p = 0
+                sub = mv[pos:end]
+                while p < end - pos:
+                    p = fe.push(sub, p, end - pos)
+                    if fe.ready:
+                        put(row)
+                pos = end
+            sys.stdout.write('\\n')
+"""
+
+# heap use of the per-frame path: allocation while streaming many frames
+RUN_ALLOC = DEVICE_SETUP + """
+with open(sys.argv[2], 'rb') as f:
+    f.readinto(pcm)
+def stream(reps):
+    frames = 0
+    while reps:
+        pos = 0
+        while pos < n:
+            pos = fe.push(pcm, pos, pos + 100 if pos + 100 < n else n)
+            if fe.ready:
+                frames += 1
+        reps -= 1
+    return frames
+def measure(reps):      # locals only: a new global could grow the globals dict
+    gc.collect()
+    before = gc.mem_alloc()
+    frames = stream(reps)
+    return frames, gc.mem_alloc() - before
+stream(1)               # warm up: first frame and every code path once
+print('%d %d' % measure(int(sys.argv[5])))
+"""
+
+
+def _load(path) -> np.ndarray:
+    x, sr = sf.read(str(path), dtype="int16")
+    assert sr == SPEC.sample_rate
+    return np.pad(x, (0, max(0, SPEC.clip_samples - len(x))))[: SPEC.clip_samples]
+
+
+def _extreme_signals() -> np.ndarray:
+    """Digital silence, full-scale extremes, tiny and huge noise, tones: bounds and floor."""
+    n = SPEC.clip_samples
+    rng = np.random.default_rng(7)
+    t = np.arange(n)
+    sig = [np.zeros(n), np.full(n, -32768), np.full(n, 32767),
+           np.where(t % 2, 32767, -32768), np.where((t // 16) % 2, 32767, -32768),
+           rng.integers(-32768, 32768, n), rng.integers(-1, 2, n),
+           np.round(32767 * np.sin(2 * np.pi * 1000 * t / 16000)),
+           np.round(32767 * np.sin(2 * np.pi * (50 + 3950 * t / n) * t / 16000)),
+           np.round(3 * np.sin(2 * np.pi * 300 * t / 16000)),
+           np.where(t % 320 == 0, -32768, 0)]
+    return np.clip(np.stack(sig), -32768, 32767).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def setup(shared_data, tmp_path_factory):
+    """Seeded clips across all words, a normalisation fitted on other clips, the blob."""
+    from hark.training import blob as host_blob
+
+    rng = random.Random(2024)
+    by_word = {}
+    for p in sorted(shared_data.glob("*/*.flac")):
+        if not p.parent.name.startswith("_"):
+            by_word.setdefault(p.parent.name, []).append(p)
+    for paths in by_word.values():
+        rng.shuffle(paths)
+    order = [paths[i] for i in range(max(map(len, by_word.values())))
+             for paths in by_word.values() if i < len(paths)]     # round-robin over words
+    picked, fit_on = order[:N_CLIPS], order[N_CLIPS:N_CLIPS + 60]
+    norm = Normalisation.fit(np.stack([mfcc(_load(p).astype(np.float32) / 32768, SPEC)
+                                       for p in fit_on]))
+    clips = np.stack([_load(p) for p in picked])
+    meta, arrays = ft.build(SPEC, norm, INPUT_SCALE, INPUT_ZERO_POINT)
+    tmp = tmp_path_factory.mktemp("frontend")
+    path = tmp / "fe.hark"
+    full = {"format": 1, "labels": ["x"], "model": {},
+            "features": dict(SPEC.to_dict(), normalisation=norm.to_dict()), "frontend": meta}
+    host_blob.write_blob(path, full, arrays)
+    codes = {"uint8": "B", "uint16": "H", "int16": "h", "int32": "i"}
+    with open(tmp / "fe_tables.py", "w") as f:   # TEMPORARY until firmware/blob.py lands
+        f.write("from array import array\nmeta = %r\narrays = {\n" % full)
+        for k, v in arrays.items():
+            f.write("  %r: array(%r, %r),\n" % (k, codes[str(v.dtype)], v.tolist()))
+        f.write("}\n")
+    return {"norm": norm, "clips": clips, "meta": meta, "arrays": arrays, "blob": path,
+            "tmp": tmp, "words": sorted({p.parent.name for p in picked})}
+
+
+def _run(mpy, setup, script, clips, *extra):
+    raw = setup["tmp"] / f"clips{len(clips)}x{clips.shape[1]}.raw"
+    clips.astype("<i2").tofile(raw)
+    r = mpy(script, setup["tmp"], raw, len(clips), clips.shape[1], *extra)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def _frames(line: str) -> np.ndarray:
+    return np.frombuffer(bytes.fromhex(line), np.int8).reshape(-1, SPEC.n_mfcc)
+
+
+@pytest.fixture(scope="module")
+def device_run(setup):
+    from conftest import run_micropython
+
+    lines = _run(run_micropython, setup, RUN_CLIPS, setup["clips"])
+    return np.stack([_frames(line) for line in lines[:-1]]), float(lines[-1])
+
+
+def test_device_matches_librosa_reference(setup, device_run):
+    dev, _ = device_run
+    ref = np.stack([ft.reference_features_int8(c.astype(np.float32) / 32768, SPEC, setup["norm"],
+                                               INPUT_SCALE, INPUT_ZERO_POINT)
+                    for c in setup["clips"]])
+    assert dev.shape == ref.shape == (N_CLIPS, *SPEC.shape)
+    diff = np.abs(dev.astype(int) - ref)
+    print(f"\ndevice vs librosa on {N_CLIPS} clips ({len(setup['words'])} words): "
+          f"max {diff.max()} steps, mean {diff.mean():.4f} steps, "
+          f"{(diff > 0).mean() * 100:.2f}% of values differ")
+    assert len(setup["words"]) >= 30
+    saturated = ((ref == -128) | (ref == 127)).mean()
+    assert saturated < 0.005, "the test scale should leave real speech mostly unclipped"
+    assert diff.max() <= MAX_STEPS
+    assert diff.mean() <= MEAN_STEPS
+
+
+def test_numpy_model_is_bit_exact(setup, device_run, mpy):
+    dev, _ = device_run
+    model = np.stack([ft.device_features_numpy(c, setup["meta"], setup["arrays"])
+                      for c in setup["clips"]])
+    assert np.array_equal(dev, model)
+    extreme = _extreme_signals()
+    lines = _run(mpy, setup, RUN_CLIPS, extreme)
+    dev_x = np.stack([_frames(line) for line in lines[:-1]])
+    model_x = np.stack([ft.device_features_numpy(c, setup["meta"], setup["arrays"])
+                        for c in extreme])
+    assert np.array_equal(dev_x, model_x)
+    assert (dev_x[0] == dev_x[0, 0]).all(), "digital silence gives one constant frame"
+
+
+def test_block_size_independence(setup, mpy):
+    clips = setup["clips"][:6]
+    stream = np.concatenate(list(clips))[None, :]      # no reset across clip boundaries
+    patterns = [16000, 1, 7, 319, 320, 321, 512, 1000, 0]
+    for data in (clips, stream):
+        lines = _run(mpy, setup, RUN_BLOCKS, data, ",".join(map(str, patterns)))
+        assert len(lines) == len(data) * len(patterns)
+        for c, sig in enumerate(data):
+            expect = ft.device_features_numpy(sig, setup["meta"], setup["arrays"])
+            assert len(expect) == 1 + (len(sig) - SPEC.n_fft) // SPEC.hop_length
+            for k, size in enumerate(patterns):
+                got = _frames(lines[c * len(patterns) + k])
+                assert np.array_equal(got, expect), f"block size {size or 'random'}"
+
+
+def test_no_allocation_per_frame(setup, mpy):
+    reps = 20
+    lines = _run(mpy, setup, RUN_ALLOC, setup["clips"][:1], reps)
+    frames, delta = map(int, lines[-1].split())
+    n = SPEC.clip_samples
+    assert frames == 1 + ((reps + 1) * n - SPEC.n_fft) // SPEC.hop_length - SPEC.n_frames
+    assert delta == 0, f"{delta} bytes allocated over {frames} frames"
+
+
+def test_32bit_safety(setup):
+    """Every intermediate the device computes stays inside int32 (the unix port is 64-bit)."""
+    trace = {}
+    for sig in list(setup["clips"][:40]) + list(_extreme_signals()):
+        ft.device_features_numpy(sig, setup["meta"], setup["arrays"], trace)
+    assert {"window", "cmul_hi", "cmul_lo", "fft_out", "split_out", "power", "mel", "log",
+            "l8", "dct_acc"} <= set(trace)
+    for name, (lo, hi) in trace.items():
+        assert -2 ** 31 <= lo and hi < 2 ** 31, f"{name} leaves int32: [{lo}, {hi}]"
+    arrays = setup["arrays"]
+    l8 = max(abs(v) for v in trace["l8"])
+    dct = arrays["fe.dct"].astype(np.int64).reshape(SPEC.n_mfcc, -1)
+    worst = np.abs(dct).sum(axis=1) * l8 + np.abs(arrays["fe.dct_bias"].astype(np.int64))
+    assert worst.max() < 2 ** 31
+
+
+def test_speed(device_run):
+    _, us = device_run
+    print(f"\nfront end on the unix port: {us:.1f} µs per 20 ms frame "
+          f"({20000 / us:.0f}x real time)")
+    assert us < 100
