@@ -32,6 +32,7 @@ def test_voices_from_every_engine_and_a_disjoint_holdout(voices):
     assert {v.engine for v in holdout} == engines     # every engine has unseen speakers
     assert not {v.id for v in train} & {v.id for v in holdout}
     assert all("_" not in v.id and "/" not in v.id for v in voices)
+    assert not {v.id for v in voices} & synth.BROKEN_VOICES
 
 
 @pytest.mark.parametrize("engine", list(synth.ENGINES))

@@ -54,6 +54,9 @@ ESPEAK_VARIANTS = (
     "norbert", "shelby", "travis", "victor", "whisper", "whisperf", "Storm", "Lee",
     "Mike", "Andrea", "Alicia", "anika", "zac")
 
+# Listed by the engine but not speech: flite's awb_time renders a 0.14 s buzz.
+BROKEN_VOICES = {"flite-awb-time"}
+
 # Fixed voice split: these voices never appear in the "train" set, so a wake-word or
 # command evaluation can use speakers the model has not heard. Whole accents and
 # whole variants are held out (an espeak voice is accent x variant), and for flite
@@ -194,6 +197,7 @@ def list_voices(engines=tuple(ENGINES)) -> list:
             out = _run(["festival", "--batch", "(print (voice.list))"])
             names = re.findall(r"[A-Za-z0-9_]+", out)
             voices += [Voice(f"festival-{n.replace('_', '-')}", engine, n) for n in names]
+    voices = [v for v in voices if v.id not in BROKEN_VOICES]
     if not voices:
         raise EngineMissing(f"no usable voices found for engines {', '.join(engines)}")
     return voices
