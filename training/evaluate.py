@@ -55,7 +55,10 @@ def device_int8(audio, meta: dict, arrays: dict) -> np.ndarray:
     from .frontend_tables import device_features_numpy
     from .features import fit_clip
 
-    return np.stack([device_features_numpy(fit_clip(y), meta, arrays) for y in audio])
+    def pcm(y):  # float [-1, 1) read from 16-bit files -> the same int16 samples
+        return np.clip(np.round(fit_clip(y) * 32768), -32768, 32767).astype(np.int16)
+
+    return np.stack([device_features_numpy(pcm(y), meta, arrays) for y in audio])
 
 
 def dequantise_scores(q: np.ndarray, meta: dict) -> np.ndarray:

@@ -33,6 +33,7 @@ class TrainConfig:
     real_share: float = 0.3             # minimum share of real clips within a class
     synth_ratio: float = 1.0            # fraction of available synthetic clips used
     max_per_word: int = 0               # cap clips per word (tiny smoke runs); 0 = all
+    exclude_words: list = field(default_factory=list)  # real words held out entirely
     spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
 
 
@@ -121,6 +122,7 @@ def load_split_audio(datasets, split, cfg, rng, desc):
     clips = []
     for d in datasets:
         clips += d.split(split) if split else d.clips
+    clips = [c for c in clips if c.word not in cfg.exclude_words]
     clips = _cap(clips, cfg.max_per_word, rng)
     audio, kept, skipped = ds.load_clips(clips, progress=_progress(desc))
     return audio, kept

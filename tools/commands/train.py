@@ -41,6 +41,9 @@ def register(sub):
     p.add_argument("--synth-ratio", type=float, default=1.0,
                    help="fraction of the synthetic clips to use (0..1)")
     p.add_argument("--max-per-word", type=int, default=0, help="cap clips per word (smoke runs)")
+    p.add_argument("--exclude-words", default="",
+                   help="comma-separated real words to leave out entirely, e.g. on,off to "
+                        "measure how far synthetic speech alone carries them")
     p.set_defaults(func=run)
 
 
@@ -55,7 +58,8 @@ def run(args):
                       epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.learning_rate, seed=args.seed, views=args.views,
                       real_share=args.real_share, synth_ratio=args.synth_ratio,
-                      max_per_word=args.max_per_word)
+                      max_per_word=args.max_per_word,
+                      exclude_words=[w for w in args.exclude_words.split(",") if w])
     try:
         metrics = train(cfg)
     except DatasetError as exc:
