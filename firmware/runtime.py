@@ -292,6 +292,19 @@ def _parse(argv):
     return opts
 
 
+def _set_clock(hz):
+    """Run at the profile's clock (stock ESP32 firmware boots at 160 of 240 MHz)."""
+    if not hz:
+        return
+    try:
+        import machine
+        now = machine.freq()
+        if (now[0] if isinstance(now, tuple) else now) != hz:  # stm32 returns a tuple
+            machine.freq(hz)
+    except (ImportError, AttributeError, ValueError):
+        pass  # unix port, or a clock this chip refuses: keep the boot clock
+
+
 def _out_of_memory(what):
     gc.collect()
     free = gc.mem_free()
@@ -313,6 +326,7 @@ def main(argv):
             raise ValueError("board profile %s: cannot open (%s)" % (opts["board"], exc))
         except ValueError as exc:
             raise ValueError("board profile %s: not valid JSON (%s)" % (opts["board"], exc))
+        _set_clock(board.get("clock_hz"))
         rt = Runtime(opts["model"], board)
         source = make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
     except MemoryError:
