@@ -23,9 +23,8 @@ MEAN_STEPS = 0.02              # device vs reference, mean over all values
 DEVICE_SETUP = """
 import sys, gc, time
 from array import array
-import frontend
-sys.path.insert(0, sys.argv[1])
-import fe_tables as b
+import blob, frontend
+b = blob.load(sys.argv[1])
 fe = frontend.FrontEnd(b.meta, b.arrays)
 del b
 n_clips = int(sys.argv[3])
@@ -36,24 +35,26 @@ def put(row):
     sys.stdout.write(row.hex())
 """
 
-# each clip whole, reset in between: hex of all frames per line; then µs per frame
+# each clip whole, reset in between: hex of all frames per line; then the median over
+# clips of µs per frame (robust to other jobs on a shared machine)
 RUN_CLIPS = DEVICE_SETUP + """
-t = 0
-frames = 0
+us = []
 with open(sys.argv[2], 'rb') as f:
     for c in range(n_clips):
         f.readinto(pcm)
         fe.reset()
         pos = 0
+        frames = 0
         t0 = time.ticks_us()
         while pos < n:
             pos = fe.push(pcm, pos, n)
             if fe.ready:
                 put(row)
                 frames += 1
-        t += time.ticks_diff(time.ticks_us(), t0)
+        us.append(time.ticks_diff(time.ticks_us(), t0) / frames)
         sys.stdout.write('\\n')
-print(t / frames)
+us.sort()
+print(us[len(us) // 2])
 """
 
 # every clip in every block pattern (0 = pseudo-random sizes), fed through memoryviews
@@ -153,12 +154,6 @@ def setup(shared_data, tmp_path_factory):
     full = {"format": 1, "labels": ["x"], "model": {},
             "features": dict(SPEC.to_dict(), normalisation=norm.to_dict()), "frontend": meta}
     host_blob.write_blob(path, full, arrays)
-    codes = {"uint8": "B", "uint16": "H", "int16": "h", "int32": "i"}
-    with open(tmp / "fe_tables.py", "w") as f:   # TEMPORARY until firmware/blob.py lands
-        f.write("from array import array\nmeta = %r\narrays = {\n" % full)
-        for k, v in arrays.items():
-            f.write("  %r: array(%r, %r),\n" % (k, codes[str(v.dtype)], v.tolist()))
-        f.write("}\n")
     return {"norm": norm, "clips": clips, "meta": meta, "arrays": arrays, "blob": path,
             "tmp": tmp, "words": sorted({p.parent.name for p in picked})}
 
@@ -166,7 +161,7 @@ def setup(shared_data, tmp_path_factory):
 def _run(mpy, setup, script, clips, *extra):
     raw = setup["tmp"] / f"clips{len(clips)}x{clips.shape[1]}.raw"
     clips.astype("<i2").tofile(raw)
-    r = mpy(script, setup["tmp"], raw, len(clips), clips.shape[1], *extra)
+    r = mpy(script, setup["blob"], raw, len(clips), clips.shape[1], *extra)
     assert r.returncode == 0, r.stderr
     return r.stdout.splitlines()
 
