@@ -62,7 +62,7 @@ def _keep_tail(buf: ptr16, st: ptr32):
 
 @micropython.viper
 def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
-    """Window (|v| <= 2^30) into bit-reversed complex order; OR of |v| for the first shift."""
+    """Window (|v| <= 2^30) into digit-reversed complex order; OR of |v| for the first shift."""
     o = 0
     n = 0
     while n < _N:
@@ -80,14 +80,14 @@ def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
 
 @micropython.viper
 def _fft(z: ptr32, tw: ptr16, st: ptr32):
-    """In-place radix-2 DIT FFT of 256 complex values with block floating point."""
+    """In-place radix-4 DIT FFT of 256 complex values with block floating point."""
     one = 1
     sb = one << 31
     lim = st[_FFT_LIM]
     o = st[_OR]
     total = 0
     h = 1
-    tstep = _N
+    tstep = _N >> 1                      # twiddle step: W512^(j * 128 / h)
     while h < _N:
         # shift so every |component| <= 2^lim (o = OR of v ^ (v >> 31) over the data)
         s = 0
@@ -95,64 +95,85 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
             s += 1
         total += s
         o = 0
-        span = h << 1
-        i = 0
-        while i < _N:                    # j = 0: twiddle 1, exact
-            p = i << 1
-            q = (i + h) << 1
-            ar = ((z[p] ^ sb) - sb) >> s
-            ai = ((z[p + 1] ^ sb) - sb) >> s
-            br = ((z[q] ^ sb) - sb) >> s
-            bi = ((z[q + 1] ^ sb) - sb) >> s
-            v = ar + br
-            z[p] = v
-            o |= v ^ (v >> 31)
-            v = ai + bi
-            z[p + 1] = v
-            o |= v ^ (v >> 31)
-            v = ar - br
-            z[q] = v
-            o |= v ^ (v >> 31)
-            v = ai - bi
-            z[q + 1] = v
-            o |= v ^ (v >> 31)
-            i += span
-        j = 1
+        span = h << 2
+        d = h << 1                       # distance of the four inputs in int32 slots
+        j = 0
         while j < h:
-            k = (j * tstep) << 1
-            wr = (tw[k] ^ 0x8000) - 0x8000
-            wi = (tw[k + 1] ^ 0x8000) - 0x8000
+            if j:
+                k = (j * tstep) << 1
+                w1r = (tw[k] ^ 0x8000) - 0x8000
+                w1i = (tw[k + 1] ^ 0x8000) - 0x8000
+                w2r = (tw[2 * k] ^ 0x8000) - 0x8000
+                w2i = (tw[2 * k + 1] ^ 0x8000) - 0x8000
+                w3r = (tw[3 * k] ^ 0x8000) - 0x8000
+                w3i = (tw[3 * k + 1] ^ 0x8000) - 0x8000
             i = j
             while i < _N:
                 p = i << 1
-                q = (i + h) << 1
-                br = ((z[q] ^ sb) - sb) >> s
-                bi = ((z[q + 1] ^ sb) - sb) >> s
-                # (b * w) / 2^15 rounded, b = hi * 2^15 + lo: every product < 2^31
-                bhr = br >> 15
-                bhi = bi >> 15
-                br &= 0x7FFF
-                bi &= 0x7FFF
-                tr = bhr * wr - bhi * wi + ((br * wr - bi * wi + 0x4000) >> 15)
-                ti = bhr * wi + bhi * wr + ((br * wi + bi * wr + 0x4000) >> 15)
                 ar = ((z[p] ^ sb) - sb) >> s
                 ai = ((z[p + 1] ^ sb) - sb) >> s
-                v = ar + tr
+                b1r = ((z[p + d] ^ sb) - sb) >> s
+                b1i = ((z[p + d + 1] ^ sb) - sb) >> s
+                b2r = ((z[p + 2 * d] ^ sb) - sb) >> s
+                b2i = ((z[p + 2 * d + 1] ^ sb) - sb) >> s
+                b3r = ((z[p + 3 * d] ^ sb) - sb) >> s
+                b3i = ((z[p + 3 * d + 1] ^ sb) - sb) >> s
+                if j:
+                    # (b * w) / 2^15 rounded, b = hi * 2^15 + lo: every product < 2^31
+                    hr = b1r >> 15
+                    hi = b1i >> 15
+                    lr = b1r & 0x7FFF
+                    li = b1i & 0x7FFF
+                    b1r = hr * w1r - hi * w1i + ((lr * w1r - li * w1i + 0x4000) >> 15)
+                    b1i = hr * w1i + hi * w1r + ((lr * w1i + li * w1r + 0x4000) >> 15)
+                    hr = b2r >> 15
+                    hi = b2i >> 15
+                    lr = b2r & 0x7FFF
+                    li = b2i & 0x7FFF
+                    b2r = hr * w2r - hi * w2i + ((lr * w2r - li * w2i + 0x4000) >> 15)
+                    b2i = hr * w2i + hi * w2r + ((lr * w2i + li * w2r + 0x4000) >> 15)
+                    hr = b3r >> 15
+                    hi = b3i >> 15
+                    lr = b3r & 0x7FFF
+                    li = b3i & 0x7FFF
+                    b3r = hr * w3r - hi * w3i + ((lr * w3r - li * w3i + 0x4000) >> 15)
+                    b3i = hr * w3i + hi * w3r + ((lr * w3i + li * w3r + 0x4000) >> 15)
+                t0r = ar + b2r
+                t0i = ai + b2i
+                t1r = ar - b2r
+                t1i = ai - b2i
+                t2r = b1r + b3r
+                t2i = b1i + b3i
+                t3r = b1r - b3r
+                t3i = b1i - b3i
+                v = t0r + t2r
                 z[p] = v
                 o |= v ^ (v >> 31)
-                v = ai + ti
+                v = t0i + t2i
                 z[p + 1] = v
                 o |= v ^ (v >> 31)
-                v = ar - tr
-                z[q] = v
+                v = t1r + t3i
+                z[p + d] = v
                 o |= v ^ (v >> 31)
-                v = ai - ti
-                z[q + 1] = v
+                v = t1i - t3r
+                z[p + d + 1] = v
+                o |= v ^ (v >> 31)
+                v = t0r - t2r
+                z[p + 2 * d] = v
+                o |= v ^ (v >> 31)
+                v = t0i - t2i
+                z[p + 2 * d + 1] = v
+                o |= v ^ (v >> 31)
+                v = t1r - t3i
+                z[p + 3 * d] = v
+                o |= v ^ (v >> 31)
+                v = t1i + t3r
+                z[p + 3 * d + 1] = v
                 o |= v ^ (v >> 31)
                 i += span
             j += 1
         h = span
-        tstep >>= 1
+        tstep >>= 2
     lim = st[_SPLIT_LIM]
     s = 0
     while (o >> s) >> lim:
@@ -174,7 +195,7 @@ def _split(z: ptr32, tw: ptr16, x: ptr32, st: ptr32):
     x[2 * _N] = (ar - ai) << 1
     x[2 * _N + 1] = 0
     k = 1
-    while k < _N:
+    while k <= _N >> 1:                  # bins k and 256 - k share their two inputs
         p = k << 1
         q = (_N - k) << 1
         ar = ((z[p] ^ sb) - sb) >> s
@@ -185,12 +206,20 @@ def _split(z: ptr32, tw: ptr16, x: ptr32, st: ptr32):
         wi = (tw[p + 1] ^ 0x8000) - 0x8000
         orr = ai + bi
         oi = br - ar
-        bhr = orr >> 15
-        bhi = oi >> 15
-        orr &= 0x7FFF
-        oi &= 0x7FFF
-        x[p] = ar + br + bhr * wr - bhi * wi + ((orr * wr - oi * wi + 0x4000) >> 15)
-        x[p + 1] = ai - bi + bhr * wi + bhi * wr + ((orr * wi + oi * wr + 0x4000) >> 15)
+        hr = orr >> 15
+        hi = oi >> 15
+        lr = orr & 0x7FFF
+        li = oi & 0x7FFF
+        x[p] = ar + br + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
+        x[p + 1] = ai - bi + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
+        if k < _N >> 1:
+            wr = (tw[q] ^ 0x8000) - 0x8000
+            wi = (tw[q + 1] ^ 0x8000) - 0x8000
+            oi = ar - br
+            hi = oi >> 15
+            li = oi & 0x7FFF
+            x[q] = br + ar + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
+            x[q + 1] = bi - ai + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
         k += 1
 
 
@@ -224,7 +253,7 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
             o |= v ^ (v >> 31)
             k += 1
         s = 0
-        while (o >> s) >> mel_bits:
+        while (o >> s) >> mel_bits:      # at most a few steps: o < 2^31
             s += 1
         acc = 0
         k = k0
@@ -237,9 +266,23 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
         if acc == 0:
             v = floor
         else:
-            nb = 1
-            while acc >> nb:
+            nb = 0                       # bit length of acc, by halving
+            v = acc
+            if v >> 16:
+                v >>= 16
+                nb = 16
+            if v >> 8:
+                v >>= 8
+                nb += 8
+            if v >> 4:
+                v >>= 4
+                nb += 4
+            if v >> 2:
+                v >>= 2
+                nb += 2
+            if v >> 1:
                 nb += 1
+            nb += 1
             f = acc << (31 - nb)
             i = (f >> (30 - tb)) & tmask
             t0 = lt[i]
@@ -292,7 +335,7 @@ class FrontEnd:
             raise ValueError("blob front end does not match its feature spec; "
                              "re-export with `hark export`")
         n_mels, n_mfcc = fm["n_mels"], fm["n_mfcc"]
-        sizes = {"fe.window": _NFFT, "fe.bitrev": _N, "fe.twiddle": 2 * _N,
+        sizes = {"fe.window": _NFFT, "fe.perm": _N, "fe.twiddle": 3 * _N,
                  "fe.mel_start": n_mels, "fe.mel_len": n_mels, "fe.mel_off": n_mels,
                  "fe.log2": (1 << fm["log_table_bits"]) + 1, "fe.dct": n_mfcc * n_mels,
                  "fe.dct_bias": n_mfcc, "fe.dct_shift": n_mfcc, "fe.mel_w": None}
@@ -302,9 +345,9 @@ class FrontEnd:
                                  "re-export with `hark export`" % name)
         if sum(arrays["fe.mel_len"]) != len(arrays["fe.mel_w"]):
             raise ValueError("blob mel tables disagree; re-export with `hark export`")
-        self._t = [arrays[n] for n in ("fe.window", "fe.bitrev", "fe.twiddle", "fe.mel_start",
+        self._t = tuple(arrays[n] for n in ("fe.window", "fe.perm", "fe.twiddle", "fe.mel_start",
                                        "fe.mel_len", "fe.mel_w", "fe.mel_off", "fe.log2",
-                                       "fe.dct", "fe.dct_bias", "fe.dct_shift")]
+                                       "fe.dct", "fe.dct_bias", "fe.dct_shift"))
         st = array("i", bytes(4 * _NST))
         for i, key in ((_FFT_LIM, "fft_lim"), (_SPLIT_LIM, "split_lim"), (_MEL_BITS, "mel_bits"),
                        (_FLOOR, "log_floor"), (_TOP, "log_top"), (_CENTRE, "log_centre"),

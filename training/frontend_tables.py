@@ -7,7 +7,7 @@ uses it to score a model on device features without running MicroPython.
 
 Pipeline (every value fits a signed 32-bit int on the device; bounds in the comments):
   pcm int16 x window (uint16, 1.0 = 32768)                        |v| <= 2^30
-  -> 256-point complex FFT of (even, odd) sample pairs, radix-2 DIT, bit-reversed input,
+  -> 256-point complex FFT of (even, odd) sample pairs, radix-4 DIT, digit-reversed input,
      ~30-bit block floating point: before every stage the data is shifted right so that
      |component| <= 2^FFT_LIM (the shift adds to one frame exponent); twiddles are Q15
      (1.0 = 32768) and each product is split b = hi * 2^15 + lo so it stays < 2^31
@@ -29,7 +29,7 @@ import numpy as np
 from .features import FeatureSpec, Normalisation, reference_tables
 
 FRONTEND_VERSION = 1
-FFT_LIM = 29          # butterfly input bound: outputs <= 2^29 (1 + sqrt2) < 2^31
+FFT_LIM = 28          # radix-4 input bound: outputs <= 2^28 (1 + 3 sqrt2) < 2^31
 SPLIT_LIM = 28        # split input bound: outputs <= 2^28 (2 + 2 sqrt2) < 2^31
 MEL_BITS = 15         # band amplitude bits: |re|, |im| <= 2^15
 MEL_WSUM = 65280      # target weight sum per band: rounding (<= 0.5 per bin) stays < 2^16
@@ -40,9 +40,15 @@ DCT_IN_SHIFT = 7      # Q15 log2 -> Q8 before the DCT
 INT32_LIMIT = 2 ** 31 - 1
 
 
-def _bitrev(n_bits: int) -> np.ndarray:
-    n = 1 << n_bits
-    return np.array([int(format(i, f"0{n_bits}b")[::-1], 2) for i in range(n)], np.int64)
+def _digit_reverse(n_digits: int) -> np.ndarray:
+    """Base-4 digit reversal: input order of a radix-4 decimation-in-time FFT."""
+    out = np.zeros(4 ** n_digits, np.int64)
+    for i in range(4 ** n_digits):
+        v, r = i, 0
+        for _ in range(n_digits):
+            r, v = r * 4 + v % 4, v // 4
+        out[i] = r
+    return out
 
 
 def build(spec: FeatureSpec, norm: Normalisation, input_scale: float, input_zero_point: int):
@@ -55,8 +61,8 @@ def build(spec: FeatureSpec, norm: Normalisation, input_scale: float, input_zero
 
     window = np.round(ref["window"] * 32768).astype(np.int64)
     assert window.min() >= 0 and window.max() <= 32768
-    k = np.arange(n_half)
-    twiddle = np.empty(2 * n_half, np.int64)       # W512^k = c + j s, Q15, k = 0..255
+    k = np.arange(3 * n_half // 2)                 # radix-4 stages need W^(3j) up to k = 383
+    twiddle = np.empty(2 * len(k), np.int64)       # W512^k = c + j s, Q15
     twiddle[0::2] = np.round(np.cos(2 * np.pi * k / n_fft) * 32768)
     twiddle[1::2] = np.round(-np.sin(2 * np.pi * k / n_fft) * 32768)
     twiddle[0] = 32767     # W^0 = 1 is never multiplied (exact butterfly); keeps int16
@@ -120,7 +126,7 @@ def build(spec: FeatureSpec, norm: Normalisation, input_scale: float, input_zero
     }
     arrays = {
         "fe.window": np.asarray(window, np.uint16),
-        "fe.bitrev": np.asarray(_bitrev(8), np.uint8),
+        "fe.perm": np.asarray(_digit_reverse(4), np.uint8),
         "fe.twiddle": np.asarray(twiddle, np.int16),
         "fe.mel_start": np.asarray(starts, np.uint16),
         "fe.mel_len": np.asarray(lens, np.uint8),
@@ -188,23 +194,28 @@ def device_features_numpy(pcm, meta: dict, arrays: dict, trace: dict = None) -> 
     xw = pcm[idx] * a["fe.window"][None, :]                      # |.| <= 2^30
     note("window", xw)
     z = np.empty((n_frames, n_half, 2), np.int64)
-    z[:, a["fe.bitrev"], 0] = xw[:, 0::2]
-    z[:, a["fe.bitrev"], 1] = xw[:, 1::2]
-    tw = a["fe.twiddle"].reshape(n_half, 2)
+    z[:, a["fe.perm"], 0] = xw[:, 0::2]
+    z[:, a["fe.perm"], 1] = xw[:, 1::2]
+    tw = a["fe.twiddle"].reshape(-1, 2)
     total = np.zeros(n_frames, np.int64)
     h = 1
-    while h < n_half:
+    while h < n_half:                       # radix-4 stages, h = quarter of the group size
         s = _block_shift(z, m["fft_lim"])
         total += s
         z = z >> s[:, None, None]
-        g = z.reshape(n_frames, n_half // (2 * h), 2, h, 2)
-        top, bot = g[:, :, 0], g[:, :, 1]
-        w = tw[np.arange(h) * (n_half // h)]                      # W512^(j * 256 / h)
-        t = _cmul(bot[..., 0], bot[..., 1], w[None, None, :, 0], w[None, None, :, 1], note)
-        t[:, :, 0] = bot[:, :, 0]                                  # twiddle 1: exact
-        z = np.stack([top + t, top - t], axis=2).reshape(n_frames, n_half, 2)
+        g = z.reshape(n_frames, n_half // (4 * h), 4, h, 2)
+        b = [g[:, :, 0]]
+        for q in (1, 2, 3):
+            w = tw[q * np.arange(h) * (n_half // (2 * h))]         # W512^(q j 128 / h)
+            t = _cmul(g[:, :, q, :, 0], g[:, :, q, :, 1], w[None, None, :, 0],
+                      w[None, None, :, 1], note)
+            t[:, :, 0] = g[:, :, q, 0]                             # twiddle 1: exact
+            b.append(t)
+        t0, t1, t2, t3 = b[0] + b[2], b[0] - b[2], b[1] + b[3], b[1] - b[3]
+        jt3 = np.stack([-t3[..., 1], t3[..., 0]], axis=-1)         # j * t3
+        z = np.stack([t0 + t2, t1 - jt3, t0 - t2, t1 + jt3], axis=2).reshape(n_frames, n_half, 2)
         note("fft_out", z)
-        h *= 2
+        h *= 4
     s = _block_shift(z, m["split_lim"])
     total += s
     z = z >> s[:, None, None]
@@ -212,7 +223,7 @@ def device_features_numpy(pcm, meta: dict, arrays: dict, trace: dict = None) -> 
     rev = (n_half - np.arange(n_half)) % n_half
     br, bi = ar[:, rev], ai[:, rev]
     er, ei, orr, oi = ar + br, ai - bi, ai + bi, br - ar
-    t = _cmul(orr, oi, tw[None, :, 0], tw[None, :, 1], note)
+    t = _cmul(orr, oi, tw[None, :n_half, 0], tw[None, :n_half, 1], note)
     x = np.stack([er, ei], axis=-1) + t
     x[:, 0] = np.stack([2 * (ar[:, 0] + ai[:, 0]), 0 * ar[:, 0]], axis=-1)   # bin 0: exact
     last = np.stack([2 * (ar[:, 0] - ai[:, 0]), 0 * ar[:, 0]], axis=-1)       # bin 256
