@@ -93,7 +93,7 @@ def _exp_on_interval(a: int) -> int:
     x4 = _srdhm(x2, x2)
     x4_over_4 = _rdbp(x4, 2)
     poly = _rdbp(_srdhm(x4_over_4 + x3, 715827883) + x2, 1)
-    return 1895147668 + _srdhm(1895147668, poly)
+    return 1895147668 + _srdhm(1895147668, x + poly)
 
 
 def exp_on_negative_values(a: int, integer_bits: int = 5) -> int:

@@ -1,0 +1,617 @@
+# hark int8 inference engine: runs the graph from a model blob bit-exactly like TFLite Micro.
+#
+# Conventions (the host side is training/graph.py):
+# - the arena holds activations as uint8 u = q + 128, so products need no sign extension;
+#   weights are uint8 w' = w + 128 and the folded bias restores sum((q - zp) * w) + bias.
+# - all arithmetic is integer and every intermediate stays below 2**31 in magnitude, so the
+#   viper code gives the same answers with the 32-bit ints of a board as with the 64-bit
+#   ints of the unix port. TFLite Micro's 64-bit SaturatingRoundingDoublingHighMul is
+#   rebuilt from 16/8-bit limbs (see _requant in tests/test_engine.py for the mirror).
+# - signed int32 values in blob arrays are read as two uint16 halves (ptr32 loads are
+#   zero-extended on 64-bit ports); constants >= 2**30 are built at run time because they
+#   are not small ints on 32-bit ports.
+# - invoke() allocates nothing: every op is a preplanned call with preallocated arguments.
+import array
+
+import micropython
+
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
+                 "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "ADD")
+
+
+@micropython.viper
+def _copy_in(arena: ptr8, cfg: ptr32, src: ptr8, a: ptr8, b: ptr8, c: ptr8):
+    # int8 bytes -> offset form (q + 128 == byte ^ 0x80)
+    dst = ptr8(int(arena) + cfg[0])
+    n = cfg[1]
+    i = 0
+    while i < n:
+        dst[i] = src[i] ^ 0x80
+        i += 1
+
+
+@micropython.viper
+def _copy_out(arena: ptr8, cfg: ptr32, dst: ptr8, a: ptr8, b: ptr8, c: ptr8):
+    src = ptr8(int(arena) + cfg[0])
+    n = cfg[1]
+    i = 0
+    while i < n:
+        dst[i] = src[i] ^ 0x80
+        i += 1
+
+
+@micropython.viper
+def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: ptr16):
+    # CONV_2D and FULLY_CONNECTED: per position, one contiguous patch of K bytes (direct from
+    # the input or gathered into scratch with zero-point padding), then Cout dot products.
+    in_off = cfg[0]
+    out = ptr8(int(arena) + cfg[1])
+    scratch = cfg[2]
+    H = cfg[3]
+    W = cfg[4]
+    cin = cfg[5]
+    OH = cfg[6]
+    OW = cfg[7]
+    cout = cfg[8]
+    kh = cfg[9]
+    kw = cfg[10]
+    sh = cfg[11]
+    sw = cfg[12]
+    pt = cfg[13]
+    pl = cfg[14]
+    zin = cfg[15]
+    zout = cfg[16]
+    lo = cfg[17]
+    hi = cfg[18]
+    direct = cfg[19]
+    K = cfg[20]
+    one = 1
+    h30 = one << 30
+    K8 = K & ~7
+    rowlen = kw * cin
+    o = 0
+    for oy in range(OH):
+        for ox in range(OW):
+            if direct:
+                p = ptr8(int(arena) + in_off + (oy * sh * W + ox * sw) * cin)
+            else:
+                p = ptr8(int(arena) + scratch)
+                q = 0
+                for ky in range(kh):
+                    iy = oy * sh - pt + ky
+                    ix = ox * sw - pl
+                    if iy < 0 or iy >= H:
+                        for j in range(rowlen):
+                            p[q + j] = zin
+                        q += rowlen
+                        continue
+                    src = ptr8(int(arena) + in_off + (iy * W) * cin)
+                    for kx in range(kw):
+                        if ix < 0 or ix >= W:
+                            for j in range(cin):
+                                p[q + j] = zin
+                        else:
+                            s0 = ix * cin
+                            for j in range(cin):
+                                p[q + j] = src[s0 + j]
+                        q += cin
+                        ix += 1
+            su = 0
+            for j in range(K):
+                su += p[j]
+            su = su << 7
+            w = filt
+            for c in range(cout):
+                acc = 0
+                i = 0
+                while i < K8:
+                    acc += (p[i] * w[i] + p[i + 1] * w[i + 1] + p[i + 2] * w[i + 2]
+                            + p[i + 3] * w[i + 3] + p[i + 4] * w[i + 4] + p[i + 5] * w[i + 5]
+                            + p[i + 6] * w[i + 6] + p[i + 7] * w[i + 7])
+                    i += 8
+                while i < K:
+                    acc += p[i] * w[i]
+                    i += 1
+                w = ptr8(int(w) + K)
+                acc = acc - su + ((((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c])
+                # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe ---
+                m = mult[c]
+                s = (shift[2 * c] ^ 0x8000) - 0x8000
+                rs = 0
+                if s > 0:
+                    acc = acc << s
+                else:
+                    rs = 0 - s
+                neg = 0
+                if acc < 0:
+                    acc = 0 - acc
+                    neg = 1
+                u1 = acc >> 16
+                u0 = acc & 0xFFFF
+                m1 = m >> 16
+                m0 = m & 0xFFFF
+                t = (u0 & 0xFF) * m0 + h30 - neg
+                t = (u0 >> 8) * m0 + (t >> 8)
+                t = t >> 8
+                s1 = u1 * m0
+                s2 = u0 * m1
+                r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (t >> 15)
+                     + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15))
+                if neg:
+                    r = 0 - r
+                if rs > 0:
+                    mask = (one << rs) - 1
+                    th = mask >> 1
+                    if r < 0:
+                        th += 1
+                    rem = r & mask
+                    r = r >> rs
+                    if rem > th:
+                        r += 1
+                r += zout
+                if r < lo:
+                    r = lo
+                if r > hi:
+                    r = hi
+                out[o] = r
+                o += 1
+
+
+@micropython.viper
+def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: ptr16):
+    # DEPTHWISE_CONV_2D, depth multiplier 1; SAME padding goes through a zero-point padded copy.
+    src = ptr8(int(arena) + cfg[0])
+    out = ptr8(int(arena) + cfg[1])
+    H = cfg[3]
+    W = cfg[4]
+    C = cfg[5]
+    OH = cfg[6]
+    OW = cfg[7]
+    kh = cfg[9]
+    kw = cfg[10]
+    sh = cfg[11]
+    sw = cfg[12]
+    pt = cfg[13]
+    pl = cfg[14]
+    zin = cfg[15]
+    zout = cfg[16]
+    lo = cfg[17]
+    hi = cfg[18]
+    padded = cfg[19]
+    one = 1
+    h30 = one << 30
+    if padded:
+        Hp = cfg[20]
+        Wp = cfg[21]
+        pad = ptr8(int(arena) + cfg[2])
+        for j in range(Hp * Wp * C):
+            pad[j] = zin
+        rows = H if H < Hp - pt else Hp - pt
+        run = (W if W < Wp - pl else Wp - pl) * C
+        for y in range(rows):
+            d = ((y + pt) * Wp + pl) * C
+            s0 = y * W * C
+            for j in range(run):
+                pad[d + j] = src[s0 + j]
+        src = pad
+        W = Wp
+    K = kh * kw
+    rowstep = W * C
+    o = 0
+    for oy in range(OH):
+        for ox in range(OW):
+            base = (oy * sh * W + ox * sw) * C
+            for c in range(C):
+                acc = 0
+                su = 0
+                wi = c * K
+                r0 = base + c
+                for ky in range(kh):
+                    pp = r0
+                    for kx in range(kw):
+                        v = src[pp]
+                        acc += v * filt[wi]
+                        su += v
+                        wi += 1
+                        pp += C
+                    r0 += rowstep
+                acc = acc - (su << 7) + ((((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c])
+                # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe (as in _conv) ---
+                m = mult[c]
+                s = (shift[2 * c] ^ 0x8000) - 0x8000
+                rs = 0
+                if s > 0:
+                    acc = acc << s
+                else:
+                    rs = 0 - s
+                neg = 0
+                if acc < 0:
+                    acc = 0 - acc
+                    neg = 1
+                u1 = acc >> 16
+                u0 = acc & 0xFFFF
+                m1 = m >> 16
+                m0 = m & 0xFFFF
+                t = (u0 & 0xFF) * m0 + h30 - neg
+                t = (u0 >> 8) * m0 + (t >> 8)
+                t = t >> 8
+                s1 = u1 * m0
+                s2 = u0 * m1
+                r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (t >> 15)
+                     + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15))
+                if neg:
+                    r = 0 - r
+                if rs > 0:
+                    mask = (one << rs) - 1
+                    th = mask >> 1
+                    if r < 0:
+                        th += 1
+                    rem = r & mask
+                    r = r >> rs
+                    if rem > th:
+                        r += 1
+                r += zout
+                if r < lo:
+                    r = lo
+                if r > hi:
+                    r = hi
+                out[o] = r
+                o += 1
+
+
+@micropython.viper
+def _pool(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c_: ptr8, d: ptr8):
+    # AVERAGE_POOL_2D (TFLM rounding division over the in-image taps) and MAX_POOL_2D.
+    src = ptr8(int(arena) + cfg[0])
+    out = ptr8(int(arena) + cfg[1])
+    H = cfg[3]
+    W = cfg[4]
+    C = cfg[5]
+    OH = cfg[6]
+    OW = cfg[7]
+    kh = cfg[9]
+    kw = cfg[10]
+    sh = cfg[11]
+    sw = cfg[12]
+    pt = cfg[13]
+    pl = cfg[14]
+    lo = cfg[17]
+    hi = cfg[18]
+    is_max = cfg[19]
+    o = 0
+    for oy in range(OH):
+        y0 = oy * sh - pt
+        ya = 0 if y0 >= 0 else 0 - y0
+        yb = kh if y0 + kh <= H else H - y0
+        for ox in range(OW):
+            x0 = ox * sw - pl
+            xa = 0 if x0 >= 0 else 0 - x0
+            xb = kw if x0 + kw <= W else W - x0
+            n = (yb - ya) * (xb - xa)
+            for c in range(C):
+                acc = 0
+                for ky in range(ya, yb):
+                    p = ((y0 + ky) * W + x0 + xa) * C + c
+                    for kx in range(xa, xb):
+                        v = src[p]
+                        if is_max:
+                            if v > acc:
+                                acc = v
+                        else:
+                            acc += v
+                        p += C
+                if not is_max:
+                    acc -= n << 7
+                    if acc > 0:
+                        acc = (acc + (n >> 1)) // n
+                    else:
+                        acc = 0 - ((0 - acc + (n >> 1)) // n)
+                    acc += 128
+                if acc < lo:
+                    acc = lo
+                if acc > hi:
+                    acc = hi
+                out[o] = acc
+                o += 1
+
+
+@micropython.viper
+def _mean(arena: ptr8, cfg: ptr32, thr: ptr16, a: ptr8, b: ptr8, d: ptr8):
+    # MEAN over all positions: TFLM's float arithmetic as a step function of the int sum,
+    # out = -128 + number of thresholds <= sum (binary search).
+    src = ptr8(int(arena) + cfg[0])
+    out = ptr8(int(arena) + cfg[1])
+    n = cfg[2]
+    C = cfg[3]
+    for c in range(C):
+        s = 0
+        p = c
+        for i in range(n):
+            s += src[p]
+            p += C
+        s -= n << 7
+        lo = 0
+        hi = 255
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            t = (((thr[2 * mid + 1] ^ 0x8000) - 0x8000) << 16) | thr[2 * mid]
+            if t <= s:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[c] = lo
+
+
+@micropython.viper
+def _mbqm(x: int, m1: int, m0: int, rs: int) -> int:
+    # MultiplyByQuantizedMultiplierSmallerThanOneExp for |x| < 2**30, multiplier given as
+    # m1 = m >> 16, m0 = m & 0xFFFF: every argument and result is a small int (no allocation)
+    one = 1
+    neg = 0
+    if x < 0:
+        x = 0 - x
+        neg = 1
+    u1 = x >> 16
+    u0 = x & 0xFFFF
+    t = (u0 & 0xFF) * m0 + (one << 30) - neg
+    t = (u0 >> 8) * m0 + (t >> 8)
+    t = t >> 8
+    s1 = u1 * m0
+    s2 = u0 * m1
+    r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (t >> 15)
+         + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15))
+    if neg:
+        r = 0 - r
+    if rs > 0:
+        mask = (one << rs) - 1
+        th = mask >> 1
+        if r < 0:
+            th += 1
+        rem = r & mask
+        r = r >> rs
+        if rem > th:
+            r += 1
+    return r
+
+
+@micropython.viper
+def _add(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c: ptr8, d: ptr8):
+    # ADD of equal shapes, TFLM int8 scheme: left shift 20, rescale both, sum, rescale.
+    x1 = ptr8(int(arena) + cfg[0])
+    x2 = ptr8(int(arena) + cfg[1])
+    out = ptr8(int(arena) + cfg[2])
+    n = cfg[3]
+    z1 = cfg[4]
+    z2 = cfg[5]
+    zo = cfg[6]
+    lo = cfg[7]
+    hi = cfg[8]
+    ls = cfg[18]
+    for i in range(n):
+        v1 = int(_mbqm((x1[i] - z1) << ls, cfg[9], cfg[10], cfg[11]))
+        v2 = int(_mbqm((x2[i] - z2) << ls, cfg[12], cfg[13], cfg[14]))
+        r = int(_mbqm(v1 + v2, cfg[15], cfg[16], cfg[17])) + zo
+        if r < lo:
+            r = lo
+        if r > hi:
+            r = hi
+        out[i] = r
+
+
+@micropython.viper
+def _softmax(arena: ptr8, cfg: ptr32, exp: ptr32, a: ptr8, b: ptr8, d: ptr8):
+    # TFLM int8 SOFTMAX: exp(diff) in Q0.31 comes from the host table; the sum, its
+    # reciprocal (gemmlowp Newton-Raphson) and the output scaling run here in int32.
+    src = ptr8(int(arena) + cfg[0])
+    out = ptr8(int(arena) + cfg[1])
+    rows = cfg[2]
+    depth = cfg[3]
+    c48_17 = cfg[4]                 # 1515870810, not a small int on 32-bit ports
+    one = 1
+    h30 = one << 30
+    imax = h30 - 1 + h30
+    imin = 0 - imax - 1
+    base = 0
+    for row in range(rows):
+        mx = 0
+        for j in range(depth):
+            if src[base + j] > mx:
+                mx = src[base + j]
+        total = 0
+        for j in range(depth):
+            e = exp[mx - src[base + j]]
+            r = e >> 12
+            if (e & 0xFFF) > 0x7FF:
+                r += 1
+            total += r
+        # GetReciprocal(total, 12): headroom, then 1 / (1 + x) for x in [0, 1)
+        t = total
+        clz = 1
+        while t < h30:
+            t = t << 1
+            clz += 1
+        nbits = 12 - clz
+        hd = t      # RoundingHalfSum(shifted_sum_minus_one, 1.0) == t
+        x = 0
+        om = 0
+        for k in range(7):
+            # one signed SaturatingRoundingDoublingHighMul per step
+            if k == 0:
+                sa = hd
+                sb = 0 - 1010580540
+            elif k & 1:
+                sa = hd
+                sb = x
+            else:
+                sa = x
+                sb = om
+            neg = 0
+            if sa < 0:
+                sa = 0 - sa
+                neg = 1
+            if sb < 0:
+                sb = 0 - sb
+                neg ^= 1
+            u1 = sa >> 16
+            u0 = sa & 0xFFFF
+            m1 = sb >> 16
+            m0 = sb & 0xFFFF
+            q = (u0 & 0xFF) * m0 + h30 - neg
+            q = (u0 >> 8) * m0 + (q >> 8)
+            q = q >> 8
+            s1 = u1 * m0
+            s2 = u0 * m1
+            r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (q >> 15)
+                 + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (q & 0x7FFF)) >> 15))
+            if neg:
+                r = 0 - r
+            if k == 0:
+                x = c48_17 + r
+            elif k & 1:
+                om = 0x20000000 - r
+            else:
+                th = 0x1FFFFFFF
+                if r > th:
+                    r = imax
+                elif r < 0 - th:
+                    r = imin
+                else:
+                    r = r << 2
+                x = x + r
+        if x > h30 - 1:
+            scale = imax
+        elif x < 1 - h30:
+            scale = imin
+        else:
+            scale = x << 1
+        ex = nbits + 23
+        mask = (one << ex) - 1
+        th = mask >> 1
+        m1 = scale >> 16
+        m0 = scale & 0xFFFF
+        for j in range(depth):
+            e = exp[mx - src[base + j]]
+            u1 = e >> 16
+            u0 = e & 0xFFFF
+            q = (u0 & 0xFF) * m0 + h30
+            q = (u0 >> 8) * m0 + (q >> 8)
+            q = q >> 8
+            s1 = u1 * m0
+            s2 = u0 * m1
+            r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (q >> 15)
+                 + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (q & 0x7FFF)) >> 15))
+            rem = r & mask
+            r = r >> ex
+            if rem > th:
+                r += 1
+            if r > 255:
+                r = 255
+            out[base + j] = r
+        base += depth
+
+
+class Interpreter:
+    """Runs a blob's int8 graph: fill .input (int8 bytes), invoke(), read .output (int8 bytes)."""
+
+    def __init__(self, blob):
+        meta = blob.meta
+        model = meta["model"]
+        g = model["graph"]
+        tensors = g["tensors"]
+        arrays = blob.arrays
+        self.labels = meta["labels"]
+        self.macs = model["macs"]
+        self.arena = bytearray(model["arena_bytes"])
+        tin = tensors[g["input"]]
+        tout = tensors[g["output"]]
+        self.input = bytearray(_numel(tin["shape"]))
+        self.output = bytearray(_numel(tout["shape"]))
+        self.input_shape = tuple(tin["shape"])
+        self.output_shape = tuple(tout["shape"])
+        self.input_scale = tin["scale"]
+        self.input_zero_point = tin["zero_point"]
+        self.output_scale = tout["scale"]
+        self.output_zero_point = tout["zero_point"]
+        dummy = bytearray(4)
+        plan = [(_copy_in, array.array("i", (tin["offset"], len(self.input))), self.input,
+                 dummy, dummy, dummy)]
+        for n, op in enumerate(g["ops"]):
+            kind = op["type"]
+            if kind not in SUPPORTED_OPS:
+                raise ValueError("model op %d is %s, which this engine does not support "
+                                 "(supported: %s); update the firmware or re-export a model "
+                                 "with supported ops" % (n, kind, ", ".join(SUPPORTED_OPS)))
+            if kind == "RESHAPE":
+                continue
+            o = op["options"]
+            x = tensors[op["inputs"][0]]
+            y = tensors[op["outputs"][0]]
+            w = "w.%d." % n
+            if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+                if kind == "FULLY_CONNECTED":
+                    h, wd, cin = o["positions"], 1, o["depth"]
+                    oh, ow = h, 1
+                else:
+                    h, wd, cin = x["shape"][1:4]
+                    oh, ow = y["shape"][1:3]
+                kh, kw = o["kernel"]
+                lo, hi = o["act_range"]
+                cfg = [x["offset"], y["offset"], op.get("scratch", 0), h, wd, cin, oh, ow,
+                       o["channels"], kh, kw, o["stride"][0], o["stride"][1], o["pad"][0],
+                       o["pad"][1], o["input_zero_point"] + 128, o["output_zero_point"] + 128,
+                       lo + 128, hi + 128]
+                if kind == "DEPTHWISE_CONV_2D":
+                    padded = o["padding"] == "SAME"
+                    cfg += [1 if padded else 0, (oh - 1) * o["stride"][0] + kh,
+                            (ow - 1) * o["stride"][1] + kw]
+                    fn = _dwconv
+                else:
+                    cfg += [0 if "scratch" in op else 1, o["depth"]]
+                    fn = _conv
+                plan.append((fn, array.array("i", cfg), arrays[w + "filter"], arrays[w + "bias"],
+                             arrays[w + "mult"], arrays[w + "shift"]))
+            elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+                lo, hi = o["act_range"]
+                cfg = [x["offset"], y["offset"], 0] + x["shape"][1:4] + y["shape"][1:3] + [
+                    0, o["kernel"][0], o["kernel"][1], o["stride"][0], o["stride"][1],
+                    o["pad"][0], o["pad"][1], 0, 0, lo + 128, hi + 128,
+                    1 if kind == "MAX_POOL_2D" else 0]
+                plan.append((_pool, array.array("i", cfg), dummy, dummy, dummy, dummy))
+            elif kind == "MEAN":
+                cfg = [x["offset"], y["offset"], o["count"], x["shape"][-1]]
+                plan.append((_mean, array.array("i", cfg), arrays[w + "thresholds"], dummy,
+                             dummy, dummy))
+            elif kind == "SOFTMAX":
+                depth = y["shape"][-1]
+                cfg = [x["offset"], y["offset"], _numel(y["shape"]) // depth, depth, 1515870810]
+                plan.append((_softmax, array.array("i", cfg), arrays[w + "exp"], dummy, dummy,
+                             dummy))
+            elif kind == "ADD":
+                x2 = tensors[op["inputs"][1]]
+                lo, hi = o["act_range"]
+                m, s = o["multipliers"], o["shifts"]
+                for v in s:
+                    if v > 0:
+                        raise ValueError("ADD op %d has a multiplier > 1; re-export the model" % n)
+                z1, z2 = o["input_zero_points"]
+                cfg = [x["offset"], x2["offset"], y["offset"], _numel(y["shape"]), z1 + 128,
+                       z2 + 128, o["output_zero_point"] + 128, lo + 128, hi + 128,
+                       m[0] >> 16, m[0] & 0xFFFF, -s[0], m[1] >> 16, m[1] & 0xFFFF, -s[1],
+                       m[2] >> 16, m[2] & 0xFFFF, -s[2], o["left_shift"]]
+                plan.append((_add, array.array("i", cfg), dummy, dummy, dummy, dummy))
+        plan.append((_copy_out, array.array("i", (tout["offset"], len(self.output))),
+                     self.output, dummy, dummy, dummy))
+        self._plan = tuple(plan)
+
+    def invoke(self):
+        """Run the graph on .input; results in .output. Allocates nothing."""
+        arena = self.arena
+        for step in self._plan:
+            step[0](arena, step[1], step[2], step[3], step[4], step[5])
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
