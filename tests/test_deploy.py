@@ -16,7 +16,7 @@ from hark import FIRMWARE_DIR, MODELS_DIR, boards
 from hark.cli import HarkError
 from hark.deploy import TMP_PREFIX, build, compile_module, firmware_sources
 
-HARK = [sys.executable, "-m", "hark.cli"]
+HARK = [str(Path(sys.executable).with_name("hark"))]
 ARCHES = ["xtensawin", "armv6m", "armv7m", "armv7emsp", "rv32imc", "x64"]
 ARCH_CODE = {"x64": 2, "armv6m": 4, "armv7m": 5, "armv7emsp": 7, "xtensawin": 10, "rv32imc": 11}
 VIPER = "import micropython\n@micropython.viper\ndef f(b, n: int) -> int:\n p = ptr8(b)\n s = 0\n" \
@@ -104,14 +104,13 @@ def _sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _deploy(port, model, board="unix"):
-    return hark("deploy", "--board", board, "--port", port, "--model", model,
-                "--build-dir", Path(model).parent / "build")
+def _deploy(port, model, build_dir, board="unix"):
+    return hark("deploy", "--board", board, "--port", port, "--model", model, "--build-dir", build_dir)
 
 
 def test_deploy_end_to_end(unix_board, model, tmp_path):
     port, device_dir = unix_board
-    result = _deploy(port, model)
+    result = _deploy(port, model, tmp_path / "build")
     assert result.returncode == 0, result.stderr
     build_dir = tmp_path / "build" / "unix"
     expected = {p.name: _sha(p) for p in build_dir.iterdir()}
@@ -129,7 +128,7 @@ def test_deploy_end_to_end(unix_board, model, tmp_path):
                              capture_output=True, text=True, env={**os.environ, "MICROPYPATH": "."})
         assert run.returncode == 0, run.stderr
 
-    again = _deploy(port, model)
+    again = _deploy(port, model, tmp_path / "build")
     assert again.returncode == 0, again.stderr
     assert "0 file(s) updated" in again.stdout
 
@@ -137,7 +136,7 @@ def test_deploy_end_to_end(unix_board, model, tmp_path):
 def test_interrupted_deploy_keeps_the_old_files(unix_board, tmp_path):
     port, device_dir = unix_board
     old_model = write_blob(tmp_path / "old.hark", payload_bytes=20_000, seed=1)
-    assert _deploy(port, old_model).returncode == 0
+    assert _deploy(port, old_model, tmp_path / "build").returncode == 0
     before = {p.name: _sha(p) for p in device_dir.iterdir()}
 
     # A bigger new model, so the copy takes long enough to be cut in the middle.
@@ -156,22 +155,22 @@ def test_interrupted_deploy_keeps_the_old_files(unix_board, tmp_path):
     assert tmp_name.exists(), "the copy finished before the kill; make the new model bigger"
 
     # The next deploy cleans up and completes.
-    result = _deploy(port, new_model)
+    result = _deploy(port, new_model, tmp_path / "build")
     assert result.returncode == 0, result.stderr
     assert _sha(device_dir / "model.hark") == _sha(new_model)
     assert not [p for p in device_dir.iterdir() if p.name.startswith(TMP_PREFIX)]
 
 
-def test_wrong_chip_is_refused(unix_board, model):
+def test_wrong_chip_is_refused(unix_board, model, tmp_path):
     port, device_dir = unix_board
-    result = _deploy(port, model, board="rp2040")
+    result = _deploy(port, model, tmp_path / "build", board="rp2040")
     assert result.returncode == 1
     assert "wrong chip" in result.stderr and "is for RP2040" in result.stderr
     assert list(device_dir.iterdir()) == []
 
 
 def test_no_board_at_port(tmp_path, model):
-    result = _deploy(tmp_path / "ttyUSB9", model)
+    result = _deploy(tmp_path / "ttyUSB9", model, tmp_path / "build")
     assert result.returncode == 1
     assert "no board connected at" in result.stderr and "check the USB cable" in result.stderr
     assert "--port" in result.stderr
@@ -179,7 +178,7 @@ def test_no_board_at_port(tmp_path, model):
 
 def test_budget_refusal_before_touching_the_board(tmp_path):
     big = write_blob(tmp_path / "big.hark", payload_bytes=120_000)
-    result = _deploy(tmp_path / "ttyUSB9", big, board="pyboard")
+    result = _deploy(tmp_path / "ttyUSB9", big, tmp_path / "build", board="pyboard")
     assert result.returncode == 1
     assert "flash budget" in result.stderr and "KB over" in result.stderr
     assert "no board connected" not in result.stderr
@@ -190,3 +189,65 @@ def test_build_only_prints_footprint(tmp_path, model):
                   "--build-dir", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "config.json" in result.stdout and "rp2040: flash" in result.stdout
+
+
+FAKE_MAIN = """import sys, time
+print("hark: listening")
+for label, p in (("yes", "0.93"), ("off", "0.81")):
+    time.sleep(0.05)
+    print("t=1.%02ds %s %s" % (len(label), label, p))
+time.sleep(float(open("linger.txt").read()))
+sys.exit(0)
+"""
+
+
+def test_monitor_shows_detections(unix_board):
+    """main.py runs under the monitor (its sys.exit must not end the unix port) and detections
+    are picked out; --seconds stops watching a main.py that keeps running."""
+    port, device_dir = unix_board
+    (device_dir / "main.py").write_text(FAKE_MAIN)
+    (device_dir / "linger.txt").write_text("0")
+    result = hark("monitor", "--board", "unix", "--port", port, "--seconds", 10)
+    assert result.returncode == 0, result.stderr
+    assert "hark: listening" in result.stdout and "exited with code 0" in result.stdout
+    assert ">>> yes" in result.stdout and ">>> off" in result.stdout
+    assert "2 detection(s)" in result.stdout
+
+    (device_dir / "linger.txt").write_text("2.5")
+    started = time.monotonic()
+    result = hark("monitor", "--board", "unix", "--port", port, "--seconds", 1)
+    assert time.monotonic() - started < 2.5, "--seconds did not stop the monitor"
+    assert "2 detection(s)" in result.stdout and "exited" not in result.stdout
+    # The unix port cannot be interrupted through a raw pseudo-terminal: main.py runs to its end,
+    # after which the port answers again.
+    (device_dir / "linger.txt").write_text("0")
+    again = hark("monitor", "--board", "unix", "--port", port, "--seconds", 10)
+    assert "2 detection(s)" in again.stdout, again.stderr
+
+
+def test_record_reads_the_board_source(unix_board, model, tmp_path):
+    """The unix profile's WAV source, read on the device through the deployed firmware, comes back
+    sample for sample."""
+    port, device_dir = unix_board
+    assert _deploy(port, model, tmp_path / "build").returncode == 0
+    rate, n = 16000, 16000 * 3
+    samples = bytes((i * 7919) & 0xFF for i in range(2 * n))
+    import wave
+    with wave.open(str(device_dir / "input.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples)
+    out = tmp_path / "rec" / "out.wav"
+    result = hark("record", "--board", "unix", "--port", port, "--seconds", 1.5, "--out", out)
+    assert result.returncode == 0, result.stderr
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert w.readframes(w.getnframes()) == samples[:2 * 24000]
+    assert not (device_dir / ".hark-rec.pcm").exists()
+
+
+def test_record_needs_the_firmware(unix_board, tmp_path):
+    port, _ = unix_board
+    result = hark("record", "--board", "unix", "--port", port, "--seconds", 1, "--out", tmp_path / "x.wav")
+    assert result.returncode == 1 and "hark deploy --board unix` first" in result.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-HARK = [sys.executable, "-m", "hark.cli", "flash"]
+HARK = [str(Path(sys.executable).with_name("hark")), "flash"]
 
 
 def flash(*args, env=None):

@@ -1,0 +1,123 @@
+"""`hark monitor`: watch a board's detections live.
+
+By default the board is restarted under the monitor (soft reset, then main.py through the REPL), so start-up errors show too; Ctrl-C stops watching and restarts main.py on its own.
+With --attach the monitor only listens to a board that is already running. On the unix port
+main.py is started the same way, reading the profile's WAV file; Ctrl-C cannot reach a program
+running in the unix port through a raw pseudo-terminal, so there main.py runs to the end of the WAV.
+"""
+import re
+import sys
+import time
+
+from hark import boards
+from hark.cli import HarkError
+
+DETECTION = re.compile(r"^t=(\d+\.\d+)s (\S+) (\d+\.\d+)$")
+# main.py as at boot; SystemExit is caught because it would end the unix port's process.
+RUN_MAIN = ("try:\n exec(open('main.py').read(), {'__name__': '__main__'})\n"
+            "except SystemExit as e:\n print('hark: main.py exited with code', e.args[0] if e.args else 0)")
+
+
+def register(sub):
+    p = sub.add_parser("monitor", help="show a board's detections live", description=__doc__)
+    p.add_argument("--board", required=True, help=f"board profile ({', '.join(boards.available())})")
+    p.add_argument("--port", help="serial port (default: the only MicroPython-like USB device)")
+    p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--attach", action="store_true",
+                   help="listen to a board that is already running main.py, without restarting it")
+    p.set_defaults(func=run)
+
+
+class Printer:
+    """Prints board output; detections stand out and are counted."""
+
+    def __init__(self, out=sys.stdout):
+        self.out = out
+        self.detections = 0
+
+    def __call__(self, line: str):
+        m = DETECTION.match(line.strip())
+        if m:
+            self.detections += 1
+            t, label, p = m.groups()
+            self.out.write(f">>> {label:<10} p={p}  (board time {t} s)\n")
+        elif line.strip():
+            self.out.write(f"    {line}\n")
+        self.out.flush()
+
+
+def attach(port, printer, seconds):
+    """Read lines from a running board's serial port without touching its REPL."""
+    import serial
+
+    from hark.device import CABLE_HINT, describe_ports, find_port
+
+    port = find_port(port)
+    try:
+        link = serial.Serial(port, 115200, timeout=0.2)
+    except (serial.SerialException, OSError) as exc:
+        raise HarkError(f"no board connected at {port} ({exc}); {describe_ports()}; {CABLE_HINT}") from None
+    end = time.monotonic() + seconds if seconds else None
+    buf = b""
+    with link:
+        while end is None or time.monotonic() < end:
+            buf += link.read(256)
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                printer(line.rstrip(b"\r").decode(errors="replace"))
+
+
+def watch(device, board, printer, seconds):
+    """Restart main under the monitor and stream its lines until it ends, the time is up or Ctrl-C."""
+    from mpremote.transport import TransportError
+
+    device.check_board(board, device.probe())
+    if board["mcu"] != "unix":
+        device.fresh_heap()
+    t = device.transport
+    t.serial.timeout = 0.2  # so --seconds ends even when the board is quiet
+    buf = bytearray()
+    finished = 0
+    end = time.monotonic() + seconds if seconds else None
+    try:
+        t.exec_raw_no_follow(RUN_MAIN)
+        while finished < 2 and (end is None or time.monotonic() < end):
+            data = t.serial.read(t.serial.in_waiting or 1)
+            if b"\x04" in data:  # raw REPL: end of output, then end of error output
+                finished += data.count(b"\x04")
+                data = data.replace(b"\x04", b"")
+            buf.extend(data)
+            while b"\n" in buf:
+                line, _, rest = bytes(buf).partition(b"\n")
+                buf[:] = rest
+                printer(line.rstrip(b"\r").decode(errors="replace"))
+    except KeyboardInterrupt:
+        pass
+    except (TransportError, OSError) as exc:
+        raise HarkError(f"lost the connection to {device.port} ({exc})") from None
+    finally:
+        t.serial.write(b"\x03")  # stop main if it is still running
+        time.sleep(0.1)
+        t.serial.reset_input_buffer()
+    if buf.strip() and finished < 2:  # after both end markers only the REPL prompt is left
+        printer(bytes(buf).decode(errors="replace"))
+
+
+def run(args):
+    board = boards.load(args.board)
+    printer = Printer()
+    if args.attach:
+        try:
+            attach(args.port, printer, args.seconds)
+        except KeyboardInterrupt:
+            pass
+    else:
+        from hark.device import Device
+
+        with Device(args.port) as device:
+            print(f"monitoring {board['name']} on {device.port} (Ctrl-C to stop)")
+            watch(device, board, printer, args.seconds)
+            if board["mcu"] != "unix":
+                device.soft_reset()  # main.py runs on its own again
+    print(f"{printer.detections} detection(s)")
+    return 0
