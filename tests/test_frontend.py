@@ -35,8 +35,8 @@ def put(row):
     sys.stdout.write(row.hex())
 """
 
-# each clip whole, reset in between: hex of all frames per line; then the median over
-# clips of µs per frame (robust to other jobs on a shared machine)
+# each clip whole, reset in between: hex of all frames per line; then the minimum and
+# median over clips of µs per frame (the minimum is robust to other jobs on the machine)
 RUN_CLIPS = DEVICE_SETUP + """
 us = []
 with open(sys.argv[2], 'rb') as f:
@@ -54,7 +54,7 @@ with open(sys.argv[2], 'rb') as f:
         us.append(time.ticks_diff(time.ticks_us(), t0) / frames)
         sys.stdout.write('\\n')
 us.sort()
-print(us[len(us) // 2])
+print(us[0], us[len(us) // 2])
 """
 
 # every clip in every block pattern (0 = pseudo-random sizes), fed through memoryviews
@@ -175,7 +175,7 @@ def device_run(setup):
     from conftest import run_micropython
 
     lines = _run(run_micropython, setup, RUN_CLIPS, setup["clips"])
-    return np.stack([_frames(line) for line in lines[:-1]]), float(lines[-1])
+    return np.stack([_frames(line) for line in lines[:-1]]), list(map(float, lines[-1].split()))
 
 
 def test_device_matches_librosa_reference(setup, device_run):
@@ -197,9 +197,10 @@ def test_device_matches_librosa_reference(setup, device_run):
 
 def test_numpy_model_is_bit_exact(setup, device_run, mpy):
     dev, _ = device_run
-    model = np.stack([ft.device_features_numpy(c, setup["meta"], setup["arrays"])
-                      for c in setup["clips"]])
+    model = ft.device_features_numpy(setup["clips"], setup["meta"], setup["arrays"])
     assert np.array_equal(dev, model)
+    one = ft.device_features_numpy(setup["clips"][7], setup["meta"], setup["arrays"], chunk=5)
+    assert np.array_equal(one, model[7]), "batched and chunked runs agree with one clip"
     extreme = _extreme_signals()
     lines = _run(mpy, setup, RUN_CLIPS, extreme)
     dev_x = np.stack([_frames(line) for line in lines[:-1]])
@@ -238,7 +239,7 @@ def test_32bit_safety(setup):
     trace = {}
     for sig in list(setup["clips"][:40]) + list(_extreme_signals()):
         ft.device_features_numpy(sig, setup["meta"], setup["arrays"], trace)
-    assert {"window", "cmul_hi", "cmul_lo", "fft_out", "split_out", "power", "mel", "log",
+    assert {"window", "cmul_hi", "cmul_lo", "fft_partial", "fft_out", "split_out", "power", "mel", "log",
             "l8", "dct_acc"} <= set(trace)
     for name, (lo, hi) in trace.items():
         assert -2 ** 31 <= lo and hi < 2 ** 31, f"{name} leaves int32: [{lo}, {hi}]"
@@ -250,7 +251,7 @@ def test_32bit_safety(setup):
 
 
 def test_speed(device_run):
-    _, us = device_run
-    print(f"\nfront end on the unix port: {us:.1f} µs per 20 ms frame "
-          f"({20000 / us:.0f}x real time)")
-    assert us < 100
+    _, (best, median) = device_run
+    print(f"\nfront end on the unix port: {best:.1f} µs per 20 ms frame "
+          f"({20000 / best:.0f}x real time; median over clips {median:.1f} µs)")
+    assert best < 60

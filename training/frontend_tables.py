@@ -157,9 +157,9 @@ def _block_shift(v: np.ndarray, lim: int) -> np.ndarray:
 
 def _noter(trace):
     """Record min/max of every intermediate in trace (name -> (lo, hi)), for the 32-bit test."""
-    def note(name, v):
+    def note(name, *vs):
         if trace is not None:
-            lo, hi = int(np.min(v)), int(np.max(v))
+            lo, hi = min(int(np.min(v)) for v in vs), max(int(np.max(v)) for v in vs)
             old = trace.get(name, (lo, hi))
             trace[name] = (min(old[0], lo), max(old[1], hi))
     return note
@@ -170,28 +170,38 @@ def _cmul(br, bi, wr, wi, note):
     bhr, bhi, blr, bli = br >> 15, bi >> 15, br & 0x7FFF, bi & 0x7FFF
     hr, hi = bhr * wr - bhi * wi, bhr * wi + bhi * wr
     lr, li = blr * wr - bli * wi + (1 << 14), blr * wi + bli * wr + (1 << 14)
-    note("cmul_hi", np.stack([hr, hi]))
-    note("cmul_lo", np.stack([lr, li]))
+    note("cmul_hi", hr, hi)
+    note("cmul_lo", lr, li)
     return np.stack([hr + (lr >> 15), hi + (li >> 15)], axis=-1)
 
 
-def device_features_numpy(pcm, meta: dict, arrays: dict, trace: dict = None) -> np.ndarray:
-    """int8 features (frames, n_mfcc) exactly as the device computes them from int16 pcm.
+def device_features_numpy(pcm, meta: dict, arrays: dict, trace: dict = None,
+                          chunk: int = 256) -> np.ndarray:
+    """int8 features exactly as the device computes them from int16 pcm.
 
-    meta is the front-end meta from build() (or a whole blob meta, whose "frontend" is used);
-    frame t covers samples [hop t, hop t + n_fft). Pass trace=dict() to collect min/max of
-    every 32-bit intermediate.
+    pcm: (samples,) -> (frames, n_mfcc), or a batch (clips, samples) -> (clips, frames,
+    n_mfcc); frame t covers samples [hop t, hop t + n_fft). meta is the front-end meta from
+    build() or a whole blob meta (its "frontend" is used); arrays holds the "fe.*" tables.
+    Frames are computed `chunk` at a time to bound memory. Pass trace=dict() to collect
+    (min, max) of every 32-bit intermediate.
     """
     m = meta.get("frontend", meta)
-    note = _noter(trace)
-    pcm = np.asarray(pcm, np.int64)
-    n_fft, hop, n_half = m["n_fft"], m["hop"], m["n_fft"] // 2
-    n_frames = 1 + (len(pcm) - n_fft) // hop
-    if n_frames <= 0:
-        return np.zeros((0, m["n_mfcc"]), np.int8)
-    a = {k: np.asarray(v, np.int64) for k, v in arrays.items() if k.startswith("fe.")}
+    pcm = np.asarray(pcm)
+    n_fft, hop = m["n_fft"], m["hop"]
+    n_frames = max(0, 1 + (pcm.shape[-1] - n_fft) // hop)
     idx = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]
-    xw = pcm[idx] * a["fe.window"][None, :]                      # |.| <= 2^30
+    frames = pcm[..., idx].reshape(-1, n_fft)
+    a = {k: np.asarray(v, np.int64) for k, v in arrays.items() if k.startswith("fe.")}
+    out = [_frame_features(frames[i:i + chunk].astype(np.int64), m, a, _noter(trace))
+           for i in range(0, len(frames), chunk)]
+    out = np.concatenate(out) if out else np.zeros((0, m["n_mfcc"]), np.int8)
+    return out.reshape(*pcm.shape[:-1], n_frames, m["n_mfcc"])
+
+
+def _frame_features(frames, m, a, note):
+    """(n, n_fft) int16-valued frames -> (n, n_mfcc) int8, the device arithmetic."""
+    n_frames, n_half = len(frames), m["n_fft"] // 2
+    xw = frames * a["fe.window"][None, :]                         # |.| <= 2^30
     note("window", xw)
     z = np.empty((n_frames, n_half, 2), np.int64)
     z[:, a["fe.perm"], 0] = xw[:, 0::2]
@@ -212,6 +222,7 @@ def device_features_numpy(pcm, meta: dict, arrays: dict, trace: dict = None) -> 
             t[:, :, 0] = g[:, :, q, 0]                             # twiddle 1: exact
             b.append(t)
         t0, t1, t2, t3 = b[0] + b[2], b[0] - b[2], b[1] + b[3], b[1] - b[3]
+        note("fft_partial", t0, t1, t2, t3)
         jt3 = np.stack([-t3[..., 1], t3[..., 0]], axis=-1)         # j * t3
         z = np.stack([t0 + t2, t1 - jt3, t0 - t2, t1 + jt3], axis=2).reshape(n_frames, n_half, 2)
         note("fft_out", z)
