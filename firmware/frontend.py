@@ -13,7 +13,7 @@ from array import array
 
 import micropython
 
-_VERSION = const(1)
+_VERSION = const(2)
 _N = const(256)          # complex FFT size: the 512 real samples as (even, odd) pairs
 _NFFT = const(512)
 
@@ -325,8 +325,11 @@ class FrontEnd:
     """push() pcm until ready; then frame holds the int8 features of one hop."""
 
     def __init__(self, meta, arrays):
-        fm = meta["frontend"]
-        feat = meta["features"]
+        fm = meta.get("frontend")
+        feat = meta.get("features")
+        if not fm or not feat:
+            raise ValueError("blob has no front-end tables or feature spec; "
+                             "re-export the model with `hark export`")
         if fm["version"] != _VERSION or fm["n_fft"] != _NFFT:
             raise ValueError("front end version %s / n_fft %s is not supported by this firmware "
                              "(knows %d / %d); update the firmware or re-export with `hark export`"

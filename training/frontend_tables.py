@@ -28,7 +28,7 @@ import numpy as np
 
 from .features import FeatureSpec, Normalisation, reference_tables
 
-FRONTEND_VERSION = 1
+FRONTEND_VERSION = 2   # 1: radix-2 tables of an early draft
 FFT_LIM = 28          # radix-4 input bound: outputs <= 2^28 (1 + 3 sqrt2) < 2^31
 SPLIT_LIM = 28        # split input bound: outputs <= 2^28 (2 + 2 sqrt2) < 2^31
 MEL_BITS = 15         # band amplitude bits: |re|, |im| <= 2^15
