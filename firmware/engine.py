@@ -10,6 +10,7 @@
 # - signed int32 values in blob arrays are read as two uint16 halves (ptr32 loads are
 #   zero-extended on 64-bit ports); constants >= 2**30 are built at run time because they
 #   are not small ints on 32-bit ports.
+# - per-op config arrays hold only non-negative ints (shifts are stored + 32) for the same reason.
 # - invoke() allocates nothing: every op is a preplanned call with preallocated arguments.
 import array
 
@@ -316,37 +317,38 @@ def _pool(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c_: ptr8, d: ptr8):
 
 
 @micropython.viper
-def _mean(arena: ptr8, cfg: ptr32, thr: ptr16, a: ptr8, b: ptr8, d: ptr8):
-    # MEAN over all positions: TFLM's float arithmetic as a step function of the int sum,
-    # out = -128 + number of thresholds <= sum (binary search).
+def _mean(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c_: ptr8, d: ptr8):
+    # MEAN over all positions (TFLite QuantizedMeanOrSum): 1/count folded into the multiplier.
     src = ptr8(int(arena) + cfg[0])
     out = ptr8(int(arena) + cfg[1])
     n = cfg[2]
     C = cfg[3]
+    zin = n * cfg[4]
+    zout = cfg[5]
     for c in range(C):
         s = 0
         p = c
         for i in range(n):
             s += src[p]
             p += C
-        s -= n << 7
-        lo = 0
-        hi = 255
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            t = (((thr[2 * mid + 1] ^ 0x8000) - 0x8000) << 16) | thr[2 * mid]
-            if t <= s:
-                lo = mid + 1
-            else:
-                hi = mid
-        out[c] = lo
+        r = int(_mbqm(s - zin, cfg[6], cfg[7], cfg[8] - 32)) + zout
+        if r < 0:
+            r = 0
+        if r > 255:
+            r = 255
+        out[c] = r
 
 
 @micropython.viper
-def _mbqm(x: int, m1: int, m0: int, rs: int) -> int:
-    # MultiplyByQuantizedMultiplierSmallerThanOneExp for |x| < 2**30, multiplier given as
+def _mbqm(x: int, m1: int, m0: int, shift: int) -> int:
+    # MultiplyByQuantizedMultiplier for |x << shift| < 2**30, multiplier given as
     # m1 = m >> 16, m0 = m & 0xFFFF: every argument and result is a small int (no allocation)
     one = 1
+    rs = 0
+    if shift > 0:
+        x = x << shift
+    else:
+        rs = 0 - shift
     neg = 0
     if x < 0:
         x = 0 - x
@@ -388,9 +390,9 @@ def _add(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c: ptr8, d: ptr8):
     hi = cfg[8]
     ls = cfg[18]
     for i in range(n):
-        v1 = int(_mbqm((x1[i] - z1) << ls, cfg[9], cfg[10], cfg[11]))
-        v2 = int(_mbqm((x2[i] - z2) << ls, cfg[12], cfg[13], cfg[14]))
-        r = int(_mbqm(v1 + v2, cfg[15], cfg[16], cfg[17])) + zo
+        v1 = int(_mbqm((x1[i] - z1) << ls, cfg[9], cfg[10], cfg[11] - 32))
+        v2 = int(_mbqm((x2[i] - z2) << ls, cfg[12], cfg[13], cfg[14] - 32))
+        r = int(_mbqm(v1 + v2, cfg[15], cfg[16], cfg[17] - 32)) + zo
         if r < lo:
             r = lo
         if r > hi:
@@ -578,9 +580,11 @@ class Interpreter:
                     1 if kind == "MAX_POOL_2D" else 0]
                 plan.append((_pool, array.array("i", cfg), dummy, dummy, dummy, dummy))
             elif kind == "MEAN":
-                cfg = [x["offset"], y["offset"], o["count"], x["shape"][-1]]
-                plan.append((_mean, array.array("i", cfg), arrays[w + "thresholds"], dummy,
-                             dummy, dummy))
+                m = o["multiplier"]
+                cfg = [x["offset"], y["offset"], o["count"], x["shape"][-1],
+                       o["input_zero_point"] + 128, o["output_zero_point"] + 128,
+                       m >> 16, m & 0xFFFF, o["shift"] + 32]
+                plan.append((_mean, array.array("i", cfg), dummy, dummy, dummy, dummy))
             elif kind == "SOFTMAX":
                 depth = y["shape"][-1]
                 cfg = [x["offset"], y["offset"], _numel(y["shape"]) // depth, depth, 1515870810]
@@ -590,14 +594,11 @@ class Interpreter:
                 x2 = tensors[op["inputs"][1]]
                 lo, hi = o["act_range"]
                 m, s = o["multipliers"], o["shifts"]
-                for v in s:
-                    if v > 0:
-                        raise ValueError("ADD op %d has a multiplier > 1; re-export the model" % n)
                 z1, z2 = o["input_zero_points"]
                 cfg = [x["offset"], x2["offset"], y["offset"], _numel(y["shape"]), z1 + 128,
                        z2 + 128, o["output_zero_point"] + 128, lo + 128, hi + 128,
-                       m[0] >> 16, m[0] & 0xFFFF, -s[0], m[1] >> 16, m[1] & 0xFFFF, -s[1],
-                       m[2] >> 16, m[2] & 0xFFFF, -s[2], o["left_shift"]]
+                       m[0] >> 16, m[0] & 0xFFFF, s[0] + 32, m[1] >> 16, m[1] & 0xFFFF,
+                       s[1] + 32, m[2] >> 16, m[2] & 0xFFFF, s[2] + 32, o["left_shift"]]
                 plan.append((_add, array.array("i", cfg), dummy, dummy, dummy, dummy))
         plan.append((_copy_out, array.array("i", (tout["offset"], len(self.output))),
                      self.output, dummy, dummy, dummy))

@@ -130,25 +130,11 @@ def softmax_exp_table(mult: int, left_shift: int, diff_min: int) -> np.ndarray:
     return table.astype(np.int32)
 
 
-def mean_thresholds(n: int, in_scale, in_zp: int, out_scale, out_zp: int) -> np.ndarray:
-    """TFLM int8 MEAN (reference QuantizedMeanOrSum, float32 arithmetic) as a step function.
-
-    thr[k] is the smallest int32 sum of n int8 inputs whose mean quantises to >= k - 127,
-    so the device gets q = -128 + #(thr <= sum) with integer compares only.
-    """
-    sums = np.arange(-128 * n, 127 * n + 1, dtype=np.int64)
-    scale = np.float32(in_scale) / np.float32(out_scale)
-    bias = np.float32(-in_zp) * scale
-    mean = sums.astype(np.float32) / np.float32(n)
-    val = (mean * scale + bias).astype(np.float32)
-    rounded = np.sign(val) * np.floor(np.abs(val).astype(np.float64) + 0.5)
-    q = np.clip(rounded + out_zp, -128, 127).astype(np.int64)
-    thr = np.full(255, 127 * n + 1, np.int64)
-    for k in range(255):
-        hit = np.nonzero(q >= k - 127)[0]
-        if len(hit):
-            thr[k] = sums[hit[0]]
-    return thr.astype(np.int32)
+def mean_multiplier(count: int, in_scale, out_scale):
+    """TFLite reference QuantizedMeanOrSum: the 1/count division folded into the multiplier."""
+    mult, shift = quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+    n_shift = min(count.bit_length() - 1, 32, 31 + shift)
+    return int((mult << n_shift) // count), shift - n_shift
 
 
 def _same_pad(in_size, out_size, k, s):
@@ -306,8 +292,9 @@ def from_tflite(tflite_bytes: bytes):
                 raise ValueError(f"op {n} MEAN over axes {axes} of shape {shape}; only the mean over "
                                  "all axes between batch and channels is supported")
             count = int(np.prod(shape[1:-1]))
-            o.update({"axes": axes, "count": count})
-            arrays[prefix + "thresholds"] = mean_thresholds(count, xt["scale"], in_zp, yt["scale"], out_zp)
+            mult, shift = mean_multiplier(count, xt["scale"], yt["scale"])
+            o.update({"axes": axes, "count": count, "multiplier": mult, "shift": shift,
+                      "input_zero_point": in_zp, "output_zero_point": out_zp})
         elif name == "RESHAPE":
             alias[yi] = xi
         elif name == "SOFTMAX":
