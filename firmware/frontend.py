@@ -372,7 +372,13 @@ class FrontEnd:
         self.ready = False
 
     def push(self, pcm, pos, end):
-        """Consume pcm[pos:end] up to the next frame; returns the new pos, sets ready."""
+        """Consume int16 pcm[pos:end] up to the next frame; returns the new pos, sets ready.
+
+        pcm is an array('h') or a memoryview of one (viper reads it unchecked, hence the
+        bounds check here).
+        """
+        if pos < 0 or end > len(pcm):
+            raise ValueError("push(pcm, pos, end): need 0 <= pos and end <= len(pcm)")
         st = self._st
         pos = _fill(self._buf, pcm, st, pos, end)
         if st[_FILL] < _NFFT:

@@ -225,6 +225,22 @@ def test_block_size_independence(setup, mpy):
                 assert np.array_equal(got, expect), f"block size {size or 'random'}"
 
 
+def test_push_checks_bounds_and_reset(setup, mpy):
+    """viper reads pcm unchecked: push must refuse to run past it; reset drops samples."""
+    code = DEVICE_SETUP + """
+try:
+    fe.push(pcm, 0, n + 1)
+    print('no error')
+except ValueError:
+    print('ValueError')
+fe.push(pcm, 0, 300)
+fe.reset()
+print(fe.ready, fe.push(pcm, 0, 511), fe.ready, fe.push(pcm, 511, n), fe.ready)
+"""
+    lines = _run(mpy, setup, code, setup["clips"][:1])
+    assert lines == ["ValueError", "False 511 False 512 True"]
+
+
 def test_no_allocation_per_frame(setup, mpy):
     reps = 20
     lines = _run(mpy, setup, RUN_ALLOC, setup["clips"][:1], reps)
