@@ -36,7 +36,7 @@ MEL_WSUM = 65280      # target weight sum per band: rounding (<= 0.5 per bin) st
 LOG_Q = 15            # log2 fraction bits
 LOG_TABLE_BITS = 7    # table index bits after the leading one
 LOG_INTERP_BITS = 8   # interpolation bits below the index
-DCT_IN_SHIFT = 7      # Q15 log2 -> Q8 before the DCT
+DCT_IN_SHIFT = 6      # Q15 log2 -> Q9 before the DCT (finer costs DCT coefficient bits)
 INT32_LIMIT = 2 ** 31 - 1
 
 
