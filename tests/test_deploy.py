@@ -13,7 +13,7 @@ import pytest
 
 from blobfake import write_blob
 from hark import FIRMWARE_DIR, MODELS_DIR, boards
-from hark.cli import HarkError
+from hark.cli import HarkError, main
 from hark.deploy import TMP_PREFIX, build, compile_module, firmware_sources
 
 HARK = [str(Path(sys.executable).with_name("hark"))]
@@ -161,32 +161,42 @@ def test_interrupted_deploy_keeps_the_old_files(unix_board, tmp_path):
     assert not [p for p in device_dir.iterdir() if p.name.startswith(TMP_PREFIX)]
 
 
-def test_wrong_chip_is_refused(unix_board, model, tmp_path):
+def test_wrong_chip_is_refused(unix_board, model, tmp_path, capsys):
     port, device_dir = unix_board
-    result = _deploy(port, model, tmp_path / "build", board="rp2040")
+    result = in_process(capsys, "deploy", "--board", "rp2040", "--port", port, "--model", model,
+                        "--build-dir", tmp_path / "build")
     assert result.returncode == 1
     assert "wrong chip" in result.stderr and "is for RP2040" in result.stderr
     assert list(device_dir.iterdir()) == []
 
 
-def test_no_board_at_port(tmp_path, model):
-    result = _deploy(tmp_path / "ttyUSB9", model, tmp_path / "build")
+def in_process(capsys, *args):
+    """`hark ARGS` without a new interpreter, for commands that need no process of their own."""
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def test_no_board_at_port(tmp_path, model, capsys):
+    result = in_process(capsys, "deploy", "--board", "unix", "--port", tmp_path / "ttyUSB9", "--model", model,
+                        "--build-dir", tmp_path / "build")
     assert result.returncode == 1
     assert "no board connected at" in result.stderr and "check the USB cable" in result.stderr
     assert "--port" in result.stderr
 
 
-def test_budget_refusal_before_touching_the_board(tmp_path):
+def test_budget_refusal_before_touching_the_board(tmp_path, capsys):
     big = write_blob(tmp_path / "big.hark", payload_bytes=120_000)
-    result = _deploy(tmp_path / "ttyUSB9", big, tmp_path / "build", board="pyboard")
+    result = in_process(capsys, "deploy", "--board", "pyboard", "--port", tmp_path / "ttyUSB9",
+                        "--model", big, "--build-dir", tmp_path / "build")
     assert result.returncode == 1
     assert "flash budget" in result.stderr and "KB over" in result.stderr
     assert "no board connected" not in result.stderr
 
 
-def test_build_only_prints_footprint(tmp_path, model):
-    result = hark("deploy", "--board", "rp2040", "--build-only", "--model", model,
-                  "--build-dir", tmp_path)
+def test_build_only_prints_footprint(tmp_path, model, capsys):
+    result = in_process(capsys, "deploy", "--board", "rp2040", "--build-only", "--model", model,
+                        "--build-dir", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "config.json" in result.stdout and "rp2040: flash" in result.stdout
 
@@ -201,27 +211,27 @@ sys.exit(0)
 """
 
 
-def test_monitor_shows_detections(unix_board):
+def test_monitor_shows_detections(unix_board, capsys):
     """main.py runs under the monitor (its sys.exit must not end the unix port) and detections
     are picked out; --seconds stops watching a main.py that keeps running."""
     port, device_dir = unix_board
     (device_dir / "main.py").write_text(FAKE_MAIN)
     (device_dir / "linger.txt").write_text("0")
-    result = hark("monitor", "--board", "unix", "--port", port, "--seconds", 10)
+    result = in_process(capsys, "monitor", "--board", "unix", "--port", port, "--seconds", 10)
     assert result.returncode == 0, result.stderr
     assert "hark: listening" in result.stdout and "exited with code 0" in result.stdout
     assert ">>> yes" in result.stdout and ">>> off" in result.stdout
     assert "2 detection(s)" in result.stdout
 
-    (device_dir / "linger.txt").write_text("2.5")
+    (device_dir / "linger.txt").write_text("3")
     started = time.monotonic()
-    result = hark("monitor", "--board", "unix", "--port", port, "--seconds", 1)
+    result = in_process(capsys, "monitor", "--board", "unix", "--port", port, "--seconds", 1)
     assert time.monotonic() - started < 2.5, "--seconds did not stop the monitor"
     assert "2 detection(s)" in result.stdout and "exited" not in result.stdout
     # The unix port cannot be interrupted through a raw pseudo-terminal: main.py runs to its end,
     # after which the port answers again.
     (device_dir / "linger.txt").write_text("0")
-    again = hark("monitor", "--board", "unix", "--port", port, "--seconds", 10)
+    again = in_process(capsys, "monitor", "--board", "unix", "--port", port, "--seconds", 10)
     assert "2 detection(s)" in again.stdout, again.stderr
 
 

@@ -1,6 +1,5 @@
 """`hark flash`: firmware files are checked before anything is erased, and the real esptool,
 UF2 copy and dfu-util paths fail with messages that say what to do."""
-import os
 import shutil
 import struct
 import subprocess
@@ -10,12 +9,19 @@ from pathlib import Path
 
 import pytest
 
-HARK = [str(Path(sys.executable).with_name("hark")), "flash"]
+from hark.cli import main
 
-
-def flash(*args, env=None):
-    return subprocess.run(HARK + [str(a) for a in args], capture_output=True, text=True, timeout=120,
-                          env=env)
+@pytest.fixture
+def flash(capsys):
+    """Run `hark flash ARGS` in this process; returns (exit code, stdout, stderr)."""
+    def run(*args):
+        try:
+            code = main(["flash"] + [str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return run
 
 
 def esp_image(path, chip_id):
@@ -33,29 +39,29 @@ def uf2(path, family):
     return path
 
 
-def test_firmware_is_required():
+def test_firmware_is_required(flash):
     result = flash("--board", "esp32-inmp441")
     assert result.returncode == 2 and "--firmware" in result.stderr
 
 
-def test_missing_firmware_file(tmp_path):
+def test_missing_firmware_file(flash, tmp_path):
     result = flash("--board", "esp32-inmp441", "--firmware", tmp_path / "nope.bin")
     assert result.returncode == 1 and "not found" in result.stderr and "micropython.org/download" in result.stderr
 
 
-def test_uf2_for_an_esp32_is_refused(tmp_path):
+def test_uf2_for_an_esp32_is_refused(flash, tmp_path):
     result = flash("--board", "esp32-inmp441", "--firmware", uf2(tmp_path / "fw.uf2", 0xE48BFF56))
     assert result.returncode == 1
     assert "is a UF2 file (RP2040 boards)" in result.stderr and ".bin for ESP32" in result.stderr
 
 
-def test_esp32s3_image_for_an_esp32_is_refused(tmp_path):
+def test_esp32s3_image_for_an_esp32_is_refused(flash, tmp_path):
     result = flash("--board", "esp32-inmp441", "--firmware", esp_image(tmp_path / "s3.bin", 9))
     assert result.returncode == 1
     assert "is built for ESP32-S3, the board profile is ESP32" in result.stderr
 
 
-def test_real_esptool_on_a_missing_port(tmp_path):
+def test_real_esptool_on_a_missing_port(flash, tmp_path):
     result = flash("--board", "esp32-inmp441", "--firmware", esp_image(tmp_path / "fw.bin", 0),
                    "--port", tmp_path / "ttyUSB7")
     assert result.returncode == 1
@@ -63,7 +69,7 @@ def test_real_esptool_on_a_missing_port(tmp_path):
     assert "check the USB cable" in result.stderr
 
 
-def test_real_esptool_on_a_port_without_a_bootloader(tmp_path):
+def test_real_esptool_on_a_port_without_a_bootloader(flash, tmp_path):
     """A pseudo-terminal running MicroPython is a serial port where no ESP ROM answers."""
     micropython = Path(sys.executable).with_name("micropython")
     port = tmp_path / "tty"
@@ -82,18 +88,18 @@ def test_real_esptool_on_a_port_without_a_bootloader(tmp_path):
     assert "no ESP32-S3 bootloader answered" in result.stderr and "hold the BOOT button" in result.stderr
 
 
-def test_rp2040_without_drive_says_bootsel(tmp_path):
+def test_rp2040_without_drive_says_bootsel(flash, tmp_path):
     result = flash("--board", "rp2040", "--firmware", uf2(tmp_path / "fw.uf2", 0xE48BFF56))
     assert result.returncode == 1
     assert "no RPI-RP2 drive mounted: hold BOOTSEL while plugging in" in result.stderr
 
 
-def test_rp2350_uf2_is_refused(tmp_path):
+def test_rp2350_uf2_is_refused(flash, tmp_path):
     result = flash("--board", "rp2040", "--firmware", uf2(tmp_path / "fw.uf2", 0xE48BFF59))
     assert result.returncode == 1 and "built for RP2350" in result.stderr
 
 
-def test_uf2_copy_to_a_boot_drive(tmp_path):
+def test_uf2_copy_to_a_boot_drive(flash, tmp_path):
     drive = tmp_path / "RPI-RP2"
     drive.mkdir()
     (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v3.0\nModel: Raspberry Pi RP2\nBoard-ID: RPI-RP2\n")
@@ -103,24 +109,24 @@ def test_uf2_copy_to_a_boot_drive(tmp_path):
     assert (drive / "RPI_PICO.uf2").read_bytes() == firmware.read_bytes()
 
 
-def test_a_directory_that_is_not_a_boot_drive_is_refused(tmp_path):
+def test_a_directory_that_is_not_a_boot_drive_is_refused(flash, tmp_path):
     result = flash("--board", "rp2040", "--firmware", uf2(tmp_path / "fw.uf2", 0xE48BFF56),
                    "--drive", tmp_path)
     assert result.returncode == 1 and "is not an RPI-RP2 boot drive" in result.stderr
 
 
-def test_pyboard_without_dfu_util_explains_dfu(tmp_path):
+def test_pyboard_without_dfu_util_explains_dfu(flash, tmp_path, monkeypatch):
     firmware = tmp_path / "PYBV11.dfu"
     firmware.write_bytes(b"DfuSe\x01" + bytes(100))
-    env = dict(os.environ, PATH=str(Path(sys.executable).parent))
-    if shutil.which("dfu-util", path=env["PATH"]):
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    if shutil.which("dfu-util"):
         pytest.skip("dfu-util is on the venv PATH")
-    result = flash("--board", "pyboard", "--firmware", firmware, env=env)
+    result = flash("--board", "pyboard", "--firmware", firmware)
     assert result.returncode == 1
     assert "dfu-util, which is not installed" in result.stderr and "apt install dfu-util" in result.stderr
     assert "DFU pin to 3V3" in result.stderr
 
 
-def test_unix_is_not_flashed(tmp_path):
+def test_unix_is_not_flashed(flash, tmp_path):
     result = flash("--board", "unix", "--firmware", esp_image(tmp_path / "x.bin", 0))
     assert result.returncode == 1 and "not flashed" in result.stderr
