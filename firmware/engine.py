@@ -141,7 +141,7 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
                 if neg:
                     r = 0 - r
                 if rs > 0:
-                    mask = (one << rs) - 1
+                    mask = (((one << (rs - 1)) - 1) << 1) + 1    # 2**rs - 1 without overflow
                     th = mask >> 1
                     if r < 0:
                         th += 1
@@ -243,7 +243,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift
                 if neg:
                     r = 0 - r
                 if rs > 0:
-                    mask = (one << rs) - 1
+                    mask = (((one << (rs - 1)) - 1) << 1) + 1    # 2**rs - 1 without overflow
                     th = mask >> 1
                     if r < 0:
                         th += 1
@@ -365,7 +365,7 @@ def _mbqm(x: int, m1: int, m0: int, shift: int) -> int:
     if neg:
         r = 0 - r
     if rs > 0:
-        mask = (one << rs) - 1
+        mask = (((one << (rs - 1)) - 1) << 1) + 1    # 2**rs - 1 without overflow
         th = mask >> 1
         if r < 0:
             th += 1
@@ -487,7 +487,7 @@ def _softmax(arena: ptr8, cfg: ptr32, exp: ptr32, a: ptr8, b: ptr8, d: ptr8):
         else:
             scale = x << 1
         ex = nbits + 23
-        mask = (one << ex) - 1
+        mask = (((one << (ex - 1)) - 1) << 1) + 1
         th = mask >> 1
         m1 = scale >> 16
         m0 = scale & 0xFFFF
