@@ -260,7 +260,7 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
         while k < k1:
             vr = ((x[k] ^ sb) - sb) >> s
             vi = ((x[k + 1] ^ sb) - sb) >> s
-            acc += ((((vr * vr) >> 1) + ((vi * vi) >> 1)) >> 15) * w[pos]
+            acc += ((((vr * vr) >> 1) + ((vi * vi) >> 1) + 0x4000) >> 15) * w[pos]
             pos += 1
             k += 2
         if acc == 0:

@@ -13,7 +13,7 @@ Pipeline (every value fits a signed 32-bit int on the device; bounds in the comm
      (1.0 = 32768) and each product is split b = hi * 2^15 + lo so it stays < 2^31
   -> real-FFT split to 257 bins (input <= 2^SPLIT_LIM, output < 2^30.3)
   -> mel: per band, the bins' components are shifted so the band's largest is <= 2^15,
-     power P = re^2/2 + im^2/2 <= 2^30, P >> 15 times weights that sum to < 2^16: < 2^31.
+     power P = re^2/2 + im^2/2 <= 2^30, (P + 2^14) >> 15 (<= 2^15) times weights that sum to < 2^16: < 2^31.
      So a band keeps 15 bits of its own amplitude however far below the frame's peak it is
      (the reference floor is ~90 dB below loud speech within one frame).
   -> log2 in Q15 by leading-bit count + 129-entry table with linear interpolation, plus
@@ -252,7 +252,7 @@ def _frame_features(frames, m, a, note):
         xb = xb >> sb[:, None, None]
         power = ((xb[..., 0] * xb[..., 0]) >> 1) + ((xb[..., 1] * xb[..., 1]) >> 1)
         note("power", power)
-        acc = ((power >> 15) * a["fe.mel_w"][None, pos:pos + ln]).sum(axis=1)
+        acc = (((power + (1 << 14)) >> 15) * a["fe.mel_w"][None, pos:pos + ln]).sum(axis=1)
         note("mel", acc)
         pos += ln
         nb = _bitlen(acc)
