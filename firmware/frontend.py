@@ -226,7 +226,7 @@ def _split(z: ptr32, tw: ptr16, x: ptr32, st: ptr32):
 @micropython.viper
 def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr16,
              lg: ptr32, st: ptr32):
-    """Per band: shift to 15-bit amplitudes, weighted power sum, log2 (Q), clamp, to Q8."""
+    """Per band: shift to 15-bit amplitudes, weighted power sum, log2, clamp, round for the DCT."""
     one = 1
     sb = one << 31
     mel_bits = st[_MEL_BITS]

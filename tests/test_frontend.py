@@ -256,13 +256,13 @@ def test_32bit_safety(setup):
     for sig in list(setup["clips"][:40]) + list(_extreme_signals()):
         ft.device_features_numpy(sig, setup["meta"], setup["arrays"], trace)
     assert {"window", "cmul_hi", "cmul_lo", "fft_partial", "fft_out", "split_out", "power", "mel", "log",
-            "l8", "dct_acc"} <= set(trace)
+            "lq", "dct_acc"} <= set(trace)
     for name, (lo, hi) in trace.items():
         assert -2 ** 31 <= lo and hi < 2 ** 31, f"{name} leaves int32: [{lo}, {hi}]"
     arrays = setup["arrays"]
-    l8 = max(abs(v) for v in trace["l8"])
+    lq = max(abs(v) for v in trace["lq"])
     dct = arrays["fe.dct"].astype(np.int64).reshape(SPEC.n_mfcc, -1)
-    worst = np.abs(dct).sum(axis=1) * l8 + np.abs(arrays["fe.dct_bias"].astype(np.int64))
+    worst = np.abs(dct).sum(axis=1) * lq + np.abs(arrays["fe.dct_bias"].astype(np.int64))
     assert worst.max() < 2 ** 31
 
 

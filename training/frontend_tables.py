@@ -13,14 +13,21 @@ Pipeline (every value fits a signed 32-bit int on the device; bounds in the comm
      (1.0 = 32768) and each product is split b = hi * 2^15 + lo so it stays < 2^31
   -> real-FFT split to 257 bins (input <= 2^SPLIT_LIM, output < 2^30.3)
   -> mel: per band, the bins' components are shifted so the band's largest is <= 2^15,
-     power P = re^2/2 + im^2/2 <= 2^30, (P + 2^14) >> 15 (<= 2^15) times weights that sum to < 2^16: < 2^31.
-     So a band keeps 15 bits of its own amplitude however far below the frame's peak it is
-     (the reference floor is ~90 dB below loud speech within one frame).
+     power P = re^2/2 + im^2/2 <= 2^30; (P + 2^14) >> 15 <= 2^15 times weights that sum to
+     < 2^16: < 2^31. So a band keeps 15 bits of its own amplitude however far below the
+     frame's peak it is (the reference floor is ~90 dB below loud speech within one frame).
   -> log2 in Q15 by leading-bit count + 129-entry table with linear interpolation, plus
      the frame/band exponents and a per-band constant: absolute log2 mel power, clamped
      to [log2(log_floor), log2(max possible mel power)]
-  -> rounded to Q8 around a centre, one integer matrix does DCT, normalisation and input
-     quantisation; per-row bias and right shift; clamp to int8.
+  -> rounded to Q(LOG_Q - DCT_IN_SHIFT) around a centre; one integer matrix does DCT,
+     normalisation and input quantisation, with a per-row bias and right shift chosen so
+     sum |a| * max |log| + |bias| < 2^31; clamp to int8.
+
+Arrays: fe.window u16[512]; fe.perm u8[256] (digit reversal); fe.twiddle i16[768]
+(W512^k, k < 384, as (cos, -sin)); fe.mel_start u16, fe.mel_len u8, fe.mel_off i32 (log2
+constant, Q15) per band and fe.mel_w u16 (all bands' weights, concatenated); fe.log2
+u16[129] (log2(1 + i/128), Q15); fe.dct i32[n_mfcc * n_mels], fe.dct_bias i32[n_mfcc],
+fe.dct_shift u8[n_mfcc]. meta holds the sizes, bounds and shifts named in this docstring.
 """
 import math
 
@@ -57,7 +64,6 @@ def build(spec: FeatureSpec, norm: Normalisation, input_scale: float, input_zero
         raise ValueError(f"device front end is a 512-point FFT, spec has n_fft={spec.n_fft}")
     ref = reference_tables(spec)
     n_fft, n_half = spec.n_fft, spec.n_fft // 2
-    n_bins = n_half + 1
 
     window = np.round(ref["window"] * 32768).astype(np.int64)
     assert window.min() >= 0 and window.max() <= 32768
@@ -82,7 +88,7 @@ def build(spec: FeatureSpec, norm: Normalisation, input_scale: float, input_zero
         offsets.append(-math.log2(gain))
     # The split output is 2 X 2^(30 - S), X the DFT of the true windowed signal (pcm / 32768,
     # window exact), S the frame's total block shift. A band shifts it by s more, so
-    # P >> 15 = |X|^2 2^(46 - 2 S - 2 s): log2 mel = log2 acc + 2 (S + s) - 46 - log2 gain.
+    # (P + 2^14) >> 15 = |X|^2 2^(46 - 2 S - 2 s): log2 mel = log2 acc + 2 (S + s) - 46 - log2 gain.
     mel_off = np.round((np.array(offsets) - 46) * 2 ** LOG_Q).astype(np.int64)
 
     log_floor = int(math.floor(math.log2(spec.log_floor) * 2 ** LOG_Q))
@@ -90,14 +96,14 @@ def build(spec: FeatureSpec, norm: Normalisation, input_scale: float, input_zero
     log_top = int(math.ceil(math.log2(peak_power * mel.sum(axis=1).max()) * 2 ** LOG_Q))
     log_centre = (log_floor + log_top) // 2
     half = 1 << (DCT_IN_SHIFT - 1)
-    l8_max = max(abs((log_floor - log_centre + half) >> DCT_IN_SHIFT),
+    lq_max = max(abs((log_floor - log_centre + half) >> DCT_IN_SHIFT),
                  abs((log_top - log_centre + half) >> DCT_IN_SHIFT))
 
     n = np.arange(2 ** LOG_TABLE_BITS + 1)
     log_table = np.round(np.log2(1 + n / 2 ** LOG_TABLE_BITS) * 2 ** LOG_Q).astype(np.int64)
 
     # q_j = (c_j - mean_j) / std_j / scale + zp, c = dct @ (10 log10(2) * log2 mel)
-    # with log2 mel = L8 / 2^(LOG_Q - DCT_IN_SHIFT) + centre / 2^LOG_Q.
+    # with log2 mel = lq / 2^(LOG_Q - DCT_IN_SHIFT) + centre / 2^LOG_Q.
     unit = 10 * math.log10(2) / 2 ** (LOG_Q - DCT_IN_SHIFT)
     centre_db = 10 * math.log10(2) * log_centre / 2 ** LOG_Q
     mean = np.asarray(norm.mean, np.float64)
@@ -110,15 +116,18 @@ def build(spec: FeatureSpec, norm: Normalisation, input_scale: float, input_zero
         for shift in range(30, 0, -1):
             a = np.round(a_float[j] * 2 ** shift).astype(np.int64)
             b = int(round(b_float[j] * 2 ** shift)) + (1 << (shift - 1))
-            if int(np.abs(a).sum()) * l8_max + abs(b) <= INT32_LIMIT:
+            if int(np.abs(a).sum()) * lq_max + abs(b) <= INT32_LIMIT:
                 break
+        if shift < 12:
+            raise ValueError(f"MFCC {j}: normalisation std {std[j]:g} with input scale "
+                             f"{input_scale:g} leaves too few bits for the integer DCT")
         dct_rows.append(a)
         dct_bias.append(b)
         dct_shift.append(shift)
 
     meta = {
         "version": FRONTEND_VERSION, "n_fft": n_fft, "hop": spec.hop_length,
-        "n_bins": n_bins, "n_mels": spec.n_mels, "n_mfcc": spec.n_mfcc,
+        "n_mels": spec.n_mels, "n_mfcc": spec.n_mfcc,
         "fft_lim": FFT_LIM, "split_lim": SPLIT_LIM, "mel_bits": MEL_BITS,
         "log_q": LOG_Q, "log_table_bits": LOG_TABLE_BITS, "log_interp_bits": LOG_INTERP_BITS,
         "log_floor": log_floor, "log_top": log_top, "log_centre": log_centre,
@@ -266,10 +275,10 @@ def _frame_features(frames, m, a, note):
         lg = np.clip(lg, m["log_floor"], m["log_top"])
         logs[:, b] = np.where(acc == 0, m["log_floor"], lg)
     ds = m["dct_in_shift"]
-    l8 = (logs - m["log_centre"] + (1 << (ds - 1))) >> ds
-    note("l8", l8)
+    lq = (logs - m["log_centre"] + (1 << (ds - 1))) >> ds
+    note("lq", lq)
     dct = a["fe.dct"].reshape(m["n_mfcc"], n_mels)
-    acc = l8 @ dct.T + a["fe.dct_bias"][None, :]
+    acc = lq @ dct.T + a["fe.dct_bias"][None, :]
     note("dct_acc", acc)
     out = np.clip(acc >> a["fe.dct_shift"][None, :], -128, 127)
     return out.astype(np.int8)
