@@ -31,19 +31,19 @@ def register(sub):
 class Printer:
     """Prints board output; detections stand out and are counted."""
 
-    def __init__(self, out=sys.stdout):
-        self.out = out
+    def __init__(self):
         self.detections = 0
 
     def __call__(self, line: str):
+        out = sys.stdout
         m = DETECTION.match(line.strip())
         if m:
             self.detections += 1
             t, label, p = m.groups()
-            self.out.write(f">>> {label:<10} p={p}  (board time {t} s)\n")
+            out.write(f">>> {label:<10} p={p}  (board time {t} s)\n")
         elif line.strip():
-            self.out.write(f"    {line}\n")
-        self.out.flush()
+            out.write(f"    {line}\n")
+        out.flush()
 
 
 def attach(port, printer, seconds):
