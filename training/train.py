@@ -118,11 +118,26 @@ def eval_set(audio, clips, noise, labels, rng, n_silence):
     return batch_features(ys), np.asarray(targets, np.int64)
 
 
+def held_out_voices(datasets) -> set:
+    """Paths of synthetic clips whose voice `hark synth` held out for evaluation."""
+    import csv
+
+    out = set()
+    for d in datasets:
+        table = Path(d.root) / "voices.csv"
+        if table.exists():
+            with open(table, newline="") as f:
+                out |= {Path(d.root) / row["path"] for row in csv.DictReader(f)
+                        if row.get("split") == "holdout"}
+    return out
+
+
 def load_split_audio(datasets, split, cfg, rng, desc):
+    held_out = held_out_voices(datasets)
     clips = []
     for d in datasets:
         clips += d.split(split) if split else d.clips
-    clips = [c for c in clips if c.word not in cfg.exclude_words]
+    clips = [c for c in clips if c.word not in cfg.exclude_words and c.path not in held_out]
     clips = _cap(clips, cfg.max_per_word, rng)
     audio, kept, skipped = ds.load_clips(clips, progress=_progress(desc))
     return audio, kept

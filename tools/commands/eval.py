@@ -63,7 +63,7 @@ def run(args):
         x = evaluate.reference_int8(audio, meta)
     try:
         y = evaluate.run_engine(args.engine, model, x, meta)
-    except (FileNotFoundError, RuntimeError) as exc:
+    except FileNotFoundError as exc:
         raise HarkError(str(exc)) from exc
     metrics = report.classification_metrics(targets, y.argmax(axis=1), labels)
     print(report.format_metrics(
