@@ -19,6 +19,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import soundfile as sf
@@ -224,9 +225,16 @@ def render(voice: Voice, text: str, rng, tmpdir: str) -> tuple:
     params = {"punct": punct}
     if voice.engine == "espeak-ng":
         speed, pitch, gap = int(rng.integers(110, 231)), int(rng.integers(15, 86)), int(rng.integers(0, 6))
-        params.update(rate=speed, pitch=pitch)
+        # SSML: pitch range (no command-line option for it) and, sometimes, emphasis
+        span = str(rng.choice(["x-low", "low", "medium", "high", "x-high"]))
+        level = str(rng.choice(["", "", "moderate", "strong"]))
+        ssml = escape(said)
+        if level:
+            ssml = f"<emphasis level='{level}'>{ssml}</emphasis>"
+        ssml = f"<speak><prosody range='{span}'>{ssml}</prosody></speak>"
+        params.update(rate=speed, pitch=pitch, range=span, emphasis=level)
         cmd = ["espeak-ng", "-v", voice.name, "-s", str(speed), "-p", str(pitch),
-               "-g", str(gap), "-w", out, said]
+               "-g", str(gap), "-m", "-w", out, ssml]
     elif voice.engine == "flite":
         stretch, f0 = float(rng.uniform(0.8, 1.35)), int(rng.integers(90, 211))
         params.update(rate=round(1 / stretch, 3), pitch=f0)
@@ -369,8 +377,8 @@ def _work(job):
             "engine": voice.engine, "split": voice.split, **params}
 
 
-CSV_FIELDS = ["path", "word", "label", "voice", "engine", "split", "rate", "pitch", "punct",
-              "semitones", "stretch", "offset_ms", "peak_db"]
+CSV_FIELDS = ["path", "word", "label", "voice", "engine", "split", "rate", "pitch", "range",
+              "emphasis", "punct", "semitones", "stretch", "offset_ms", "peak_db"]
 
 
 def synthesize(out, words=(), per_word=100, unknown=0, seed=0, engines=tuple(ENGINES),
