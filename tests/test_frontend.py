@@ -170,12 +170,14 @@ def _frames(line: str) -> np.ndarray:
     return np.frombuffer(bytes.fromhex(line), np.int8).reshape(-1, SPEC.n_mfcc)
 
 
-@pytest.fixture(scope="module")
-def device_run(setup):
-    from conftest import run_micropython
-
-    lines = _run(run_micropython, setup, RUN_CLIPS, setup["clips"])
-    return np.stack([_frames(line) for line in lines[:-1]]), list(map(float, lines[-1].split()))
+@pytest.fixture
+def device_run(setup, mpy):
+    """All clips through the device once per module (cached in the module's setup)."""
+    if "device_run" not in setup:
+        lines = _run(mpy, setup, RUN_CLIPS, setup["clips"])
+        setup["device_run"] = (np.stack([_frames(line) for line in lines[:-1]]),
+                               list(map(float, lines[-1].split())))
+    return setup["device_run"]
 
 
 def test_device_matches_librosa_reference(setup, device_run):
