@@ -68,7 +68,7 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
     K = cfg[20]
     one = 1
     h30 = one << 30
-    K8 = K & ~7
+    K4 = K & ~3
     rowlen = kw * cin
     o = 0
     for oy in range(OH):
@@ -101,61 +101,98 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
             for j in range(K):
                 su += p[j]
             su = su << 7
-            w = filt
-            for c in range(cout):
-                acc = 0
+            # four output channels per pass share each input byte load
+            w0 = filt
+            cb = 0
+            while cb < cout:
+                nb = cout - cb
+                if nb > 4:
+                    nb = 4
+                w1 = w0
+                w2 = w0
+                w3 = w0
+                if nb > 1:
+                    w1 = ptr8(int(w0) + K)
+                if nb > 2:
+                    w2 = ptr8(int(w0) + 2 * K)
+                if nb > 3:
+                    w3 = ptr8(int(w0) + 3 * K)
+                a0 = 0
+                a1 = 0
+                a2 = 0
+                a3 = 0
                 i = 0
-                while i < K8:
-                    acc += (p[i] * w[i] + p[i + 1] * w[i + 1] + p[i + 2] * w[i + 2]
-                            + p[i + 3] * w[i + 3] + p[i + 4] * w[i + 4] + p[i + 5] * w[i + 5]
-                            + p[i + 6] * w[i + 6] + p[i + 7] * w[i + 7])
-                    i += 8
+                while i < K4:
+                    x = p[i]
+                    y = p[i + 1]
+                    z = p[i + 2]
+                    v = p[i + 3]
+                    a0 += x * w0[i] + y * w0[i + 1] + z * w0[i + 2] + v * w0[i + 3]
+                    a1 += x * w1[i] + y * w1[i + 1] + z * w1[i + 2] + v * w1[i + 3]
+                    a2 += x * w2[i] + y * w2[i + 1] + z * w2[i + 2] + v * w2[i + 3]
+                    a3 += x * w3[i] + y * w3[i + 1] + z * w3[i + 2] + v * w3[i + 3]
+                    i += 4
                 while i < K:
-                    acc += p[i] * w[i]
+                    x = p[i]
+                    a0 += x * w0[i]
+                    a1 += x * w1[i]
+                    a2 += x * w2[i]
+                    a3 += x * w3[i]
                     i += 1
-                w = ptr8(int(w) + K)
-                acc = acc - su + ((((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c])
-                # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe ---
-                m = mult[c]
-                s = (shift[2 * c] ^ 0x8000) - 0x8000
-                rs = 0
-                if s > 0:
-                    acc = acc << s
-                else:
-                    rs = 0 - s
-                neg = 0
-                if acc < 0:
-                    acc = 0 - acc
-                    neg = 1
-                u1 = acc >> 16
-                u0 = acc & 0xFFFF
-                m1 = m >> 16
-                m0 = m & 0xFFFF
-                t = (u0 & 0xFF) * m0 + h30 - neg
-                t = (u0 >> 8) * m0 + (t >> 8)
-                t = t >> 8
-                s1 = u1 * m0
-                s2 = u0 * m1
-                r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (t >> 15)
-                     + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15))
-                if neg:
-                    r = 0 - r
-                if rs > 0:
-                    mask = (((one << (rs - 1)) - 1) << 1) + 1    # 2**rs - 1 without overflow
-                    th = mask >> 1
-                    if r < 0:
-                        th += 1
-                    rem = r & mask
-                    r = r >> rs
-                    if rem > th:
-                        r += 1
-                r += zout
-                if r < lo:
-                    r = lo
-                if r > hi:
-                    r = hi
-                out[o] = r
-                o += 1
+                w0 = ptr8(int(w0) + nb * K)
+                for j in range(nb):
+                    if j == 0:
+                        acc = a0
+                    elif j == 1:
+                        acc = a1
+                    elif j == 2:
+                        acc = a2
+                    else:
+                        acc = a3
+                    c = cb + j
+                    acc = acc - su + ((((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c])
+                    # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe ---
+                    m = mult[c]
+                    s = (shift[2 * c] ^ 0x8000) - 0x8000
+                    rs = 0
+                    if s > 0:
+                        acc = acc << s
+                    else:
+                        rs = 0 - s
+                    neg = 0
+                    if acc < 0:
+                        acc = 0 - acc
+                        neg = 1
+                    u1 = acc >> 16
+                    u0 = acc & 0xFFFF
+                    m1 = m >> 16
+                    m0 = m & 0xFFFF
+                    t = (u0 & 0xFF) * m0 + h30 - neg
+                    t = (u0 >> 8) * m0 + (t >> 8)
+                    t = t >> 8
+                    s1 = u1 * m0
+                    s2 = u0 * m1
+                    r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (t >> 15)
+                         + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15))
+                    if neg:
+                        r = 0 - r
+                    if rs > 0:
+                        mask = (((one << (rs - 1)) - 1) << 1) + 1    # 2**rs - 1 without overflow
+                        th = mask >> 1
+                        if r < 0:
+                            th += 1
+                        rem = r & mask
+                        r = r >> rs
+                        if rem > th:
+                            r += 1
+                    r += zout
+                    if r < lo:
+                        r = lo
+                    if r > hi:
+                        r = hi
+                    out[o] = r
+                    o += 1
+                cb += nb
 
 
 @micropython.viper
@@ -202,62 +239,106 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift
     for oy in range(OH):
         for ox in range(OW):
             base = (oy * sh * W + ox * sw) * C
-            for c in range(C):
-                acc = 0
-                su = 0
-                wi = c * K
-                r0 = base + c
+            # four channels per pass: one tap loop feeds four accumulators
+            cb = 0
+            while cb < C:
+                nb = C - cb
+                if nb > 4:
+                    nb = 4
+                d1 = 0
+                d2 = 0
+                d3 = 0
+                if nb > 1:
+                    d1 = 1
+                if nb > 2:
+                    d2 = 2
+                if nb > 3:
+                    d3 = 3
+                w0 = ptr8(int(filt) + cb * K)
+                w1 = ptr8(int(w0) + d1 * K)
+                w2 = ptr8(int(w0) + d2 * K)
+                w3 = ptr8(int(w0) + d3 * K)
+                a0 = 0
+                a1 = 0
+                a2 = 0
+                a3 = 0
+                z0 = 0
+                z1 = 0
+                z2 = 0
+                z3 = 0
+                t = 0
+                r0 = base + cb
                 for ky in range(kh):
                     pp = r0
                     for kx in range(kw):
                         v = src[pp]
-                        acc += v * filt[wi]
-                        su += v
-                        wi += 1
+                        a0 += v * w0[t]
+                        z0 += v
+                        v = src[pp + d1]
+                        a1 += v * w1[t]
+                        z1 += v
+                        v = src[pp + d2]
+                        a2 += v * w2[t]
+                        z2 += v
+                        v = src[pp + d3]
+                        a3 += v * w3[t]
+                        z3 += v
+                        t += 1
                         pp += C
                     r0 += rowstep
-                acc = acc - (su << 7) + ((((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c])
-                # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe (as in _conv) ---
-                m = mult[c]
-                s = (shift[2 * c] ^ 0x8000) - 0x8000
-                rs = 0
-                if s > 0:
-                    acc = acc << s
-                else:
-                    rs = 0 - s
-                neg = 0
-                if acc < 0:
-                    acc = 0 - acc
-                    neg = 1
-                u1 = acc >> 16
-                u0 = acc & 0xFFFF
-                m1 = m >> 16
-                m0 = m & 0xFFFF
-                t = (u0 & 0xFF) * m0 + h30 - neg
-                t = (u0 >> 8) * m0 + (t >> 8)
-                t = t >> 8
-                s1 = u1 * m0
-                s2 = u0 * m1
-                r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (t >> 15)
-                     + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15))
-                if neg:
-                    r = 0 - r
-                if rs > 0:
-                    mask = (((one << (rs - 1)) - 1) << 1) + 1    # 2**rs - 1 without overflow
-                    th = mask >> 1
-                    if r < 0:
-                        th += 1
-                    rem = r & mask
-                    r = r >> rs
-                    if rem > th:
-                        r += 1
-                r += zout
-                if r < lo:
-                    r = lo
-                if r > hi:
-                    r = hi
-                out[o] = r
-                o += 1
+                for j in range(nb):
+                    if j == 0:
+                        acc = a0 - (z0 << 7)
+                    elif j == 1:
+                        acc = a1 - (z1 << 7)
+                    elif j == 2:
+                        acc = a2 - (z2 << 7)
+                    else:
+                        acc = a3 - (z3 << 7)
+                    c = cb + j
+                    acc += (((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c]
+                    # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe (as in _conv) ---
+                    m = mult[c]
+                    s = (shift[2 * c] ^ 0x8000) - 0x8000
+                    rs = 0
+                    if s > 0:
+                        acc = acc << s
+                    else:
+                        rs = 0 - s
+                    neg = 0
+                    if acc < 0:
+                        acc = 0 - acc
+                        neg = 1
+                    u1 = acc >> 16
+                    u0 = acc & 0xFFFF
+                    m1 = m >> 16
+                    m0 = m & 0xFFFF
+                    t = (u0 & 0xFF) * m0 + h30 - neg
+                    t = (u0 >> 8) * m0 + (t >> 8)
+                    t = t >> 8
+                    s1 = u1 * m0
+                    s2 = u0 * m1
+                    r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (t >> 15)
+                         + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15))
+                    if neg:
+                        r = 0 - r
+                    if rs > 0:
+                        mask = (((one << (rs - 1)) - 1) << 1) + 1    # 2**rs - 1 without overflow
+                        th = mask >> 1
+                        if r < 0:
+                            th += 1
+                        rem = r & mask
+                        r = r >> rs
+                        if rem > th:
+                            r += 1
+                    r += zout
+                    if r < lo:
+                        r = lo
+                    if r > hi:
+                        r = hi
+                    out[o] = r
+                    o += 1
+                cb += nb
 
 
 @micropython.viper
