@@ -348,9 +348,9 @@ class FrontEnd:
                                  "re-export with `hark export`" % name)
         if sum(arrays["fe.mel_len"]) != len(arrays["fe.mel_w"]):
             raise ValueError("blob mel tables disagree; re-export with `hark export`")
-        self._t = tuple(arrays[n] for n in ("fe.window", "fe.perm", "fe.twiddle", "fe.mel_start",
-                                       "fe.mel_len", "fe.mel_w", "fe.mel_off", "fe.log2",
-                                       "fe.dct", "fe.dct_bias", "fe.dct_shift"))
+        self._t = tuple(arrays[n] for n in (
+            "fe.window", "fe.perm", "fe.twiddle", "fe.mel_start", "fe.mel_len", "fe.mel_w",
+            "fe.mel_off", "fe.log2", "fe.dct", "fe.dct_bias", "fe.dct_shift"))
         st = array("i", bytes(4 * _NST))
         for i, key in ((_FFT_LIM, "fft_lim"), (_SPLIT_LIM, "split_lim"), (_MEL_BITS, "mel_bits"),
                        (_FLOOR, "log_floor"), (_TOP, "log_top"), (_CENTRE, "log_centre"),
