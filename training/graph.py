@@ -255,8 +255,10 @@ def from_tflite(tflite_bytes: bytes):
             wq = filt + 128
             zu = in_zp + 128
             folded = bias - zu * wq.sum(axis=1) + 128 * zu * k
-            if np.abs(folded).max(initial=0) >= 1 << 31:
-                raise ValueError(f"op {n} ({name}): folded bias exceeds int32")
+            # the engine's int32 accumulator: sum(u*w') + |folded bias| must stay below 2**31
+            if 255 * 255 * k + int(np.abs(folded).max(initial=0)) >= 1 << 31:
+                raise ValueError(f"op {n} ({name}): depth {k} or bias too large for the engine's "
+                                 "int32 accumulator; split the layer")
             lo, hi = activation_range(act_fn, yt["scale"], out_zp)
             o.update(geom)
             o.update({"activation": act_fn, "act_range": [lo, hi], "input_zero_point": in_zp,
