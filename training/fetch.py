@@ -145,16 +145,20 @@ def _get(url, state, size, bar, timeout):
             raise http.client.IncompleteRead(b"", int(expected) - got)
 
 
-def extract(archive: Path, dest: Path) -> Path:
+def extract(archive: Path, dest: Path, progress: bool = True) -> Path:
     """Unpack a tar(.gz) into dest (a new folder, built beside it and renamed into place)."""
+    from tqdm import tqdm
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".extracting")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")   # refuses absolute paths, "..", devices
+        with tarfile.open(archive) as tar, \
+                tqdm(unit=" files", desc="unpacking", disable=not progress) as bar:
+            for member in tar:   # streamed: the member list of a .gz is not read up front
+                tar.extract(member, tmp, filter="data")   # refuses absolute paths, "..", devices
+                bar.update()
     except (tarfile.TarError, OSError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise FetchError(f"cannot unpack {archive}: {exc}") from None
@@ -185,7 +189,7 @@ def fetch(archive: Archive, root=None, keep_archive=False, retries=3, progress=T
         log(f"downloaded {tarball} ({tarball.stat().st_size} bytes"
             f"{', SHA-256 verified' if archive.sha256 else ''})")
     log(f"unpacking into {dest} ...")
-    extract(tarball, dest)
+    extract(tarball, dest, progress)
     (dest / MARKER).write_text(f"{archive.url}\nsha256 {archive.sha256 or 'unknown'}\n")
     if not keep_archive:
         tarball.unlink()
