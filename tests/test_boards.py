@@ -3,11 +3,25 @@ and the budget check refuses a model that does not fit, saying by how much."""
 import copy
 import json
 
+import numpy as np
 import pytest
 
-from blobfake import write_blob
 from hark import BOARDS_DIR, boards
 from hark.cli import HarkError
+from hark.training import blob
+
+LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+
+
+def write_blob(path, payload_bytes=1000, arena_bytes=12000, seed=1, labels=LABELS):
+    """A valid model blob (written by the real host writer) of about payload_bytes int8 weights."""
+    model = {"input": {"shape": [1, 49, 10, 1], "scale": 0.1, "zero_point": 0}}
+    if arena_bytes is not None:
+        model["arena_bytes"] = arena_bytes
+    weights = np.random.default_rng(seed).integers(-128, 128, payload_bytes, dtype=np.int8)
+    blob.write_blob(path, {"format": 1, "name": "fake", "labels": labels, "model": model}, {"w.fake": weights})
+    return path
+
 
 NAMES = ["esp32-inmp441", "esp32s3", "rp2040", "pyboard", "unix"]
 

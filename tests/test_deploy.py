@@ -9,12 +9,26 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from blobfake import write_blob
-from hark import FIRMWARE_DIR, MODELS_DIR, boards
+from hark import FIRMWARE_DIR, MODELS_DIR, REPO, boards
 from hark.cli import HarkError, main
 from hark.deploy import TMP_PREFIX, build, compile_module, firmware_sources
+from hark.training import blob
+
+LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+
+
+def write_blob(path, payload_bytes=1000, arena_bytes=12000, seed=1, labels=LABELS):
+    """A valid model blob (written by the real host writer) of about payload_bytes int8 weights."""
+    model = {"input": {"shape": [1, 49, 10, 1], "scale": 0.1, "zero_point": 0}}
+    if arena_bytes is not None:
+        model["arena_bytes"] = arena_bytes
+    weights = np.random.default_rng(seed).integers(-128, 128, payload_bytes, dtype=np.int8)
+    blob.write_blob(path, {"format": 1, "name": "fake", "labels": labels, "model": model}, {"w.fake": weights})
+    return path
+
 
 HARK = [str(Path(sys.executable).with_name("hark"))]
 ARCHES = ["xtensawin", "armv6m", "armv7m", "armv7emsp", "rv32imc", "x64"]
@@ -261,3 +275,23 @@ def test_record_needs_the_firmware(unix_board, tmp_path):
     port, _ = unix_board
     result = hark("record", "--board", "unix", "--port", port, "--seconds", 1, "--out", tmp_path / "x.wav")
     assert result.returncode == 1 and "hark deploy --board unix` first" in result.stderr
+
+
+def test_package_json_lists_the_current_firmware():
+    from hark.deploy import format_package_json, mip_package
+    assert (REPO / "package.json").read_text() == format_package_json(mip_package()), \
+        "package.json is out of date: run `hark deploy --write-package-json`"
+
+
+def test_mip_installs_package_json(unix_board):
+    """`mpremote mip install` of this repo's package.json puts every file in place."""
+    import json
+    if not (REPO / "models" / "default.hark").exists():
+        pytest.skip("models/default.hark is not trained yet")
+    port, device_dir = unix_board
+    mpremote = Path(sys.executable).with_name("mpremote")
+    result = subprocess.run([str(mpremote), "connect", str(port), "resume", "mip", "install", "--target", ".",
+                             str(REPO / "package.json")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for device_name, repo_path in json.loads((REPO / "package.json").read_text())["urls"]:
+        assert (device_dir / device_name).read_bytes() == (REPO / repo_path).read_bytes()

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hark import FIRMWARE_DIR, MODELS_DIR, REPO
+from hark import FIRMWARE_DIR, MODELS_DIR, REPO, __version__
 from hark.boards import fits, kb
 from hark.cli import HarkError
 
@@ -77,6 +77,33 @@ def build(board: dict, firmware_dir: Path = FIRMWARE_DIR, build_dir: Path = BUIL
     config = out_dir / CONFIG_NAME
     config.write_text(json.dumps(board, separators=(",", ":")))
     return built + [config]
+
+
+def mip_package(firmware_dir: Path = FIRMWARE_DIR) -> dict:
+    """package.json for `mpremote mip install --target / github:OWNER/hark`: the firmware as .py
+    sources (compiled on the device at import) and the default model. `hark deploy` installs
+    per-architecture .mpy files and the board's config.json instead."""
+    urls = [[p.name, p.relative_to(REPO).as_posix()] for p in firmware_sources(firmware_dir)]
+    urls.append([MODEL_NAME, DEFAULT_MODEL.relative_to(REPO).as_posix()])
+    return {
+        "description": "hark: offline keyword spotting for MicroPython. Installs firmware/*.py and "
+                       "models/default.hark into the target (use --target / so main.py runs at boot), "
+                       "then copy a board profile: mpremote cp boards/BOARD.json :config.json. "
+                       "`hark deploy --board BOARD` (or `make mpy`) instead installs mpy-cross "
+                       "precompiled .mpy files for the board's architecture from build/BOARD/ "
+                       "(less RAM and a faster boot) together with config.json.",
+        "urls": urls,
+        "deps": [],
+        "version": __version__,
+    }
+
+
+def format_package_json(package: dict) -> str:
+    """JSON with one [device path, repo path] pair per line, as mip package.json files are read by people too."""
+    urls = ",\n    ".join(json.dumps(u) for u in package["urls"])
+    rest = {k: v for k, v in package.items() if k != "urls"}
+    head = json.dumps(rest, indent=2)[:-2]
+    return f'{head},\n  "urls": [\n    {urls}\n  ]\n}}\n'
 
 
 def check_fits(board: dict, model: Path, built: list):

@@ -1,8 +1,9 @@
 """`hark deploy`: compile the firmware for a board and install it with the model and config.json."""
 from pathlib import Path
 
-from hark import FIRMWARE_DIR, boards
-from hark.deploy import BUILD_DIR, DEFAULT_MODEL, build, check_fits, deploy
+from hark import FIRMWARE_DIR, REPO, boards
+from hark.cli import HarkError
+from hark.deploy import BUILD_DIR, DEFAULT_MODEL, build, check_fits, deploy, format_package_json, mip_package
 
 
 def register(sub):
@@ -12,7 +13,7 @@ def register(sub):
                     "(into build/BOARD/), refuse a model that does not fit the board's budgets, then "
                     "copy the changed files over the serial REPL to temporary names and rename them "
                     "into place, and soft-reset the board.")
-    p.add_argument("--board", required=True,
+    p.add_argument("--board",
                    help=f"board profile name ({', '.join(boards.available())}) or a profile .json")
     p.add_argument("--port", help="serial port (default: the only MicroPython-like USB device)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model blob (default {DEFAULT_MODEL})")
@@ -20,10 +21,19 @@ def register(sub):
     p.add_argument("--build-dir", type=Path, default=BUILD_DIR, help="where build/BOARD/ goes")
     p.add_argument("--build-only", action="store_true",
                    help="only compile into build/BOARD/ and check the budgets (no board needed)")
+    p.add_argument("--write-package-json", action="store_true",
+                   help="regenerate package.json (mip) from firmware/*.py and exit")
     p.set_defaults(func=run)
 
 
 def run(args):
+    if args.write_package_json:
+        path = REPO / "package.json"
+        path.write_text(format_package_json(mip_package(args.firmware_dir)))
+        print(f"wrote {path}")
+        return 0
+    if not args.board:
+        raise HarkError(f"--board is required; boards: {', '.join(boards.available())}")
     board = boards.load(args.board)
     if args.build_only:
         built = build(board, args.firmware_dir, args.build_dir)
