@@ -197,7 +197,7 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
 
 @micropython.viper
 def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: ptr16):
-    # DEPTHWISE_CONV_2D, depth multiplier 1; SAME padding goes through a zero-point padded copy.
+    # DEPTHWISE_CONV_2D, depth multiplier 1, any kernel/stride, SAME or VALID padding.
     src = ptr8(int(arena) + cfg[0])
     out = ptr8(int(arena) + cfg[1])
     H = cfg[3]
@@ -215,31 +215,16 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift
     zout = cfg[16]
     lo = cfg[17]
     hi = cfg[18]
-    padded = cfg[19]
     one = 1
     h30 = one << 30
-    if padded:
-        Hp = cfg[20]
-        Wp = cfg[21]
-        pad = ptr8(int(arena) + cfg[2])
-        for j in range(Hp * Wp * C):
-            pad[j] = zin
-        rows = H if H < Hp - pt else Hp - pt
-        run = (W if W < Wp - pl else Wp - pl) * C
-        for y in range(rows):
-            d = ((y + pt) * Wp + pl) * C
-            s0 = y * W * C
-            for j in range(run):
-                pad[d + j] = src[s0 + j]
-        src = pad
-        W = Wp
     K = kh * kw
-    rowstep = W * C
     o = 0
     for oy in range(OH):
+        y0 = oy * sh - pt
         for ox in range(OW):
-            base = (oy * sh * W + ox * sw) * C
-            # four channels per pass: one tap loop feeds four accumulators
+            x0 = ox * sw - pl
+            # four channels per pass: one tap loop feeds four accumulators; taps outside
+            # the image read the input zero point, as TFLite's zero padding means
             cb = 0
             while cb < C:
                 nb = C - cb
@@ -267,25 +252,32 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift
                 z2 = 0
                 z3 = 0
                 t = 0
-                r0 = base + cb
                 for ky in range(kh):
-                    pp = r0
+                    iy = y0 + ky
+                    row_in = iy >= 0 and iy < H
+                    pp = (iy * W + x0) * C + cb
                     for kx in range(kw):
-                        v = src[pp]
-                        a0 += v * w0[t]
-                        z0 += v
-                        v = src[pp + d1]
-                        a1 += v * w1[t]
-                        z1 += v
-                        v = src[pp + d2]
-                        a2 += v * w2[t]
-                        z2 += v
-                        v = src[pp + d3]
-                        a3 += v * w3[t]
-                        z3 += v
+                        ix = x0 + kx
+                        if row_in and ix >= 0 and ix < W:
+                            v0 = src[pp]
+                            v1 = src[pp + d1]
+                            v2 = src[pp + d2]
+                            v3 = src[pp + d3]
+                        else:
+                            v0 = zin
+                            v1 = zin
+                            v2 = zin
+                            v3 = zin
+                        a0 += v0 * w0[t]
+                        z0 += v0
+                        a1 += v1 * w1[t]
+                        z1 += v1
+                        a2 += v2 * w2[t]
+                        z2 += v2
+                        a3 += v3 * w3[t]
+                        z3 += v3
                         t += 1
                         pp += C
-                    r0 += rowstep
                 for j in range(nb):
                     if j == 0:
                         acc = a0 - (z0 << 7)
@@ -644,9 +636,6 @@ class Interpreter:
                        o["pad"][1], o["input_zero_point"] + 128, o["output_zero_point"] + 128,
                        lo + 128, hi + 128]
                 if kind == "DEPTHWISE_CONV_2D":
-                    padded = o["padding"] == "SAME"
-                    cfg += [1 if padded else 0, (oh - 1) * o["stride"][0] + kh,
-                            (ow - 1) * o["stride"][1] + kw]
                     fn = _dwconv
                 else:
                     cfg += [0 if "scratch" in op else 1, o["depth"]]

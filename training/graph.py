@@ -340,16 +340,9 @@ def from_tflite(tflite_bytes: bytes):
 
 
 def scratch_bytes(op: dict, tensors: list) -> int:
-    """Per-op scratch the engine needs: zero-point padded input (depthwise) or an im2col patch."""
-    o = op["options"]
-    if op["type"] == "DEPTHWISE_CONV_2D" and o["padding"] == "SAME":
-        _, ih, iw, c = tensors[op["inputs"][0]]["shape"]
-        _, oh, ow, _ = tensors[op["outputs"][0]]["shape"]
-        kh, kw = o["kernel"]
-        sh, sw = o["stride"]
-        return ((oh - 1) * sh + kh) * ((ow - 1) * sw + kw) * c
+    """Per-op scratch the engine needs: the im2col patch of a conv that cannot read in place."""
     if op["type"] == "CONV_2D" and not conv_is_direct(op, tensors):
-        return o["depth"]
+        return op["options"]["depth"]
     return 0
 
 
