@@ -295,3 +295,35 @@ def test_mip_installs_package_json(unix_board):
     assert result.returncode == 0, result.stdout + result.stderr
     for device_name, repo_path in json.loads((REPO / "package.json").read_text())["urls"]:
         assert (device_dir / device_name).read_bytes() == (REPO / repo_path).read_bytes()
+
+
+def test_monitor_attach_listens_without_the_repl(tmp_path, capsys):
+    """--attach reads a board that is already running: here the unix port running a script that
+    prints detections, behind a pseudo-terminal."""
+    script = tmp_path / "running.py"
+    script.write_text("import time\nwhile True:\n print('t=0.50s go 0.97')\n time.sleep(0.2)\n")
+    micropython = Path(sys.executable).with_name("micropython")
+    port = tmp_path / "tty"
+    proc = subprocess.Popen(["socat", f"PTY,link={port},raw,echo=0", f"EXEC:{micropython} {script},pty,raw,echo=0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            if port.exists():
+                break
+            time.sleep(0.01)
+        result = in_process(capsys, "monitor", "--board", "unix", "--port", port, "--attach", "--seconds", 1.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert ">>> go" in result.stdout
+    assert int(result.stdout.rsplit(" detection(s)", 1)[0].split()[-1]) >= 3
+
+
+def test_no_port_and_no_board(tmp_path, model, capsys):
+    from hark.device import KNOWN_VIDS, serial_ports
+    if any(p.vid in KNOWN_VIDS for p in serial_ports()):
+        pytest.skip("a MicroPython-like USB device is connected")
+    result = in_process(capsys, "deploy", "--board", "unix", "--model", model, "--build-dir", tmp_path)
+    assert result.returncode == 1
+    assert "no board connected: no MicroPython-like USB serial device found" in result.stderr
