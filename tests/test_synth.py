@@ -100,6 +100,12 @@ def test_unknown_pool_excludes_commands_and_targets():
     assert {"of", "one", "gone", "nope", "know", "dawn", "hey"} <= labels
 
 
+def test_engine_failure_is_a_clear_error(tmp_path):
+    bad = synth.Voice("festival-nope", "festival", "nope")
+    with pytest.raises(RuntimeError, match="festival-nope wrote no audio for 'on"):
+        synth.synth_clip(bad, "on", 0, seed=0, tmpdir=str(tmp_path))
+
+
 def test_missing_engine_names_the_debian_package(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))          # no TTS binaries here
     with pytest.raises(synth.EngineMissing, match="apt-get install espeak-ng"):

@@ -248,12 +248,20 @@ def render(voice: Voice, text: str, rng, tmpdir: str) -> tuple:
                # diphone voices read their intonation target here; HTS voices ignore it
                "-eval", f"(set! int_lr_params '((target_f0_mean {f0}) (target_f0_std "
                         f"{f0 // 6}) (model_f0_mean 170) (model_f0_std 34)))"]
+    if os.path.exists(out):
+        os.remove(out)
     try:
-        subprocess.run(cmd, input=said if voice.engine == "festival" else None, text=True,
-                       capture_output=True, check=True, timeout=60)
+        done = subprocess.run(cmd, input=said if voice.engine == "festival" else None,
+                              text=True, capture_output=True, timeout=60)
     except FileNotFoundError:
         check_engine(voice.engine)
         raise
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{voice.id} took over 60 s to speak {said!r}") from None
+    if done.returncode or not os.path.exists(out) or os.path.getsize(out) <= 44:
+        # text2wave exits 0 even when it fails: the missing file is the only sign
+        detail = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"{voice.id} wrote no audio for {said!r}: {detail}")
     y, sr = sf.read(out, dtype="float32", always_2d=True)
     return y.mean(axis=1), sr, params
 

@@ -75,7 +75,7 @@ def run(args):
                                 unknown=args.unknown, seed=args.seed, engines=engines,
                                 voice_set=args.voice_set, noise_dir=args.noise,
                                 augment=not args.no_augment, jobs=args.jobs)
-    except (synth.EngineMissing, ValueError, FileNotFoundError) as exc:
+    except (RuntimeError, ValueError, FileNotFoundError) as exc:   # EngineMissing too
         raise HarkError(str(exc)) from None
     voices = len({r["voice"] for r in rows})
     labels = len({r["label"] for r in rows})
