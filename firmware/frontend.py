@@ -62,7 +62,7 @@ def _keep_tail(buf: ptr16, st: ptr32):
 
 @micropython.viper
 def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
-    """Window (|v| <= 2^30) into digit-reversed complex order; OR of |v| for the first shift."""
+    """Window (|v| < 2^31) into digit-reversed complex order; OR of |v| for the first shift."""
     o = 0
     n = 0
     while n < _N:
