@@ -118,6 +118,7 @@ class Runtime:
         self.alloc_bytes = 0
         self.alloc_blocks = 0
         self.blocks = 0
+        self.max_block_us = 0
         del b
         gc.collect()
         self.heap_live = gc.mem_alloc()
@@ -163,6 +164,7 @@ class Runtime:
         k = 0
         m0 = 0
         t0 = 0
+        tb = 0
         while True:
             if measure:
                 m0 = gc.mem_alloc()
@@ -174,6 +176,7 @@ class Runtime:
                 t1 = ticks_us()
                 _acc(us, ms, _READ, ticks_diff(t1, t0))
                 t0 = t1
+                tb = t1
             pos = 0
             while pos < n:
                 pos = fe.push(buf, pos, n)
@@ -213,7 +216,10 @@ class Runtime:
                     _acc(us, ms, _ACTIONS, ticks_diff(t1, t0))
                     t0 = t1
             if stats:
-                _acc(us, ms, _FRONTEND, ticks_diff(ticks_us(), t0))
+                t1 = ticks_us()
+                _acc(us, ms, _FRONTEND, ticks_diff(t1, t0))
+                if self.blocks > _WARM_BLOCKS and ticks_diff(t1, tb) > self.max_block_us:
+                    self.max_block_us = ticks_diff(t1, tb)
             if measure:
                 self.blocks += 1
                 m1 = gc.mem_alloc()
@@ -245,6 +251,8 @@ class Runtime:
             print("stats us_per_hop " + " ".join(parts))
             # Share of real time spent computing: over 100 and a microphone drops audio.
             print("stats realtime_pct=%d" % (whole // frames * 100 // (self.hop_ms * 1000)))
+            # Longest stretch without reading audio: the I2S buffer (ibuf) must hold this much.
+            print("stats max_block_us=%d" % self.max_block_us)
             if self.inferences:
                 infer_us = self.ms[_INFER] * 1000 + self.us[_INFER]
                 print("stats us_per_inference=%d" % (infer_us // self.inferences))
@@ -254,6 +262,24 @@ class Runtime:
             counted = max(0, self.blocks - _WARM_BLOCKS)
             print("stats alloc_bytes=%d alloc_blocks=%d blocks_checked=%d"
                   % (self.alloc_bytes, self.alloc_blocks, counted))
+
+
+def load_board(path):
+    """The board profile, keeping only what the device uses (notes and descriptions cost heap)."""
+    import json
+    try:
+        with open(path) as f:
+            board = json.load(f)
+    except OSError as exc:
+        raise ValueError("board profile %s: cannot open (%s)" % (path, exc))
+    except ValueError as exc:
+        raise ValueError("board profile %s: not valid JSON (%s)" % (path, exc))
+    keep = {}
+    for key in ("audio", "actions", "detector", "grammar", "clock_hz"):
+        if key in board:
+            keep[key] = board[key]
+    gc.collect()
+    return keep
 
 
 def make_source(board, wav=None, stdin=False, pad_ms=0):
@@ -318,14 +344,7 @@ def main(argv):
     """Exit codes: 0 ok, 2 bad arguments or files, 3 out of memory."""
     try:
         opts = _parse(argv)
-        import json
-        try:
-            with open(opts["board"]) as f:
-                board = json.load(f)
-        except OSError as exc:
-            raise ValueError("board profile %s: cannot open (%s)" % (opts["board"], exc))
-        except ValueError as exc:
-            raise ValueError("board profile %s: not valid JSON (%s)" % (opts["board"], exc))
+        board = load_board(opts["board"])
         _set_clock(board.get("clock_hz"))
         rt = Runtime(opts["model"], board)
         source = make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
