@@ -58,6 +58,7 @@ def test_same_seed_same_bytes_whatever_the_process_count(tmp_path):
     synth.synthesize(tmp_path / "a", jobs=1, **dict(kw, seed=6))
     c = digests(tmp_path / "a")
     assert len(c) == 3 and set(c.values()).isdisjoint(a.values())
+    assert sorted(p.name for p in (tmp_path / "a").iterdir() if p.name.startswith(".")) == []
 
 
 def test_cli_writes_speech_commands_layout(tmp_path, capsys):

@@ -367,18 +367,18 @@ def plan(words, per_word: int, unknown: int, voices, seed: int) -> list:
 _WORKER = {}
 
 
-def _init_worker(noise_dir, augment):
+def _init_worker(noise_dir, augment, tmp_root):
     _WORKER["noise"] = load_noise_bank(noise_dir)
     _WORKER["augment"] = augment
-    _WORKER["tmp"] = tempfile.mkdtemp(prefix="hark-synth-")
+    _WORKER["tmp"] = tempfile.mkdtemp(prefix="tts-", dir=tmp_root)   # per process
 
 
 def _work(job):
-    word, label, n, voice, seed, out = job
+    word, label, n, voice, seed, stage = job
     samples, params = synth_clip(voice, word, n, seed, _WORKER["tmp"], _WORKER["noise"],
                                  _WORKER["augment"])
     rel = f"{label}/{voice.id}_nohash_{n}.wav"
-    path = Path(out) / rel
+    path = Path(stage) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return {"path": rel, "word": word, "label": label, "voice": voice.id,
@@ -396,28 +396,38 @@ def synthesize(out, words=(), per_word=100, unknown=0, seed=0, engines=tuple(ENG
     out = Path(out)
     voices = select_voices(list_voices(engines), voice_set)
     todo = plan(words, per_word, unknown, voices, seed)
-    tasks = [(w, label, n, v, seed, str(out)) for w, label, n, v in todo]
-    out.mkdir(parents=True, exist_ok=True)
     labels = {label for _, label, _, _ in todo}
-    for label in labels:   # clips of an earlier run would mix with this one's
-        for old in (out / label).glob("*_nohash_*.wav"):
-            if old.name.split("-", 1)[0] in ("espeak", *ENGINES):
-                old.unlink()
+    # Clips are written to a hidden staging folder (loaders skip dot-folders) and moved
+    # into place at the end: a training run reading OUT meanwhile finds the old set, not
+    # a half-written one.
+    stage = out / ".synth-staging"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    tasks = [(w, label, n, v, seed, str(stage)) for w, label, n, v in todo]
     rows = []
     bar = tqdm(total=len(tasks), unit="clip", desc="synth", disable=not progress)
     if jobs <= 1:
-        _init_worker(noise_dir, augment)
+        _init_worker(noise_dir, augment, str(stage))
         for task in tasks:
             rows.append(_work(task))
             bar.update()
     else:
         import multiprocessing
         with multiprocessing.get_context("spawn").Pool(
-                jobs, initializer=_init_worker, initargs=(noise_dir, augment)) as pool:
+                jobs, initializer=_init_worker, initargs=(noise_dir, augment, str(stage))) as pool:
             for row in pool.imap_unordered(_work, tasks, chunksize=4):
                 rows.append(row)
                 bar.update()
     bar.close()
+    for label in sorted(labels):
+        (out / label).mkdir(parents=True, exist_ok=True)
+        for old in (out / label).glob("*_nohash_*.wav"):   # an earlier run's clips
+            if old.name.split("-", 1)[0] in ("espeak", *ENGINES):
+                old.unlink()
+        for new in (stage / label).iterdir():
+            new.replace(out / label / new.name)
+    shutil.rmtree(stage)
     _write_csv(out / "voices.csv", rows, labels)
     return rows
 
