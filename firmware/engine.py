@@ -608,7 +608,7 @@ class Interpreter:
         self.output_scale = tout["scale"]
         self.output_zero_point = tout["zero_point"]
         dummy = bytearray(4)
-        plan = [(_copy_in, array.array("i", (tin["offset"], len(self.input))), self.input,
+        plan = [(_copy_in, _cfg((tin["offset"], len(self.input))), self.input,
                  dummy, dummy, dummy)]
         for n, op in enumerate(g["ops"]):
             kind = op["type"]
@@ -640,7 +640,7 @@ class Interpreter:
                 else:
                     cfg += [0 if "scratch" in op else 1, o["depth"]]
                     fn = _conv
-                plan.append((fn, array.array("i", cfg), arrays[w + "filter"], arrays[w + "bias"],
+                plan.append((fn, _cfg(cfg), arrays[w + "filter"], arrays[w + "bias"],
                              arrays[w + "mult"], arrays[w + "shift"]))
             elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
                 lo, hi = o["act_range"]
@@ -648,17 +648,17 @@ class Interpreter:
                     0, o["kernel"][0], o["kernel"][1], o["stride"][0], o["stride"][1],
                     o["pad"][0], o["pad"][1], 0, 0, lo + 128, hi + 128,
                     1 if kind == "MAX_POOL_2D" else 0]
-                plan.append((_pool, array.array("i", cfg), dummy, dummy, dummy, dummy))
+                plan.append((_pool, _cfg(cfg), dummy, dummy, dummy, dummy))
             elif kind == "MEAN":
                 m = o["multiplier"]
                 cfg = [x["offset"], y["offset"], o["count"], x["shape"][-1],
                        o["input_zero_point"] + 128, o["output_zero_point"] + 128,
                        m >> 16, m & 0xFFFF, o["shift"] + 32]
-                plan.append((_mean, array.array("i", cfg), dummy, dummy, dummy, dummy))
+                plan.append((_mean, _cfg(cfg), dummy, dummy, dummy, dummy))
             elif kind == "SOFTMAX":
                 depth = y["shape"][-1]
                 cfg = [x["offset"], y["offset"], _numel(y["shape"]) // depth, depth, 1515870810]
-                plan.append((_softmax, array.array("i", cfg), arrays[w + "exp"], dummy, dummy,
+                plan.append((_softmax, _cfg(cfg), arrays[w + "exp"], dummy, dummy,
                              dummy))
             elif kind == "ADD":
                 x2 = tensors[op["inputs"][1]]
@@ -669,8 +669,8 @@ class Interpreter:
                        z2 + 128, o["output_zero_point"] + 128, lo + 128, hi + 128,
                        m[0] >> 16, m[0] & 0xFFFF, s[0] + 32, m[1] >> 16, m[1] & 0xFFFF,
                        s[1] + 32, m[2] >> 16, m[2] & 0xFFFF, s[2] + 32, o["left_shift"]]
-                plan.append((_add, array.array("i", cfg), dummy, dummy, dummy, dummy))
-        plan.append((_copy_out, array.array("i", (tout["offset"], len(self.output))),
+                plan.append((_add, _cfg(cfg), dummy, dummy, dummy, dummy))
+        plan.append((_copy_out, _cfg((tout["offset"], len(self.output))),
                      self.output, dummy, dummy, dummy))
         self._plan = tuple(plan)
 
@@ -679,6 +679,15 @@ class Interpreter:
         arena = self.arena
         for step in self._plan:
             step[0](arena, step[1], step[2], step[3], step[4], step[5])
+
+
+def _cfg(values):
+    """Op config as int32; negatives would read back as 2**32 - v on 64-bit ports."""
+    a = array.array("i", values)
+    for v in a:
+        if v < 0:
+            raise ValueError("negative engine config value %d; re-export the model" % v)
+    return a
 
 
 def _numel(shape):
