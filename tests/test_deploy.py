@@ -37,10 +37,6 @@ VIPER = "import micropython\n@micropython.viper\ndef f(b, n: int) -> int:\n p = 
         " for i in range(n):\n  s += p[i] * 3\n return s\n"
 
 
-def hark(*args, timeout=120):
-    return subprocess.run(HARK + [str(a) for a in args], capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.mark.parametrize("arch", ARCHES)
 def test_mpy_cross_builds_every_firmware_module(arch, tmp_path):
     """Every module in firmware/ (and a viper probe) compiles; native code is tagged with the arch."""
@@ -119,7 +115,14 @@ def _sha(path):
 
 
 def _deploy(port, model, build_dir, board="unix"):
-    return hark("deploy", "--board", board, "--port", port, "--model", model, "--build-dir", build_dir)
+    """`hark deploy` in this process (capturing nothing: the callers check files and exit codes)."""
+    from contextlib import redirect_stdout
+    from io import StringIO
+    out = StringIO()
+    with redirect_stdout(out):
+        code = main(["deploy", "--board", board, "--port", str(port), "--model", str(model),
+                     "--build-dir", str(build_dir)])
+    return subprocess.CompletedProcess([], code, out.getvalue(), "")
 
 
 def test_deploy_end_to_end(unix_board, model, tmp_path):
@@ -249,7 +252,7 @@ def test_monitor_shows_detections(unix_board, capsys):
     assert "2 detection(s)" in again.stdout, again.stderr
 
 
-def test_record_reads_the_board_source(unix_board, model, tmp_path):
+def test_record_reads_the_board_source(unix_board, model, tmp_path, capsys):
     """The unix profile's WAV source, read on the device through the deployed firmware, comes back
     sample for sample."""
     port, device_dir = unix_board
@@ -263,7 +266,7 @@ def test_record_reads_the_board_source(unix_board, model, tmp_path):
         w.setframerate(rate)
         w.writeframes(samples)
     out = tmp_path / "rec" / "out.wav"
-    result = hark("record", "--board", "unix", "--port", port, "--seconds", 1.5, "--out", out)
+    result = in_process(capsys, "record", "--board", "unix", "--port", port, "--seconds", 1.5, "--out", out)
     assert result.returncode == 0, result.stderr
     with wave.open(str(out)) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
@@ -271,9 +274,10 @@ def test_record_reads_the_board_source(unix_board, model, tmp_path):
     assert not (device_dir / ".hark-rec.pcm").exists()
 
 
-def test_record_needs_the_firmware(unix_board, tmp_path):
+def test_record_needs_the_firmware(unix_board, tmp_path, capsys):
     port, _ = unix_board
-    result = hark("record", "--board", "unix", "--port", port, "--seconds", 1, "--out", tmp_path / "x.wav")
+    result = in_process(capsys, "record", "--board", "unix", "--port", port, "--seconds", 1,
+                        "--out", tmp_path / "x.wav")
     assert result.returncode == 1 and "hark deploy --board unix` first" in result.stderr
 
 
