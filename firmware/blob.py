@@ -127,6 +127,8 @@ def load(path, crc_fn=None):
                 read_into(memoryview(small)[:pad], pad, what)
 
         meta_len = read_u32("meta length")
+        if pos + meta_len > total:  # before allocating: a damaged length must not exhaust the heap
+            fail("meta (%d bytes) runs past the end of the file; %s" % (meta_len, FIX))
         raw = bytearray(meta_len)
         read_into(raw, meta_len, "meta (%d bytes)" % meta_len)
         try:
@@ -147,6 +149,8 @@ def load(path, crc_fn=None):
             read_into(name_len, 1, "array record %d" % k)
             name_buf = bytearray(name_len[0] + 1)
             read_into(name_buf, len(name_buf), "array record %d" % k)
+            if any(c > 127 for c in name_buf[:-1]):
+                fail("array record %d has a name that is not ASCII; %s" % (k, FIX))
             name = bytes(name_buf[:-1]).decode()
             code = chr(name_buf[-1])
             if code not in TYPECODES:

@@ -30,7 +30,7 @@ SCARCE = ("on", "off", UNKNOWN, SILENCE)
 PLENTIFUL = [c for c in COMMANDS if c not in SCARCE]
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 QUICK = {"max_per_word": 3, "stream_seconds": 45}
-FULL = {"max_per_word": 0, "stream_seconds": 900}
+FULL = {"max_per_word": 0, "stream_seconds": 600}
 TOLERANCE_S = 1.0
 PAD_MS = 1000
 

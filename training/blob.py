@@ -104,7 +104,10 @@ def read_blob(path_or_bytes):
         name_len = data[pos]
         if pos + 2 + name_len > total:
             fail(f"array record {k} runs past the end of the file; {FIX}")
-        name = data[pos + 1:pos + 1 + name_len].decode("ascii", "replace")
+        try:
+            name = data[pos + 1:pos + 1 + name_len].decode("ascii")
+        except UnicodeDecodeError:
+            fail(f"array record {k} has a name that is not ASCII; {FIX}")
         code = chr(data[pos + 1 + name_len])
         if code not in DTYPES:
             fail(f"array {name!r} has unknown dtype code {code!r}; {FIX} or update hark")
