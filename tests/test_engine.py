@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
 ARCHES = ("xtensawin", "armv6m", "armv7m", "armv7emsp", "rv32imc")
 N_INPUTS = 512
-BUILT = ("dscnn", "temporal", "tiny_conv", "mixed")
+BUILT = ("dscnn", "temporal", "tiny_conv", "mixed", "per_tensor_fc")
 SHIPPED = sorted(p.with_suffix("") for p in (REPO / "models").glob("*.tflite")
                  if p.with_suffix(".hark").exists())
 
@@ -75,13 +75,18 @@ def _mixed(L, keras):
     return keras.Model(i, L.Softmax()(x))
 
 
+def _per_tensor_fc(L, keras):
+    """tiny_conv with Dense quantised per tensor (TFLM's float32-product multiplier path)."""
+    return _tiny_conv(L, keras)
+
+
 def _tanh(L, keras):
     i = keras.Input((8,))
     return keras.Model(i, L.Dense(4, activation="tanh")(i))
 
 
 BUILDERS = {"dscnn": _dscnn, "temporal": _temporal, "tiny_conv": _tiny_conv, "mixed": _mixed,
-            "tanh": _tanh}
+            "per_tensor_fc": _per_tensor_fc, "tanh": _tanh}
 
 
 def _build(name):
@@ -98,7 +103,7 @@ def _build(name):
             layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.2, g.shape),
                                rng.normal(0, 0.2, g.shape), rng.uniform(0.5, 2, g.shape)])
     rep = [rng.normal(0, 1, (50,) + model.input_shape[1:]).astype(np.float32) for _ in range(2)]
-    return convert.to_int8_tflite(model, rep)
+    return convert.to_int8_tflite(model, rep, per_channel_dense=name != "per_tensor_fc")
 
 
 @pytest.fixture(scope="session")

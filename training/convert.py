@@ -6,11 +6,12 @@ the desktop interpreter's optimised kernels round differently.
 import numpy as np
 
 
-def to_int8_tflite(keras_model, representative_batches) -> bytes:
+def to_int8_tflite(keras_model, representative_batches, per_channel_dense: bool = True) -> bytes:
     """Full-int8 flatbuffer (int8 in/out, per-channel weights) from a batch-1 concrete function.
 
     representative_batches: iterable of float arrays shaped (n, *input_shape). A fixed batch
     of 1 keeps SHAPE/STRIDED_SLICE/PACK out of the graph around Flatten/Reshape.
+    per_channel_dense=False quantises Dense layers per tensor, for older TFLite Micro builds.
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -35,6 +36,7 @@ def to_int8_tflite(keras_model, representative_batches) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = not per_channel_dense
     return converter.convert()
 
 
