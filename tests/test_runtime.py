@@ -288,3 +288,21 @@ def test_real_model_out_of_memory_is_a_clear_error(tmp_path):
     real_or_skip()
     with pytest.raises(HarkError, match=r"out of memory while loading the model \(heap \d+ bytes"):
         run_firmware(MODEL, SMALLEST, pcm=b"", heapsize=100_000)
+
+
+def test_wake_then_command_on_real_speech(shared_data, tmp_path):
+    """yes, go+yes, (3 s later) yes: in wake+command mode only the go and the yes after it fire."""
+    real_or_skip()
+    yes = sorted((shared_data / "yes").glob("*.flac"))
+    go = sorted((shared_data / "go").glob("*.flac"))
+    clip = lambda p: sf.read(p, dtype="int16")[0]
+    gap = lambda s: np.zeros(int(s * RATE), np.int16)
+    audio = np.concatenate([gap(0.5), clip(yes[1]), gap(1.5), clip(go[1]), clip(yes[2]), gap(4.5),
+                            clip(yes[3]), gap(1)])
+    wav = tmp_path / "wake.wav"
+    sf.write(wav, audio, RATE, subtype="PCM_16")
+    board = dict(SMALLEST, grammar={"mode": "wake+command", "wake_word": "go", "command_window_ms": 3000})
+    everything = [d.label for d in run_firmware(MODEL, dict(board, grammar=SMALLEST["grammar"]), wav=wav,
+                                                heapsize=HOST_HEAP).detections]
+    assert everything == ["yes", "go", "yes", "yes"]
+    assert [d.label for d in run_firmware(MODEL, board, wav=wav, heapsize=HOST_HEAP).detections] == ["go", "yes"]
