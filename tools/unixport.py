@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,9 @@ def compile_firmware(firmware_dir: Path = FIRMWARE_DIR, arch: str = "x64") -> Pa
         tmp.rename(out)
     except OSError:  # another process built the same thing meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
+    for old in CACHE_DIR.iterdir():  # builds of firmware versions untouched for a day
+        if old != out and time.time() - old.stat().st_mtime > 86400:
+            shutil.rmtree(old, ignore_errors=True)
     return out
 
 
