@@ -331,3 +331,23 @@ def test_no_port_and_no_board(tmp_path, model, capsys):
     result = in_process(capsys, "deploy", "--board", "unix", "--model", model, "--build-dir", tmp_path)
     assert result.returncode == 1
     assert "no board connected: no MicroPython-like USB serial device found" in result.stderr
+
+
+def test_force_deploys_past_the_estimate(unix_board, tmp_path, capsys):
+    """A profile file with a small RAM budget refuses the model; --force deploys it with a warning."""
+    import json
+    port, device_dir = unix_board
+    board = json.loads((boards.BOARDS_DIR / "unix.json").read_text())
+    board.update(name="tiny-unix", ram_budget_bytes=40_000)
+    profile = tmp_path / "tiny-unix.json"
+    profile.write_text(json.dumps(board))
+    model = write_blob(tmp_path / "m.hark", payload_bytes=30_000)
+    args = ["deploy", "--board", profile, "--port", port, "--model", model, "--build-dir", tmp_path / "b"]
+    refused = in_process(capsys, *args)
+    assert refused.returncode == 1 and "tiny-unix has 39 KB RAM budget" in refused.stderr
+    assert "--force deploys anyway" in refused.stderr and list(device_dir.iterdir()) == []
+    forced = in_process(capsys, *args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "warning: does not fit, deploying anyway" in forced.stdout
+    assert (device_dir / "model.hark").read_bytes() == model.read_bytes()
+    assert json.loads((device_dir / "config.json").read_text())["name"] == "tiny-unix"

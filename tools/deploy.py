@@ -106,12 +106,21 @@ def format_package_json(package: dict) -> str:
     return f'{head},\n  "urls": [\n    {urls}\n  ]\n}}\n'
 
 
-def check_fits(board: dict, model: Path, built: list):
+def fit_report(board: dict, model: Path, built: list):
     firmware = [p for p in built if p.name != CONFIG_NAME]
     config = next(p for p in built if p.name == CONFIG_NAME)
-    report = fits(board, model, firmware, config_bytes=config.stat().st_size)
+    return fits(board, model, firmware, config_bytes=config.stat().st_size)
+
+
+def check_fits(board: dict, model: Path, built: list, force=False, say=print):
+    """The budget report; refuses what does not fit unless forced (the RAM side is an estimate)."""
+    report = fit_report(board, model, built)
     if not report.ok:
-        raise HarkError("does not fit:\n  " + "\n  ".join(report.problems()))
+        problems = "\n  ".join(report.problems())
+        if not force:
+            raise HarkError(f"does not fit:\n  {problems}\n(--force deploys anyway: the RAM figure is "
+                            "an estimate, the filesystem is checked on the board)")
+        say(f"warning: does not fit, deploying anyway (--force):\n  {problems}")
     return report
 
 
@@ -158,12 +167,12 @@ def upload(device, board: dict, files: dict, say=print) -> list:
 
 
 def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Path = FIRMWARE_DIR,
-           build_dir: Path = BUILD_DIR, say=print):
+           build_dir: Path = BUILD_DIR, force=False, say=print):
     from hark.device import Device  # pyserial/mpremote only when a board is involved
 
     model = Path(model)
     built = build(board, firmware_dir, build_dir)
-    report = check_fits(board, model, built)
+    report = check_fits(board, model, built, force, say)
     say(str(report))
     files = {path.name: path for path in built}
     files[MODEL_NAME] = model

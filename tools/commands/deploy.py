@@ -3,7 +3,8 @@ from pathlib import Path
 
 from hark import FIRMWARE_DIR, REPO, boards
 from hark.cli import HarkError
-from hark.deploy import BUILD_DIR, DEFAULT_MODEL, build, check_fits, deploy, format_package_json, mip_package
+from hark.deploy import (BUILD_DIR, DEFAULT_MODEL, build, deploy, fit_report, format_package_json,
+                         mip_package)
 
 
 def register(sub):
@@ -21,6 +22,8 @@ def register(sub):
     p.add_argument("--build-dir", type=Path, default=BUILD_DIR, help="where build/BOARD/ goes")
     p.add_argument("--build-only", action="store_true",
                    help="only compile into build/BOARD/ and check the budgets (no board needed)")
+    p.add_argument("--force", action="store_true",
+                   help="deploy even if the budget check says the model does not fit")
     p.add_argument("--write-package-json", action="store_true",
                    help="regenerate package.json (mip) from firmware/*.py and exit")
     p.set_defaults(func=run)
@@ -40,7 +43,7 @@ def run(args):
         for path in built:
             print(f"{path} {path.stat().st_size} bytes")
         if args.model.exists():
-            print(check_fits(board, args.model, built))
+            print(fit_report(board, args.model, built))
         return 0
-    deploy(board, args.port, args.model, args.firmware_dir, args.build_dir)
+    deploy(board, args.port, args.model, args.firmware_dir, args.build_dir, args.force)
     return 0
