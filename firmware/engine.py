@@ -6,7 +6,7 @@
 # - all arithmetic is integer and every intermediate stays below 2**31 in magnitude, so the
 #   viper code gives the same answers with the 32-bit ints of a board as with the 64-bit
 #   ints of the unix port. TFLite Micro's 64-bit SaturatingRoundingDoublingHighMul is
-#   rebuilt from 16/8-bit limbs (see _requant in tests/test_engine.py for the mirror).
+#   rebuilt from 16/8-bit limbs (tests/test_engine.py mirrors it with 31-bit checks).
 # - signed int32 values in blob arrays are read as two uint16 halves (ptr32 loads are
 #   zero-extended on 64-bit ports); constants >= 2**30 are built at run time because they
 #   are not small ints on 32-bit ports.

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
 ARCHES = ("xtensawin", "armv6m", "armv7m", "armv7emsp", "rv32imc")
 N_INPUTS = 512
-BUILT = ("dscnn", "temporal", "tiny_conv", "mixed", "per_tensor_fc")
+BUILT = ("dscnn", "temporal", "tiny_conv", "mixed", "shapes", "per_tensor_fc")
 SHIPPED = sorted(p.with_suffix("") for p in (REPO / "models").glob("*.tflite")
                  if p.with_suffix(".hark").exists())
 
@@ -75,6 +75,19 @@ def _mixed(L, keras):
     return keras.Model(i, L.Softmax()(x))
 
 
+def _shapes(L, keras):
+    """Odd strides and kernels: VALID/SAME gathers, full-width kernels, FC over rows."""
+    i = keras.Input((49, 10, 1))
+    x = L.Conv2D(8, (3, 3), strides=(2, 1), padding="valid", activation="relu")(i)
+    x = L.Conv2D(8, (1, 3), padding="same")(x)
+    x = L.DepthwiseConv2D((5, 1), strides=(2, 2), padding="valid", activation="relu6")(x)
+    x = L.MaxPooling2D((3, 2), strides=(2, 1), padding="valid")(x)
+    x = L.Conv2D(12, (2, x.shape[2]), padding="valid", activation="relu")(x)
+    x = L.Dense(6, activation="relu")(L.Reshape((x.shape[1], 12))(x))
+    x = L.Dense(12)(L.Flatten()(x))
+    return keras.Model(i, L.Softmax()(x))
+
+
 def _per_tensor_fc(L, keras):
     """tiny_conv with Dense quantised per tensor (TFLM's float32-product multiplier path)."""
     return _tiny_conv(L, keras)
@@ -86,7 +99,7 @@ def _tanh(L, keras):
 
 
 BUILDERS = {"dscnn": _dscnn, "temporal": _temporal, "tiny_conv": _tiny_conv, "mixed": _mixed,
-            "per_tensor_fc": _per_tensor_fc, "tanh": _tanh}
+            "shapes": _shapes, "per_tensor_fc": _per_tensor_fc, "tanh": _tanh}
 
 
 def _build(name):
