@@ -1,0 +1,70 @@
+"""`hark bench --quick` end to end: every number is produced and sane (no accuracy thresholds)."""
+import json
+import math
+
+import pytest
+
+from hark import MODELS_DIR
+from hark.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bench(shared_data, tmp_path_factory):
+    if not (MODELS_DIR / "default.hark").exists():
+        pytest.skip("no models/default.hark")
+    out = tmp_path_factory.mktemp("bench")
+    readme = out / "README.md"
+    readme.write_text("# x\n\n<!-- bench:start -->\nold table\n<!-- bench:end -->\n\nafter\n")
+    assert main(["bench", "--quick", "--data", str(shared_data), "--out", str(out),
+                 "--readme", str(readme)]) == 0
+    return json.loads((out / "results.json").read_text()), out, readme
+
+
+def _finite(v):
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def test_machine_and_stream(bench):
+    res, out, _ = bench
+    m = res["machine"]
+    assert m["cpu"] and m["python"] and "MicroPython" in m["micropython"] and m["date_utc"]
+    assert res["stream"]["targets"] > 0 and res["stream"]["seconds"] == pytest.approx(45)
+    assert (out / "stream.wav").stat().st_size > 45 * 32000
+
+
+def test_every_model_has_sane_numbers(bench):
+    res, _, _ = bench
+    assert "default" in res["models"]
+    for name, r in res["models"].items():
+        assert r["errors"] == {}, name
+        s = r["static"]
+        assert s["params"] > 0 and s["blob_bytes"] > s["weight_bytes"] > 0 and s["arena_bytes"] > 0
+        assert s["macs_per_second"] == s["macs_per_inference"] * 50
+        for kind in ("int8_librosa", "int8_device"):
+            a = r["accuracy"][kind]
+            assert 0 <= a["accuracy"] <= 1 and a["n"] > 20
+            assert a["accuracy"] > 1 / 12, f"{name} {kind} is at chance"
+        assert abs(r["accuracy"]["device_minus_librosa_points"]) <= 100
+        u = r["unixport"]
+        hop = u["us_per_hop"]
+        assert 0 < hop["frontend"] < 20000 and 0 < hop["infer"] and hop["total"] >= hop["infer"]
+        assert 0 < u["real_time_factor"] < 5
+        assert 0 < u["heap_peak"] < 2_000_000 and u["frames"] >= 45 * 50
+        st = r["stream"]
+        assert 0 <= st["frr"] <= 1 and st["false_accepts"] >= 0 and _finite(st["fa_per_hour"])
+        assert st["hits"] + st["misses"] == st["targets"]
+        for board in r["boards"].values():
+            assert board["est_ms_per_inference"] > 0 and board["runs_in_ram_budget"]
+        assert _finite(r["vs_default"]["macs_x"])
+    assert res["models"]["default"]["vs_default"]["us_per_hop_x"] == pytest.approx(1.0)
+
+
+def test_markdown_and_readme(bench):
+    res, out, readme = bench
+    md = (out / "results.md").read_text()
+    for name in res["models"]:
+        assert f"| {name} |" in md
+    text = readme.read_text()
+    assert "old table" not in text and md.strip() in text and text.endswith("after\n")
