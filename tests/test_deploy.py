@@ -351,3 +351,76 @@ def test_force_deploys_past_the_estimate(unix_board, tmp_path, capsys):
     assert "warning: does not fit, deploying anyway" in forced.stdout
     assert (device_dir / "model.hark").read_bytes() == model.read_bytes()
     assert json.loads((device_dir / "config.json").read_text())["name"] == "tiny-unix"
+
+
+RAMFS = """import os, sys, vfs
+class RAMBlockDev:
+    def __init__(self, block_size, num_blocks):
+        self.block_size = block_size
+        self.data = bytearray(block_size * num_blocks)
+    def readblocks(self, block_num, buf, offset=0):
+        addr = block_num * self.block_size + offset
+        buf[:] = self.data[addr:addr + len(buf)]
+    def writeblocks(self, block_num, buf, offset=None):
+        addr = block_num * self.block_size + (offset or 0)
+        self.data[addr:addr + len(buf)] = buf
+    def ioctl(self, op, arg):
+        if op == 4:
+            return len(self.data) // self.block_size
+        if op == 5:
+            return self.block_size
+        if op == 6:
+            return 0
+bdev = RAMBlockDev(512, 256)
+kind = vfs.VfsFat if sys.argv[1] == "fat" else vfs.VfsLfs2
+kind.mkfs(bdev)
+vfs.mount(kind(bdev), "/flash")
+os.chdir("/flash")
+"""
+
+
+@pytest.fixture(params=["lfs", "fat"])
+def flash_fs_board(request, tmp_path):
+    """The unix port working in a 128 KB in-RAM LittleFS or FAT filesystem mounted at /flash,
+    the filesystems boards use (FAT: pyboard; LittleFS: ESP32, RP2040)."""
+    micropython = Path(sys.executable).with_name("micropython")
+    (tmp_path / "ramfs.py").write_text(RAMFS)
+    port = tmp_path / "ttyFS"
+    proc = subprocess.Popen(["socat", f"PTY,link={port},raw,echo=0",
+                             f"EXEC:{micropython} -i ramfs.py {request.param},pty,raw,echo=0"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(500):
+        if port.exists():
+            break
+        time.sleep(0.01)
+    yield port
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _device_files(port):
+    from hark.device import Device
+    with Device(str(port)) as device:
+        device.exec("import os", "importing os")
+        return device.sha256(device.eval("sorted(os.listdir())", "listing"))
+
+
+def test_deploy_on_board_filesystems(flash_fs_board, tmp_path, capsys):
+    """Renaming over existing files works on LittleFS and FAT; a model that does not fit in the
+    free space is refused with the numbers and leaves the deployed files as they were."""
+    port = flash_fs_board
+    first = write_blob(tmp_path / "first.hark", payload_bytes=8_000, seed=1)
+    second = write_blob(tmp_path / "second.hark", payload_bytes=9_000, seed=2)
+    for model in (first, second):
+        assert _deploy(port, model, tmp_path / "build").returncode == 0
+        files = _device_files(port)
+        assert files["model.hark"] == _sha(model)
+        assert files["config.json"] == _sha(tmp_path / "build" / "unix" / "config.json")
+        assert not [n for n in files if n.startswith(TMP_PREFIX)]
+
+    huge = write_blob(tmp_path / "huge.hark", payload_bytes=120_000, seed=3)
+    result = in_process(capsys, "deploy", "--board", "unix", "--port", port, "--model", huge,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1
+    assert "the board's filesystem is full: the new files need 118 KB free" in result.stderr
+    assert _device_files(port) == files
