@@ -15,11 +15,15 @@ from . import dataset as ds
 from .features import FeatureSpec, Normalisation, batch_features
 
 
-def eval_clips(data_dir, labels, seed: int = 1234, max_per_word: int = 0, progress=None):
-    """(audio, targets, words) for the test list of a folder (every clip if it has none),
-    plus `_silence_` clips cut from its background noise, one class's worth."""
-    d = ds.load_dataset(data_dir, labels)
-    clips = d.split("test") or d.clips
+def eval_clips(data_dir, labels, seed: int = 1234, max_per_word: int = 0, progress=None,
+               split: str = "test", words=None):
+    """(audio, targets, words) for a split of a folder (the test list by default, every clip
+    if the folder has no lists), plus `_silence_` clips cut from its background noise, one
+    class's worth. `words` keeps only those words (and silence only if listed)."""
+    d = ds.load_dataset(data_dir, labels, require_labels=not words)
+    clips = d.clips if split == "all" else (d.split(split) or d.clips)
+    if words:
+        clips = [c for c in clips if c.word in words or c.label in words]
     if max_per_word:
         by_word = {}
         for c in clips:
@@ -29,7 +33,7 @@ def eval_clips(data_dir, labels, seed: int = 1234, max_per_word: int = 0, progre
     targets = [labels.index(c.label) for c in kept]
     words = [c.word for c in kept]
     noise = ds.load_noise(d)
-    if noise and ds.SILENCE in labels:
+    if noise and ds.SILENCE in labels and (not words or ds.SILENCE in words):
         rng = np.random.default_rng(seed)
         per_class = max(1, len(kept) // max(1, len(labels) - 1))
         audio += [aug.silence_clip(rng, noise) for _ in range(per_class)]

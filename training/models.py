@@ -60,9 +60,12 @@ def tiny_conv(input_shape, n_labels: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="tiny_conv")
 
 
-def build(family: str, input_shape, n_labels: int) -> keras.Model:
+def build(family: str, input_shape, n_labels: int, width: int = 0) -> keras.Model:
+    """width (tcn only): channels per layer; 0 = the family default."""
     builders = {"tcn": tcn, "dscnn": dscnn, "tiny_conv": tiny_conv}
     if family not in builders:
         raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if width and family == "tcn":
+        return tcn(tuple(input_shape), n_labels, width)
     return builders[family](tuple(input_shape), n_labels)
 

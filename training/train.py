@@ -23,8 +23,9 @@ class TrainConfig:
     synth: list = field(default_factory=list)  # synthetic folders (hark synth)
     out: str = "runs/kws"
     family: str = "tcn"
+    width: int = 0                      # tcn channels; 0 = family default
     labels: list = field(default_factory=lambda: list(ds.LABELS))
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 100
     learning_rate: float = 3e-3
     seed: int = 0
@@ -176,7 +177,7 @@ def train(cfg: TrainConfig) -> dict:
     x_test, y_test = eval_set(test_audio, test_clips, noise, cfg.labels, rng, n_sil)
 
     norm = Normalisation.fit(x_train)
-    model = models.build(cfg.family, x_train.shape[1:], len(cfg.labels))
+    model = models.build(cfg.family, x_train.shape[1:], len(cfg.labels), cfg.width)
     steps = cfg.epochs * int(np.ceil(len(x_train) / cfg.views / cfg.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(steps, 1), alpha=0.02)
     model.compile(optimizer=keras.optimizers.Adam(schedule),

@@ -21,6 +21,7 @@ features:
 examples:
   hark eval --model models/default.hark --data ../shared/data/speech_commands
   hark eval --model M.hark --data DIR --engine firmware --features device --json out.json --plot cm.png
+  hark eval --model M.hark --data DIR --split all --words on,off   # every real on/off clip
 """
 
 
@@ -34,6 +35,10 @@ def register(sub):
     p.add_argument("--json", help="write {accuracy, n, per_class, confusion, labels} here")
     p.add_argument("--plot", help="save the confusion matrix as PNG here")
     p.add_argument("--max-per-word", type=int, default=0, help="cap clips per word (quick runs)")
+    p.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
+                   help="which clips: the test list (default), or all clips of the folder")
+    p.add_argument("--words", default="",
+                   help="only these words/labels, e.g. on,off,_unknown_ (scarce-class reports)")
     p.set_defaults(func=run)
 
 
@@ -53,7 +58,8 @@ def run(args):
     labels = meta["labels"]
     try:
         audio, targets, _ = evaluate.eval_clips(
-            args.data, labels, max_per_word=args.max_per_word,
+            args.data, labels, max_per_word=args.max_per_word, split=args.split,
+            words=[w for w in args.words.split(",") if w] or None,
             progress=lambda it: tqdm(it, desc="reading", unit="clip", leave=False))
     except DatasetError as exc:
         raise HarkError(str(exc)) from exc

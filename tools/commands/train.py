@@ -31,7 +31,9 @@ def register(sub):
     p.add_argument("--family", default="tcn", choices=["tcn", "dscnn", "tiny_conv"],
                    help="tcn: hark's streaming temporal CNN (default); dscnn: MLPerf Tiny "
                         "reference; tiny_conv: TFLite Micro micro_speech")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--width", type=int, default=0,
+                   help="tcn channels per layer (default 96; 64 fits the smallest boards)")
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0, help="seeds data order, augmentation, weights")
@@ -55,6 +57,7 @@ def run(args):
     if not 0.0 <= args.real_share <= 1.0 or not 0.0 <= args.synth_ratio <= 1.0:
         raise HarkError("--real-share and --synth-ratio must be between 0 and 1")
     cfg = TrainConfig(data=args.data, synth=args.synth, out=args.out, family=args.family,
+                      width=args.width,
                       epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.learning_rate, seed=args.seed, views=args.views,
                       real_share=args.real_share, synth_ratio=args.synth_ratio,
