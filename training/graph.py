@@ -182,8 +182,8 @@ def from_tflite(tflite_bytes: bytes):
                 raise ValueError(f"tensor {t.name!r} is not int8; the engine is int8 only")
             scale, zp = qparams(i)
             act_ids[i] = len(tensors)
-            tensors.append({"name": t.name.decode() if isinstance(t.name, bytes) else str(t.name),
-                            "shape": [int(d) for d in t.shape], "dtype": "int8",
+            # no tensor names: TFLite's fused names cost kilobytes of device heap
+            tensors.append({"shape": [int(d) for d in t.shape], "dtype": "int8",
                             "scale": float(scale[0]), "zero_point": int(zp[0])})
         return act_ids[i]
 
