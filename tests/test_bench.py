@@ -56,7 +56,9 @@ def test_every_model_has_sane_numbers(bench):
         assert 0 <= st["frr"] <= 1 and st["false_accepts"] >= 0 and _finite(st["fa_per_hour"])
         assert st["hits"] + st["misses"] == st["targets"]
         for board in r["boards"].values():
-            assert board["est_ms_per_inference"] > 0 and board["runs_in_ram_budget"]
+            assert board["est_ms_per_inference"] > 0
+            assert board["fits_ram_budget_unix_measure"] == (r["min_heap_bytes"] <= board["ram_budget_bytes"])
+        assert u["heap_live"] <= r["min_heap_bytes"] <= 2_000_000
         assert _finite(r["vs_default"]["macs_x"])
     assert res["models"]["default"]["vs_default"]["us_per_hop_x"] == pytest.approx(1.0)
 

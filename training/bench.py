@@ -160,16 +160,29 @@ def board_estimates(static: dict, unix: dict, boards_list) -> dict:
     return out
 
 
-def runs_in_budget(path: Path, board: dict, seconds: float = 2.0) -> str:
-    """"ok", or the error, of the firmware in the unix port with the heap capped at the board's
-    RAM budget (pessimistic: objects are bigger on the 64-bit port than on a 32-bit board)."""
+def min_heap(path: Path, board: dict, lo: int = 16_000, hi: int = 2_000_000, step: int = 2_000,
+             seconds: float = 2.0):
+    """Smallest heap (to `step` bytes) the firmware loads the model and runs 2 s of audio in, in the
+    64-bit unix port (objects are bigger than on a 32-bit board, so this is pessimistic); None
+    when even `hi` is not enough."""
     from hark.cli import HarkError
     from hark.unixport import run_firmware
-    try:
-        run_firmware(path, board, pcm=bytes(2 * int(seconds * stream.RATE)), timeout=120)
-        return "ok"
-    except HarkError as exc:
-        return str(exc).splitlines()[0][:160]
+
+    def runs(heap):
+        try:
+            run_firmware(path, board, pcm=bytes(2 * int(seconds * stream.RATE)), heapsize=heap, timeout=120)
+            return True
+        except HarkError as exc:
+            if "out of memory" not in str(exc):
+                raise
+            return False
+
+    if not runs(hi):
+        return None
+    while hi - lo > step:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if runs(mid) else (mid, hi)
+    return hi
 
 
 def ratios(results: dict, base: str = "default") -> None:
@@ -232,9 +245,10 @@ def to_markdown(res: dict) -> str:
                      + " | ".join(f"{_pct(rec.get(k), 0)} (n={d['n_per_class'].get(k, 0)})" for k in SCARCE) + " |")
     lines += ["", "**Cost.** Bytes, params, arena and MACs from the blob; µs per 20 ms hop, real-time "
               "factor (compute time / audio time) and peak heap from the firmware (mpy-cross x64, "
-              "`--stats`) in the MicroPython unix port over the stream below.", "",
-              "| model | params | blob bytes | arena bytes | MACs / inference | MACs / s audio | front end µs/hop | inference µs/hop | total µs/hop | RTF | ns / MAC | peak heap |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "`--stats`) in the MicroPython unix port over the stream below; min heap: the smallest "
+              "`-X heapsize` it loads and runs in (bisection, 2 KB steps).", "",
+              "| model | params | blob bytes | arena bytes | MACs / inference | MACs / s audio | front end µs/hop | inference µs/hop | total µs/hop | RTF | ns / MAC | peak heap | min heap |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in models.items():
         s, u = r["static"], r.get("unixport") or {}
         h = u.get("us_per_hop") or {}
@@ -243,7 +257,7 @@ def to_markdown(res: dict) -> str:
         lines.append(f"| {name} | {_num(s['params'])} | {_num(s['blob_bytes'])} | {_num(s['arena_bytes'])} | "
                      f"{_num(s['macs_per_inference'])} | {_num(s['macs_per_second'])} | {_num(h.get('frontend'))} | "
                      f"{_num(h.get('infer'))} | {_num(h.get('total'))} | {_num(u.get('real_time_factor'), '{:.3f}')} | "
-                     f"{_num(nsmac, '{:.2f}')} | {_num(u.get('heap_peak'))} |")
+                     f"{_num(nsmac, '{:.2f}')} | {_num(u.get('heap_peak'))} | {_num(r.get('min_heap_bytes'))} |")
     lines += ["", f"**Long stream** ({st['seconds'] / 60:.1f} min, seed {cfg['seed']}: "
               f"{st['targets']} command words from the test/validation lists, {st['reused_targets']} "
               f"of them reused clips with new level/reverb, {st['distractors']} non-command words, "
@@ -273,17 +287,18 @@ def to_markdown(res: dict) -> str:
               "for viper, measured under QEMU on Cortex-M3/M7 in /work/shared/REFERENCE.md, ~1 "
               "instruction per cycle; Xtensa and Cortex-M0+ unmeasured); front end scaled from the unix "
               "port by the same per-MAC speed ratio. RTF over 1 means the board cannot keep up running "
-              "the model every hop. The last column runs the firmware (64-bit unix port, so pessimistic) "
-              "with the heap capped at the board's RAM budget.", "",
-              "| model | board | MHz | est. ms / inference | est. front end ms / hop | est. RTF | RAM budget | runs in the unix port with this heap |",
+              "the model every hop. The last column compares the board's RAM budget with the smallest heap "
+              "the firmware loads the model and runs in, found by bisection in the 64-bit unix port "
+              "(objects are bigger there than on a 32-bit board, so this is pessimistic).", "",
+              "| model | board | MHz | est. ms / inference | est. front end ms / hop | est. RTF | RAM budget | min heap (unix port) ≤ budget |",
               "|---|---|---:|---:|---:|---:|---:|---|"]
     for name, r in models.items():
         for bname, e in (r.get("boards") or {}).items():
-            fits = e.get("runs_in_ram_budget")
+            fits = e.get("fits_ram_budget_unix_measure")
             lines.append(f"| {name} | {bname} | {e['clock_hz'] // 1_000_000} | {e['est_ms_per_inference']:.1f} | "
                          f"{_num(e['est_frontend_ms_per_hop_scaled'], '{:.2f}')} | {e['est_real_time_factor']:.2f} | "
                          f"{_num(e['ram_budget_bytes'])} | "
-                         f"{'—' if fits is None else 'yes' if fits == 'ok' else 'no: ' + fits} |")
+                         f"{'—' if fits is None else 'yes' if fits else 'no'} |")
     errors = {n: r["errors"] for n, r in models.items() if r["errors"]}
     if errors:
         lines += ["", "**Errors**: " + "; ".join(f"{n} {k}: {v}" for n, e in errors.items() for k, v in e.items())]
@@ -358,9 +373,13 @@ def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds
             r["errors"]["firmware"] = f"{type(exc).__name__}: {exc}"
         steps.update()
         r["boards"] = board_estimates(r["static"], r.get("unixport"), all_boards)
-        for b in all_boards:
-            if b["name"] in r["boards"]:
-                r["boards"][b["name"]]["runs_in_ram_budget"] = runs_in_budget(path, b)
+        try:
+            r["min_heap_bytes"] = min_heap(path, profile)
+        except Exception as exc:
+            r["errors"]["min_heap"] = f"{type(exc).__name__}: {exc}"
+        for e in r["boards"].values():
+            e["fits_ram_budget_unix_measure"] = (r["min_heap_bytes"] <= e["ram_budget_bytes"]
+                                                 if r.get("min_heap_bytes") else None)
         steps.update()
     steps.close()
     ratios(res["models"])

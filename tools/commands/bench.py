@@ -35,7 +35,7 @@ def register(sub):
     p.add_argument("--out", type=Path, default=Path("bench"), help="output folder (default bench)")
     p.add_argument("--models", type=Path, default=MODELS_DIR, help=f"model folder (default {MODELS_DIR})")
     p.add_argument("--stream-seconds", type=float, help="length of the generated stream "
-                   "(default 900, --quick 45)")
+                   "(default 600, --quick 45)")
     p.add_argument("--seed", type=int, default=7, help="stream seed (default 7)")
     p.add_argument("--readme", type=Path, default=REPO / "README.md",
                    help="README whose bench section to update (default the repository's)")
