@@ -9,7 +9,6 @@ the right frame count, allocate nothing per hop, and silence must not fire a det
 """
 import json
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -14,7 +14,6 @@ import struct
 import zlib
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,8 +63,7 @@ u32 = st.one_of(st.integers(0, 64), st.integers(0, 2 ** 32 - 1), st.sampled_from
 
 def refit(data: bytes) -> bytes:
     """Recompute the blob's length field and CRC so only the structure is wrong."""
-    data = bytearray(data[:16].ljust(16, b"\0") + data[16:])
-    data[4:8] = data[4:8] if data[:4] == b"HARK" else data[4:8]
+    data = bytearray(data)
     struct.pack_into("<I", data, 8, len(data))
     struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])) & 0xFFFFFFFF)
     return bytes(data)
