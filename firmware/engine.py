@@ -629,26 +629,12 @@ class Interpreter:
                 else:
                     h, wd, cin = x["shape"][1:4]
                     oh, ow = y["shape"][1:3]
-                kh, kw = o["kernel"]
-                lo, hi = o["act_range"]
-                cfg = [x["offset"], y["offset"], op.get("scratch", 0), h, wd, cin, oh, ow,
-                       o["channels"], kh, kw, o["stride"][0], o["stride"][1], o["pad"][0],
-                       o["pad"][1], o["input_zero_point"] + 128, o["output_zero_point"] + 128,
-                       lo + 128, hi + 128]
-                if kind == "DEPTHWISE_CONV_2D":
-                    fn = _dwconv
-                else:
-                    cfg += [0 if "scratch" in op else 1, o["depth"]]
-                    fn = _conv
-                plan.append((fn, _cfg(cfg), arrays[w + "filter"], arrays[w + "bias"],
-                             arrays[w + "mult"], arrays[w + "shift"]))
+                plan.append(conv_step(op, arrays[w + "filter"], arrays[w + "bias"],
+                                      arrays[w + "mult"], arrays[w + "shift"], x["offset"],
+                                      y["offset"], op.get("scratch"), h, wd, cin, oh, ow))
             elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-                lo, hi = o["act_range"]
-                cfg = [x["offset"], y["offset"], 0] + x["shape"][1:4] + y["shape"][1:3] + [
-                    0, o["kernel"][0], o["kernel"][1], o["stride"][0], o["stride"][1],
-                    o["pad"][0], o["pad"][1], 0, 0, lo + 128, hi + 128,
-                    1 if kind == "MAX_POOL_2D" else 0]
-                plan.append((_pool, _cfg(cfg), dummy, dummy, dummy, dummy))
+                plan.append(pool_step(op, x["offset"], y["offset"], x["shape"][1:4],
+                                      y["shape"][1:3]))
             elif kind == "MEAN":
                 m = o["multiplier"]
                 cfg = [x["offset"], y["offset"], o["count"], x["shape"][-1],
@@ -657,9 +643,8 @@ class Interpreter:
                 plan.append((_mean, _cfg(cfg), dummy, dummy, dummy, dummy))
             elif kind == "SOFTMAX":
                 depth = y["shape"][-1]
-                cfg = [x["offset"], y["offset"], _numel(y["shape"]) // depth, depth, 1515870810]
-                plan.append((_softmax, _cfg(cfg), arrays[w + "exp"], dummy, dummy,
-                             dummy))
+                plan.append(softmax_step(arrays[w + "exp"], x["offset"], y["offset"],
+                                         _numel(y["shape"]) // depth, depth))
             elif kind == "ADD":
                 x2 = tensors[op["inputs"][1]]
                 lo, hi = o["act_range"]
@@ -679,6 +664,39 @@ class Interpreter:
         arena = self.arena
         for step in self._plan:
             step[0](arena, step[1], step[2], step[3], step[4], step[5])
+
+
+def conv_step(op, filt, bias, mult, shift, x_off, y_off, scratch, h, w, cin, oh, ow):
+    """Plan step of a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED op over an h x w x cin input
+    at arena offset x_off (scratch: im2col offset, None when patches are read in place).
+    firmware/streaming.py reuses it with its own geometry (one output column from a ring)."""
+    o = op["options"]
+    kh, kw = o["kernel"]
+    lo, hi = o["act_range"]
+    cfg = [x_off, y_off, scratch or 0, h, w, cin, oh, ow, o["channels"], kh, kw,
+           o["stride"][0], o["stride"][1], o["pad"][0], o["pad"][1],
+           o["input_zero_point"] + 128, o["output_zero_point"] + 128, lo + 128, hi + 128]
+    if op["type"] == "DEPTHWISE_CONV_2D":
+        return (_dwconv, _cfg(cfg), filt, bias, mult, shift)
+    cfg += [1 if scratch is None else 0, o["depth"]]
+    return (_conv, _cfg(cfg), filt, bias, mult, shift)
+
+
+def pool_step(op, x_off, y_off, in_hwc, out_hw):
+    """Plan step of an AVERAGE_POOL_2D / MAX_POOL_2D op (in_hwc = input h, w, c)."""
+    o = op["options"]
+    lo, hi = o["act_range"]
+    cfg = [x_off, y_off, 0] + list(in_hwc) + list(out_hw) + [
+        0, o["kernel"][0], o["kernel"][1], o["stride"][0], o["stride"][1],
+        o["pad"][0], o["pad"][1], 0, 0, lo + 128, hi + 128,
+        1 if op["type"] == "MAX_POOL_2D" else 0]
+    dummy = bytearray(4)
+    return (_pool, _cfg(cfg), dummy, dummy, dummy, dummy)
+
+
+def softmax_step(exp, x_off, y_off, rows, depth):
+    dummy = bytearray(4)
+    return (_softmax, _cfg((x_off, y_off, rows, depth, 1515870810)), exp, dummy, dummy, dummy)
 
 
 def _cfg(values):
