@@ -178,7 +178,7 @@ def good_wav() -> bytes:
 
 
 GOOD_WAV = good_wav()
-WAV_FIELDS = [4, 16, 20, 22, 24, 28, 32, 34, 40, 64]  # RIFF size, fmt size/tag/ch/rate/.., chunk sizes
+WAV_FIELDS = [4, 16, 20, 24, 28, 32, 40, 66]  # RIFF size; fmt size, tag+channels, rate, byte rate, align+bits; LIST and data sizes
 
 FW_WAV = """
 import sys
