@@ -5,11 +5,14 @@ profile) and model.hark from the filesystem, audio from the profile's source.
 On the unix port:
 
     micropython main.py --model M.hark --board boards/unix.json --wav clip.wav
-                        [--stdin] [--pad-ms 1000] [--stats] [--heapcheck]
+                        [--stdin] [--pad-ms 1000] [--stats] [--heapcheck] [--no-stream]
 
 Detections print as `t=1.23s yes 0.93` (audio time, label, probability).
 Everything is allocated before the loop; the loop itself allocates nothing
 (--heapcheck measures that, --stats prints per-stage time and heap use).
+Models that stream (streaming.reason(meta) is None: the tcn family) run incrementally,
+one new column per layer per hop, with outputs identical to re-running the window;
+--no-stream forces the windowed engine.
 """
 import gc
 import sys
@@ -81,7 +84,7 @@ def detector_config(meta, board):
 class Runtime:
     """Owns every buffer of the pipeline; run() streams a source through it."""
 
-    def __init__(self, model, board, printer=True):
+    def __init__(self, model, board, printer=True, stream=True):
         import blob
         import engine
         import frontend
@@ -91,14 +94,30 @@ class Runtime:
         self.board = board
         b = blob.load(model)
         meta = b.meta
-        self.engine = engine.Interpreter(b)
+        self.streaming = False
+        if stream:
+            try:
+                import streaming
+            except ImportError:     # firmware built without it: windowed
+                streaming = None
+            if streaming and streaming.reason(meta) is None:
+                self.engine = streaming.StreamingInterpreter(b)
+                self.streaming = True
+        if not self.streaming:
+            self.engine = engine.Interpreter(b)
         self.fe = frontend.FrontEnd(meta, b.arrays)
         feat = meta.get("features") or {}
         rate = feat.get("sample_rate", 16000)
         self.n_fft = feat.get("n_fft", 512)
         self.hop_ms = feat.get("hop_length", 320) * 1000 // rate
         self.width = feat.get("n_mfcc", 10)
-        self.total = len(self.engine.input)
+        if self.streaming:
+            self.total = self.engine.frames * self.engine.width
+            if self.engine.width != self.width:
+                raise ValueError("model frames of %d features, front end frames of %d"
+                                 % (self.engine.width, self.width))
+        else:
+            self.total = len(self.engine.input)
         if self.total % self.width:
             raise ValueError("model input of %d bytes is not whole frames of %d features"
                              % (self.total, self.width))
@@ -137,7 +156,10 @@ class Runtime:
             m = min(need, _BLOCK)
             self.fe.push(buf, 0, m)
             need -= m
-        _fill_rows(self.engine.input, self.fe.frame, self.total, self.width)
+        if self.streaming:
+            self.engine.fill(self.fe.frame)
+        else:
+            _fill_rows(self.engine.input, self.fe.frame, self.total, self.width)
 
     def run(self, source, stats=False, heapcheck=False):
         """Stream source to its end (forever for a microphone)."""
@@ -147,7 +169,8 @@ class Runtime:
         det = self.detector
         acts = self.actions
         names = self.labels
-        win = eng.input
+        stream = self.streaming
+        win = None if stream else eng.input
         out = eng.output
         buf = self.buf
         us = self.us
@@ -187,21 +210,25 @@ class Runtime:
                     _acc(us, ms, _FRONTEND, ticks_diff(t1, t0))
                     t0 = t1
                 self.frames += 1
-                _push_frame(win, fe.frame, total, width)
+                if stream:
+                    eng.push(fe.frame)     # the model's work for this hop, every hop
+                else:
+                    _push_frame(win, fe.frame, total, width)
                 t = (t + hop_ms) & 0x1FFFFFFF
                 k += 1
                 if stats:
                     t1 = ticks_us()
-                    _acc(us, ms, _WINDOW, ticks_diff(t1, t0))
+                    _acc(us, ms, _INFER if stream else _WINDOW, ticks_diff(t1, t0))
                     t0 = t1
                 if k >= infer_every:
                     k = 0
-                    eng.invoke()
+                    if not stream:
+                        eng.invoke()
+                        if stats:
+                            t1 = ticks_us()
+                            _acc(us, ms, _INFER, ticks_diff(t1, t0))
+                            t0 = t1
                     self.inferences += 1
-                    if stats:
-                        t1 = ticks_us()
-                        _acc(us, ms, _INFER, ticks_diff(t1, t0))
-                        t0 = t1
                     label = det.update(out, t)
                     if stats:
                         t1 = ticks_us()
@@ -237,9 +264,9 @@ class Runtime:
     def report(self, stats=False, heapcheck=False):
         """Print `stats key=value ...` lines (parsed by tools/unixport.py)."""
         frames = self.frames or 1
-        print("stats frames=%d inferences=%d detections=%d audio_ms=%d infer_every=%d"
+        print("stats frames=%d inferences=%d detections=%d audio_ms=%d infer_every=%d streaming=%d"
               % (self.frames, self.inferences, self.detections, self.frames * self.hop_ms,
-                 self.infer_every))
+                 self.infer_every, int(self.streaming)))
         if stats:
             parts = []
             whole = 0
@@ -300,12 +327,12 @@ def make_source(board, wav=None, stdin=False, pad_ms=0):
 
 def _parse(argv):
     opts = {"model": "model.hark", "board": "config.json", "wav": None, "stdin": False,
-            "pad_ms": 0, "stats": False, "heapcheck": False}
+            "pad_ms": 0, "stats": False, "heapcheck": False, "no_stream": False}
     i = 0
     while i < len(argv):
         a = argv[i]
         key = a[2:].replace("-", "_")
-        if a in ("--stats", "--heapcheck", "--stdin"):
+        if a in ("--stats", "--heapcheck", "--stdin", "--no-stream"):
             opts[key] = True
         elif a in ("--model", "--board", "--wav", "--pad-ms") and i + 1 < len(argv):
             i += 1
@@ -313,7 +340,7 @@ def _parse(argv):
         else:
             raise ValueError("unknown or incomplete argument %r; usage: main.py --model M.hark "
                              "--board B.json [--wav F.wav | --stdin] [--pad-ms N] [--stats] "
-                             "[--heapcheck]" % a)
+                             "[--heapcheck] [--no-stream]" % a)
         i += 1
     return opts
 
@@ -346,7 +373,7 @@ def main(argv):
         opts = _parse(argv)
         board = load_board(opts["board"])
         _set_clock(board.get("clock_hz"))
-        rt = Runtime(opts["model"], board)
+        rt = Runtime(opts["model"], board, stream=not opts["no_stream"])
         source = make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
     except MemoryError:
         _out_of_memory("while loading the model")
