@@ -40,16 +40,20 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	fi
 
-# Synthetic speech for the scarce words and the unknown pool (not in CI: ~15 min on 2 cores).
+# Synthetic speech for the scarce words, the unknown pool and the example wake word
+# (not in CI: ~10 min on 2 cores). Same seed -> same bytes.
+SYNTH = nice -n 10 $(BIN)/hark synth --noise $(DATA)/_background_noise_ --jobs 2
 synth: venv-dev system-deps
-	$(BIN)/hark synth --words "on,off" --per-word 600 --out data/synth/commands --seed 1
-	$(BIN)/hark synth --words "yes,no,up,down,left,right,stop,go" --per-word 150 --out data/synth/commands --seed 2
-	$(BIN)/hark synth --unknown 1500 --out data/synth/unknown --seed 3
+	$(SYNTH) --words "on:600,off:600,yes,no,up,down,left,right,stop,go" --per-word 150 --seed 0 --out data/synth/commands
+	$(SYNTH) --unknown 1500 --seed 0 --out data/synth/unknown
+	$(SYNTH) --words "hey hark:600" --seed 0 --out data/synth/wake
+	$(SYNTH) --words "hey hark:200" --voice-set holdout --seed 1 --out data/synth/wake_eval
+	$(SYNTH) --unknown 400 --voice-set holdout --seed 1 --out data/synth/wake_eval
 
 # The full training run behind models/default.hark (not in CI; results in the README).
 train-default: venv-dev
-	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tcn --out runs/default
-	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn-12
+	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tcn --width 64 --out runs/default
+	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn64-12
 	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
 
 # The two reference architectures trained the same way, for `hark bench`.
@@ -64,6 +68,10 @@ bench: venv-dev
 
 bench-quick: venv-dev
 	$(BIN)/hark bench --quick --data $(DATA)
+
+# Precompiled firmware (.mpy) for every board, with its budget report; no board needed.
+mpy: venv-dev
+	for b in esp32-inmp441 esp32s3 rp2040 pyboard unix; do $(BIN)/hark deploy --board $$b --build-only; done
 
 clean:
 	rm -rf build .pytest_cache
