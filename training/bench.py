@@ -388,3 +388,144 @@ def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds
     (out_dir / "results.md").write_text(md)
     res["readme_updated"] = update_readme(readme, md) if readme else False
     return res
+
+
+# --- streaming vs windowed inference (firmware/streaming.py) -------------------------------------
+
+_STREAM_VS_WINDOW = """
+import sys, gc, blob, engine, frontend, streaming
+from array import array
+from time import ticks_us, ticks_diff
+from runtime import _push_frame
+fb = blob.load(sys.argv[2])
+fe = frontend.FrontEnd(fb.meta, fb.arrays)
+del fb
+b = blob.load(sys.argv[1])
+win = engine.Interpreter(b)
+st = streaming.StreamingInterpreter(b)
+del b
+W = st.width
+total = st.frames * W
+src = open(sys.argv[3], 'rb')
+dst = open(sys.argv[4], 'wb')
+buf = array('h', bytes(640))
+hops = 0
+bad = 0
+alloc = 0
+s_sum = s_best = w_sum = w_best = 0
+gc.collect()
+gc.disable()
+while True:
+    n = src.readinto(buf) // 2
+    if not n:
+        break
+    pos = 0
+    while pos < n:
+        pos = fe.push(buf, pos, n)
+        if not fe.ready:
+            continue
+        f = fe.frame
+        if hops == 0:
+            st.fill(f)
+            for r in range(st.frames):
+                win.input[r * W:(r + 1) * W] = f
+            win.invoke()
+        else:
+            m0 = gc.mem_alloc()
+            t0 = ticks_us()
+            st.push(f)
+            t1 = ticks_us()
+            alloc += gc.mem_alloc() - m0
+            _push_frame(win.input, f, total, W)
+            win.invoke()
+            t2 = ticks_us()
+            a = ticks_diff(t1, t0)
+            c = ticks_diff(t2, t1)
+            s_sum += a
+            w_sum += c
+            if hops == 1 or a < s_best:
+                s_best = a
+            if hops == 1 or c < w_best:
+                w_best = c
+        if st.output != win.output:
+            bad += 1
+        dst.write(f)
+        dst.write(st.output)
+        dst.write(win.output)
+        hops += 1
+        if gc.mem_free() < 65536:
+            gc.collect()
+gc.enable()
+dst.close()
+k = max(1, hops - 1)
+print(hops, bad, alloc, st.macs, st.window_macs, s_best, s_sum // k, w_best, w_sum // k,
+      len(st.arena), len(win.arena), st.frames, W, len(st.output))
+"""
+
+
+def streaming_vs_windowed(model: Path, audio: np.ndarray, boards_list=(), features: Path = None,
+                          outputs: bool = False) -> dict:
+    """One run of the MicroPython unix port over `audio` (int16, 16 kHz): every hop, the
+    streaming interpreter (one new column per layer) and the windowed engine (the whole window
+    re-run) on the same front-end frames. MACs per hop and per second of audio, µs per hop (best,
+    mean), whether every hop's output is identical, bytes allocated by streaming pushes, and per
+    board the estimated model time per hop (MACs x cycles_per_mac_viper / clock_hz).
+    features: blob whose front end makes the frames (default: the model's own).
+    outputs=True adds the per-hop arrays: frames, stream, window (int8)."""
+    import tempfile
+
+    from hark import FIRMWARE_DIR
+    from hark.unixport import micropython_binary
+
+    with tempfile.TemporaryDirectory(prefix="hark-stream-") as tmp:
+        pcm, out = Path(tmp) / "in.pcm", Path(tmp) / "out.bin"
+        np.asarray(audio, "<i2").tofile(pcm)
+        res = subprocess.run([micropython_binary(), "-X", "heapsize=4M", "-c", _STREAM_VS_WINDOW,
+                              str(model), str(features or model), str(pcm), str(out)],
+                             capture_output=True, text=True, env=dict(os.environ, MICROPYPATH=str(FIRMWARE_DIR)))
+        if res.returncode != 0:
+            raise RuntimeError("streaming bench failed in the unix port: "
+                               + (res.stdout + res.stderr).strip()[-800:])
+        (hops, bad, alloc, s_macs, w_macs, s_best, s_mean, w_best, w_mean, s_arena, w_arena,
+         frames, width, n_out) = (int(v) for v in res.stdout.split())
+        rec = np.fromfile(out, np.int8).reshape(hops, width + 2 * n_out)
+    hops_per_s = 1000 // 20
+    r = {"model": str(model), "hops": hops, "frames_per_window": frames,
+         "identical_outputs": bad == 0, "mismatched_hops": bad,
+         "stream_alloc_bytes": alloc,
+         "streaming": {"macs_per_hop": s_macs, "macs_per_second": s_macs * hops_per_s,
+                       "us_per_hop_best": s_best, "us_per_hop_mean": s_mean, "arena_bytes": s_arena},
+         "windowed": {"macs_per_hop": w_macs, "macs_per_second": w_macs * hops_per_s,
+                      "us_per_hop_best": w_best, "us_per_hop_mean": w_mean, "arena_bytes": w_arena},
+         "mac_ratio": w_macs / s_macs, "time_ratio_mean": w_mean / max(1, s_mean), "boards": {}}
+    for b in boards_list:
+        cpm, clock = b.get("cycles_per_mac_viper"), b.get("clock_hz")
+        if cpm and clock:
+            r["boards"][b["name"]] = {"mcu": b.get("mcu"), "clock_hz": clock,
+                                      "cycles_per_mac_viper": cpm,
+                                      "est_ms_per_hop_streaming": s_macs * cpm / clock * 1e3,
+                                      "est_ms_per_hop_windowed": w_macs * cpm / clock * 1e3}
+    if outputs:
+        r["frames"] = rec[:, :width]
+        r["stream"] = rec[:, width:width + n_out]
+        r["window"] = rec[:, width + n_out:]
+    return r
+
+
+def streaming_markdown(r: dict) -> str:
+    """The streaming_vs_windowed numbers as a README-ready table."""
+    s, w = r["streaming"], r["windowed"]
+    lines = [f"Streaming vs windowed inference, {Path(r['model']).name}, {r['hops']} hops of real "
+             f"audio in the unix port; outputs identical at every hop: {r['identical_outputs']}.", "",
+             "| | MACs / hop | MACs / s audio | µs / hop best | µs / hop mean | arena B |",
+             "|---|---|---|---|---|---|"]
+    for name, v in (("streaming", s), ("windowed (full window every hop)", w)):
+        lines.append(f"| {name} | {v['macs_per_hop']:,} | {v['macs_per_second']:,} | "
+                     f"{v['us_per_hop_best']} | {v['us_per_hop_mean']} | {v['arena_bytes']:,} |")
+    lines += ["", f"{r['mac_ratio']:.1f}x fewer MACs, {r['time_ratio_mean']:.1f}x less time per hop.", "",
+              "| board | MHz | cycles/MAC | est. ms / hop streaming | est. ms / hop windowed |",
+              "|---|---|---|---|---|"]
+    for name, e in r["boards"].items():
+        lines.append(f"| {name} | {e['clock_hz'] // 1_000_000} | {e['cycles_per_mac_viper']} | "
+                     f"{e['est_ms_per_hop_streaming']:.1f} | {e['est_ms_per_hop_windowed']:.1f} |")
+    return "\n".join(lines)
