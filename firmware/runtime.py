@@ -94,6 +94,8 @@ class Runtime:
         self.board = board
         b = blob.load(model)
         meta = b.meta
+        cfg = detector_config(meta, board)
+        self.infer_every = max(1, int(cfg.get("infer_every", 1)))
         self.streaming = False
         if stream:
             try:
@@ -101,7 +103,7 @@ class Runtime:
             except ImportError:     # firmware built without it: windowed
                 streaming = None
             if streaming and streaming.reason(meta) is None:
-                self.engine = streaming.StreamingInterpreter(b)
+                self.engine = streaming.StreamingInterpreter(b, self.infer_every)
                 self.streaming = True
         if not self.streaming:
             self.engine = engine.Interpreter(b)
@@ -122,8 +124,6 @@ class Runtime:
             raise ValueError("model input of %d bytes is not whole frames of %d features"
                              % (self.total, self.width))
         self.labels = list(self.engine.labels)
-        cfg = detector_config(meta, board)
-        self.infer_every = max(1, int(cfg.get("infer_every", 1)))
         self.detector = Detector(self.labels, cfg, self.engine.output_scale,
                                  self.engine.output_zero_point,
                                  self.hop_ms * self.infer_every, board.get("grammar"))
@@ -211,7 +211,7 @@ class Runtime:
                     t0 = t1
                 self.frames += 1
                 if stream:
-                    eng.push(fe.frame)     # the model's work for this hop, every hop
+                    eng.push(fe.frame)     # the model's work for this hop (output every N-th)
                 else:
                     _push_frame(win, fe.frame, total, width)
                 t = (t + hop_ms) & 0x1FFFFFFF

@@ -152,12 +152,23 @@ def reason(meta):
     return None
 
 
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
 class StreamingInterpreter:
     """push(frame) one int8 feature frame per hop; .output (int8 bytes) then equals what
     engine.Interpreter gives on the window of the last `frames` frames. fill(frame) starts the
-    stream as if that frame had filled the whole window. Allocates nothing per push."""
+    stream as if that frame had filled the whole window. Allocates nothing per push.
 
-    def __init__(self, blob):
+    every=N: the output is only wanted every N-th push (the runtime's infer_every; the first
+    N pushes after fill()). A layer whose columns are read at a dilation sharing a factor with
+    N then runs only on the hops that feed a wanted output: e.g. N=2 halves the work of every
+    layer after a stride-2 layer. .output is valid on those N-th pushes only."""
+
+    def __init__(self, blob, every=1):
         meta = blob.meta
         model = meta["model"]
         g = model["graph"]
@@ -169,6 +180,7 @@ class StreamingInterpreter:
         self.frames = frames
         self.width = width
         self.window_macs = model["macs"]
+        self.every = every
         self.output = bytearray(engine._numel(tout["shape"]))
         self.output_shape = tuple(tout["shape"])
         self.output_scale = tout["scale"]
@@ -201,8 +213,20 @@ class StreamingInterpreter:
             size += engine._numel(tensors[op["outputs"][0]]["shape"])
         self.arena = bytearray(size)
 
+        # period (in hops) of each stream's producer: the head wants s_L every N hops; a layer
+        # reading s_j at dilation d only ever needs the columns of one residue class mod gcd(., d)
+        period = [every] * len(need)
+        p = _gcd(every, D) if pool and pool[2] > 1 else every
+        period[-1] = p
+        for j in range(len(layers) - 1, -1, -1):
+            if layers[j][2] > 1:
+                p = _gcd(p, layers[j][3])
+            period[j] = p
+        period[0] = 1       # the input ring is written every hop
+
         dummy = bytearray(4)
         steps = []
+        periods = []
         # (step index, cfg field) of each ring's producer and consumer, filled below
         prod = [None] * len(need)
         cons = [None] * len(need)
@@ -213,16 +237,20 @@ class StreamingInterpreter:
             if need[j] > 1:
                 copies[j] = len(steps)
                 steps.append((_copy_col, engine._cfg((0, 0, C)), dummy, dummy, dummy, dummy))
+                periods.append(period[j])
             w = "w.%d." % n
             steps.append(engine.conv_step(op, arrays[w + "filter"], arrays[w + "bias"],
                                           arrays[w + "mult"], arrays[w + "shift"], bases[j],
                                           bases[j + 1], scratch[j], k, d, C, 1, 1))
+            periods.append(period[j + 1])
             cons[j] = (len(steps) - 1, 0)
             prod[j + 1] = (len(steps) - 1, 1)
         last = len(layers)
         if need[last] > 1:
             copies[last] = len(steps)
             steps.append((_copy_col, engine._cfg((0, 0, C_end)), dummy, dummy, dummy, dummy))
+            periods.append(period[last])
+        head_from = len(steps)
         if pool:
             # the T remaining columns at dilation D: an image of T rows and D columns
             steps.append(engine.pool_step(pool[1], bases[last], head_off, (pool[2], D, C_end),
@@ -231,9 +259,9 @@ class StreamingInterpreter:
             src = head_off
         else:
             src = bases[last]
-        macs = 0
-        for (_, op, _, _, _, _, _) in layers:
-            macs += op["options"]["channels"] * op["options"]["depth"]
+        macs = 0       # per `every` hops
+        for j, (_, op, _, _, _, _, _) in enumerate(layers):
+            macs += op["options"]["channels"] * op["options"]["depth"] * (every // period[j + 1])
         for (n, op), dst in zip(head, head_outs):
             w = "w.%d." % n
             o = op["options"]
@@ -249,7 +277,8 @@ class StreamingInterpreter:
             src = dst
         steps.append((engine._copy_out, engine._cfg((src, len(self.output))), self.output,
                       dummy, dummy, dummy))
-        self.macs = macs
+        periods += [every] * (len(steps) - head_from)
+        self.macs = macs // every       # average per hop
 
         # all step configs in one int32 array so _advance can re-point them per hop
         flat = []
@@ -263,7 +292,8 @@ class StreamingInterpreter:
         mv = memoryview(self._cfgs)
         plan = []
         for i, st in enumerate(steps):
-            plan.append((st[0], mv[starts[i]:starts[i] + len(st[1])]) + tuple(st[2:]))
+            plan.append((st[0], mv[starts[i]:starts[i] + len(st[1])]) + tuple(st[2:])
+                        + (periods[i],))
         self._plan = tuple(plan)
         self._in_cfg = mv[starts_in:starts_in + 2]
 
@@ -278,16 +308,24 @@ class StreamingInterpreter:
             table += [0, R, bases[j], cols[j], at(prod[j]), at(cons[j]), copy]
         self._rings = engine._cfg(table)
         self._n_rings = len(table) // _RING
+        self._due = 0      # hops until the next wanted output
 
     def push(self, frame):
-        """Append one int8 feature frame (width bytes); results in .output. Allocates nothing."""
+        """Append one int8 feature frame (width bytes); results in .output (on every `every`-th
+        push). Allocates nothing."""
         arena = self.arena
+        due = self._due
         _advance(self._cfgs, self._rings, self._n_rings)
         engine._copy_in(arena, self._in_cfg, frame, arena, arena, arena)
         for step in self._plan:
-            step[0](arena, step[1], step[2], step[3], step[4], step[5])
+            if due % step[6] == 0:
+                step[0](arena, step[1], step[2], step[3], step[4], step[5])
+        self._due = due - 1 if due else self.every - 1
 
     def fill(self, frame):
-        """Start as if `frame` had filled the whole window: push it `frames` times."""
+        """Start as if `frame` had filled the whole window: push it `frames` times (every layer
+        on every hop); the `every`-th push after this one gives the next output."""
         for _ in range(self.frames):
+            self._due = 0
             self.push(frame)
+        self._due = self.every - 1

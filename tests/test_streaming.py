@@ -57,7 +57,7 @@ def windows(frames, n):
 
 
 def assert_matches_tflm(tflite, r):
-    x = windows(r["frames"], r["frames_per_window"])
+    x = windows(r["frames"], r["frames_per_window"])[r["output_hops"]]
     ref = convert.run_tflm(tflite, x).reshape(len(x), -1)
     bad = np.nonzero((ref != r["stream"]).any(axis=1))[0]
     assert len(bad) == 0, (f"{len(bad)}/{len(x)} hops differ from TFLite Micro, first hop {bad[0]}: "
@@ -83,6 +83,21 @@ def test_default_model_streams_bit_exact_on_real_audio(shared_data, capsys):
     assert r["mac_ratio"] >= 10, r
     assert r["streaming"]["us_per_hop_mean"] < r["windowed"]["us_per_hop_mean"]
     assert set(r["boards"]) >= {"esp32-inmp441", "rp2040", "pyboard"}
+    with capsys.disabled():
+        print("\n" + streaming_markdown(r))
+
+
+def test_default_model_every_second_hop(shared_data, capsys):
+    """infer_every=2: only the columns a wanted output reads are computed (fewer MACs again)."""
+    _need_default()
+    once = streaming_vs_windowed(MODEL, real_audio(shared_data, 2, seed=3))
+    r = streaming_vs_windowed(MODEL, real_audio(shared_data, 20, seed=3), outputs=True, every=2)
+    assert r["identical_outputs"] and len(r["output_hops"]) == len(r["stream"]) >= 499
+    assert r["stream_alloc_bytes"] == 0
+    tflite = MODEL.with_suffix(".tflite")
+    if tflite.exists():
+        assert_matches_tflm(tflite.read_bytes(), r)
+    assert r["streaming"]["macs_per_hop"] < 0.7 * once["streaming"]["macs_per_hop"]
     with capsys.disabled():
         print("\n" + streaming_markdown(r))
 
@@ -193,18 +208,19 @@ def _blob(tflite, path):
     return model
 
 
-@pytest.mark.parametrize("name", ["pooled", "maxpool", "unpooled"])
-def test_tcn_variants_stream_bit_exact(name, variants, shared_data, tmp_path):
+@pytest.mark.parametrize("name,every", [("pooled", 1), ("pooled", 2), ("maxpool", 1), ("maxpool", 3),
+                                        ("unpooled", 1)])
+def test_tcn_variants_stream_bit_exact(name, every, variants, shared_data, tmp_path):
     _need_default()
     path = tmp_path / f"{name}.hark"
     model = _blob(variants[name], path)
     kinds = [op["type"] for op in model["graph"]["ops"]]
     assert ("AVERAGE_POOL_2D" in kinds) == (name == "pooled")
     assert ("MAX_POOL_2D" in kinds) == (name == "maxpool")
-    r = streaming_vs_windowed(path, real_audio(shared_data, 12, seed=1), outputs=True)
+    r = streaming_vs_windowed(path, real_audio(shared_data, 12, seed=1), outputs=True, every=every)
     assert r["identical_outputs"], f"{name}: {r['mismatched_hops']} of {r['hops']} hops differ"
     assert r["stream_alloc_bytes"] == 0
-    assert len({bytes(o) for o in r["stream"]}) > r["hops"] // 10
+    assert len({bytes(o) for o in r["stream"]}) > len(r["stream"]) // 10
     assert_matches_tflm(variants[name], r)
     assert r["streaming"]["macs_per_hop"] < r["windowed"]["macs_per_hop"]
 
