@@ -5,6 +5,7 @@ are refused with the reason; the runtime streams by default and --no-stream is t
 """
 import hashlib
 import inspect
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -263,10 +264,10 @@ def test_refusals_name_the_reason(variants, tmp_path):
             assert "only (k, 1) kernels along time" in _reason(p)
 
 
-def _main(model, wav, *flags):
+def _main(model, wav, *flags, board=BOARDS_DIR / "unix.json"):
     env = dict(os.environ, MICROPYPATH=str(FIRMWARE_DIR))
     r = subprocess.run([micropython_binary(), "-X", "heapsize=1M", str(FIRMWARE_DIR / "main.py"),
-                        "--model", str(model), "--board", str(BOARDS_DIR / "unix.json"), "--wav",
+                        "--model", str(model), "--board", str(board), "--wav",
                         str(wav), "--pad-ms", "1000", "--stats", *flags],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
@@ -283,6 +284,11 @@ def test_runtime_streams_by_default_and_no_stream_agrees(variants, shared_data, 
     windowed, stats = _main(MODEL, wav, "--no-stream")
     assert "streaming=0" in stats
     assert streamed == windowed and len(streamed) >= 2, streamed
+    every2 = tmp_path / "every2.json"
+    every2.write_text(json.dumps(dict(boards.load("unix"), detector={"infer_every": 2})))
+    streamed, stats = _main(MODEL, wav, board=every2)
+    assert "streaming=1" in stats and "infer_every=2" in stats
+    assert streamed == _main(MODEL, wav, "--no-stream", board=every2)[0] and streamed, streamed
     path = tmp_path / "misaligned.hark"
     _blob(variants["misaligned"], path)
     assert "streaming=0" in _main(path, wav)[1]     # not streamable: the windowed engine
