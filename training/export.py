@@ -19,7 +19,10 @@ BLOB_FORMAT = 1
 
 
 def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
-    """Convert run_dir/model.keras; write out_path (.hark) and its .tflite beside it."""
+    """Convert run_dir/model.keras; write out_path (.hark) and, beside it, the .tflite, the
+    float .keras and <name>.train.json (training config and float metrics) for provenance."""
+    import shutil
+
     import keras
 
     run_dir, out_path = Path(run_dir), Path(out_path)
@@ -31,6 +34,11 @@ def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
     tflite = convert.to_int8_tflite(model, [calibration[i:i + 1] for i in range(len(calibration))])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.with_suffix(".tflite").write_bytes(tflite)
+    shutil.copyfile(run_dir / "model.keras", out_path.with_suffix(".keras"))
+    metrics = run_dir / "metrics.json"
+    out_path.with_suffix(".train.json").write_text(json.dumps(
+        {"config": config, "metrics": json.loads(metrics.read_text()) if metrics.exists() else {}},
+        indent=1))
     return write_model_blob(tflite, spec, norm, config["labels"], out_path,
                             name or out_path.stem, detector, family=config.get("family"))
 
