@@ -70,3 +70,13 @@ def test_markdown_and_readme(bench):
         assert f"| {name} |" in md
     text = readme.read_text()
     assert "old table" not in text and md.strip() in text and text.endswith("after\n")
+
+
+def test_eval_clips_add_silence_unless_words_exclude_it(shared_data):
+    """The accuracy the bench reports includes `_silence_` (a third of the scarce classes)."""
+    from hark.training.dataset import LABELS
+    from hark.training.evaluate import eval_clips
+    _, _, words = eval_clips(shared_data, LABELS, max_per_word=2)
+    assert words.count("_silence_") >= 1 and len(set(words)) > 10
+    assert "_silence_" not in eval_clips(shared_data, LABELS, words=["on"])[2]
+    assert "_silence_" in eval_clips(shared_data, LABELS, words=["on", "_silence_"])[2]

@@ -31,15 +31,15 @@ def eval_clips(data_dir, labels, seed: int = 1234, max_per_word: int = 0, progre
         clips = [c for w in sorted(by_word) for c in by_word[w][:max_per_word]]
     audio, kept, _ = ds.load_clips(clips, progress=progress)
     targets = [labels.index(c.label) for c in kept]
-    words = [c.word for c in kept]
+    kept_words = [c.word for c in kept]
     noise = ds.load_noise(d)
     if noise and ds.SILENCE in labels and (not words or ds.SILENCE in words):
         rng = np.random.default_rng(seed)
         per_class = max(1, len(kept) // max(1, len(labels) - 1))
         audio += [aug.silence_clip(rng, noise) for _ in range(per_class)]
         targets += [labels.index(ds.SILENCE)] * per_class
-        words += [ds.SILENCE] * per_class
-    return audio, np.asarray(targets, np.int64), words
+        kept_words += [ds.SILENCE] * per_class
+    return audio, np.asarray(targets, np.int64), kept_words
 
 
 def quantise(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
