@@ -93,14 +93,26 @@ def make_stream(data_dir, seconds: float, seed: int, commands=tuple(ds.COMMANDS)
     Writes a 16-bit WAV to out_wav when given.
     """
     d = ds.load_dataset(data_dir)
-    rng = np.random.default_rng(seed)
     targets = [c.path for c in d.clips if c.word in commands and c.split in splits]
     distractors = [c.path for c in d.clips if c.label == ds.UNKNOWN and c.word not in commands]
     distractors += _synth_unknown(unknown_dir) if unknown_dir else []
     if not targets:
         raise ds.DatasetError(f"{data_dir}: no clips of {list(commands)} in the {'/'.join(splits)} "
                               "lists to use as targets")
-    bank = ds.load_noise(d)
+    return compose_stream(targets, distractors, ds.load_noise(d), seconds, seed, target_share,
+                          {c.path: c.word for c in d.clips}, out_wav, progress)
+
+
+def compose_stream(targets, distractors, bank, seconds: float, seed: int,
+                   target_share: float = 0.6, word_of=None, out_wav=None, progress=None):
+    """make_stream from lists of clip paths: `targets` (labelled by their word: word_of[path],
+    else the folder name) are placed with probability target_share, `distractors` (labelled
+    `_unknown_`) otherwise, over stretches of the noise recordings in `bank`. Either list may
+    be empty, not both: no targets makes a stream for counting false accepts alone."""
+    if not targets and not distractors:
+        raise ds.DatasetError("a stream needs target or distractor clips")
+    rng = np.random.default_rng(seed)
+    word_of = word_of or {}
     n = int(seconds * RATE)
     if bank:
         out, level = _noise_bed(n, rng, bank)
@@ -109,12 +121,11 @@ def make_stream(data_dir, seconds: float, seed: int, commands=tuple(ds.COMMANDS)
         out = (rng.standard_normal(n) * level).astype(np.float32)
 
     cache, used, events = {}, set(), []
-    word_of = {c.path: c.word for c in d.clips}
     order = [list(rng.permutation(len(targets))), list(rng.permutation(max(1, len(distractors))))]
     cursor = rng.uniform(0.5, 1.5)
     bar = progress(total=int(seconds), desc="stream", unit="s") if progress else None
     while True:
-        is_target = not distractors or rng.random() < target_share
+        is_target = not distractors or (bool(targets) and rng.random() < target_share)
         pool, k = (targets, 0) if is_target else (distractors, 1)
         if not order[k]:
             order[k] = list(rng.permutation(len(pool)))
@@ -137,7 +148,7 @@ def make_stream(data_dir, seconds: float, seed: int, commands=tuple(ds.COMMANDS)
         if peak > 0.9:
             y *= 0.9 / peak
         out[start:start + len(y)] += y
-        word = word_of.get(path, path.parent.name)
+        word = word_of.get(path, Path(path).parent.name)
         events.append({"label": word if is_target else ds.UNKNOWN, "word": word,
                        "start_s": round((start + a - lo) / RATE, 3),
                        "end_s": round((start + b - lo) / RATE, 3),

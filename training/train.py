@@ -4,7 +4,14 @@ A run directory gets config.json, history.json, metrics.json, model.keras and pl
 Scarce classes are balanced by oversampling with augmentation; synthetic clips fill a class
 but real clips keep at least `real_share` of it (drowning six real "on" clips among 600
 synthetic ones makes real-speaker recall worse, see REFERENCE.md).
+
+Wake-word runs (`wake="hey hark"`) have the labels [_silence_, _unknown_, hey_hark]: the
+positives come only from synthetic folders (the phrase's folder), every real word is
+`_unknown_`. Real data has no wake-word clips to validate on, so synthetic clips are split
+by voice (a hash of the voice name, as Speech Commands splits speakers) into 80/10/10 %
+train/validation/test.
 """
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +42,26 @@ class TrainConfig:
     synth_ratio: float = 1.0            # fraction of available synthetic clips used
     max_per_word: int = 0               # cap clips per word (tiny smoke runs); 0 = all
     exclude_words: list = field(default_factory=list)  # real words held out entirely
+    wake: str = ""                      # wake phrase: labels become wake_labels(wake)
     spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
+
+    def __post_init__(self):
+        if self.wake:
+            self.labels = wake_labels(self.wake)
+
+
+def wake_labels(phrase: str) -> list:
+    """The labels of a wake-word model; the phrase's label is its `hark synth` folder name."""
+    from .synth import label_for
+    return [ds.SILENCE, ds.UNKNOWN, label_for(phrase)]
+
+
+def voice_split(path) -> str:
+    """train/validation/test (80/10/10 %) of a synthetic clip, fixed by its voice name
+    (`<voice>_nohash_<n>.wav`), so validation voices are never trained on."""
+    voice = Path(path).name.split("_nohash_")[0]
+    bucket = int(hashlib.sha1(voice.encode()).hexdigest(), 16) % 10
+    return "validation" if bucket == 0 else "test" if bucket == 1 else "train"
 
 
 def _progress(desc):
@@ -70,6 +96,8 @@ def _class_plan(real, synth, labels, cfg, rng):
     `real_share` of a class that has synthetic clips, oversampled when they are few."""
     counts = [sum(1 for c in real if c.label == l) for l in labels if l != ds.SILENCE]
     size = cfg.class_size or int(np.median([c for c in counts if c] or [1]))
+    if cfg.wake and not cfg.class_size:  # wake word and silence: half the negatives each
+        size = max(1, (sum(c.label == ds.UNKNOWN for c in real + synth)) // 2)
     plan = {}
     for label in labels:
         if label == ds.SILENCE:
@@ -78,8 +106,15 @@ def _class_plan(real, synth, labels, cfg, rng):
         s = [i for i, c in enumerate(synth) if c.label == label]
         s = [s[i] for i in rng.permutation(len(s))[: int(round(len(s) * cfg.synth_ratio))]]
         if not r and not s:
+            hint = (f" (`hark synth --words \"{cfg.wake}:600\" --out DIR`, then --synth DIR)"
+                    if cfg.wake else "")
             raise ds.DatasetError(f"no training clips for label {label!r}: add a folder for it "
-                                  "or synthesise some with `hark synth`")
+                                  f"or synthesise some with `hark synth`{hint}")
+        if cfg.wake and label == ds.UNKNOWN:
+            # Every negative once per view: false accepts come from the variety of non-wake
+            # speech, and the synthetic near misses ("hey", "hark", "hey park") must all be in.
+            plan[label] = [("real", i) for i in r] + [("synth", i) for i in s]
+            continue
         n_real = size if not s else min(size, max(len(r), int(np.ceil(cfg.real_share * size))))
         n_real = n_real if r else 0
         plan[label] = ([("real", i) for i in _tile(r, n_real, rng)] +
@@ -90,8 +125,9 @@ def _class_plan(real, synth, labels, cfg, rng):
 def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg, rng):
     """Augmented training examples, `views` copies, balanced per class. Returns (x, y)."""
     plan, size = _class_plan(real, synth, labels, cfg, rng)
-    clips, targets = [], []
-    total = cfg.views * size * len(labels)
+    spec = FeatureSpec.from_dict(cfg.spec)
+    clips, targets, features = [], [], []
+    total = cfg.views * sum(size if l == ds.SILENCE else len(plan[l]) for l in labels)
     from tqdm import tqdm
     bar = tqdm(total=total, desc="augmenting", unit="clip", leave=False)
     for _ in range(cfg.views):
@@ -101,15 +137,18 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
                     clips.append(aug.silence_clip(rng, noise))
                     targets.append(li)
                 bar.update(size)
-                continue
-            for kind, i in plan[label]:
-                src = real_audio[i] if kind == "real" else synth_audio[i]
-                clips.append(aug.augment(fit_clip(src), rng, noise))
-                targets.append(li)
-            bar.update(len(plan[label]))
+            else:
+                for kind, i in plan[label]:
+                    src = real_audio[i] if kind == "real" else synth_audio[i]
+                    clips.append(aug.augment(fit_clip(src), rng, noise))
+                    targets.append(li)
+                bar.update(len(plan[label]))
+            if len(clips) >= 4096:  # features as we go: raw audio of every view would not fit
+                features.append(batch_features(clips, spec))
+                clips = []
     bar.close()
-    x = batch_features(clips, FeatureSpec.from_dict(cfg.spec))
-    return x, np.asarray(targets, np.int64)
+    features.append(batch_features(clips, spec))
+    return np.concatenate(features), np.asarray(targets, np.int64)
 
 
 def eval_set(audio, clips, noise, labels, rng, n_silence):
@@ -153,18 +192,24 @@ def train(cfg: TrainConfig) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    real_sets = [ds.load_dataset(p, cfg.labels) for p in cfg.data]
+    # A wake word has no real clips: every real word is a negative.
+    real_sets = [ds.load_dataset(p, cfg.labels, require_labels=not cfg.wake) for p in cfg.data]
     synth_sets = [ds.load_dataset(p, cfg.labels, require_labels=False) for p in cfg.synth]
+    if cfg.wake:
+        for d in synth_sets:
+            for c in d.clips:
+                c.split = voice_split(c.path)
     noise = [n for d in real_sets for n in ds.load_noise(d)]
     if not noise:
         print("warning: no _background_noise_ folder: silence and noise augmentation use "
               "synthetic hiss only")
 
     train_audio, train_clips = load_split_audio(real_sets, "train", cfg, rng, "reading train")
-    synth_audio, synth_clips = load_split_audio(synth_sets, None, cfg, rng, "reading synth") \
-        if synth_sets else ([], [])
-    val_audio, val_clips = load_split_audio(real_sets, "validation", cfg, rng, "reading val")
-    test_audio, test_clips = load_split_audio(real_sets, "test", cfg, rng, "reading test")
+    synth_audio, synth_clips = load_split_audio(synth_sets, "train" if cfg.wake else None, cfg,
+                                                rng, "reading synth") if synth_sets else ([], [])
+    eval_sets = real_sets + synth_sets if cfg.wake else real_sets
+    val_audio, val_clips = load_split_audio(eval_sets, "validation", cfg, rng, "reading val")
+    test_audio, test_clips = load_split_audio(eval_sets, "test", cfg, rng, "reading test")
     if not train_clips:
         raise ds.DatasetError("no training clips found (every clip is in validation_list.txt "
                               "or testing_list.txt?)")

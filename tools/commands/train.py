@@ -15,10 +15,19 @@ commands become _unknown_; _silence_ is cut from the background noise.
 Scarce words (on, off, unknown words) are oversampled with augmentation; add synthetic
 speech with --synth (from `hark synth`): real clips keep at least --real-share of each class.
 
+Custom wake word from text only (--wake PHRASE): labels _silence_, _unknown_ and the
+phrase's folder name (hey_hark). Positives come from the synthetic folder of the phrase,
+negatives are every real word plus the synthetic unknown words; _unknown_ takes every
+negative once per view, the wake word and _silence_ half as many each (--class-size
+overrides). Synthetic clips are split 80/10/10 by voice for train/validation/test.
+
 examples:
   hark train --data ../shared/data/speech_commands --out runs/kws
   hark train --data DATA --synth data/synth/commands data/synth/unknown --family dscnn
   hark train --data DATA --out runs/smoke --epochs 1 --max-per-word 10   # quick check
+  hark synth --words "hey hark:600" --out data/synth/wake
+  hark train --wake "hey hark" --synth data/synth/wake data/synth/unknown --data DATA \
+      --width 32 --out runs/wake
 """
 
 
@@ -43,6 +52,12 @@ def register(sub):
     p.add_argument("--synth-ratio", type=float, default=1.0,
                    help="fraction of the synthetic clips to use (0..1)")
     p.add_argument("--max-per-word", type=int, default=0, help="cap clips per word (smoke runs)")
+    p.add_argument("--wake", default="", metavar="PHRASE",
+                   help='train a wake-word model for PHRASE (e.g. "hey hark") from its '
+                        "synthetic folder in --synth; all real words become _unknown_")
+    p.add_argument("--class-size", type=int, default=0,
+                   help="examples per class per view (default: median real count; with "
+                        "--wake half the negatives)")
     p.add_argument("--exclude-words", default="",
                    help="comma-separated real words to leave out entirely, e.g. on,off to "
                         "measure how far synthetic speech alone carries them")
@@ -54,6 +69,9 @@ def run(args):
     from hark.training.report import format_metrics
     from hark.training.train import TrainConfig, train
 
+    if args.wake and not args.synth:
+        raise HarkError(f"--wake needs the synthetic clips of the phrase: `hark synth --words "
+                        f"\"{args.wake}:600\" --out DIR`, then --synth DIR")
     if not 0.0 <= args.real_share <= 1.0 or not 0.0 <= args.synth_ratio <= 1.0:
         raise HarkError("--real-share and --synth-ratio must be between 0 and 1")
     cfg = TrainConfig(data=args.data, synth=args.synth, out=args.out, family=args.family,
@@ -61,7 +79,8 @@ def run(args):
                       epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.learning_rate, seed=args.seed, views=args.views,
                       real_share=args.real_share, synth_ratio=args.synth_ratio,
-                      max_per_word=args.max_per_word,
+                      max_per_word=args.max_per_word, class_size=args.class_size,
+                      wake=args.wake.strip(),
                       exclude_words=[w for w in args.exclude_words.split(",") if w])
     try:
         metrics = train(cfg)

@@ -1,0 +1,117 @@
+"""Custom wake word from text only: hark synth -> hark train --wake -> export -> the firmware in
+`wake` grammar mode (hark simulate, and the per-threshold sweep of training/wake_eval.py)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hark import boards
+from hark.cli import main
+from hark.training import blob, dataset as ds
+from hark.training.train import TrainConfig, _class_plan, voice_split, wake_labels
+from hark.training.wake_eval import firmware_sweep, operating_point, wake_board
+from hark.unixport import run_firmware
+
+LABELS = ["_silence_", "_unknown_", "hey_hark"]
+
+
+@pytest.fixture(scope="module")
+def wake_run(shared_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wake")
+    synth = tmp / "synth"
+    assert main(["synth", "--words", "hey hark:8", "--unknown", "6", "--engines", "espeak-ng",
+                 "--no-augment", "--out", str(synth)]) == 0
+    run = tmp / "run"
+    assert main(["train", "--wake", "hey hark", "--synth", str(synth), "--data", str(shared_data),
+                 "--out", str(run), "--epochs", "1", "--max-per-word", "5", "--views", "1",
+                 "--class-size", "30", "--width", "16"]) == 0
+    assert main(["export", str(run), "--out", str(run / "wake.hark"), "--threshold", "0.9"]) == 0
+    # The wake phrases back to back with 0.5 s of silence between them.
+    gap = np.zeros(8000, np.int16)
+    clips = sorted((synth / "hey_hark").glob("*.wav"))
+    audio = np.concatenate([x for c in clips for x in (sf.read(c, dtype="int16")[0], gap)])
+    sf.write(tmp / "phrases.wav", audio, 16000, subtype="PCM_16")
+    return tmp, run
+
+
+def test_blob_has_the_three_labels_and_the_threshold(wake_run):
+    _, run = wake_run
+    meta, _ = blob.read_blob(run / "wake.hark")
+    assert meta["labels"] == LABELS
+    assert meta["detector"]["threshold"] == 0.9
+    config = json.loads((run / "config.json").read_text())
+    assert config["wake"] == "hey hark" and config["labels"] == LABELS
+
+
+def test_simulate_runs_the_firmware_in_wake_mode(wake_run, tmp_path, capsys):
+    tmp, run = wake_run
+    profile = dict(boards.load("unix"), name="wake")
+    profile["grammar"] = {"mode": "wake", "wake_word": "hey_hark", "command_window_ms": 0}
+    board = tmp_path / "wake.json"
+    board.write_text(json.dumps(profile))
+    assert main(["simulate", str(tmp / "phrases.wav"), "--model", str(run / "wake.hark"),
+                 "--board", str(board), "--stats"]) == 0
+    out = capsys.readouterr().out
+    assert "stats frames=" in out and "streaming=1" in out
+    # wake mode: only the wake word may ever fire
+    assert all(line.split()[1] == "hey_hark" for line in out.splitlines()
+               if line.strip().startswith("t="))
+
+
+def test_threshold_sweep_matches_the_firmware_run(wake_run):
+    """The sweep's fan of detectors sees what the firmware's own detector sees."""
+    tmp, run = wake_run
+    model, wav = run / "wake.hark", tmp / "phrases.wav"
+    thresholds = [0.05, 0.5, 0.9]
+    swept = firmware_sweep(model, wav, thresholds)
+    assert len(swept) == 3
+    assert len(swept[0]) >= len(swept[1]) >= len(swept[2])
+    for thr, found in zip(thresholds, swept):
+        board = wake_board("hey_hark")
+        board["detector"] = {"thresholds": {"hey_hark": thr}}
+        direct = run_firmware(model, board, wav=wav, pad_ms=1000)
+        assert [d.time_s for d in direct.detections] == found
+        assert {d.label for d in direct.detections} <= {"hey_hark"}
+
+
+def test_wake_cli_needs_synthetic_clips(capsys):
+    assert main(["train", "--wake", "hey hark", "--data", "x", "--out", "y"]) == 1
+    assert "hark synth" in capsys.readouterr().err
+
+
+def test_wake_labels_and_voice_split():
+    assert wake_labels(" Hey  Hark ") == LABELS
+    assert TrainConfig(data=[], wake="hey hark").labels == LABELS
+    names = [f"espeak-v{i}_nohash_{n}.wav" for i in range(2000) for n in (0, 1)]
+    splits = [voice_split(Path("w") / n) for n in names]
+    assert splits[0::2] == splits[1::2]        # a voice's clips stay together
+    share = {s: splits.count(s) / len(splits) for s in ("train", "validation", "test")}
+    assert 0.75 < share["train"] < 0.85 and 0.07 < share["validation"] < 0.13
+
+
+def test_class_plan_uses_every_negative():
+    def clip(word, label):
+        return ds.Clip(Path(word), word, label, "train")
+
+    real = [clip("yes", "_unknown_")] * 7 + [clip("dog", "_unknown_")] * 5
+    synth = [clip("hey_hark", "hey_hark")] * 3 + [clip("hey", "_unknown_")] * 4
+    cfg = TrainConfig(data=[], wake="hey hark")
+    plan, size = _class_plan(real, synth, cfg.labels, cfg, np.random.default_rng(0))
+    assert size == 8                               # half of the 16 negatives
+    assert sorted(plan["_unknown_"]) == sorted([("real", i) for i in range(12)] +
+                                               [("synth", i) for i in range(3, 7)])
+    assert len(plan["hey_hark"]) == 8 and {k for k, _ in plan["hey_hark"]} == {"synth"}
+    with pytest.raises(ds.DatasetError, match="hark synth --words"):
+        _class_plan(real, synth[3:], cfg.labels, cfg, np.random.default_rng(0))
+
+
+def test_operating_point_is_the_best_recall_within_the_false_accept_budget():
+    rows = [{"threshold": 0.5, "recall": 0.97, "fa_per_hour": 2.0},
+            {"threshold": 0.8, "recall": 0.93, "fa_per_hour": 0.5},
+            {"threshold": 0.9, "recall": 0.93, "fa_per_hour": 0.0},
+            {"threshold": 0.95, "recall": 0.85, "fa_per_hour": 0.0}]
+    assert operating_point(rows)["threshold"] == 0.8
+    assert operating_point(rows, max_fa=0.1)["threshold"] == 0.9
+    assert operating_point(rows, max_fa=-1) is None

@@ -1,0 +1,259 @@
+"""Wake-word evaluation through the firmware: recall on held-out synthetic voices and false
+accepts per hour on real speech without the wake word, for a range of thresholds (a DET curve).
+
+Two kinds of stream (training/stream.py compose_stream, words over background noise):
+- recall: the wake phrase from `hark synth --voice-set holdout` (voices never trained on)
+  among that folder's unknown words; recall = wake phrases detected within 1 s of their end;
+- false accepts: real Speech Commands clips of every word (none is the wake phrase), by
+  default from the test and validation lists only (speakers the model never trained on),
+  one stream per hour, each with its own seed.
+
+Each stream runs once through the real firmware pipeline in the MicroPython unix port
+(device front end, streaming int8 engine); the firmware's own detector (firmware/detector.py,
+grammar mode `wake`) is instantiated once per threshold and fed the same score rows, so one
+pass gives every point of the curve with the detector the device runs.
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import blob as blobfile
+from . import dataset as ds
+from .stream import RATE, _synth_unknown, compose_stream, score_stream
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
+TOLERANCE_S = 1.0
+PAD_MS = 1000
+TARGET_FA_PER_HOUR = 0.5
+TARGET_RECALL = 0.9
+
+# Runs in the unix port: the firmware Runtime with its detector swapped for one firmware
+# Detector per threshold; prints `index time_ms pct` per detection.
+DRIVER = """
+import json, sys
+import runtime
+from detector import Detector
+
+class Fan:
+    def __init__(self, dets):
+        self.dets = dets
+
+    def update(self, out, t):
+        k = 0
+        for d in self.dets:
+            if d.update(out, t) >= 0:
+                print("%d %d %d" % (k, t, d.last_pct))
+            k += 1
+        return -1
+
+a = json.loads(open(sys.argv[1]).read())
+board = runtime.load_board(a["board"])
+rt = runtime.Runtime(a["model"], board, printer=False)
+dets = []
+for thr in a["thresholds"]:
+    cfg = dict(a["config"])
+    cfg["thresholds"] = dict(cfg.get("thresholds") or {})
+    cfg["thresholds"][board["grammar"]["wake_word"]] = thr
+    dets.append(Detector(rt.labels, cfg, rt.engine.output_scale, rt.engine.output_zero_point,
+                         rt.hop_ms * rt.infer_every, board["grammar"]))
+rt.detector = Fan(dets)
+src = runtime.make_source(board, a["wav"], False, a["pad_ms"])
+rt.run(src)
+src.close()
+"""
+
+
+def wake_board(wake_word: str) -> dict:
+    """The unix board profile in `wake` grammar mode for wake_word."""
+    from hark import boards
+    from hark.unixport import host_profile
+
+    board = host_profile(boards.load("unix"))
+    board["grammar"] = {"mode": "wake", "wake_word": wake_word, "command_window_ms": 0}
+    return board
+
+
+def firmware_sweep(model, wav, thresholds=THRESHOLDS, pad_ms=PAD_MS, timeout=None) -> list:
+    """Detections [[time_s, ...] per threshold] of the firmware in wake mode on a WAV file."""
+    from hark.cli import HarkError
+    from hark.unixport import compile_firmware, micropython_binary
+
+    meta, _ = blobfile.read_blob(model)
+    wake = [l for l in meta["labels"] if not l.startswith("_")]
+    if len(wake) != 1:
+        raise HarkError(f"{model}: a wake-word model has one label besides _silence_/_unknown_, "
+                        f"this one has {wake}; train it with `hark train --wake PHRASE`")
+    code_dir = compile_firmware()
+    with tempfile.TemporaryDirectory(prefix="hark-wake-") as tmp:
+        board_path, args_path = Path(tmp) / "board.json", Path(tmp) / "args.json"
+        board_path.write_text(json.dumps(wake_board(wake[0])))
+        args_path.write_text(json.dumps({
+            "model": str(Path(model).resolve()), "board": str(board_path),
+            "wav": str(Path(wav).resolve()), "pad_ms": pad_ms,
+            "config": meta.get("detector") or {}, "thresholds": [float(t) for t in thresholds]}))
+        driver = Path(tmp) / "driver.py"
+        driver.write_text(DRIVER)
+        res = subprocess.run([micropython_binary(), "-X", "heapsize=2000000", str(driver),
+                              str(args_path)], capture_output=True, text=True, timeout=timeout,
+                             env=dict(os.environ, MICROPYPATH=str(code_dir)))
+    if res.returncode != 0:
+        raise HarkError(f"the firmware failed in the unix port: {res.stderr.strip()[-800:]}")
+    found = [[] for _ in thresholds]
+    for line in res.stdout.split("\n"):
+        parts = line.split()
+        if len(parts) == 3:
+            found[int(parts[0])].append(int(parts[1]) / 1000)
+    return found
+
+
+def recall_stream(eval_dir, label, bank, seconds, seed, out_wav=None):
+    """The wake phrase among unknown words, all from voices held out of training."""
+    clips = _synth_unknown(eval_dir)
+    if not clips:
+        raise ds.DatasetError(f"{eval_dir}: no held-out synthetic clips; make them with "
+                              f"`hark synth --words \"{label.replace('_', ' ')}:200\" "
+                              "--voice-set holdout --out DIR`")
+    targets = [p for p in clips if p.parent.name == label]
+    if not targets:
+        raise ds.DatasetError(f"{eval_dir}: no {label}/ clips from held-out voices")
+    distractors = [p for p in clips if p.parent.name != label]
+    return compose_stream(targets, distractors, bank, seconds, seed, 0.5, out_wav=out_wav)
+
+
+def negatives_stream(data_dir, seconds, seed, splits=("test", "validation"), out_wav=None):
+    """Real speech of every word in `splits` (none of it the wake phrase) over noise."""
+    d = ds.load_dataset(data_dir, require_labels=False)
+    clips = [c for c in d.clips if c.split in splits]
+    if not clips:
+        raise ds.DatasetError(f"{data_dir}: no clips in the {'/'.join(splits)} lists")
+    return compose_stream([], [c.path for c in clips], ds.load_noise(d), seconds, seed,
+                          0.0, {c.path: c.word for c in clips}, out_wav)
+
+
+def _score(found, events, seconds, label):
+    return [score_stream([(t, label) for t in dets], events, TOLERANCE_S, seconds) for dets in found]
+
+
+def operating_point(rows, max_fa=TARGET_FA_PER_HOUR):
+    """The row with the best recall among those at <= max_fa false accepts per hour
+    (the lowest such threshold); None when no threshold gets there."""
+    ok = [r for r in rows if r["fa_per_hour"] <= max_fa]
+    return max(ok, key=lambda r: (r["recall"], -r["threshold"])) if ok else None
+
+
+def evaluate_wake(model, data_dir, eval_dir, out_dir, hours=1, recall_seconds=1500, seed=11,
+                  splits=("test", "validation"), thresholds=THRESHOLDS, log=print) -> dict:
+    """Both streams through the firmware; writes out_dir/wake_eval.json, det.md, det.png."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta, _ = blobfile.read_blob(model)
+    label = [l for l in meta["labels"] if not l.startswith("_")][0]
+    bank = ds.load_noise(ds.load_dataset(data_dir, require_labels=False))
+    with tempfile.TemporaryDirectory(prefix="hark-wake-") as tmp:
+        wav = Path(tmp) / "stream.wav"
+        audio, events = recall_stream(eval_dir, label, bank, recall_seconds, seed, wav)
+        secs = len(audio) / RATE + PAD_MS / 1000
+        rec = _score(firmware_sweep(model, wav, thresholds), events, secs, label)
+        log(f"recall stream: {secs / 60:.1f} min, {rec[0]['targets']} wake phrases, "
+            f"{rec[0]['distractors']} unknown words")
+        fa_runs, neg_hours, neg_words = [], 0.0, 0
+        for h in range(int(np.ceil(hours))):
+            length = 3600 * min(1.0, hours - h)
+            audio, events = negatives_stream(data_dir, length, seed + 1 + h, splits, wav)
+            secs = len(audio) / RATE + PAD_MS / 1000
+            fa_runs.append(_score(firmware_sweep(model, wav, thresholds), events, secs, label))
+            neg_hours += secs / 3600
+            neg_words += len(events)
+            log(f"negatives stream {h + 1}: {secs / 60:.1f} min, {len(events)} words, "
+                f"false accepts {[r['false_accepts'] for r in fa_runs[-1]]}")
+    rows = []
+    for i, thr in enumerate(thresholds):
+        fa = sum(run[i]["false_accepts"] for run in fa_runs)
+        rows.append({"threshold": thr, "recall": 1 - rec[i]["frr"], "hits": rec[i]["hits"],
+                     "targets": rec[i]["targets"], "fa_per_hour": fa / neg_hours,
+                     "false_accepts": fa, "synth_unknown_false_accepts": rec[i]["false_accepts"],
+                     "latency_ms_median": rec[i]["latency_ms_median"]})
+    result = {"model": str(model), "label": label, "data": str(data_dir), "eval": str(eval_dir),
+              "negative_hours": neg_hours, "negative_words": neg_words, "splits": list(splits),
+              "recall_stream_minutes": rec[0]["hours"] * 60, "seed": seed,
+              "engine": "firmware (MicroPython unix port, streaming int8, firmware detector)",
+              "detector": meta.get("detector"), "rows": rows,
+              "operating_point": operating_point(rows)}
+    (out_dir / "wake_eval.json").write_text(json.dumps(result, indent=1))
+    (out_dir / "det.md").write_text(det_table(result))
+    plot_det(result, out_dir / "det.png")
+    return result
+
+
+def det_table(result) -> str:
+    lines = [f"Wake word `{result['label']}`: recall on {result['rows'][0]['targets']} held-out-voice "
+             f"synthetic phrases, false accepts on {result['negative_hours']:.2f} h of real speech "
+             f"({result['negative_words']} words, {'/'.join(result['splits'])} lists) over noise; "
+             f"{result['engine']}.", "",
+             "| threshold | recall | false accepts | FA / hour | FA on held-out synthetic unknown words | median latency ms |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lat = "—" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:.0f}"
+        lines.append(f"| {r['threshold']:.2f} | {100 * r['recall']:.1f}% ({r['hits']}/{r['targets']}) | "
+                     f"{r['false_accepts']} | {r['fa_per_hour']:.2f} | "
+                     f"{r['synth_unknown_false_accepts']} | {lat} |")
+    op = result["operating_point"]
+    lines += ["", f"Operating point (best recall at <= {TARGET_FA_PER_HOUR} FA/h): " +
+              (f"threshold {op['threshold']:.2f}, recall {100 * op['recall']:.1f}%, "
+               f"{op['fa_per_hour']:.2f} FA/h" if op else "none")]
+    return "\n".join(lines) + "\n"
+
+
+def plot_det(result, path):
+    """Miss rate against false accepts per hour, one point per threshold."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    floor = 1 / (2 * result["negative_hours"])  # zero false accepts drawn at half of one
+    fa = [max(r["fa_per_hour"], floor) for r in rows]
+    miss = [100 * (1 - r["recall"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(fa, miss, "o-")
+    for x, y, r in zip(fa, miss, rows):
+        ax.annotate(f"{r['threshold']:.2f}", (x, y), textcoords="offset points", xytext=(4, 4),
+                    fontsize=7)
+    ax.axvline(TARGET_FA_PER_HOUR, color="grey", ls="--", lw=0.8)
+    ax.axhline(100 * (1 - TARGET_RECALL), color="grey", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"false accepts per hour (real speech, {result['negative_hours']:.1f} h; "
+                  "0 drawn at half of one)")
+    ax.set_ylabel("miss rate % (held-out synthetic voices)")
+    ax.set_title(f"{result['label']}: DET through the firmware (threshold labels)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m hark.training.wake_eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="wake-word model blob (hark export)")
+    p.add_argument("--data", required=True, help="real Speech Commands-layout folder (negatives, noise)")
+    p.add_argument("--eval", required=True, help="hark synth --voice-set holdout folder with the phrase")
+    p.add_argument("--out", required=True, help="folder for wake_eval.json, det.md, det.png")
+    p.add_argument("--hours", type=float, default=1.0, help="hours of real negatives (default 1)")
+    p.add_argument("--recall-seconds", type=float, default=1500, help="recall stream length")
+    p.add_argument("--splits", default="test,validation",
+                   help="real lists the negatives come from (train,validation,test)")
+    p.add_argument("--seed", type=int, default=11)
+    args = p.parse_args(argv)
+    res = evaluate_wake(args.model, args.data, args.eval, args.out, args.hours,
+                        args.recall_seconds, args.seed, tuple(args.splits.split(",")))
+    print(det_table(res))
+
+
+if __name__ == "__main__":
+    main()
