@@ -19,14 +19,12 @@
 # (so a strided layer's newest output ends at the newest input); then AVERAGE/MAX_POOL_2D over
 # all remaining time (or a single remaining column), then FULLY_CONNECTED/SOFTMAX/RESHAPE.
 # `reason(meta)` says why another model is not (dscnn, tiny_conv: 2-D kernels, SAME padding).
-import array
-
 import micropython
 
 import engine
 
-_RING = 7   # ring table fields: write index, R, base, column bytes, producer cfg index,
-            # consumer cfg index, copy cfg index (-1 for none: stored + 1, see _advance)
+_RING = 7   # ring table fields (int32): write index, R, base, column bytes, producer cfg index,
+            # consumer cfg index, 1 + cfg index of the column copy's source field (0: no copy)
 
 
 @micropython.viper
@@ -34,7 +32,7 @@ def _advance(cfgs: ptr32, rings: ptr32, n: int):
     # Point every producer at its ring's newest slot w+R, the column copy at slot w and every
     # consumer at the oldest of its last R columns; then step the write indices.
     for i in range(n):
-        r = ptr32(int(rings) + i * 28)
+        r = ptr32(int(rings) + i * 28)      # _RING fields of 4 bytes
         w = r[0]
         R = r[1]
         base = r[2]
@@ -182,11 +180,8 @@ class StreamingInterpreter:
         self.window_macs = model["macs"]
         self.every = every
         self.output = bytearray(engine._numel(tout["shape"]))
-        self.output_shape = tuple(tout["shape"])
         self.output_scale = tout["scale"]
         self.output_zero_point = tout["zero_point"]
-        self.input_scale = tensors[g["input"]]["scale"]
-        self.input_zero_point = tensors[g["input"]]["zero_point"]
 
         # ring lengths: a stream keeps as many columns as its consumer reads
         need = [(k - 1) * d + 1 for (_, _, k, d, _, _, _) in layers]
