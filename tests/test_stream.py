@@ -36,6 +36,7 @@ def test_events_are_ordered_held_out_words(made, shared_data):
     for a, b in zip(events, events[1:]):
         assert a["end_s"] < b["start_s"]
     assert events[-1]["end_s"] <= 60
+    assert all(-10 < e["snr_db"] < 90 for e in events)
 
 
 def test_words_are_louder_than_the_gaps(made):
@@ -58,10 +59,10 @@ def test_active_region():
 
 
 EVENTS = [
-    {"label": "yes", "start_s": 1.0, "end_s": 1.5, "target": True},
+    {"label": "yes", "start_s": 1.0, "end_s": 1.5, "target": True, "snr_db": 25.0},
     {"label": "_unknown_", "start_s": 4.0, "end_s": 4.5, "target": False},
-    {"label": "no", "start_s": 7.0, "end_s": 7.5, "target": True},
-    {"label": "yes", "start_s": 10.0, "end_s": 10.5, "target": True},
+    {"label": "no", "start_s": 7.0, "end_s": 7.5, "target": True, "snr_db": 5.0},
+    {"label": "yes", "start_s": 10.0, "end_s": 10.5, "target": True, "snr_db": 12.0},
 ]
 
 
@@ -75,6 +76,9 @@ def test_score_rules():
     assert s["fa_per_hour"] == pytest.approx(4.0) and s["hours"] == pytest.approx(1.0)
     assert s["latency_ms_median"] == pytest.approx(550.0)
     assert s["per_label"]["yes"] == {"n": 2, "hits": 1, "recall": 0.5}
+    assert s["per_snr_db"] == {"<10": {"n": 1, "hits": 1, "recall": 1.0},
+                               "10-20": {"n": 1, "hits": 0, "recall": 0.0},
+                               ">=20": {"n": 1, "hits": 1, "recall": 1.0}}
 
 
 def test_score_edges():

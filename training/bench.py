@@ -263,8 +263,8 @@ def to_markdown(res: dict) -> str:
               "background noise from near-silent to loud) through the firmware, board profile `unix` "
               f"detector defaults. A detection of the right word within {TOLERANCE_S:.0f} s after its "
               "end is a hit; anything else is a false accept. Latency = detection − word end.", "",
-              "| model | FRR | hits / targets | false accepts | of which during a word | FA / hour | median latency ms |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "| model | FRR | hits / targets | false accepts | of which during a word | FA / hour | median latency ms | recall at SNR < 10 / 10–20 / ≥ 20 dB |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in models.items():
         s = r.get("stream")
         if not s:
@@ -272,7 +272,9 @@ def to_markdown(res: dict) -> str:
             continue
         lines.append(f"| {name} | {_pct(s['frr'])} | {s['hits']} / {s['targets']} | {s['false_accepts']} | "
                      f"{s['substitutions']} | {_num(s['fa_per_hour'], '{:.1f}')} | "
-                     f"{_num(s['latency_ms_median'], '{:.0f}')} |")
+                     f"{_num(s['latency_ms_median'], '{:.0f}')} | "
+                     + " / ".join(_pct((s.get("per_snr_db") or {}).get(k, {}).get("recall"), 0)
+                                  for k in ("<10", "10-20", ">=20")) + " |")
     lines += ["", "**Against the default model** (×: this model's value / the default's; accuracy is int8 + device features).", "",
               "| model | accuracy per M MACs | × accuracy per MAC | × MACs | × blob bytes | × µs per hop |",
               "|---|---:|---:|---:|---:|---:|"]

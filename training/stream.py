@@ -89,7 +89,8 @@ def make_stream(data_dir, seconds: float, seed: int, commands=tuple(ds.COMMANDS)
 
     events: one dict per placed word, in time order: label (the model label: the command, or
     `_unknown_` for distractors), word, start_s/end_s (the word's active part), target
-    (a command placed to be detected), reused (the clip was placed before), source (path).
+    (a command placed to be detected), reused (the clip was placed before), snr_db (word RMS
+    over the local noise RMS), source (path).
     Writes a 16-bit WAV to out_wav when given.
     """
     d = ds.load_dataset(data_dir)
@@ -148,11 +149,13 @@ def compose_stream(targets, distractors, bank, seconds: float, seed: int,
         if peak > 0.9:
             y *= 0.9 / peak
         out[start:start + len(y)] += y
+        snr = _rms_db(y[a - lo:b - lo]) - 20 * np.log10(local + 1e-12)
         word = word_of.get(path, Path(path).parent.name)
         events.append({"label": word if is_target else ds.UNKNOWN, "word": word,
                        "start_s": round((start + a - lo) / RATE, 3),
                        "end_s": round((start + b - lo) / RATE, 3),
-                       "target": is_target, "reused": path in used, "source": str(path)})
+                       "target": is_target, "reused": path in used, "snr_db": round(float(snr), 1),
+                       "source": str(path)})
         used.add(path)
         cursor = (start + len(y)) / RATE + rng.uniform(*GAP_S)
         if bar is not None:
@@ -165,6 +168,15 @@ def compose_stream(targets, distractors, bank, seconds: float, seed: int,
         Path(out_wav).parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(out_wav), audio, RATE, subtype="PCM_16")
     return audio, events
+
+
+SNR_BANDS = ("<10", "10-20", ">=20", "unknown")
+
+
+def _snr_band(snr):
+    if snr is None:
+        return "unknown"
+    return "<10" if snr < 10 else "10-20" if snr < 20 else ">=20"
 
 
 def _det(d):
@@ -202,11 +214,13 @@ def score_stream(detections, events, tolerance: float = 1.0, seconds: float = No
         seconds = (max(e["end_s"] for e in events) + tolerance) if events else 0.0
     hours = seconds / 3600
     per_label = {}
+    per_snr = {}
     for e, h in zip(targets, hit):
-        p = per_label.setdefault(e["label"], {"n": 0, "hits": 0})
-        p["n"] += 1
-        p["hits"] += h
-    for p in per_label.values():
+        for table, key in ((per_label, e["label"]), (per_snr, _snr_band(e.get("snr_db")))):
+            p = table.setdefault(key, {"n": 0, "hits": 0})
+            p["n"] += 1
+            p["hits"] += h
+    for p in list(per_label.values()) + list(per_snr.values()):
         p["recall"] = p["hits"] / p["n"]
     lat = np.asarray(latencies, np.float64)
     return {
@@ -218,5 +232,6 @@ def score_stream(detections, events, tolerance: float = 1.0, seconds: float = No
         "hours": hours, "fa_per_hour": false_accepts / hours if hours else None,
         "latency_ms_median": float(np.median(lat)) if len(lat) else None,
         "latency_ms_p90": float(np.percentile(lat, 90)) if len(lat) else None,
-        "per_label": dict(sorted(per_label.items())), "tolerance_s": tolerance,
+        "per_label": dict(sorted(per_label.items())),
+        "per_snr_db": {k: per_snr[k] for k in SNR_BANDS if k in per_snr}, "tolerance_s": tolerance,
     }
