@@ -32,6 +32,7 @@ QUICK = {"max_per_word": 3, "stream_seconds": 45}
 FULL = {"max_per_word": 0, "stream_seconds": 600}
 TOLERANCE_S = 1.0
 PAD_MS = 1000
+STREAMING_CHECK_S = 6            # seconds of the stream for the streaming vs windowed check
 
 
 def machine_info() -> dict:
@@ -73,9 +74,26 @@ def static_numbers(path: Path, meta: dict) -> dict:
     return {"name": meta.get("name"), "family": meta.get("family"), "blob_bytes": path.stat().st_size,
             "tflite_bytes": tflite.stat().st_size if tflite.exists() else None,
             "params": m.get("params"), "weight_bytes": m.get("weight_bytes"),
-            "arena_bytes": m.get("arena_bytes"), "macs_per_inference": m.get("macs"),
+            "arena_bytes": m.get("arena_bytes"), "macs_per_window": m.get("macs"),
+            "macs_per_inference": m.get("macs"), "streaming": False,
             "hop_ms": hop_ms, "infer_every": every,
             "macs_per_second": m["macs"] * 1000 // (hop_ms * every) if m.get("macs") else None}
+
+
+def training_summary(path: Path):
+    """Recipe and reported accuracies from the training metrics shipped beside the model
+    (models/<name>.train.json or <name>.json), when present."""
+    for candidate in (path.with_suffix(".train.json"), path.with_suffix(".json")):
+        if candidate.exists():
+            d = json.loads(candidate.read_text())
+            cfg = d.get("config") or {}
+            metrics = d.get("metrics") or {}
+            return {"file": candidate.name,
+                    "recipe": {k: cfg[k] for k in ("family", "width", "epochs", "synth", "real_share",
+                                                   "synth_ratio", "seed") if k in cfg},
+                    "reported_accuracy": {k: v.get("accuracy") for k, v in metrics.items()
+                                          if isinstance(v, dict) and "accuracy" in v}}
+    return None
 
 
 def _summary(metrics: dict) -> dict:
@@ -124,7 +142,7 @@ def firmware_run(path: Path, wav: Path, events, seconds: float, board: dict) -> 
     run = run_firmware(path, board, wav=wav, pad_ms=PAD_MS, stats=True)
     s = run.stats
     hop_us = 1000 * s["audio_ms"] / max(1, s["frames"])
-    unix = {"frames": s["frames"], "inferences": s["inferences"],
+    unix = {"frames": s["frames"], "inferences": s["inferences"], "streaming": bool(s.get("streaming")),
             "us_per_hop": {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("us_per_hop.")},
             "us_per_inference": s.get("us_per_inference"),
             "heap_peak": s["heap_peak"], "heap_live": s["heap_live"], "heap_total": s["heap_total"]}
@@ -132,6 +150,20 @@ def firmware_run(path: Path, wav: Path, events, seconds: float, board: dict) -> 
     return {"unixport": unix,
             "stream": stream.score_stream(run.detections, events, TOLERANCE_S, seconds + PAD_MS / 1000),
             "detections": [[d.time_s, d.label, d.score] for d in run.detections]}
+
+
+def as_streamed(r: dict, path: Path, audio: np.ndarray) -> None:
+    """For a model the firmware runs incrementally: the MACs one hop really costs, measured with
+    the windowed engine side by side on the first seconds of the stream (streaming_vs_windowed),
+    replace the full-window figures in r["static"]."""
+    every = r["static"]["infer_every"]
+    sv = streaming_vs_windowed(path, audio[:STREAMING_CHECK_S * stream.RATE], every=every)
+    r["streaming_vs_windowed"] = {k: sv[k] for k in ("hops", "every", "identical_outputs",
+                                                      "mac_ratio", "time_ratio_mean", "streaming",
+                                                      "windowed")}
+    per_s = sv["streaming"]["macs_per_second"]
+    r["static"].update(streaming=True, macs_per_second=per_s,
+                       macs_per_inference=per_s * every * r["static"]["hop_ms"] // 1000)
 
 
 def board_estimates(static: dict, unix: dict, boards_list) -> dict:
@@ -192,7 +224,7 @@ def ratios(results: dict, base: str = "default") -> None:
 
     def acc_per_mmac(r):
         acc = (r.get("accuracy") or {}).get("int8_device", {}).get("accuracy")
-        macs = r["static"]["macs_per_inference"]
+        macs = r["static"]["macs_per_second"]
         return acc / (macs / 1e6) if acc is not None and macs else None
 
     def hop(r):
@@ -204,7 +236,7 @@ def ratios(results: dict, base: str = "default") -> None:
     for r in results.values():
         r["vs_default"] = {
             "accuracy_per_mmac": acc_per_mmac(r), "accuracy_per_mmac_x": div(acc_per_mmac(r), acc_per_mmac(b)),
-            "macs_x": div(r["static"]["macs_per_inference"], b["static"]["macs_per_inference"]),
+            "macs_x": div(r["static"]["macs_per_second"], b["static"]["macs_per_second"]),
             "blob_bytes_x": div(r["static"]["blob_bytes"], b["static"]["blob_bytes"]),
             "us_per_hop_x": div(hop(r), hop(b))}
 
@@ -242,19 +274,27 @@ def to_markdown(res: dict) -> str:
                      f"{_pct(a['int8_librosa']['accuracy'])} | {_pct(d['accuracy'])} | "
                      f"{a['device_minus_librosa_points']:+.1f} pt | {_pct(d['recall_commands_mean'])} | "
                      + " | ".join(f"{_pct(rec.get(k), 0)} (n={d['n_per_class'].get(k, 0)})" for k in SCARCE) + " |")
+    for name, r in models.items():
+        t = r.get("training")
+        if t:
+            recipe = ", ".join(f"{k} {v}" for k, v in t["recipe"].items())
+            lines.append(f"\n`{name}` training ({t['file']}): {recipe}.")
     lines += ["", "**Cost.** Bytes, params, arena and MACs from the blob; µs per 20 ms hop, real-time "
               "factor (compute time / audio time) and peak heap from the firmware (mpy-cross x64, "
               "`--stats`) in the MicroPython unix port over the stream below; min heap: the smallest "
-              "`-X heapsize` it loads and runs in (bisection, 2 KB steps).", "",
-              "| model | params | blob bytes | arena bytes | MACs / inference | MACs / s audio | front end µs/hop | inference µs/hop | total µs/hop | RTF | ns / MAC | peak heap | min heap |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "`-X heapsize` it loads and runs in (bisection, 2 KB steps). A streaming model (firmware/streaming.py: "
+              "one new column per layer each hop) costs far fewer MACs per inference than its 1 s window; "
+              "its MACs as run are counted by the firmware (streaming_vs_windowed).", "",
+              "| model | params | blob bytes | arena bytes | MACs / 1 s window | MACs / inference as run | MACs / s audio | front end µs/hop | inference µs/hop | total µs/hop | RTF | ns / MAC | peak heap | min heap |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in models.items():
         s, u = r["static"], r.get("unixport") or {}
         h = u.get("us_per_hop") or {}
         nsmac = (1000 * u["us_per_inference"] / s["macs_per_inference"]
                  if u.get("us_per_inference") and s["macs_per_inference"] else None)
         lines.append(f"| {name} | {_num(s['params'])} | {_num(s['blob_bytes'])} | {_num(s['arena_bytes'])} | "
-                     f"{_num(s['macs_per_inference'])} | {_num(s['macs_per_second'])} | {_num(h.get('frontend'))} | "
+                     f"{_num(s['macs_per_window'])} | {_num(s['macs_per_inference'])}{' (streaming)' if s['streaming'] else ''} | "
+                     f"{_num(s['macs_per_second'])} | {_num(h.get('frontend'))} | "
                      f"{_num(h.get('infer'))} | {_num(h.get('total'))} | {_num(u.get('real_time_factor'), '{:.3f}')} | "
                      f"{_num(nsmac, '{:.2f}')} | {_num(u.get('heap_peak'))} | {_num(r.get('min_heap_bytes'))} |")
     lines += ["", f"**Long stream** ({st['seconds'] / 60:.1f} min, seed {cfg['seed']}: "
@@ -275,8 +315,20 @@ def to_markdown(res: dict) -> str:
                      f"{_num(s['latency_ms_median'], '{:.0f}')} | "
                      + " / ".join(_pct((s.get("per_snr_db") or {}).get(k, {}).get("recall"), 0)
                                   for k in ("<10", "10-20", ">=20")) + " |")
-    lines += ["", "**Against the default model** (×: this model's value / the default's; accuracy is int8 + device features).", "",
-              "| model | accuracy per M MACs | × accuracy per MAC | × MACs | × blob bytes | × µs per hop |",
+    sv = {n: r["streaming_vs_windowed"] for n, r in models.items() if r.get("streaming_vs_windowed")}
+    if sv:
+        lines += ["", f"**Streaming vs windowed** (same model, same front-end frames, first "
+                  f"{STREAMING_CHECK_S} s of the stream, unix port):", "",
+                  "| model | outputs identical | MACs / hop streaming | MACs / hop windowed | × fewer MACs | µs / hop streaming | µs / hop windowed |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for n, v in sv.items():
+            lines.append(f"| {n} | {'yes' if v['identical_outputs'] else 'NO'} | "
+                         f"{v['streaming']['macs_per_hop']:,} | {v['windowed']['macs_per_hop']:,} | "
+                         f"{v['mac_ratio']:.1f} | {v['streaming']['us_per_hop_mean']} | "
+                         f"{v['windowed']['us_per_hop_mean']} |")
+    lines += ["", "**Against the default model** (×: this model's value / the default's; accuracy is int8 + device "
+              "features; MACs are per second of audio as the firmware runs the model).", "",
+              "| model | accuracy per M MACs/s | × accuracy per MAC | × MACs | × blob bytes | × µs per hop |",
               "|---|---:|---:|---:|---:|---:|"]
     for name, r in models.items():
         v = r.get("vs_default") or {}
@@ -354,7 +406,7 @@ def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds
     for path in paths:
         name = path.stem
         meta, arrays = blobfile.read_blob(path)
-        r = {"static": static_numbers(path, meta), "errors": {}}
+        r = {"static": static_numbers(path, meta), "training": training_summary(path), "errors": {}}
         res["models"][name] = r
         steps.set_postfix_str(f"{name} accuracy")
         try:
@@ -372,6 +424,11 @@ def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds
             r.update(firmware_run(path, wav, events, len(audio) / stream.RATE, profile))
         except Exception as exc:
             r["errors"]["firmware"] = f"{type(exc).__name__}: {exc}"
+        if (r.get("unixport") or {}).get("streaming"):
+            try:
+                as_streamed(r, path, audio)
+            except Exception as exc:
+                r["errors"]["streaming"] = f"{type(exc).__name__}: {exc}"
         steps.update()
         r["boards"] = board_estimates(r["static"], r.get("unixport"), all_boards)
         try:
