@@ -563,7 +563,8 @@ def streaming_vs_windowed(model: Path, audio: np.ndarray, boards_list=(), featur
          frames, width, n_out) = (int(v) for v in res.stdout.split())
         rec = np.fromfile(out, np.int8).reshape(-1, 2 * n_out)
         frames_rec = np.fromfile(fout, np.int8).reshape(hops, width)
-    hops_per_s = 1000 // 20
+    feat = blobfile.read_blob(features or model)[0].get("features") or {}
+    hops_per_s = feat.get("sample_rate", 16000) // feat.get("hop_length", 320)
     r = {"model": str(model), "hops": hops, "frames_per_window": frames, "every": every,
          "identical_outputs": bad == 0, "mismatched_hops": bad,
          "stream_alloc_bytes": alloc,
