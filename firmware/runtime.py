@@ -264,9 +264,14 @@ class Runtime:
     def report(self, stats=False, heapcheck=False):
         """Print `stats key=value ...` lines (parsed by tools/unixport.py)."""
         frames = self.frames or 1
+        # model MACs per hop as run: streaming computes only new columns (engine.macs is per hop)
+        macs = getattr(self.engine, "macs", 0)
+        if not self.streaming:
+            macs //= self.infer_every
         print("stats frames=%d inferences=%d detections=%d audio_ms=%d infer_every=%d streaming=%d"
-              % (self.frames, self.inferences, self.detections, self.frames * self.hop_ms,
-                 self.infer_every, int(self.streaming)))
+              " macs_per_hop=%d" % (self.frames, self.inferences, self.detections,
+                                    self.frames * self.hop_ms, self.infer_every,
+                                    int(self.streaming), macs))
         if stats:
             parts = []
             whole = 0

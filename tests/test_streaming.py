@@ -281,8 +281,10 @@ def test_runtime_streams_by_default_and_no_stream_agrees(variants, shared_data, 
     sf.write(wav, real_audio(shared_data, 15, seed=2), RATE, subtype="PCM_16")
     streamed, stats = _main(MODEL, wav)
     assert "streaming=1" in stats
+    s_macs = int(stats.split("macs_per_hop=")[1].split()[0])
     windowed, stats = _main(MODEL, wav, "--no-stream")
     assert "streaming=0" in stats
+    assert int(stats.split("macs_per_hop=")[1].split()[0]) >= 10 * s_macs
     assert streamed == windowed and len(streamed) >= 2, streamed
     every2 = tmp_path / "every2.json"
     every2.write_text(json.dumps(dict(boards.load("unix"), detector={"infer_every": 2})))
