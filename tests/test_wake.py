@@ -27,7 +27,8 @@ def wake_run(shared_data, tmp_path_factory):
     assert main(["train", "--wake", "hey hark", "--synth", str(synth), "--data", str(shared_data),
                  "--out", str(run), "--epochs", "1", "--max-per-word", "5", "--views", "1",
                  "--class-size", "30", "--width", "16"]) == 0
-    assert main(["export", str(run), "--out", str(run / "wake.hark"), "--threshold", "0.9"]) == 0
+    assert main(["export", str(run), "--out", str(run / "wake.hark"), "--threshold", "0.9",
+                 "--average-window-ms", "300"]) == 0
     # The wake phrases back to back with 0.5 s of silence between them.
     gap = np.zeros(8000, np.int16)
     clips = sorted((synth / "hey_hark").glob("*.wav"))
@@ -40,7 +41,7 @@ def test_blob_has_the_three_labels_and_the_threshold(wake_run):
     _, run = wake_run
     meta, _ = blob.read_blob(run / "wake.hark")
     assert meta["labels"] == LABELS
-    assert meta["detector"]["threshold"] == 0.9
+    assert meta["detector"]["threshold"] == 0.9 and meta["detector"]["average_window_ms"] == 300
     config = json.loads((run / "config.json").read_text())
     assert config["wake"] == "hey hark" and config["labels"] == LABELS
 
@@ -64,13 +65,13 @@ def test_threshold_sweep_matches_the_firmware_run(wake_run):
     """The sweep's fan of detectors sees what the firmware's own detector sees."""
     tmp, run = wake_run
     model, wav = run / "wake.hark", tmp / "phrases.wav"
-    thresholds = [0.05, 0.5, 0.9]
-    swept = firmware_sweep(model, wav, thresholds)
-    assert len(swept) == 3
+    settings = [(1000, 0.05), (1000, 0.5), (1000, 0.9), (300, 0.5)]
+    swept = firmware_sweep(model, wav, settings)
+    assert len(swept) == 4
     assert len(swept[0]) >= len(swept[1]) >= len(swept[2])
-    for thr, found in zip(thresholds, swept):
+    for (window, thr), found in zip(settings, swept):
         board = wake_board("hey_hark")
-        board["detector"] = {"thresholds": {"hey_hark": thr}}
+        board["detector"] = {"average_window_ms": window, "thresholds": {"hey_hark": thr}}
         direct = run_firmware(model, board, wav=wav, pad_ms=1000)
         assert [d.time_s for d in direct.detections] == found
         assert {d.label for d in direct.detections} <= {"hey_hark"}
@@ -110,8 +111,9 @@ def test_class_plan_uses_every_negative():
 def test_operating_point_is_the_best_recall_within_the_false_accept_budget():
     rows = [{"threshold": 0.5, "recall": 0.97, "fa_per_hour": 2.0},
             {"threshold": 0.8, "recall": 0.93, "fa_per_hour": 0.5},
+            {"threshold": 0.85, "recall": 0.93, "fa_per_hour": 0.0},
             {"threshold": 0.9, "recall": 0.93, "fa_per_hour": 0.0},
             {"threshold": 0.95, "recall": 0.85, "fa_per_hour": 0.0}]
-    assert operating_point(rows)["threshold"] == 0.8
-    assert operating_point(rows, max_fa=0.1)["threshold"] == 0.9
+    assert operating_point(rows)["threshold"] == 0.9      # same recall, fewer FA, more margin
+    assert operating_point(rows, max_fa=3)["threshold"] == 0.5
     assert operating_point(rows, max_fa=-1) is None

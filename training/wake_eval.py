@@ -10,8 +10,10 @@ Two kinds of stream (training/stream.py compose_stream, words over background no
 
 Each stream runs once through the real firmware pipeline in the MicroPython unix port
 (device front end, streaming int8 engine); the firmware's own detector (firmware/detector.py,
-grammar mode `wake`) is instantiated once per threshold and fed the same score rows, so one
-pass gives every point of the curve with the detector the device runs.
+grammar mode `wake`) is instantiated once per (averaging window, threshold) pair and fed the
+same score rows, so one pass gives every point of the curves with the detector the device runs.
+The averaging window matters for a wake phrase: the model is sure of it only while the whole
+phrase is inside its 1 s input, a few hundred ms, so a 1 s average dilutes it.
 """
 import argparse
 import json
@@ -27,13 +29,14 @@ from . import dataset as ds
 from .stream import RATE, _synth_unknown, compose_stream, score_stream
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
+WINDOWS_MS = (200, 400, 700, 1000)
 TOLERANCE_S = 1.0
 PAD_MS = 1000
 TARGET_FA_PER_HOUR = 0.5
 TARGET_RECALL = 0.9
 
 # Runs in the unix port: the firmware Runtime with its detector swapped for one firmware
-# Detector per threshold; prints `index time_ms pct` per detection.
+# Detector per setting (window, threshold); prints `index time_ms pct` per detection.
 DRIVER = """
 import json, sys
 import runtime
@@ -55,8 +58,9 @@ a = json.loads(open(sys.argv[1]).read())
 board = runtime.load_board(a["board"])
 rt = runtime.Runtime(a["model"], board, printer=False)
 dets = []
-for thr in a["thresholds"]:
+for window, thr in a["settings"]:
     cfg = dict(a["config"])
+    cfg["average_window_ms"] = window
     cfg["thresholds"] = dict(cfg.get("thresholds") or {})
     cfg["thresholds"][board["grammar"]["wake_word"]] = thr
     dets.append(Detector(rt.labels, cfg, rt.engine.output_scale, rt.engine.output_zero_point,
@@ -78,8 +82,13 @@ def wake_board(wake_word: str) -> dict:
     return board
 
 
-def firmware_sweep(model, wav, thresholds=THRESHOLDS, pad_ms=PAD_MS, timeout=None) -> list:
-    """Detections [[time_s, ...] per threshold] of the firmware in wake mode on a WAV file."""
+def settings_grid(windows=WINDOWS_MS, thresholds=THRESHOLDS) -> list:
+    return [(int(w), float(t)) for w in windows for t in thresholds]
+
+
+def firmware_sweep(model, wav, settings, pad_ms=PAD_MS, timeout=None) -> list:
+    """Detections [[time_s, ...] per setting] of the firmware in wake mode on a WAV file;
+    settings: (average_window_ms, threshold) pairs."""
     from hark.cli import HarkError
     from hark.unixport import compile_firmware, micropython_binary
 
@@ -95,7 +104,8 @@ def firmware_sweep(model, wav, thresholds=THRESHOLDS, pad_ms=PAD_MS, timeout=Non
         args_path.write_text(json.dumps({
             "model": str(Path(model).resolve()), "board": str(board_path),
             "wav": str(Path(wav).resolve()), "pad_ms": pad_ms,
-            "config": meta.get("detector") or {}, "thresholds": [float(t) for t in thresholds]}))
+            "config": meta.get("detector") or {},
+            "settings": [[int(w), float(t)] for w, t in settings]}))
         driver = Path(tmp) / "driver.py"
         driver.write_text(DRIVER)
         res = subprocess.run([micropython_binary(), "-X", "heapsize=2000000", str(driver),
@@ -103,7 +113,7 @@ def firmware_sweep(model, wav, thresholds=THRESHOLDS, pad_ms=PAD_MS, timeout=Non
                              env=dict(os.environ, MICROPYPATH=str(code_dir)))
     if res.returncode != 0:
         raise HarkError(f"the firmware failed in the unix port: {res.stderr.strip()[-800:]}")
-    found = [[] for _ in thresholds]
+    found = [[] for _ in settings]
     for line in res.stdout.split("\n"):
         parts = line.split()
         if len(parts) == 3:
@@ -140,15 +150,16 @@ def _score(found, events, seconds, label):
 
 
 def operating_point(rows, max_fa=TARGET_FA_PER_HOUR):
-    """The row with the best recall among those at <= max_fa false accepts per hour
-    (the lowest such threshold); None when no threshold gets there."""
+    """The row with the best recall among those at <= max_fa false accepts per hour (then
+    the fewest false accepts, then the highest threshold: margin); None when none gets there."""
     ok = [r for r in rows if r["fa_per_hour"] <= max_fa]
-    return max(ok, key=lambda r: (r["recall"], -r["threshold"])) if ok else None
+    return max(ok, key=lambda r: (r["recall"], -r["fa_per_hour"], r["threshold"])) if ok else None
 
 
 def evaluate_wake(model, data_dir, eval_dir, out_dir, hours=1, recall_seconds=1500, seed=11,
-                  splits=("test", "validation"), thresholds=THRESHOLDS, log=print) -> dict:
+                  splits=("test", "validation"), settings=None, log=print) -> dict:
     """Both streams through the firmware; writes out_dir/wake_eval.json, det.md, det.png."""
+    settings = settings or settings_grid()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta, _ = blobfile.read_blob(model)
@@ -158,7 +169,7 @@ def evaluate_wake(model, data_dir, eval_dir, out_dir, hours=1, recall_seconds=15
         wav = Path(tmp) / "stream.wav"
         audio, events = recall_stream(eval_dir, label, bank, recall_seconds, seed, wav)
         secs = len(audio) / RATE + PAD_MS / 1000
-        rec = _score(firmware_sweep(model, wav, thresholds), events, secs, label)
+        rec = _score(firmware_sweep(model, wav, settings), events, secs, label)
         log(f"recall stream: {secs / 60:.1f} min, {rec[0]['targets']} wake phrases, "
             f"{rec[0]['distractors']} unknown words")
         fa_runs, neg_hours, neg_words = [], 0.0, 0
@@ -166,15 +177,15 @@ def evaluate_wake(model, data_dir, eval_dir, out_dir, hours=1, recall_seconds=15
             length = 3600 * min(1.0, hours - h)
             audio, events = negatives_stream(data_dir, length, seed + 1 + h, splits, wav)
             secs = len(audio) / RATE + PAD_MS / 1000
-            fa_runs.append(_score(firmware_sweep(model, wav, thresholds), events, secs, label))
+            fa_runs.append(_score(firmware_sweep(model, wav, settings), events, secs, label))
             neg_hours += secs / 3600
             neg_words += len(events)
             log(f"negatives stream {h + 1}: {secs / 60:.1f} min, {len(events)} words, "
                 f"false accepts {[r['false_accepts'] for r in fa_runs[-1]]}")
     rows = []
-    for i, thr in enumerate(thresholds):
+    for i, (window, thr) in enumerate(settings):
         fa = sum(run[i]["false_accepts"] for run in fa_runs)
-        rows.append({"threshold": thr, "recall": 1 - rec[i]["frr"], "hits": rec[i]["hits"],
+        rows.append({"average_window_ms": window, "threshold": thr, "recall": 1 - rec[i]["frr"], "hits": rec[i]["hits"],
                      "targets": rec[i]["targets"], "fa_per_hour": fa / neg_hours,
                      "false_accepts": fa, "synth_unknown_false_accepts": rec[i]["false_accepts"],
                      "latency_ms_median": rec[i]["latency_ms_median"]})
@@ -195,43 +206,50 @@ def det_table(result) -> str:
              f"synthetic phrases, false accepts on {result['negative_hours']:.2f} h of real speech "
              f"({result['negative_words']} words, {'/'.join(result['splits'])} lists) over noise; "
              f"{result['engine']}.", "",
-             "| threshold | recall | false accepts | FA / hour | FA on held-out synthetic unknown words | median latency ms |",
-             "|---:|---:|---:|---:|---:|---:|"]
+             "| window ms | threshold | recall | false accepts | FA / hour | FA on held-out synthetic unknown words | median latency ms |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         lat = "—" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:.0f}"
-        lines.append(f"| {r['threshold']:.2f} | {100 * r['recall']:.1f}% ({r['hits']}/{r['targets']}) | "
+        lines.append(f"| {r['average_window_ms']} | {r['threshold']:.2f} | {100 * r['recall']:.1f}% ({r['hits']}/{r['targets']}) | "
                      f"{r['false_accepts']} | {r['fa_per_hour']:.2f} | "
                      f"{r['synth_unknown_false_accepts']} | {lat} |")
     op = result["operating_point"]
     lines += ["", f"Operating point (best recall at <= {TARGET_FA_PER_HOUR} FA/h): " +
-              (f"threshold {op['threshold']:.2f}, recall {100 * op['recall']:.1f}%, "
+              (f"window {op['average_window_ms']} ms, threshold {op['threshold']:.2f}, recall {100 * op['recall']:.1f}%, "
                f"{op['fa_per_hour']:.2f} FA/h" if op else "none")]
     return "\n".join(lines) + "\n"
 
 
 def plot_det(result, path):
-    """Miss rate against false accepts per hour, one point per threshold."""
+    """Miss rate against false accepts per hour: one curve per averaging window, one point per
+    threshold."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["rows"]
     floor = 1 / (2 * result["negative_hours"])  # zero false accepts drawn at half of one
-    fa = [max(r["fa_per_hour"], floor) for r in rows]
-    miss = [100 * (1 - r["recall"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.plot(fa, miss, "o-")
-    for x, y, r in zip(fa, miss, rows):
-        ax.annotate(f"{r['threshold']:.2f}", (x, y), textcoords="offset points", xytext=(4, 4),
-                    fontsize=7)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for window in sorted({r["average_window_ms"] for r in result["rows"]}):
+        rows = [r for r in result["rows"] if r["average_window_ms"] == window]
+        fa = [max(r["fa_per_hour"], floor) for r in rows]
+        miss = [100 * (1 - r["recall"]) for r in rows]
+        ax.plot(fa, miss, "o-", ms=3, label=f"average over {window} ms")
+        for x, y, r in zip(fa, miss, rows):
+            ax.annotate(f"{r['threshold']:.2f}", (x, y), textcoords="offset points",
+                        xytext=(3, 3), fontsize=6)
+    op = result.get("operating_point")
+    if op:
+        ax.plot([max(op["fa_per_hour"], floor)], [100 * (1 - op["recall"])], "k*", ms=12,
+                label=f"chosen: {op['average_window_ms']} ms, {op['threshold']:.2f}")
     ax.axvline(TARGET_FA_PER_HOUR, color="grey", ls="--", lw=0.8)
     ax.axhline(100 * (1 - TARGET_RECALL), color="grey", ls="--", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel(f"false accepts per hour (real speech, {result['negative_hours']:.1f} h; "
                   "0 drawn at half of one)")
     ax.set_ylabel("miss rate % (held-out synthetic voices)")
-    ax.set_title(f"{result['label']}: DET through the firmware (threshold labels)")
+    ax.set_title(f"{result['label']}: DET through the firmware (points: thresholds)")
     ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -248,10 +266,13 @@ def main(argv=None):
     p.add_argument("--recall-seconds", type=float, default=1500, help="recall stream length")
     p.add_argument("--splits", default="test,validation",
                    help="real lists the negatives come from (train,validation,test)")
+    p.add_argument("--windows", default=",".join(map(str, WINDOWS_MS)),
+                   help="detector averaging windows in ms to try")
     p.add_argument("--seed", type=int, default=11)
     args = p.parse_args(argv)
+    settings = settings_grid([int(w) for w in args.windows.split(",")])
     res = evaluate_wake(args.model, args.data, args.eval, args.out, args.hours,
-                        args.recall_seconds, args.seed, tuple(args.splits.split(",")))
+                        args.recall_seconds, args.seed, tuple(args.splits.split(",")), settings)
     print(det_table(res))
 
 

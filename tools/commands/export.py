@@ -23,6 +23,9 @@ def register(sub):
     p.add_argument("--out", help="blob path (default RUN_DIR/model.hark)")
     p.add_argument("--name", help="model name stored in the blob")
     p.add_argument("--threshold", type=float, help="detector threshold (probability, 0..1)")
+    p.add_argument("--average-window-ms", type=int,
+                   help="detector score averaging window (default 1000; a wake phrase wants "
+                        "less, see python -m hark.training.wake_eval)")
     p.set_defaults(func=run)
 
 
@@ -34,7 +37,8 @@ def run(args):
         raise HarkError(f"{run_dir} is not a training run (no model.keras/config.json); "
                         "train one with `hark train --out DIR`")
     out = Path(args.out) if args.out else run_dir / "model.hark"
-    detector = {"threshold": args.threshold} if args.threshold is not None else None
+    detector = {k: v for k, v in (("threshold", args.threshold),
+                                  ("average_window_ms", args.average_window_ms)) if v is not None}
     info = export(run_dir, out, args.name, detector)
     print(f"wrote {info['path']} ({info['blob_bytes']} bytes) and "
           f"{out.with_suffix('.tflite')} ({info['tflite_bytes']} bytes)")
