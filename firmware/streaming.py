@@ -173,6 +173,7 @@ class StreamingInterpreter:
         arrays = blob.arrays
         tensors = g["tensors"]
         layers, pool, head, width, frames, D, C_end = _layers(g)
+        every = max(1, int(every))
         tout = tensors[g["output"]]
         self.labels = meta["labels"]
         self.frames = frames
