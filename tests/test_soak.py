@@ -6,10 +6,10 @@ flat (nothing allocated in any block after warm-up, peak equal to the live heap 
 loading) and, the audio being periodic, every repetition after the first must give the same
 detections at the same offsets: no drift, no state that builds up over an hour.
 
-Speed: the default model re-runs its full 1 s window (566 k MACs) and on this 2-core shared
-machine an hour at one inference per 20 ms hop takes 5-10 min, so here the model runs every
-8th hop (infer_every=8, 6 inferences/s; front end, window and detector still run every hop).
-The every-hop speed is measured by `hark bench`.
+The shipped default model runs as the board runs it: streaming (one new column per layer each
+hop, firmware/streaming.py), inference every 20 ms hop, so an hour takes 1-3 min here. A
+full-window model at every hop (e.g. dscnn: ~13 ms per hop in the unix port) would need
+10+ min for an hour; `hark bench` measures those on a 10 min stream instead.
 """
 import numpy as np
 import pytest
@@ -20,31 +20,20 @@ from hark.unixport import run_firmware
 
 pytestmark = pytest.mark.slow
 
-LOOP_S, REPS, EVERY = 120, 30, 8
+LOOP_S, REPS = 120, 30
 
 
-def test_one_hour_heap_flat_and_detections_periodic(shared_data, tmp_path):
-    from hark.training import blob as host_blob
-    from hark.training import export
-    from hark.training.features import FeatureSpec, Normalisation
-
-    shipped = MODELS_DIR / "default.hark"
-    if not shipped.exists():
+def test_one_hour_heap_flat_and_detections_periodic(shared_data):
+    model = MODELS_DIR / "default.hark"
+    if not model.exists():
         pytest.skip("no models/default.hark")
-    meta, _ = host_blob.read_blob(shipped)
-    model = tmp_path / "default.hark"   # current front-end tables, shipped int8 graph
-    export.write_model_blob(shipped.with_suffix(".tflite").read_bytes(),
-                            FeatureSpec.from_dict(meta["features"]),
-                            Normalisation.from_dict(meta["features"]["normalisation"]),
-                            meta["labels"], model, meta["name"], meta["detector"], meta.get("family"))
     loop, events = make_stream(shared_data, LOOP_S, seed=21, unknown_dir=None)
-    assert LOOP_S * 50 % EVERY == 0   # inference phase repeats with the audio
-    board = dict(boards.load("unix"), detector={"infer_every": EVERY})
-    run = run_firmware(model, board, pcm=np.tile(loop, REPS).tobytes(), stats=True, heapcheck=True,
+    board = boards.load("unix")
+    run = run_firmware(model, board, pcm=np.tile(loop, REPS).tobytes(), heapcheck=True,
                        timeout=900)
     s = run.stats
     hops = LOOP_S * REPS * 50
-    assert s["frames"] == hops and s["inferences"] == hops // EVERY
+    assert s["frames"] == hops and s["inferences"] == hops
     assert s["alloc_bytes"] == 0 and s["alloc_blocks"] == 0, s
     assert s["blocks_checked"] >= hops - 100
     assert s["heap_peak"] - s["heap_live"] < 1024, s
@@ -58,4 +47,4 @@ def test_one_hour_heap_flat_and_detections_periodic(shared_data, tmp_path):
     targets = sum(e["target"] for e in events)
     print(f"soak: {hops} hops, {len(run.detections)} detections in 1 h ({len(per_rep[1])} per "
           f"{LOOP_S} s loop with {targets} command words), heap live {s['heap_live']} "
-          f"peak {s['heap_peak']}, alloc {s['alloc_bytes']} B, us/hop {s['us_per_hop.total']}")
+          f"peak {s['heap_peak']}, alloc {s['alloc_bytes']} B, streaming {s.get('streaming')}")
