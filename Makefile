@@ -11,7 +11,7 @@ SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fe
 .PHONY: demo test venv-demo venv-dev system-deps synth train-default train-references bench bench-quick mpy clean
 
 demo: venv-demo
-	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix
+	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix --score
 
 test: venv-dev system-deps
 	$(BIN)/pytest -q -n 2 --dist loadfile
