@@ -34,7 +34,8 @@ def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
     tflite = convert.to_int8_tflite(model, [calibration[i:i + 1] for i in range(len(calibration))])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.with_suffix(".tflite").write_bytes(tflite)
-    shutil.copyfile(run_dir / "model.keras", out_path.with_suffix(".keras"))
+    if out_path.with_suffix(".keras").resolve() != (run_dir / "model.keras").resolve():
+        shutil.copyfile(run_dir / "model.keras", out_path.with_suffix(".keras"))
     metrics = run_dir / "metrics.json"
     out_path.with_suffix(".train.json").write_text(json.dumps(
         {"config": config, "metrics": json.loads(metrics.read_text()) if metrics.exists() else {}},
