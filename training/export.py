@@ -12,7 +12,7 @@ import numpy as np
 from . import blob, convert, frontend_tables, graph
 from .features import FeatureSpec, Normalisation
 
-DETECTOR_DEFAULTS = {"average_window_ms": 1000, "threshold": 0.8, "suppression_ms": 1500,
+DETECTOR_DEFAULTS = {"average_window_ms": 750, "threshold": 0.7, "suppression_ms": 1500,
                      "minimum_count": 3, "thresholds": {}}
 
 BLOB_FORMAT = 1
