@@ -17,6 +17,18 @@ from hark.unixport import run_firmware
 LABELS = ["_silence_", "_unknown_", "hey_hark"]
 
 
+def _lean_towards_wake(path, shift=1.0):
+    """One epoch on a few clips never ranks the wake word first, so the firmware would have
+    nothing to report: raise its logit so detections (and their timing) can be compared."""
+    import keras
+    model = keras.models.load_model(path)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    w, b = dense.get_weights()
+    b[LABELS.index("hey_hark")] += shift
+    dense.set_weights([w, b])
+    model.save(path)
+
+
 @pytest.fixture(scope="module")
 def wake_run(shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wake")
@@ -27,7 +39,8 @@ def wake_run(shared_data, tmp_path_factory):
     assert main(["train", "--wake", "hey hark", "--synth", str(synth), "--data", str(shared_data),
                  "--out", str(run), "--epochs", "1", "--max-per-word", "5", "--views", "1",
                  "--class-size", "30", "--width", "16"]) == 0
-    assert main(["export", str(run), "--out", str(run / "wake.hark"), "--threshold", "0.9",
+    _lean_towards_wake(run / "model.keras")
+    assert main(["export", str(run), "--out", str(run / "wake.hark"), "--threshold", "0.5",
                  "--average-window-ms", "300"]) == 0
     # The wake phrases back to back with 0.5 s of silence between them.
     gap = np.zeros(8000, np.int16)
@@ -41,7 +54,7 @@ def test_blob_has_the_three_labels_and_the_threshold(wake_run):
     _, run = wake_run
     meta, _ = blob.read_blob(run / "wake.hark")
     assert meta["labels"] == LABELS
-    assert meta["detector"]["threshold"] == 0.9 and meta["detector"]["average_window_ms"] == 300
+    assert meta["detector"]["threshold"] == 0.5 and meta["detector"]["average_window_ms"] == 300
     config = json.loads((run / "config.json").read_text())
     assert config["wake"] == "hey hark" and config["labels"] == LABELS
 
@@ -56,18 +69,17 @@ def test_simulate_runs_the_firmware_in_wake_mode(wake_run, tmp_path, capsys):
                  "--board", str(board), "--stats"]) == 0
     out = capsys.readouterr().out
     assert "stats frames=" in out and "streaming=1" in out
-    # wake mode: only the wake word may ever fire
-    assert all(line.split()[1] == "hey_hark" for line in out.splitlines()
-               if line.strip().startswith("t="))
+    detections = [line.split() for line in out.splitlines() if line.strip().startswith("t=")]
+    assert detections and all(d[1] == "hey_hark" for d in detections)
 
 
 def test_threshold_sweep_matches_the_firmware_run(wake_run):
     """The sweep's fan of detectors sees what the firmware's own detector sees."""
     tmp, run = wake_run
     model, wav = run / "wake.hark", tmp / "phrases.wav"
-    settings = [(1000, 0.05), (1000, 0.5), (1000, 0.9), (300, 0.5)]
+    settings = [(300, 0.05), (300, 0.5), (300, 0.9), (1000, 0.5)]
     swept = firmware_sweep(model, wav, settings)
-    assert len(swept) == 4
+    assert len(swept) == 4 and swept[0]
     assert len(swept[0]) >= len(swept[1]) >= len(swept[2])
     for (window, thr), found in zip(settings, swept):
         board = wake_board("hey_hark")
