@@ -13,7 +13,7 @@ Each stream runs once through the real firmware pipeline in the MicroPython unix
 grammar mode `wake`) is instantiated once per (averaging window, threshold) pair and fed the
 same score rows, so one pass gives every point of the curves with the detector the device runs.
 The averaging window matters for a wake phrase: the model is sure of it only while the whole
-phrase is inside its 1 s input, a few hundred ms, so a 1 s average dilutes it.
+phrase is inside its 1 s input, a few hundred ms, so a long average dilutes it.
 """
 import argparse
 import json

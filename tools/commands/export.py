@@ -24,8 +24,8 @@ def register(sub):
     p.add_argument("--name", help="model name stored in the blob")
     p.add_argument("--threshold", type=float, help="detector threshold (probability, 0..1)")
     p.add_argument("--average-window-ms", type=int,
-                   help="detector score averaging window (default 1000; a wake phrase wants "
-                        "less, see python -m hark.training.wake_eval)")
+                   help="detector score averaging window (default: training/export.py "
+                        "DETECTOR_DEFAULTS; a wake phrase wants less, see docs/wake.md)")
     p.set_defaults(func=run)
 
 
