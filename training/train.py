@@ -172,12 +172,13 @@ def held_out_voices(datasets) -> set:
     return out
 
 
-def load_split_audio(datasets, split, cfg, rng, desc):
+def load_split_audio(datasets, split, cfg, rng, desc, exclude=()):
+    """Audio of a split; `exclude` drops words (real on/off, to test synthetic speech alone)."""
     held_out = held_out_voices(datasets)
     clips = []
     for d in datasets:
         clips += d.split(split) if split else d.clips
-    clips = [c for c in clips if c.word not in cfg.exclude_words and c.path not in held_out]
+    clips = [c for c in clips if c.word not in exclude and c.path not in held_out]
     clips = _cap(clips, cfg.max_per_word, rng)
     audio, kept, skipped = ds.load_clips(clips, progress=_progress(desc))
     return audio, kept
@@ -204,7 +205,8 @@ def train(cfg: TrainConfig) -> dict:
         print("warning: no _background_noise_ folder: silence and noise augmentation use "
               "synthetic hiss only")
 
-    train_audio, train_clips = load_split_audio(real_sets, "train", cfg, rng, "reading train")
+    train_audio, train_clips = load_split_audio(real_sets, "train", cfg, rng, "reading train",
+                                                exclude=cfg.exclude_words)
     synth_audio, synth_clips = load_split_audio(synth_sets, "train" if cfg.wake else None, cfg,
                                                 rng, "reading synth") if synth_sets else ([], [])
     eval_sets = real_sets + synth_sets if cfg.wake else real_sets
