@@ -129,30 +129,22 @@ def load(path, crc_fn=None):
         meta_len = read_u32("meta length")
         if pos + meta_len > total:  # before allocating: a damaged length must not exhaust the heap
             fail("meta (%d bytes) runs past the end of the file; %s" % (meta_len, FIX))
+        # the meta is parsed after the arrays are read: its many small objects would
+        # otherwise fragment the heap before the large weight arrays are allocated
         raw = bytearray(meta_len)
         read_into(raw, meta_len, "meta (%d bytes)" % meta_len)
-        try:
-            meta = json.loads(raw)
-        except (ValueError, UnicodeError) as e:
-            fail("meta is not valid JSON (%s); %s" % (e, FIX))
-        del raw
-        if not isinstance(meta, dict):
-            fail("meta is not a JSON object; %s" % FIX)
-        for key in ("format", "labels", "model"):
-            if key not in meta:
-                fail("meta lacks required key %r; %s" % (key, FIX))
         skip_pad("meta padding")
         n_arrays = read_u32("array count")
         arrays = {}
+        record = bytearray(257)  # reused: per-record garbage would fragment the heap
         for k in range(n_arrays):
-            name_len = bytearray(1)
-            read_into(name_len, 1, "array record %d" % k)
-            name_buf = bytearray(name_len[0] + 1)
-            read_into(name_buf, len(name_buf), "array record %d" % k)
-            if any(c > 127 for c in name_buf[:-1]):
+            read_into(memoryview(record)[:1], 1, "array record %d" % k)
+            n = record[0]
+            read_into(memoryview(record)[:n + 1], n + 1, "array record %d" % k)
+            if any(record[i] > 127 for i in range(n)):
                 fail("array record %d has a name that is not ASCII; %s" % (k, FIX))
-            name = bytes(name_buf[:-1]).decode()
-            code = chr(name_buf[-1])
+            name = str(memoryview(record)[:n], "ascii")
+            code = chr(record[n])
             if code not in TYPECODES:
                 fail("array %r has unknown dtype code %r; %s or update the firmware" % (name, code, FIX))
             skip_pad("array %r" % name)
@@ -165,6 +157,16 @@ def load(path, crc_fn=None):
             skip_pad("array %r" % name)
         if pos != total:
             fail("%d unexpected bytes after the last array; %s" % (total - pos, FIX))
+        try:
+            meta = json.loads(raw)
+        except (ValueError, UnicodeError) as e:
+            fail("meta is not valid JSON (%s); %s" % (e, FIX))
+        del raw
+        if not isinstance(meta, dict):
+            fail("meta is not a JSON object; %s" % FIX)
+        for key in ("format", "labels", "model"):
+            if key not in meta:
+                fail("meta lacks required key %r; %s" % (key, FIX))
         return Blob(meta, arrays)
     finally:
         f.close()

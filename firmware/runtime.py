@@ -92,6 +92,7 @@ class Runtime:
         from detector import Detector
 
         self.board = board
+        gc.collect()  # the weight arrays need contiguous blocks
         b = blob.load(model)
         meta = b.meta
         cfg = detector_config(meta, board)
