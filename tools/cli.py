@@ -35,12 +35,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"hark.commands.{name}")
+            module.register(sub)
         except ModuleNotFoundError as exc:
-            if exc.name == f"hark.commands.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+            if exc.name.startswith("hark"):
+                raise
+            _register_unavailable(sub, name, exc.name)
     return parser
+
+
+def _register_unavailable(sub, name: str, missing: str) -> None:
+    """A command whose libraries are not installed (e.g. after `make demo`) still shows up
+    and says how to get them, instead of breaking every other command."""
+    def explain(args):
+        raise HarkError(f"`hark {name}` needs the Python package {missing!r}, which this "
+                        "environment lacks (`make demo` installs only the demo's needs); "
+                        "run `make venv-dev` or `pip install -r requirements/dev.txt`")
+
+    p = sub.add_parser(name, help=f"(needs {missing}: run `make venv-dev`)", add_help=False)
+    p.add_argument("rest", nargs="*")
+    p.set_defaults(func=explain)
 
 
 def main(argv=None) -> int:
