@@ -52,13 +52,14 @@ def _register_unavailable(sub, name: str, missing: str) -> None:
                         "run `make venv-dev` or `pip install -r requirements/dev.txt`")
 
     p = sub.add_parser(name, help=f"(needs {missing}: run `make venv-dev`)", add_help=False)
-    p.add_argument("rest", nargs="*")
-    p.set_defaults(func=explain)
+    p.set_defaults(func=explain, unavailable=True)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "unavailable", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
