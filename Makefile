@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 DATA   ?= ../shared/data/speech_commands
 SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat
 
-.PHONY: demo test venv-demo venv-dev system-deps synth train-default train-references bench bench-quick mpy clean
+.PHONY: demo test venv-demo venv-dev system-deps synth train-default train-references bench bench-quick stream-hour mpy clean
 
 demo: venv-demo
 	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix --score
@@ -65,6 +65,10 @@ train-references: venv-dev
 
 bench: venv-dev
 	$(BIN)/hark bench --data $(DATA)
+
+# One hour of generated audio through the firmware: FRR, false accepts/hour, latency, heap.
+stream-hour: venv-dev
+	$(BIN)/python -m hark.training.stream --seconds 3600 --data $(DATA) --model models/default.hark
 
 bench-quick: venv-dev
 	$(BIN)/hark bench --quick --data $(DATA)

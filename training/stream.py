@@ -235,3 +235,35 @@ def score_stream(detections, events, tolerance: float = 1.0, seconds: float = No
         "per_label": dict(sorted(per_label.items())),
         "per_snr_db": {k: per_snr[k] for k in SNR_BANDS if k in per_snr}, "tolerance_s": tolerance,
     }
+
+
+def main(argv=None) -> int:
+    """`python -m hark.training.stream`: a long stream through the firmware, scored."""
+    import argparse
+    import json
+    import tempfile
+
+    from hark import boards
+    from hark.unixport import run_firmware
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--data", required=True, help="Speech Commands-layout folder")
+    p.add_argument("--model", required=True, help="model blob")
+    p.add_argument("--seconds", type=float, default=3600.0)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--board", default="unix")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = f"{tmp}/stream.wav"
+        audio, events = make_stream(args.data, args.seconds, args.seed, out_wav=wav)
+        run = run_firmware(args.model, boards.load(args.board), wav=wav, stats=True,
+                           heapcheck=True, heapsize="4M")
+    score = score_stream(run.detections, events, seconds=len(audio) / 16000)
+    print(json.dumps({"score": {k: v for k, v in score.items()
+                                if not isinstance(v, (list, dict))}, "firmware": run.stats},
+                     indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
