@@ -12,6 +12,9 @@
 #   are not small ints on 32-bit ports.
 # - per-op config arrays hold only non-negative ints (shifts are stored + 32) for the same reason.
 # - invoke() allocates nothing: every op is a preplanned call with preallocated arguments.
+# - the requantisation block is written out inside each kernel's output loop on purpose:
+#   a viper function call per output value would cost more than the multiply-accumulates
+#   (MicroPython does not inline). tests/test_engine.py holds every kernel to TFLite Micro.
 import array
 
 import micropython
