@@ -44,7 +44,6 @@ def _first_record(data: bytes) -> int:
 
 
 def _bad_json(data):
-    end = _meta_end(data)
     d = bytearray(data)
     d[20] = ord("[")            # '{' -> '[' : no longer valid JSON
     return _reseal(bytes(d))

@@ -3,24 +3,11 @@ and the budget check refuses a model that does not fit, saying by how much."""
 import copy
 import json
 
-import numpy as np
 import pytest
 
 from hark import BOARDS_DIR, boards
 from hark.cli import HarkError
-from hark.training import blob
-
-LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
-
-
-def write_blob(path, payload_bytes=1000, arena_bytes=12000, seed=1, labels=LABELS):
-    """A valid model blob (written by the real host writer) of about payload_bytes int8 weights."""
-    model = {"input": {"shape": [1, 49, 10, 1], "scale": 0.1, "zero_point": 0}}
-    if arena_bytes is not None:
-        model["arena_bytes"] = arena_bytes
-    weights = np.random.default_rng(seed).integers(-128, 128, payload_bytes, dtype=np.int8)
-    blob.write_blob(path, {"format": 1, "name": "fake", "labels": labels, "model": model}, {"w.fake": weights})
-    return path
+from helpers import fake_blob
 
 
 NAMES = ["esp32-inmp441", "esp32s3", "rp2040", "pyboard", "unix"]
@@ -132,7 +119,7 @@ def _firmware(tmp_path, nbytes):
 def test_flash_over_budget_says_by_how_much(tmp_path):
     board = boards.load("esp32-inmp441")
     board["flash_budget_bytes"] = 64 * 1024
-    model = write_blob(tmp_path / "m.hark", payload_bytes=66 * 1024)
+    model = fake_blob(tmp_path / "m.hark", payload_bytes=66 * 1024)
     report = boards.fits(board, model, [_firmware(tmp_path, 5 * 1024)])
     assert not report.ok
     need = model.stat().st_size + 5 * 1024
@@ -144,9 +131,9 @@ def test_flash_over_budget_says_by_how_much(tmp_path):
 
 def test_ram_uses_the_blob_arena(tmp_path):
     board = boards.load("pyboard")
-    small = boards.fits(board, write_blob(tmp_path / "a.hark", 20_000, arena_bytes=10_000), [])
+    small = boards.fits(board, fake_blob(tmp_path / "a.hark", 20_000, arena_bytes=10_000), [])
     assert small.ok and small.ram["arena"] == 10_000 and "arena" not in small.ram_estimated
-    big = boards.fits(board, write_blob(tmp_path / "b.hark", 20_000, arena_bytes=80_000), [])
+    big = boards.fits(board, fake_blob(tmp_path / "b.hark", 20_000, arena_bytes=80_000), [])
     assert not big.ok and big.flash_needed <= big.flash_budget
     (msg,) = big.problems()
     over = -(-(big.ram_needed - 93_000) // 1024)
@@ -154,12 +141,12 @@ def test_ram_uses_the_blob_arena(tmp_path):
 
 
 def test_missing_arena_is_estimated(tmp_path):
-    report = boards.fits(boards.load("rp2040"), write_blob(tmp_path / "m.hark", 100, arena_bytes=None), [])
+    report = boards.fits(boards.load("rp2040"), fake_blob(tmp_path / "m.hark", 100, arena_bytes=None), [])
     assert "arena" in report.ram_estimated and report.ram["arena"] == 2 * 49 * 10
 
 
 def test_profile_labels_must_exist_in_model(tmp_path):
-    model = write_blob(tmp_path / "m.hark", 100, labels=["_silence_", "_unknown_", "yes", "no"])
+    model = fake_blob(tmp_path / "m.hark", 100, labels=["_silence_", "_unknown_", "yes", "no"])
     with pytest.raises(HarkError) as err:
         boards.fits(boards.load("esp32s3"), model, [])
     msg = str(err.value)
@@ -173,7 +160,7 @@ def test_profile_labels_must_exist_in_model(tmp_path):
 def test_bad_model_files(tmp_path, content, expected):
     path = tmp_path / "m.hark"
     if content is None:
-        write_blob(path, 500)
+        fake_blob(path, 500)
         path.write_bytes(path.read_bytes()[:-100])
     else:
         path.write_bytes(content)

@@ -9,25 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hark import FIRMWARE_DIR, MODELS_DIR, REPO, boards
 from hark.cli import HarkError, main
 from hark.deploy import TMP_PREFIX, build, compile_module, firmware_sources
-from hark.training import blob
-
-LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
-
-
-def write_blob(path, payload_bytes=1000, arena_bytes=12000, seed=1, labels=LABELS):
-    """A valid model blob (written by the real host writer) of about payload_bytes int8 weights."""
-    model = {"input": {"shape": [1, 49, 10, 1], "scale": 0.1, "zero_point": 0}}
-    if arena_bytes is not None:
-        model["arena_bytes"] = arena_bytes
-    weights = np.random.default_rng(seed).integers(-128, 128, payload_bytes, dtype=np.int8)
-    blob.write_blob(path, {"format": 1, "name": "fake", "labels": labels, "model": model}, {"w.fake": weights})
-    return path
+from helpers import fake_blob
 
 
 HARK = [str(Path(sys.executable).with_name("hark"))]
@@ -80,7 +67,7 @@ def model(tmp_path):
     default = MODELS_DIR / "default.hark"
     if default.exists():
         return default
-    return write_blob(tmp_path / "fake.hark", payload_bytes=30_000)
+    return fake_blob(tmp_path / "fake.hark", payload_bytes=30_000)
 
 
 @pytest.fixture
@@ -152,12 +139,12 @@ def test_deploy_end_to_end(unix_board, model, tmp_path):
 
 def test_interrupted_deploy_keeps_the_old_files(unix_board, tmp_path):
     port, device_dir = unix_board
-    old_model = write_blob(tmp_path / "old.hark", payload_bytes=20_000, seed=1)
+    old_model = fake_blob(tmp_path / "old.hark", payload_bytes=20_000, seed=1)
     assert _deploy(port, old_model, tmp_path / "build").returncode == 0
     before = {p.name: _sha(p) for p in device_dir.iterdir()}
 
     # A bigger new model, so the copy takes long enough to be cut in the middle.
-    new_model = write_blob(tmp_path / "new.hark", payload_bytes=400_000, seed=2)
+    new_model = fake_blob(tmp_path / "new.hark", payload_bytes=400_000, seed=2)
     proc = subprocess.Popen(HARK + ["deploy", "--board", "unix", "--port", str(port), "--model",
                                     str(new_model), "--build-dir", str(tmp_path / "build")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -203,7 +190,7 @@ def test_no_board_at_port(tmp_path, model, capsys):
 
 
 def test_budget_refusal_before_touching_the_board(tmp_path, capsys):
-    big = write_blob(tmp_path / "big.hark", payload_bytes=120_000)
+    big = fake_blob(tmp_path / "big.hark", payload_bytes=120_000)
     result = in_process(capsys, "deploy", "--board", "pyboard", "--port", tmp_path / "ttyUSB9",
                         "--model", big, "--build-dir", tmp_path / "build")
     assert result.returncode == 1
@@ -341,7 +328,7 @@ def test_force_deploys_past_the_estimate(unix_board, tmp_path, capsys):
     board.update(name="tiny-unix", ram_budget_bytes=40_000)
     profile = tmp_path / "tiny-unix.json"
     profile.write_text(json.dumps(board))
-    model = write_blob(tmp_path / "m.hark", payload_bytes=30_000)
+    model = fake_blob(tmp_path / "m.hark", payload_bytes=30_000)
     args = ["deploy", "--board", profile, "--port", port, "--model", model, "--build-dir", tmp_path / "b"]
     refused = in_process(capsys, *args)
     assert refused.returncode == 1 and "tiny-unix has 39 KB RAM budget" in refused.stderr
@@ -409,8 +396,8 @@ def test_deploy_on_board_filesystems(flash_fs_board, tmp_path, capsys):
     """Renaming over existing files works on LittleFS and FAT; a model that does not fit in the
     free space is refused with the numbers and leaves the deployed files as they were."""
     port = flash_fs_board
-    first = write_blob(tmp_path / "first.hark", payload_bytes=8_000, seed=1)
-    second = write_blob(tmp_path / "second.hark", payload_bytes=9_000, seed=2)
+    first = fake_blob(tmp_path / "first.hark", payload_bytes=8_000, seed=1)
+    second = fake_blob(tmp_path / "second.hark", payload_bytes=9_000, seed=2)
     for model in (first, second):
         assert _deploy(port, model, tmp_path / "build").returncode == 0
         files = _device_files(port)
@@ -418,7 +405,7 @@ def test_deploy_on_board_filesystems(flash_fs_board, tmp_path, capsys):
         assert files["config.json"] == _sha(tmp_path / "build" / "unix" / "config.json")
         assert not [n for n in files if n.startswith(TMP_PREFIX)]
 
-    huge = write_blob(tmp_path / "huge.hark", payload_bytes=120_000, seed=3)
+    huge = fake_blob(tmp_path / "huge.hark", payload_bytes=120_000, seed=3)
     result = in_process(capsys, "deploy", "--board", "unix", "--port", port, "--model", huge,
                         "--build-dir", tmp_path / "build")
     assert result.returncode == 1

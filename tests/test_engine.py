@@ -4,8 +4,6 @@ Models: the families the project ships, built here (DS-CNN, streaming temporal C
 micro_speech tiny_conv, plus one with ADD/MAX_POOL/MEAN/strided depthwise), and every
 shipped models/*.tflite with its models/*.hark.
 """
-import hashlib
-import inspect
 import os
 import subprocess
 from pathlib import Path
@@ -16,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hark.training import convert, graph
+from helpers import cached_tflite
 from hark.training.blob import write_blob
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,21 +120,8 @@ def _build(name):
 
 @pytest.fixture(scope="session")
 def built_models():
-    """name -> tflite bytes; cached under .cache/ keyed by the builder and converter source."""
-    import tensorflow as tf
-
-    key = hashlib.sha1((inspect.getsource(_build) + "".join(inspect.getsource(b) for b in
-                        BUILDERS.values()) + inspect.getsource(convert) + tf.__version__)
-                       .encode()).hexdigest()[:12]
-    cache = REPO / ".cache" / "test_engine"
-    cache.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for name in BUILDERS:
-        path = cache / f"{name}-{key}.tflite"
-        if not path.exists():
-            path.write_bytes(_build(name))
-        out[name] = path.read_bytes()
-    return out
+    """name -> tflite bytes of the models built here (cached, see helpers.cached_tflite)."""
+    return cached_tflite("test_engine", _build, BUILDERS)
 
 
 def _blob_for(tflite: bytes, path: Path):

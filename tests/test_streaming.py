@@ -3,8 +3,6 @@ unix port: on long real audio every hop's output must equal the windowed engine'
 Micro's on the window ending at that hop; pushes allocate nothing; models that cannot stream
 are refused with the reason; the runtime streams by default and --no-stream is the same.
 """
-import hashlib
-import inspect
 import json
 import os
 import subprocess
@@ -16,6 +14,7 @@ import soundfile as sf
 
 from hark import BOARDS_DIR, FIRMWARE_DIR, MODELS_DIR, boards
 from hark.training import convert, graph
+from helpers import cached_tflite
 from hark.training.bench import streaming_markdown, streaming_vs_windowed
 from hark.training.blob import read_blob, write_blob
 from hark.unixport import micropython_binary
@@ -181,21 +180,8 @@ def _build(name):
 
 @pytest.fixture(scope="module")
 def variants():
-    """name -> tflite bytes, cached under .cache/ keyed by the builders and the converter."""
-    import tensorflow as tf
-
-    key = hashlib.sha1((inspect.getsource(_build) + "".join(inspect.getsource(b) for b in
-                        BUILDERS.values()) + inspect.getsource(convert) + tf.__version__)
-                       .encode()).hexdigest()[:12]
-    cache = REPO / ".cache" / "test_streaming"
-    cache.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for name in BUILDERS:
-        path = cache / f"{name}-{key}.tflite"
-        if not path.exists():
-            path.write_bytes(_build(name))
-        out[name] = path.read_bytes()
-    return out
+    """name -> tflite bytes of the models built here (cached, see helpers.cached_tflite)."""
+    return cached_tflite("test_streaming", _build, BUILDERS)
 
 
 def _blob(tflite, path):

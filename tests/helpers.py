@@ -1,0 +1,44 @@
+"""Test helpers shared by several test files (plain functions; fixtures live in conftest.py)."""
+import hashlib
+import inspect
+
+import numpy as np
+
+from hark import REPO
+
+LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off",
+          "stop", "go"]
+
+
+def fake_blob(path, payload_bytes=1000, arena_bytes=12000, seed=1, labels=LABELS):
+    """A valid model blob (written by the real host writer) of about payload_bytes int8 weights."""
+    from hark.training import blob
+
+    model = {"input": {"shape": [1, 49, 10, 1], "scale": 0.1, "zero_point": 0}}
+    if arena_bytes is not None:
+        model["arena_bytes"] = arena_bytes
+    weights = np.random.default_rng(seed).integers(-128, 128, payload_bytes, dtype=np.int8)
+    blob.write_blob(path, {"format": 1, "name": "fake", "labels": labels, "model": model},
+                    {"w.fake": weights})
+    return path
+
+
+def cached_tflite(folder: str, build, builders: dict) -> dict:
+    """name -> tflite bytes of build(name) for every builder, cached under .cache/<folder>/
+    keyed by the source of build, the builders and the converter, and the TF version."""
+    import tensorflow as tf
+
+    from hark.training import convert
+
+    key = hashlib.sha1((inspect.getsource(build) + "".join(inspect.getsource(b) for b in
+                        builders.values()) + inspect.getsource(convert) + tf.__version__)
+                       .encode()).hexdigest()[:12]
+    cache = REPO / ".cache" / folder
+    cache.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name in builders:
+        path = cache / f"{name}-{key}.tflite"
+        if not path.exists():
+            path.write_bytes(build(name))
+        out[name] = path.read_bytes()
+    return out
