@@ -42,3 +42,21 @@ def cached_tflite(folder: str, build, builders: dict) -> dict:
             path.write_bytes(build(name))
         out[name] = path.read_bytes()
     return out
+
+
+def riff(chunks) -> bytes:
+    """A RIFF/WAVE file from (id, payload) chunks, padding odd chunks as the spec says."""
+    import struct
+
+    body = b"WAVE"
+    for cid, payload in chunks:
+        body += cid + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) & 1 else b"")
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def fmt(rate=16000, channels=1, bits=16, tag=1) -> bytes:
+    """The payload of a PCM `fmt ` chunk."""
+    import struct
+
+    align = channels * bits // 8
+    return struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hark.training.blob import BlobError, read_blob, write_blob
+from helpers import fmt, riff
 
 
 # HARK_FUZZ_SCALE=20 searches 20x harder (a few minutes); CI runs the default.
@@ -158,18 +159,6 @@ def test_firmware_loader_reads_the_good_blob(mpy, tmp_path):
     assert run_batch(mpy, FW_BLOB, [str(p), str(tmp_path / "missing.hark")]) == \
         ["OK 4", f"BlobError {tmp_path / 'missing.hark'}: cannot open model blob ([Errno 2] ENOENT); "
                  "check the path or re-export the model with `hark export`"]
-
-
-def riff(chunks):
-    body = b"WAVE"
-    for cid, payload in chunks:
-        body += cid + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) & 1 else b"")
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def fmt(rate=16000, channels=1, bits=16, tag=1):
-    align = channels * bits // 8
-    return struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
 
 
 def good_wav() -> bytes:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import fmt, riff
+
 READ_ALL = """
 import sys
 from array import array
@@ -32,19 +34,6 @@ def checksum(samples):
     for s in samples.astype(int):
         c = (c * 31 + s) & 0xFFFFFF
     return c
-
-
-def riff(chunks):
-    """A RIFF/WAVE file from (id, payload) chunks, padding odd chunks as the spec says."""
-    body = b"WAVE"
-    for cid, payload in chunks:
-        body += cid + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) & 1 else b"")
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def fmt(rate=16000, channels=1, bits=16, tag=1):
-    align = channels * bits // 8
-    return struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
 
 
 @pytest.fixture
