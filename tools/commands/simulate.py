@@ -42,7 +42,7 @@ def verdict(expected, heard) -> bool:
 
 def run(args):
     board = boards.load(args.board)
-    labels = model_labels(args.model) if args.score else []
+    labels = boards.read_blob_meta(args.model)["labels"] if args.score else []
     tally = {True: [0, 0], False: [0, 0]}  # is a command clip -> [right, total]
     for path in args.audio:
         result = run_firmware(args.model, board, wav=path, heapsize=args.heapsize,
@@ -71,16 +71,3 @@ def run(args):
               f"unknown words and silence: stayed quiet in {quiet}/{n_other}")
     return 0
 
-
-def model_labels(path: Path) -> list:
-    """Labels from the blob's meta, read without numpy (the demo venv has none)."""
-    import json
-    import struct
-
-    with open(path, "rb") as f:
-        head = f.read(20)
-        if len(head) < 20 or head[:4] != b"HARK":
-            from hark.cli import HarkError
-            raise HarkError(f"{path}: not a hark model blob; export one with `hark export`")
-        (meta_len,) = struct.unpack("<I", head[16:20])
-        return json.loads(f.read(meta_len))["labels"]
