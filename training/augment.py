@@ -69,6 +69,11 @@ def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = 
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
+def silence_count(n_clips: int, labels) -> int:
+    """How many `_silence_` clips to add to n_clips of the other labels: one class's worth."""
+    return max(1, n_clips // max(1, len(labels) - 1))
+
+
 def silence_clip(rng: np.random.Generator, noise_bank=(), length: int = 16000) -> np.ndarray:
     """A `_silence_` example: background noise at a log-uniform level from near-digital
     silence to very loud, or (sometimes) a faint electrical hiss when there is no bank."""

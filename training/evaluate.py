@@ -35,7 +35,7 @@ def eval_clips(data_dir, labels, seed: int = 1234, max_per_word: int = 0, progre
     noise = ds.load_noise(d)
     if noise and ds.SILENCE in labels and (not words or ds.SILENCE in words):
         rng = np.random.default_rng(seed)
-        per_class = max(1, len(kept) // max(1, len(labels) - 1))
+        per_class = aug.silence_count(len(kept), labels)
         audio += [aug.silence_clip(rng, noise) for _ in range(per_class)]
         targets += [labels.index(ds.SILENCE)] * per_class
         kept_words += [ds.SILENCE] * per_class
@@ -62,7 +62,7 @@ def device_int8(audio, meta: dict, arrays: dict) -> np.ndarray:
     def pcm(y):  # float [-1, 1) read from 16-bit files -> the same int16 samples
         return np.clip(np.round(fit_clip(y) * 32768), -32768, 32767).astype(np.int16)
 
-    return np.stack([device_features_numpy(pcm(y), meta, arrays) for y in audio])
+    return device_features_numpy(np.stack([pcm(y) for y in audio]), meta, arrays)
 
 
 def dequantise_scores(q: np.ndarray, meta: dict) -> np.ndarray:

@@ -151,8 +151,9 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     return np.concatenate(features), np.asarray(targets, np.int64)
 
 
-def eval_set(audio, clips, noise, labels, rng, n_silence):
-    """Clean clips of a split plus `n_silence` silence clips cut from noise."""
+def eval_set(audio, clips, noise, labels, rng):
+    """Clean clips of a split plus one class's worth of silence clips cut from noise."""
+    n_silence = aug.silence_count(len(clips), labels)
     ys = list(audio) + [aug.silence_clip(rng, noise) for _ in range(n_silence)]
     targets = [labels.index(c.label) for c in clips] + [labels.index(ds.SILENCE)] * n_silence
     return batch_features(ys), np.asarray(targets, np.int64)
@@ -218,10 +219,8 @@ def train(cfg: TrainConfig) -> dict:
 
     x_train, y_train = build_training_set(train_audio, train_clips, synth_audio, synth_clips,
                                           noise, cfg.labels, cfg, rng)
-    n_sil = max(1, len(val_clips) // max(1, len(cfg.labels) - 1))
-    x_val, y_val = eval_set(val_audio, val_clips, noise, cfg.labels, rng, n_sil)
-    n_sil = max(1, len(test_clips) // max(1, len(cfg.labels) - 1))
-    x_test, y_test = eval_set(test_audio, test_clips, noise, cfg.labels, rng, n_sil)
+    x_val, y_val = eval_set(val_audio, val_clips, noise, cfg.labels, rng)
+    x_test, y_test = eval_set(test_audio, test_clips, noise, cfg.labels, rng)
 
     norm = Normalisation.fit(x_train)
     model = models.build(cfg.family, x_train.shape[1:], len(cfg.labels), cfg.width)
