@@ -48,3 +48,19 @@ def test_silence_levels_span_quiet_to_loud():
     rng = np.random.default_rng(0)
     peaks = [np.abs(aug.silence_clip(rng, bank())).max() for _ in range(200)]
     assert min(peaks) < 1e-3 and max(peaks) > 0.3
+
+
+def test_shift_never_pushes_the_word_out_of_the_window():
+    """A wide shift moves the spoken part anywhere inside the clip, never past its edges."""
+    y = np.zeros(16000, np.float32)
+    y[6000:10000] = np.sin(np.arange(4000) * 0.3)          # the "word": 250 ms of tone
+    config = aug.AugmentConfig(shift_ms=400, gain_db=(0, 0), noise_prob=0, reverb_prob=0)
+    starts, ends = [], []
+    for seed in range(200):
+        out = aug.augment(y, np.random.default_rng(seed), (), config)
+        start, end = aug.active_region(out)
+        assert 0 <= start and end <= 16000
+        assert abs(float(np.sum(out ** 2)) - float(np.sum(y ** 2))) < 1e-2 * float(np.sum(y ** 2))
+        starts.append(start)
+        ends.append(end)
+    assert min(starts) == 0 and max(ends) == 16000          # both edges reached, not crossed

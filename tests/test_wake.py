@@ -129,3 +129,17 @@ def test_operating_point_is_the_best_recall_within_the_false_accept_budget():
     assert operating_point(rows)["threshold"] == 0.9      # same recall, fewer FA, more margin
     assert operating_point(rows, max_fa=3)["threshold"] == 0.5
     assert operating_point(rows, max_fa=-1) is None
+
+
+def test_unknown_weight_scales_only_the_unknown_class():
+    def clip(word, label):
+        return ds.Clip(Path(word), word, label, "train")
+
+    labels = ["_silence_", "_unknown_", "yes"]
+    real = [clip("yes", "yes")] * 10 + [clip("dog", "_unknown_")] * 4
+    synth = [clip("cat", "_unknown_")] * 50
+    cfg = TrainConfig(data=[], labels=labels, unknown_weight=3.0)
+    plan, size = _class_plan(real, synth, labels, cfg, np.random.default_rng(0))
+    assert size == 7 and len(plan["yes"]) == 7
+    assert len(plan["_unknown_"]) == 21
+    assert sum(k == "real" for k, _ in plan["_unknown_"]) == 7   # real_share 0.3 of 21

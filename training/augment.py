@@ -27,6 +27,16 @@ def time_shift(y: np.ndarray, samples: int) -> np.ndarray:
     return out
 
 
+def active_region(y, frame=160, below_peak_db=30.0):
+    """(start, end) samples of the part of a clip within below_peak_db of its loudest 10 ms."""
+    n = len(y) // frame
+    if n == 0:
+        return 0, len(y)
+    e = np.sqrt(np.mean(np.square(y[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
+    loud = np.flatnonzero(e >= e.max() * 10 ** (-below_peak_db / 20))
+    return int(loud[0] * frame), int((loud[-1] + 1) * frame)
+
+
 def noise_segment(noise_bank, length: int, rng: np.random.Generator) -> np.ndarray:
     source = noise_bank[rng.integers(len(noise_bank))]
     if len(source) <= length:
@@ -60,6 +70,9 @@ def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = 
     """One random variant of a clip (same length), clipped to [-1, 1]."""
     y = np.asarray(y, np.float32)
     shift = int(rng.uniform(-config.shift_ms, config.shift_ms) * sample_rate / 1000)
+    if shift:  # never push the spoken part out of the window: its label would be a lie
+        start, end = active_region(y)
+        shift = min(max(shift, -start), len(y) - end)
     y = time_shift(y, shift)
     if rng.random() < config.reverb_prob:
         y = reverb(y, rng, rng.uniform(*config.rt60_s), sample_rate)

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import augment as aug
 from . import dataset as ds
+from .augment import active_region
 
 RATE = ds.SAMPLE_RATE
 DEFAULT_UNKNOWN_DIR = Path(__file__).resolve().parents[1] / "data" / "synth" / "unknown"
@@ -33,16 +34,6 @@ REVERB_PROB = 0.3
 
 def _rms_db(y):
     return 20 * np.log10(np.sqrt(np.mean(np.square(y, dtype=np.float64))) + 1e-12)
-
-
-def active_region(y, frame=160, below_peak_db=30.0):
-    """(start, end) samples of the part of a clip within below_peak_db of its loudest 10 ms."""
-    n = len(y) // frame
-    if n == 0:
-        return 0, len(y)
-    e = np.sqrt(np.mean(np.square(y[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
-    loud = np.flatnonzero(e >= e.max() * 10 ** (-below_peak_db / 20))
-    return int(loud[0] * frame), int((loud[-1] + 1) * frame)
 
 
 def _synth_unknown(unknown_dir):
@@ -237,28 +228,86 @@ def score_stream(detections, events, tolerance: float = 1.0, seconds: float = No
     }
 
 
+TARGET_FA_PER_HOUR = 0.5
+TARGET_RECALL = 0.95
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+WINDOWS_MS = (300, 500, 750, 1000)
+
+
+def sweep_stream(model, wav, events, seconds, settings, board) -> list:
+    """One row per (averaging window, threshold): the stream's score with that detector
+    (every setting from a single firmware pass, training/sweep.py)."""
+    from .sweep import firmware_sweep
+
+    rows = []
+    for (window, thr), found in zip(settings, firmware_sweep(model, wav, settings, board)):
+        s = score_stream(found, events, seconds=seconds)
+        rows.append({"average_window_ms": window, "threshold": thr, "recall": 1 - s["frr"],
+                     **{k: s[k] for k in ("hits", "targets", "false_accepts", "fa_per_hour",
+                                          "latency_ms_median", "latency_ms_p90")}})
+    return rows
+
+
+def det_table(rows, hours) -> str:
+    lines = [f"| window ms | threshold | detected | FA / hour ({hours:.2f} h) | median latency ms |",
+             "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lat = "—" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:.0f}"
+        lines.append(f"| {r['average_window_ms']} | {r['threshold']:.2f} | "
+                     f"{100 * r['recall']:.1f}% ({r['hits']}/{r['targets']}) | "
+                     f"{r['fa_per_hour']:.1f} | {lat} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
-    """`python -m hark.training.stream`: a long stream through the firmware, scored."""
+    """`python -m hark.training.stream`: a long stream through the firmware, scored; with
+    --sweep, every (averaging window, threshold) pair of the detector from the same pass."""
     import argparse
     import json
     import tempfile
 
     from hark import boards
-    from hark.unixport import run_firmware
+    from hark.unixport import host_profile, run_firmware
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--data", required=True, help="Speech Commands-layout folder")
     p.add_argument("--model", required=True, help="model blob")
     p.add_argument("--seconds", type=float, default=3600.0)
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--splits", default="test,validation",
+                   help="lists the command words come from (default test,validation)")
     p.add_argument("--board", default="unix")
+    p.add_argument("--sweep", metavar="DIR",
+                   help="write DIR/stream_det.json, det.md and det.png: FRR, false accepts/h "
+                        "and latency for a grid of averaging windows and thresholds")
     args = p.parse_args(argv)
+    board = boards.load(args.board)
     with tempfile.TemporaryDirectory() as tmp:
         wav = f"{tmp}/stream.wav"
-        audio, events = make_stream(args.data, args.seconds, args.seed, out_wav=wav)
-        run = run_firmware(args.model, boards.load(args.board), wav=wav, stats=True,
-                           heapcheck=True, heapsize="4M")
-    score = score_stream(run.detections, events, seconds=len(audio) / 16000)
+        audio, events = make_stream(args.data, args.seconds, args.seed, out_wav=wav,
+                                    splits=tuple(args.splits.split(",")))
+        seconds = len(audio) / RATE
+        if args.sweep:
+            from .sweep import plot_det
+            rows = sweep_stream(args.model, wav, events, seconds,
+                                [(w, t) for w in WINDOWS_MS for t in THRESHOLDS], host_profile(board))
+        else:
+            run = run_firmware(args.model, board, wav=wav, stats=True, heapcheck=True, heapsize="4M")
+    if args.sweep:
+        from pathlib import Path
+        out = Path(args.sweep)
+        out.mkdir(parents=True, exist_ok=True)
+        hours = seconds / 3600
+        (out / "stream_det.json").write_text(json.dumps(
+            {"model": str(args.model), "seconds": seconds, "seed": args.seed,
+             "splits": args.splits, "rows": rows}, indent=1))
+        (out / "det.md").write_text(det_table(rows, hours))
+        plot_det(rows, out / "det.png", f"{Path(args.model).stem}: commands in a {hours:.1f} h "
+                 "stream, through the firmware", f"false accepts per hour ({hours:.1f} h)",
+                 "missed commands %", hours, TARGET_FA_PER_HOUR, TARGET_RECALL)
+        print(det_table(rows, hours))
+        return 0
+    score = score_stream(run.detections, events, seconds=seconds)
     print(json.dumps({"score": {k: v for k, v in score.items()
                                 if not isinstance(v, (list, dict))}, "firmware": run.stats},
                      indent=1))

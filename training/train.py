@@ -43,6 +43,8 @@ class TrainConfig:
     max_per_word: int = 0               # cap clips per word (tiny smoke runs); 0 = all
     exclude_words: list = field(default_factory=list)  # real words held out entirely
     wake: str = ""                      # wake phrase: labels become wake_labels(wake)
+    shift_ms: float = 100.0             # time-shift range of augmentation (+-ms)
+    unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self):
@@ -115,10 +117,12 @@ def _class_plan(real, synth, labels, cfg, rng):
             # speech, and the synthetic near misses ("hey", "hark", "hey park") must all be in.
             plan[label] = [("real", i) for i in r] + [("synth", i) for i in s]
             continue
-        n_real = size if not s else min(size, max(len(r), int(np.ceil(cfg.real_share * size))))
+        # Streams are mostly not commands: more (and more varied) negatives cut false accepts.
+        n = int(round(size * cfg.unknown_weight)) if label == ds.UNKNOWN else size
+        n_real = n if not s else min(n, max(len(r), int(np.ceil(cfg.real_share * n))))
         n_real = n_real if r else 0
         plan[label] = ([("real", i) for i in _tile(r, n_real, rng)] +
-                       [("synth", i) for i in _tile(s, size - n_real, rng)])
+                       [("synth", i) for i in _tile(s, n - n_real, rng)])
     return plan, size
 
 
@@ -126,6 +130,7 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     """Augmented training examples, `views` copies, balanced per class. Returns (x, y)."""
     plan, size = _class_plan(real, synth, labels, cfg, rng)
     spec = FeatureSpec.from_dict(cfg.spec)
+    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms)
     clips, targets, features = [], [], []
     total = cfg.views * sum(size if l == ds.SILENCE else len(plan[l]) for l in labels)
     from tqdm import tqdm
@@ -140,7 +145,7 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
             else:
                 for kind, i in plan[label]:
                     src = real_audio[i] if kind == "real" else synth_audio[i]
-                    clips.append(aug.augment(fit_clip(src), rng, noise))
+                    clips.append(aug.augment(fit_clip(src), rng, noise, augment_config))
                     targets.append(li)
                 bar.update(len(plan[label]))
             if len(clips) >= 4096:  # features as we go: raw audio of every view would not fit

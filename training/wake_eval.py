@@ -17,8 +17,6 @@ phrase is inside its 1 s input, a few hundred ms, so a long average dilutes it.
 """
 import argparse
 import json
-import os
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 
 from . import blob as blobfile
 from . import dataset as ds
+from . import sweep
 from .stream import RATE, _synth_unknown, compose_stream, score_stream
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
@@ -34,42 +33,6 @@ TOLERANCE_S = 1.0
 PAD_MS = 1000
 TARGET_FA_PER_HOUR = 0.5
 TARGET_RECALL = 0.9
-
-# Runs in the unix port: the firmware Runtime with its detector swapped for one firmware
-# Detector per setting (window, threshold); prints `index time_ms pct` per detection.
-DRIVER = """
-import json, sys
-import runtime
-from detector import Detector
-
-class Fan:
-    def __init__(self, dets):
-        self.dets = dets
-
-    def update(self, out, t):
-        k = 0
-        for d in self.dets:
-            if d.update(out, t) >= 0:
-                print("%d %d %d" % (k, t, d.last_pct))
-            k += 1
-        return -1
-
-a = json.loads(open(sys.argv[1]).read())
-board = runtime.load_board(a["board"])
-rt = runtime.Runtime(a["model"], board, printer=False)
-dets = []
-for window, thr in a["settings"]:
-    cfg = dict(a["config"])
-    cfg["average_window_ms"] = window
-    cfg["thresholds"] = dict(cfg.get("thresholds") or {})
-    cfg["thresholds"][board["grammar"]["wake_word"]] = thr
-    dets.append(Detector(rt.labels, cfg, rt.engine.output_scale, rt.engine.output_zero_point,
-                         rt.hop_ms * rt.infer_every, board["grammar"]))
-rt.detector = Fan(dets)
-src = runtime.make_source(board, a["wav"], False, a["pad_ms"])
-rt.run(src)
-src.close()
-"""
 
 
 def wake_board(wake_word: str) -> dict:
@@ -83,42 +46,21 @@ def wake_board(wake_word: str) -> dict:
 
 
 def settings_grid(windows=WINDOWS_MS, thresholds=THRESHOLDS) -> list:
-    return [(int(w), float(t)) for w in windows for t in thresholds]
+    return sweep.settings_grid(windows, thresholds)
 
 
 def firmware_sweep(model, wav, settings, pad_ms=PAD_MS, timeout=None) -> list:
-    """Detections [[time_s, ...] per setting] of the firmware in wake mode on a WAV file;
+    """Detection times [[time_s, ...] per setting] of the firmware in wake mode on a WAV file;
     settings: (average_window_ms, threshold) pairs."""
     from hark.cli import HarkError
-    from hark.unixport import compile_firmware, micropython_binary
 
     meta, _ = blobfile.read_blob(model)
     wake = [l for l in meta["labels"] if not l.startswith("_")]
     if len(wake) != 1:
         raise HarkError(f"{model}: a wake-word model has one label besides _silence_/_unknown_, "
                         f"this one has {wake}; train it with `hark train --wake PHRASE`")
-    code_dir = compile_firmware()
-    with tempfile.TemporaryDirectory(prefix="hark-wake-") as tmp:
-        board_path, args_path = Path(tmp) / "board.json", Path(tmp) / "args.json"
-        board_path.write_text(json.dumps(wake_board(wake[0])))
-        args_path.write_text(json.dumps({
-            "model": str(Path(model).resolve()), "board": str(board_path),
-            "wav": str(Path(wav).resolve()), "pad_ms": pad_ms,
-            "config": meta.get("detector") or {},
-            "settings": [[int(w), float(t)] for w, t in settings]}))
-        driver = Path(tmp) / "driver.py"
-        driver.write_text(DRIVER)
-        res = subprocess.run([micropython_binary(), "-X", "heapsize=2000000", str(driver),
-                              str(args_path)], capture_output=True, text=True, timeout=timeout,
-                             env=dict(os.environ, MICROPYPATH=str(code_dir)))
-    if res.returncode != 0:
-        raise HarkError(f"the firmware failed in the unix port: {res.stderr.strip()[-800:]}")
-    found = [[] for _ in settings]
-    for line in res.stdout.split("\n"):
-        parts = line.split()
-        if len(parts) == 3:
-            found[int(parts[0])].append(int(parts[1]) / 1000)
-    return found
+    found = sweep.firmware_sweep(model, wav, settings, wake_board(wake[0]), wake[0], pad_ms, timeout)
+    return [[t for t, _ in dets] for dets in found]
 
 
 def recall_stream(eval_dir, label, bank, seconds, seed, out_wav=None):
@@ -221,38 +163,11 @@ def det_table(result) -> str:
 
 
 def plot_det(result, path):
-    """Miss rate against false accepts per hour: one curve per averaging window, one point per
-    threshold."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    floor = 1 / (2 * result["negative_hours"])  # zero false accepts drawn at half of one
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for window in sorted({r["average_window_ms"] for r in result["rows"]}):
-        rows = [r for r in result["rows"] if r["average_window_ms"] == window]
-        fa = [max(r["fa_per_hour"], floor) for r in rows]
-        miss = [100 * (1 - r["recall"]) for r in rows]
-        ax.plot(fa, miss, "o-", ms=3, label=f"average over {window} ms")
-        for x, y, r in zip(fa, miss, rows):
-            ax.annotate(f"{r['threshold']:.2f}", (x, y), textcoords="offset points",
-                        xytext=(3, 3), fontsize=6)
-    op = result.get("operating_point")
-    if op:
-        ax.plot([max(op["fa_per_hour"], floor)], [100 * (1 - op["recall"])], "k*", ms=12,
-                label=f"chosen: {op['average_window_ms']} ms, {op['threshold']:.2f}")
-    ax.axvline(TARGET_FA_PER_HOUR, color="grey", ls="--", lw=0.8)
-    ax.axhline(100 * (1 - TARGET_RECALL), color="grey", ls="--", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"false accepts per hour (real speech, {result['negative_hours']:.1f} h; "
-                  "0 drawn at half of one)")
-    ax.set_ylabel("miss rate % (held-out synthetic voices)")
-    ax.set_title(f"{result['label']}: DET through the firmware (points: thresholds)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    sweep.plot_det(result["rows"], path,
+                   f"{result['label']}: DET through the firmware (points: thresholds)",
+                   f"false accepts per hour (real speech, {result['negative_hours']:.1f} h)",
+                   "miss rate % (held-out synthetic voices)", result["negative_hours"],
+                   TARGET_FA_PER_HOUR, TARGET_RECALL, result.get("operating_point"))
 
 
 def main(argv=None):

@@ -61,6 +61,13 @@ def register(sub):
     p.add_argument("--exclude-words", default="",
                    help="comma-separated real words to leave out entirely, e.g. on,off to "
                         "measure how far synthetic speech alone carries them")
+    p.add_argument("--shift-ms", type=float, default=100.0,
+                   help="random time shift of training clips, +-ms (default 100); a streaming "
+                        "detector sees each word at every position of its window, so a wider "
+                        "shift (200-300) teaches it to fire wherever the word sits")
+    p.add_argument("--unknown-weight", type=float, default=1.0,
+                   help="_unknown_ examples per view in class sizes (default 1); a live stream "
+                        "is mostly other speech, and 2-3 cuts false accepts")
     p.set_defaults(func=run)
 
 
@@ -80,7 +87,8 @@ def run(args):
                       learning_rate=args.learning_rate, seed=args.seed, views=args.views,
                       real_share=args.real_share, synth_ratio=args.synth_ratio,
                       max_per_word=args.max_per_word, class_size=args.class_size,
-                      wake=args.wake.strip(),
+                      wake=args.wake.strip(), shift_ms=args.shift_ms,
+                      unknown_weight=args.unknown_weight,
                       exclude_words=[w for w in args.exclude_words.split(",") if w])
     try:
         metrics = train(cfg)
