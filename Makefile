@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 DATA   ?= ../shared/data/speech_commands
 SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat
 
-.PHONY: demo test venv-demo venv-dev system-deps synth train-default train-references bench bench-quick stream-hour mpy clean
+.PHONY: demo test venv-demo venv-dev system-deps synth train-default train-references models bench bench-quick stream-hour mpy clean
 
 demo: venv-demo
 	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix --score
@@ -55,6 +55,13 @@ train-default: venv-dev
 	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tcn --width 64 --out runs/default
 	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn64-12
 	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
+
+# Rewrite the shipped blobs from their .tflite + .train.json in the current blob format (after a
+# format change): the int8 graphs stay exactly as converted.
+models: venv-dev
+	$(BIN)/hark export --tflite models/default.tflite --out models/default.hark --name hark-tcn64-12
+	$(BIN)/hark export --tflite models/dscnn.tflite --out models/dscnn.hark --name mlperf-dscnn-12
+	$(BIN)/hark export --tflite models/tiny_conv.tflite --out models/tiny_conv.hark --name micro-speech-tiny-conv-12
 
 # The two reference architectures trained the same way, for `hark bench`.
 train-references: venv-dev

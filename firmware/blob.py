@@ -1,4 +1,4 @@
-# Device reader of the hark model blob (docs/blob-format.md, version 1).
+# Device reader of the hark model blob (docs/blob-format.md, version 2).
 # The file is read once, each array straight into its own typed array (no second copy);
 # the CRC is checked first in a streaming pass through a 256-byte buffer.
 import array
@@ -13,7 +13,7 @@ except ImportError:
     _crc32_native = None
 
 MAGIC = b"HARK"
-VERSION = 1
+VERSION = 2
 TYPECODES = "bBhHiI"
 _SIZE = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4}
 FIX = "re-export the model with `hark export`"
@@ -54,11 +54,9 @@ crc32 = _crc32_native or crc32_fallback
 
 
 class Blob:
-    """A loaded blob: .meta (dict), .arrays (name -> array.array of the blob's dtype)."""
-
-    def __init__(self, meta, arrays):
-        self.meta = meta
-        self.arrays = arrays
+    """A loaded blob: .meta (dict), .arrays (name -> array.array of the blob's dtype).
+    No methods on purpose: a method would tie every loaded blob to this module's globals, so
+    the loader's code could not be freed after start-up."""
 
 
 def _typed(code, count):
@@ -87,8 +85,8 @@ def load(path, crc_fn=None):
             fail("not a hark model blob (magic %r, expected %r); %s" % (bytes(head[:4]), MAGIC, FIX))
         version, _, total, want_crc = struct.unpack("<HHII", head[4:16])
         if version != VERSION:
-            fail("blob format version %d is not supported (this firmware reads %d); %s or update "
-                 "the firmware" % (version, VERSION, FIX))
+            fail("blob format version %d is not supported (this firmware reads %d); %s"
+                 % (version, VERSION, FIX if version < VERSION else "update the firmware"))
         if total != size:
             fail("length field says %d bytes but the file has %d (%s); %s"
                  % (total, size, "truncated" if size < total else "trailing bytes", FIX))
@@ -108,23 +106,26 @@ def load(path, crc_fn=None):
         f.seek(16)
         pos = 16
         small = bytearray(4)
+        # messages are formatted only on failure: per-record garbage would fragment the heap
+        # between the weight arrays
 
-        def read_into(buf, n, what):
+        def read_into(buf, n, what, arg=None):
             nonlocal pos
-            if pos + n > total:
-                fail("%s runs past the end of the file; %s" % (what, FIX))
-            if f.readinto(buf) != n:
-                fail("%s: short read (file truncated); %s" % (what, FIX))
+            past = pos + n > total
+            if past or f.readinto(buf, n) != n:
+                fail(("%s runs past the end of the file; %s" if past else
+                      "%s: short read (file truncated); %s")
+                     % (what if arg is None else what % arg, FIX))
             pos += n
 
-        def read_u32(what):
-            read_into(small, 4, what)
+        def read_u32(what, arg=None):
+            read_into(small, 4, what, arg)
             return struct.unpack("<I", small)[0]
 
-        def skip_pad(what):
+        def skip_pad(what, arg=None):
             pad = (-pos) & 3
             if pad:
-                read_into(memoryview(small)[:pad], pad, what)
+                read_into(small, pad, what, arg)
 
         meta_len = read_u32("meta length")
         if pos + meta_len > total:  # before allocating: a damaged length must not exhaust the heap
@@ -132,29 +133,30 @@ def load(path, crc_fn=None):
         # the meta is parsed after the arrays are read: its many small objects would
         # otherwise fragment the heap before the large weight arrays are allocated
         raw = bytearray(meta_len)
-        read_into(raw, meta_len, "meta (%d bytes)" % meta_len)
+        read_into(raw, meta_len, "meta (%d bytes)", meta_len)
         skip_pad("meta padding")
         n_arrays = read_u32("array count")
         arrays = {}
-        record = bytearray(257)  # reused: per-record garbage would fragment the heap
+        record = bytearray(257)  # reused for every record's name and dtype
         for k in range(n_arrays):
-            read_into(memoryview(record)[:1], 1, "array record %d" % k)
+            read_into(record, 1, "array record %d", k)
             n = record[0]
-            read_into(memoryview(record)[:n + 1], n + 1, "array record %d" % k)
-            if any(record[i] > 127 for i in range(n)):
-                fail("array record %d has a name that is not ASCII; %s" % (k, FIX))
+            read_into(record, n + 1, "array record %d", k)
+            for i in range(n):
+                if record[i] > 127:
+                    fail("array record %d has a name that is not ASCII; %s" % (k, FIX))
             name = str(memoryview(record)[:n], "ascii")
             code = chr(record[n])
             if code not in TYPECODES:
                 fail("array %r has unknown dtype code %r; %s or update the firmware" % (name, code, FIX))
-            skip_pad("array %r" % name)
-            count = read_u32("array %r" % name)
+            skip_pad("array %r", name)
+            count = read_u32("array %r", name)
             if pos + count * _SIZE[code] > total:
                 fail("array %r (%d elements) runs past the end of the file; %s" % (name, count, FIX))
             arr = _typed(code, count)
-            read_into(arr, count * _SIZE[code], "array %r" % name)
+            read_into(arr, count * _SIZE[code], "array %r", name)
             arrays[name] = arr
-            skip_pad("array %r" % name)
+            skip_pad("array %r", name)
         if pos != total:
             fail("%d unexpected bytes after the last array; %s" % (total - pos, FIX))
         try:
@@ -167,6 +169,9 @@ def load(path, crc_fn=None):
         for key in ("format", "labels", "model"):
             if key not in meta:
                 fail("meta lacks required key %r; %s" % (key, FIX))
-        return Blob(meta, arrays)
+        b = Blob()
+        b.meta = meta
+        b.arrays = arrays
+        return b
     finally:
         f.close()

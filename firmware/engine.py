@@ -8,19 +8,15 @@
 #   ints of the unix port. TFLite Micro's 64-bit SaturatingRoundingDoublingHighMul is
 #   rebuilt from 16/8-bit limbs (tests/test_engine.py mirrors it with 31-bit checks).
 # - signed int32 values in blob arrays are read as two uint16 halves (ptr32 loads are
-#   zero-extended on 64-bit ports); constants >= 2**30 are built at run time because they
-#   are not small ints on 32-bit ports.
+#   zero-extended on 64-bit ports), int8 shifts as (v ^ 0x80) - 0x80; constants >= 2**30 are
+#   built at run time because they are not small ints on 32-bit ports.
 # - per-op config arrays hold only non-negative ints (shifts are stored + 32) for the same reason.
-# - invoke() allocates nothing: every op is a preplanned call with preallocated arguments.
+# - invoke() allocates nothing: every op is a preplanned call with preallocated arguments
+#   (firmware/plan.py plans them at start-up from the blob's graph records).
 # - the requantisation block is written out inside each kernel's output loop on purpose:
 #   a viper function call per output value would cost more than the multiply-accumulates
 #   (MicroPython does not inline). tests/test_engine.py holds every kernel to TFLite Micro.
-import array
-
 import micropython
-
-SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
-                 "MAX_POOL_2D", "MEAN", "RESHAPE", "SOFTMAX", "ADD")
 
 
 @micropython.viper
@@ -45,7 +41,7 @@ def _copy_out(arena: ptr8, cfg: ptr32, dst: ptr8, a: ptr8, b: ptr8, c: ptr8):
 
 
 @micropython.viper
-def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: ptr16):
+def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: ptr8):
     # CONV_2D and FULLY_CONNECTED: per position, one contiguous patch of K bytes (direct from
     # the input or gathered into scratch with zero-point padding), then Cout dot products.
     in_off = cfg[0]
@@ -156,7 +152,7 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
                     acc = acc - su + ((((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c])
                     # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe ---
                     m = mult[c]
-                    s = (shift[2 * c] ^ 0x8000) - 0x8000
+                    s = (shift[c] ^ 0x80) - 0x80
                     rs = 0
                     if s > 0:
                         acc = acc << s
@@ -199,7 +195,7 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
 
 
 @micropython.viper
-def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: ptr16):
+def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: ptr8):
     # DEPTHWISE_CONV_2D, depth multiplier 1, any kernel/stride, SAME or VALID padding.
     src = ptr8(int(arena) + cfg[0])
     out = ptr8(int(arena) + cfg[1])
@@ -294,7 +290,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift
                     acc += (((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c]
                     # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe (as in _conv) ---
                     m = mult[c]
-                    s = (shift[2 * c] ^ 0x8000) - 0x8000
+                    s = (shift[c] ^ 0x80) - 0x80
                     rs = 0
                     if s > 0:
                         acc = acc << s
@@ -589,130 +585,15 @@ def _softmax(arena: ptr8, cfg: ptr32, exp: ptr32, a: ptr8, b: ptr8, d: ptr8):
 
 
 class Interpreter:
-    """Runs a blob's int8 graph: fill .input (int8 bytes), invoke(), read .output (int8 bytes)."""
+    """Runs a blob's int8 graph: fill .input (int8 bytes), invoke(), read .output (int8 bytes).
+    plan.py builds it (.arena, .input, .output, .labels, .macs, .output_scale/_zero_point)."""
 
     def __init__(self, blob):
-        meta = blob.meta
-        model = meta["model"]
-        g = model["graph"]
-        tensors = g["tensors"]
-        arrays = blob.arrays
-        self.labels = meta["labels"]
-        self.macs = model["macs"]
-        self.arena = bytearray(model["arena_bytes"])
-        tin = tensors[g["input"]]
-        tout = tensors[g["output"]]
-        self.input = bytearray(_numel(tin["shape"]))
-        self.output = bytearray(_numel(tout["shape"]))
-        self.input_shape = tuple(tin["shape"])
-        self.output_shape = tuple(tout["shape"])
-        self.input_scale = tin["scale"]
-        self.input_zero_point = tin["zero_point"]
-        self.output_scale = tout["scale"]
-        self.output_zero_point = tout["zero_point"]
-        dummy = bytearray(4)
-        plan = [(_copy_in, _cfg((tin["offset"], len(self.input))), self.input,
-                 dummy, dummy, dummy)]
-        for n, op in enumerate(g["ops"]):
-            kind = op["type"]
-            if kind not in SUPPORTED_OPS:
-                raise ValueError("model op %d is %s, which this engine does not support "
-                                 "(supported: %s); update the firmware or re-export a model "
-                                 "with supported ops" % (n, kind, ", ".join(SUPPORTED_OPS)))
-            if kind == "RESHAPE":
-                continue
-            o = op["options"]
-            x = tensors[op["inputs"][0]]
-            y = tensors[op["outputs"][0]]
-            w = "w.%d." % n
-            if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-                if kind == "FULLY_CONNECTED":
-                    h, wd, cin = o["positions"], 1, o["depth"]
-                    oh, ow = h, 1
-                else:
-                    h, wd, cin = x["shape"][1:4]
-                    oh, ow = y["shape"][1:3]
-                plan.append(conv_step(op, arrays[w + "filter"], arrays[w + "bias"],
-                                      arrays[w + "mult"], arrays[w + "shift"], x["offset"],
-                                      y["offset"], op.get("scratch"), h, wd, cin, oh, ow))
-            elif kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-                plan.append(pool_step(op, x["offset"], y["offset"], x["shape"][1:4],
-                                      y["shape"][1:3]))
-            elif kind == "MEAN":
-                m = o["multiplier"]
-                cfg = [x["offset"], y["offset"], o["count"], x["shape"][-1],
-                       o["input_zero_point"] + 128, o["output_zero_point"] + 128,
-                       m >> 16, m & 0xFFFF, o["shift"] + 32]
-                plan.append((_mean, _cfg(cfg), dummy, dummy, dummy, dummy))
-            elif kind == "SOFTMAX":
-                depth = y["shape"][-1]
-                plan.append(softmax_step(arrays[w + "exp"], x["offset"], y["offset"],
-                                         _numel(y["shape"]) // depth, depth))
-            elif kind == "ADD":
-                x2 = tensors[op["inputs"][1]]
-                lo, hi = o["act_range"]
-                m, s = o["multipliers"], o["shifts"]
-                z1, z2 = o["input_zero_points"]
-                cfg = [x["offset"], x2["offset"], y["offset"], _numel(y["shape"]), z1 + 128,
-                       z2 + 128, o["output_zero_point"] + 128, lo + 128, hi + 128,
-                       m[0] >> 16, m[0] & 0xFFFF, s[0] + 32, m[1] >> 16, m[1] & 0xFFFF,
-                       s[1] + 32, m[2] >> 16, m[2] & 0xFFFF, s[2] + 32, o["left_shift"]]
-                plan.append((_add, _cfg(cfg), dummy, dummy, dummy, dummy))
-        plan.append((_copy_out, _cfg((tout["offset"], len(self.output))),
-                     self.output, dummy, dummy, dummy))
-        self._plan = tuple(plan)
+        import plan
+        plan.windowed(self, blob)
 
     def invoke(self):
         """Run the graph on .input; results in .output. Allocates nothing."""
         arena = self.arena
         for step in self._plan:
             step[0](arena, step[1], step[2], step[3], step[4], step[5])
-
-
-def conv_step(op, filt, bias, mult, shift, x_off, y_off, scratch, h, w, cin, oh, ow):
-    """Plan step of a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED op over an h x w x cin input
-    at arena offset x_off (scratch: im2col offset, None when patches are read in place).
-    firmware/streaming.py reuses it with its own geometry (one output column from a ring)."""
-    o = op["options"]
-    kh, kw = o["kernel"]
-    lo, hi = o["act_range"]
-    cfg = [x_off, y_off, scratch or 0, h, w, cin, oh, ow, o["channels"], kh, kw,
-           o["stride"][0], o["stride"][1], o["pad"][0], o["pad"][1],
-           o["input_zero_point"] + 128, o["output_zero_point"] + 128, lo + 128, hi + 128]
-    if op["type"] == "DEPTHWISE_CONV_2D":
-        return (_dwconv, _cfg(cfg), filt, bias, mult, shift)
-    cfg += [1 if scratch is None else 0, o["depth"]]
-    return (_conv, _cfg(cfg), filt, bias, mult, shift)
-
-
-def pool_step(op, x_off, y_off, in_hwc, out_hw):
-    """Plan step of an AVERAGE_POOL_2D / MAX_POOL_2D op (in_hwc = input h, w, c)."""
-    o = op["options"]
-    lo, hi = o["act_range"]
-    cfg = [x_off, y_off, 0] + list(in_hwc) + list(out_hw) + [
-        0, o["kernel"][0], o["kernel"][1], o["stride"][0], o["stride"][1],
-        o["pad"][0], o["pad"][1], 0, 0, lo + 128, hi + 128,
-        1 if op["type"] == "MAX_POOL_2D" else 0]
-    dummy = bytearray(4)
-    return (_pool, _cfg(cfg), dummy, dummy, dummy, dummy)
-
-
-def softmax_step(exp, x_off, y_off, rows, depth):
-    dummy = bytearray(4)
-    return (_softmax, _cfg((x_off, y_off, rows, depth, 1515870810)), exp, dummy, dummy, dummy)
-
-
-def _cfg(values):
-    """Op config as int32; negatives would read back as 2**32 - v on 64-bit ports."""
-    a = array.array("i", values)
-    for v in a:
-        if v < 0:
-            raise ValueError("negative engine config value %d; re-export the model" % v)
-    return a
-
-
-def _numel(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n

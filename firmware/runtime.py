@@ -10,20 +10,21 @@ On the unix port:
 Detections print as `t=1.23s yes 0.93` (audio time, label, probability).
 Everything is allocated before the loop; the loop itself allocates nothing
 (--heapcheck measures that, --stats prints per-stage time and heap use).
-Models that stream (streaming.reason(meta) is None: the tcn family) run incrementally,
+Models that stream (streaming.reason(blob) is None: the tcn family) run incrementally,
 one new column per layer per hop, with outputs identical to re-running the window;
 --no-stream forces the windowed engine.
+startup.py builds the pipeline and is dropped before the first sample; this module
+holds only what runs while audio flows.
 """
 import gc
 import sys
-from array import array
 
 import micropython
 from micropython import const
 
-_BLOCK = const(320)        # samples per read: one 20 ms hop
+BLOCK = const(320)         # samples per read: one 20 ms hop
 _WARM_BLOCKS = const(50)   # first second: one-off allocations (caches, first calls) allowed
-_STAGES = ("read", "frontend", "window", "infer", "detect", "actions")
+STAGES = ("read", "frontend", "window", "infer", "detect", "actions")
 _READ = const(0)
 _FRONTEND = const(1)
 _WINDOW = const(2)
@@ -48,17 +49,6 @@ def _push_frame(win, frame, total: int, width: int):
         j += 1
 
 
-@micropython.viper
-def _fill_rows(win, frame, total: int, width: int):
-    """Every row of the window := frame (the stream starts as if after silence)."""
-    w = ptr8(win)
-    f = ptr8(frame)
-    i = 0
-    while i < total:
-        w[i] = f[i % width]
-        i += 1
-
-
 def _acc(us, ms, k, d):
     """Add d µs to stage k; carry whole ms out so the counters stay small ints."""
     v = us[k] + d
@@ -68,99 +58,13 @@ def _acc(us, ms, k, d):
     us[k] = v
 
 
-def detector_config(meta, board):
-    """The blob's detector defaults with the board profile's "detector" overrides applied
-    (plus "infer_every": run the model every N hops, default 1)."""
-    cfg = dict(meta.get("detector") or {})
-    over = board.get("detector") or {}
-    over = over.get("overrides", over)
-    thresholds = dict(cfg.get("thresholds") or {})
-    thresholds.update(over.get("thresholds") or {})
-    cfg.update(over)
-    cfg["thresholds"] = thresholds
-    return cfg
-
-
 class Runtime:
-    """Owns every buffer of the pipeline; run() streams a source through it."""
+    """Owns every buffer of the pipeline (startup.build allocates them); run() streams a
+    source through it."""
 
     def __init__(self, model, board, printer=True, stream=True):
-        import blob
-        import engine
-        import frontend
-        from actions import from_profile
-        from detector import Detector
-
-        self.board = board
-        gc.collect()  # the weight arrays need contiguous blocks
-        b = blob.load(model)
-        meta = b.meta
-        cfg = detector_config(meta, board)
-        self.infer_every = max(1, int(cfg.get("infer_every", 1)))
-        self.streaming = False
-        if stream:
-            try:
-                import streaming
-            except ImportError:     # firmware built without it: windowed
-                streaming = None
-            if streaming and streaming.reason(meta) is None:
-                self.engine = streaming.StreamingInterpreter(b, self.infer_every)
-                self.streaming = True
-        if not self.streaming:
-            self.engine = engine.Interpreter(b)
-        self.fe = frontend.FrontEnd(meta, b.arrays)
-        feat = meta.get("features") or {}
-        rate = feat.get("sample_rate", 16000)
-        self.n_fft = feat.get("n_fft", 512)
-        self.hop_ms = feat.get("hop_length", 320) * 1000 // rate
-        self.width = feat.get("n_mfcc", 10)
-        if self.streaming:
-            self.total = self.engine.frames * self.engine.width
-            if self.engine.width != self.width:
-                raise ValueError("model frames of %d features, front end frames of %d"
-                                 % (self.engine.width, self.width))
-        else:
-            self.total = len(self.engine.input)
-        if self.total % self.width:
-            raise ValueError("model input of %d bytes is not whole frames of %d features"
-                             % (self.total, self.width))
-        self.labels = list(self.engine.labels)
-        self.detector = Detector(self.labels, cfg, self.engine.output_scale,
-                                 self.engine.output_zero_point,
-                                 self.hop_ms * self.infer_every, board.get("grammar"))
-        self.actions = from_profile(board.get("actions"), self.labels, printer)
-        self.buf = array("h", bytes(2 * _BLOCK))
-        self.us = array("i", [0] * len(_STAGES))
-        self.ms = array("i", [0] * len(_STAGES))
-        self.frames = 0
-        self.inferences = 0
-        self.detections = 0
-        self.alloc_bytes = 0
-        self.alloc_blocks = 0
-        self.blocks = 0
-        self.max_block_us = 0
-        del b
-        gc.collect()
-        self.heap_live = gc.mem_alloc()
-        self.heap_peak = self.heap_live
-        self._warm_up()
-
-    def _warm_up(self):
-        """Feed one frame of digital silence and fill the whole input window with it."""
-        buf = self.buf
-        for i in range(_BLOCK):
-            buf[i] = 0
-        need = self.n_fft
-        while not self.fe.ready:
-            if need <= 0:
-                raise ValueError("front end produced no frame from %d samples" % self.n_fft)
-            m = min(need, _BLOCK)
-            self.fe.push(buf, 0, m)
-            need -= m
-        if self.streaming:
-            self.engine.fill(self.fe.frame)
-        else:
-            _fill_rows(self.engine.input, self.fe.frame, self.total, self.width)
+        import startup
+        startup.build(self, model, board, printer, stream)
 
     def run(self, source, stats=False, heapcheck=False):
         """Stream source to its end (forever for a microphone)."""
@@ -181,8 +85,11 @@ class Runtime:
         hop_ms = self.hop_ms
         infer_every = self.infer_every
         measure = stats or heapcheck
+        gc.collect()
+        self.heap_live = gc.mem_alloc()     # the whole pipeline, source included
+        if self.heap_live > self.heap_peak:
+            self.heap_peak = self.heap_live
         if heapcheck:
-            gc.collect()
             gc.disable()
         t = 0
         k = 0
@@ -276,7 +183,7 @@ class Runtime:
         if stats:
             parts = []
             whole = 0
-            for i, name in enumerate(_STAGES):
+            for i, name in enumerate(STAGES):
                 stage_us = self.ms[i] * 1000 + self.us[i]
                 whole += stage_us
                 parts.append("%s=%d" % (name, stage_us // frames))
@@ -298,70 +205,15 @@ class Runtime:
 
 
 def load_board(path):
-    """The board profile, keeping only what the device uses (notes and descriptions cost heap)."""
-    import json
-    try:
-        with open(path) as f:
-            board = json.load(f)
-    except OSError as exc:
-        raise ValueError("board profile %s: cannot open (%s)" % (path, exc))
-    except ValueError as exc:
-        raise ValueError("board profile %s: not valid JSON (%s)" % (path, exc))
-    keep = {}
-    for key in ("audio", "actions", "detector", "grammar", "clock_hz"):
-        if key in board:
-            keep[key] = board[key]
-    gc.collect()
-    return keep
+    """The board profile, keeping only what the device uses (startup.load_board)."""
+    import startup
+    return startup.load_board(path)
 
 
 def make_source(board, wav=None, stdin=False, pad_ms=0):
-    import sources
-    audio = board.get("audio") or {}
-    kind = "wav" if wav else "stdin" if stdin else audio.get("source", "i2s")
-    if kind == "wav":
-        path = wav or audio.get("path")
-        if not path:
-            raise ValueError("board profile says audio source 'wav' but gives no path; pass --wav")
-        return sources.WavSource(path, pad_ms)
-    if kind == "stdin":
-        return sources.StdinSource()
-    if kind == "i2s":
-        return sources.I2SSource(audio, _BLOCK)
-    raise ValueError("audio source %r; use 'i2s', 'wav' or 'stdin'" % kind)
-
-
-def _parse(argv):
-    opts = {"model": "model.hark", "board": "config.json", "wav": None, "stdin": False,
-            "pad_ms": 0, "stats": False, "heapcheck": False, "no_stream": False}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        key = a[2:].replace("-", "_")
-        if a in ("--stats", "--heapcheck", "--stdin", "--no-stream"):
-            opts[key] = True
-        elif a in ("--model", "--board", "--wav", "--pad-ms") and i + 1 < len(argv):
-            i += 1
-            opts[key] = int(argv[i]) if key == "pad_ms" else argv[i]
-        else:
-            raise ValueError("unknown or incomplete argument %r; usage: main.py --model M.hark "
-                             "--board B.json [--wav F.wav | --stdin] [--pad-ms N] [--stats] "
-                             "[--heapcheck] [--no-stream]" % a)
-        i += 1
-    return opts
-
-
-def _set_clock(hz):
-    """Run at the profile's clock (stock ESP32 firmware boots at 160 of 240 MHz)."""
-    if not hz:
-        return
-    try:
-        import machine
-        now = machine.freq()
-        if (now[0] if isinstance(now, tuple) else now) != hz:  # stm32 returns a tuple
-            machine.freq(hz)
-    except (ImportError, AttributeError, ValueError):
-        pass  # unix port, or a clock this chip refuses: keep the boot clock
+    """The profile's audio source, or a WAV file / stdin (startup.make_source)."""
+    import startup
+    return startup.make_source(board, wav, stdin, pad_ms)
 
 
 def _out_of_memory(what):
@@ -376,11 +228,14 @@ def _out_of_memory(what):
 def main(argv):
     """Exit codes: 0 ok, 2 bad arguments or files, 3 out of memory."""
     try:
-        opts = _parse(argv)
-        board = load_board(opts["board"])
-        _set_clock(board.get("clock_hz"))
+        import startup
+        opts = startup.parse(argv)
+        board = startup.load_board(opts["board"])
+        startup.set_clock(board.get("clock_hz"))
         rt = Runtime(opts["model"], board, stream=not opts["no_stream"])
-        source = make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
+        source = startup.make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
+        del startup, board
+        sys.modules.pop("startup", None)    # start-up code: not needed while audio runs
     except MemoryError:
         _out_of_memory("while loading the model")
         return 3

@@ -18,7 +18,7 @@ def fake_blob(path, payload_bytes=1000, arena_bytes=12000, seed=1, labels=LABELS
     if arena_bytes is not None:
         model["arena_bytes"] = arena_bytes
     weights = np.random.default_rng(seed).integers(-128, 128, payload_bytes, dtype=np.int8)
-    blob.write_blob(path, {"format": 1, "name": "fake", "labels": labels, "model": model},
+    blob.write_blob(path, {"format": 2, "name": "fake", "labels": labels, "model": model},
                     {"w.fake": weights})
     return path
 

@@ -6,6 +6,7 @@ import zlib
 import numpy as np
 import pytest
 
+from hark import REPO
 from hark.training.blob import BlobError, read_blob, write_blob
 
 ARRAYS = {
@@ -17,7 +18,7 @@ ARRAYS = {
     "fe.u32": np.array([0, 1, 2**32 - 1], np.uint32),
     "w.empty": np.zeros(0, np.int32),
 }
-META = {"format": 1, "name": "test", "labels": ["_silence_", "_unknown_", "yes"],
+META = {"format": 2, "name": "test", "labels": ["_silence_", "_unknown_", "yes"],
         "model": {"input": {"shape": [1, 49, 10, 1]}, "note": "ünïcode ✓"}}
 
 
@@ -74,10 +75,12 @@ def _record_overrun(data):
     return _reseal(bytes(d))
 
 
-def _wrong_version(data):
-    d = bytearray(data)
-    struct.pack_into("<H", d, 4, 2)
-    return bytes(d)
+def _version(v):
+    def make(data):
+        d = bytearray(data)
+        struct.pack_into("<H", d, 4, v)
+        return bytes(d)
+    return make
 
 
 def _crc(data):
@@ -89,7 +92,8 @@ def _crc(data):
 CORRUPTIONS = {
     # name: (make bad bytes, words the message must contain)
     "magic": (lambda d: b"HARX" + d[4:], ["not a hark model blob", "hark export"]),
-    "version": (_wrong_version, ["version 2", "hark export", "update"]),
+    "old_version": (_version(1), ["version 1 is not supported", "hark export"]),
+    "new_version": (_version(3), ["version 3 is not supported", "update"]),
     "truncated": (lambda d: d[:-7], ["truncated", "hark export"]),
     "trailing": (lambda d: d + b"\0\0\0\0", ["trailing", "hark export"]),
     "crc": (_crc, ["CRC", "corrupted", "hark export"]),
@@ -118,7 +122,7 @@ def test_writer_rejects_bad_input():
     with pytest.raises(BlobError, match="float"):
         write_blob(None, META, {"w.x": np.zeros(3, np.float32)})
     with pytest.raises(BlobError, match="labels"):
-        write_blob(None, {"format": 1, "model": {}}, {})
+        write_blob(None, {"format": 2, "model": {}}, {})
 
 
 @pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
@@ -184,3 +188,34 @@ def test_device_crc_fallback_matches_binascii(mpy):
             "print(blob.crc32_fallback(d) == binascii.crc32(d),"
             " blob.crc32_fallback(d[7:], blob.crc32_fallback(d[:7])) == binascii.crc32(d))")
     assert r.stdout.split() == ["True", "True"], r.stdout + r.stderr
+
+
+SHIPPED = sorted(p.with_suffix("") for p in (REPO / "models").glob("*.tflite")
+                 if p.with_suffix(".hark").exists())
+
+
+@pytest.mark.parametrize("stem", SHIPPED, ids=lambda p: p.name)
+def test_shipped_blob_holds_its_tflite_graph(stem):
+    """Each models/*.hark carries exactly the int8 graph of the .tflite beside it (after a
+    format change `make models` repacks them): every array and every graph field the
+    firmware reads survive pack_graph -> blob -> unpack_graph."""
+    from hark.training import graph
+    model, arrays = graph.from_tflite(stem.with_suffix(".tflite").read_bytes())
+    meta, stored = read_blob(stem.with_suffix(".hark"))
+    for name, arr in arrays.items():
+        assert stored[name].dtype == arr.dtype and np.array_equal(stored[name], arr), name
+    g, want = meta["model"]["graph"], model["graph"]
+    assert (g["input"], g["output"]) == (want["input"], want["output"])
+    for got, t in zip(g["tensors"], want["tensors"], strict=True):
+        assert got == {k: t[k] for k in got}
+    for got, op in zip(g["ops"], want["ops"], strict=True):
+        assert got["options"] == {k: op["options"][k] for k in got["options"]}
+        assert {k: v for k, v in got.items() if k != "options"} == {
+            k: v for k, v in op.items() if k != "options"}
+
+
+def test_every_reader_knows_the_same_version():
+    from hark import boards
+    from hark.training import blob
+    firmware = (REPO / "firmware" / "blob.py").read_text()
+    assert boards.BLOB_VERSION == blob.VERSION and f"\nVERSION = {blob.VERSION}\n" in firmware

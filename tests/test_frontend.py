@@ -151,7 +151,7 @@ def setup(shared_data, tmp_path_factory):
     meta, arrays = ft.build(SPEC, norm, INPUT_SCALE, INPUT_ZERO_POINT)
     tmp = tmp_path_factory.mktemp("frontend")
     path = tmp / "fe.hark"
-    full = {"format": 1, "labels": ["x"], "model": {},
+    full = {"format": 2, "labels": ["x"], "model": {},
             "features": dict(SPEC.to_dict(), normalisation=norm.to_dict()), "frontend": meta}
     host_blob.write_blob(path, full, arrays)
     return {"norm": norm, "clips": clips, "meta": meta, "arrays": arrays, "blob": path,

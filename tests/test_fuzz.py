@@ -28,7 +28,7 @@ BATCH = 40
 
 
 def good_blob() -> bytes:
-    meta = {"format": 1, "name": "fuzz", "labels": ["_silence_", "yes"],
+    meta = {"format": 2, "name": "fuzz", "labels": ["_silence_", "yes"],
             "model": {"input": {"shape": [1, 4]}}, "note": "ünïcode"}
     arrays = {"w.a": np.arange(-7, 6, dtype=np.int8), "w.bias": np.arange(5, dtype=np.int32) - 2,
               "fe.t": np.arange(9, dtype=np.uint16), "x": np.array([1, 2, 3], np.uint8)}

@@ -214,7 +214,7 @@ def test_tcn_variants_stream_bit_exact(name, every, variants, shared_data, tmp_p
 
 REASON = """
 import sys, blob, streaming
-print(streaming.reason(blob.load(sys.argv[1]).meta))
+print(streaming.reason(blob.load(sys.argv[1])))
 """
 
 

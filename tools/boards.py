@@ -129,6 +129,9 @@ def load(name_or_path, boards_dir: Path = BOARDS_DIR) -> dict:
     return board
 
 
+BLOB_VERSION = 2    # training/blob.py VERSION, without importing numpy here
+
+
 def read_blob_meta(path) -> dict:
     """The JSON meta of a model blob (docs/blob-format.md), checked just enough to trust its sizes."""
     path = Path(path)
@@ -150,8 +153,11 @@ def read_blob_meta(path) -> dict:
                         "or pass --model") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HarkError(f"{path}: malformed meta JSON ({exc}); re-export with `hark export`") from None
-    if version != 1:
-        raise HarkError(f"{path}: blob format version {version}, this hark reads version 1")
+    if version != BLOB_VERSION:
+        raise HarkError(f"{path}: blob format version {version}, this hark reads version "
+                        f"{BLOB_VERSION}; " + ("re-export it with `hark export` (or repack its "
+                                               ".tflite: `hark export --tflite`)"
+                                               if version < BLOB_VERSION else "update hark"))
     return meta
 
 

@@ -1,6 +1,8 @@
-"""Host writer/reader of the hark model blob (docs/blob-format.md, format version 1).
+"""Host writer/reader of the hark model blob (docs/blob-format.md, format version 2).
 
 The firmware reads the same bytes with firmware/blob.py; tests/test_blob.py ties the two.
+meta["model"]["graph"] travels as the int32 record arrays g.tensors and g.ops (training/graph.py:
+pack_graph); read_blob turns them back into the dict.
 """
 import json
 import struct
@@ -9,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .graph import pack_graph, unpack_graph
+
 MAGIC = b"HARK"
-VERSION = 1
+VERSION = 2
 DTYPES = {"b": np.int8, "B": np.uint8, "h": np.int16, "H": np.uint16, "i": np.int32, "I": np.uint32}
 REQUIRED_META = ("format", "labels", "model")
 FIX = "re-export the model with `hark export`"
+GRAPH = ("g.tensors", "g.ops")
 
 
 class BlobError(ValueError):
@@ -29,6 +34,14 @@ def write_blob(path, meta: dict, arrays: dict) -> bytes:
     for key in REQUIRED_META:
         if key not in meta:
             raise BlobError(f"blob meta lacks required key {key!r}; add it before writing")
+    model = meta["model"]
+    if isinstance(model, dict) and "graph" in model:
+        g = model["graph"]
+        arrays = {**arrays, **pack_graph(g)}
+        model = {k: v for k, v in model.items() if k != "graph"}
+        model["input"] = dict(model["input"], tensor=g["input"])
+        model["output"] = dict(model["output"], tensor=g["output"])
+        meta = dict(meta, model=model)
     meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode("utf-8")
     body = bytearray(struct.pack("<I", len(meta_bytes)) + meta_bytes)
     body += bytes(_pad4(16 + len(body)))
@@ -75,7 +88,8 @@ def read_blob(path_or_bytes):
     version, _, total, crc = struct.unpack_from("<HHII", data, 4)
     if version != VERSION:
         fail(f"blob format version {version} is not supported (this reader knows {VERSION}); "
-             f"{FIX} or update hark")
+             + (f"{FIX} (or repack it: `hark export --tflite`)" if version < VERSION
+                else "update hark"))
     if total != len(data):
         state = "truncated" if len(data) < total else "has trailing bytes"
         fail(f"length field says {total} bytes but the file has {len(data)} ({state}); {FIX}")
@@ -125,4 +139,13 @@ def read_blob(path_or_bytes):
         pos = end + _pad4(end)
     if pos != total:
         fail(f"{total - pos} unexpected bytes after the last array; {FIX}")
+    if all(k in arrays for k in GRAPH):
+        try:
+            g = unpack_graph(arrays.pop("g.tensors"), arrays.pop("g.ops"))
+            model = meta["model"]
+            g["input"] = model["input"].pop("tensor")
+            g["output"] = model["output"].pop("tensor")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            fail(f"graph records are malformed ({e}); {FIX}")
+        model["graph"] = g
     return meta, arrays

@@ -15,7 +15,7 @@ from .features import FeatureSpec, Normalisation
 DETECTOR_DEFAULTS = {"average_window_ms": 750, "threshold": 0.7, "suppression_ms": 1500,
                      "minimum_count": 3, "thresholds": {}}
 
-BLOB_FORMAT = 1
+BLOB_FORMAT = 2
 
 
 def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
@@ -42,6 +42,18 @@ def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
         indent=1))
     return write_model_blob(tflite, spec, norm, config["labels"], out_path,
                             name or out_path.stem, detector, family=config.get("family"))
+
+
+def repack(tflite_path, out_path, name: str = None, detector: dict = None) -> dict:
+    """Write the blob of an already converted model from its .tflite and the .train.json beside
+    it (labels, feature spec, normalisation): the same int8 graph in the current blob format,
+    with no Keras or re-conversion involved."""
+    tflite_path = Path(tflite_path)
+    recipe = tflite_path.with_suffix(".train.json")
+    config = json.loads(recipe.read_text())["config"]
+    return write_model_blob(tflite_path.read_bytes(), FeatureSpec.from_dict(config["spec"]),
+                            Normalisation.from_dict(config["normalisation"]), config["labels"],
+                            out_path, name or Path(out_path).stem, detector, config.get("family"))
 
 
 def write_model_blob(tflite: bytes, spec: FeatureSpec, norm: Normalisation, labels, out_path,

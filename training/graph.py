@@ -267,7 +267,7 @@ def from_tflite(tflite_bytes: bytes):
             arrays[prefix + "filter"] = wq.astype(np.uint8).reshape(-1)
             arrays[prefix + "bias"] = folded.astype(np.int32)
             arrays[prefix + "mult"] = np.array([m for m, _ in mults], np.int32)
-            arrays[prefix + "shift"] = np.array([s for _, s in mults], np.int32)
+            arrays[prefix + "shift"] = np.array([s for _, s in mults], np.int8)   # -31..30
             params += int(w.size) + (0 if b is None else int(b.size))
             macs += int(positions * cout * k)
         elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
@@ -400,3 +400,94 @@ def plan_arena(tensors, ops, alias, graph_input, graph_output) -> int:
         if "offset" not in tensors[t]:
             tensors[t]["offset"] = tensors[root(t)]["offset"]
     return max((o + s for o, s, _ in placed), default=0)
+
+
+# --- the graph as int32 records in the blob (docs/blob-format.md) --------------------------------
+# JSON dicts of tensors and ops cost ~27 KB of device heap for the default model; the firmware reads
+# these fixed-size records in place instead (firmware/plan.py has the same field numbers).
+
+TENSOR_FIELDS = ("rank", "dim0", "dim1", "dim2", "dim3", "zero_point", "offset")
+OP_FIELDS = ("type", "input", "input2", "output", "kernel_h", "kernel_w", "stride_h", "stride_w",
+             "pad_top", "pad_left", "same", "act_lo", "act_hi", "input_zero_point",
+             "output_zero_point", "channels", "depth", "positions", "scratch", "count",
+             "multiplier0", "shift0", "multiplier1", "shift1", "multiplier2", "shift2",
+             "input2_zero_point", "left_shift")
+_OP = {name: i for i, name in enumerate(OP_FIELDS)}
+_GEOMETRY = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D")
+
+
+def pack_graph(g: dict) -> dict:
+    """{"tensors": [...], "ops": [...]} (as from_tflite builds it) -> the g.tensors and g.ops
+    int32 arrays. Only what the firmware reads is kept (no tensor scales: the model's input and
+    output scales are in meta)."""
+    tensors = np.zeros((len(g["tensors"]), len(TENSOR_FIELDS)), np.int64)
+    for i, t in enumerate(g["tensors"]):
+        shape = t["shape"]
+        if len(shape) > 4:
+            raise ValueError(f"tensor {i} has {len(shape)} dimensions; the engine handles up to 4")
+        tensors[i, :1 + len(shape)] = [len(shape)] + list(shape)
+        tensors[i, 5:] = t["zero_point"], t["offset"]
+    ops = np.zeros((len(g["ops"]), len(OP_FIELDS)), np.int64)
+    for n, op in enumerate(g["ops"]):
+        r = ops[n]
+        o = op["options"]
+        if op["type"] not in SUPPORTED_OPS:
+            raise ValueError(f"op {n} is {op['type']}, which the blob format cannot hold; "
+                             f"supported ops: {', '.join(SUPPORTED_OPS)}")
+        ins = op["inputs"] + [-1]
+        r[[_OP["type"], _OP["input"], _OP["input2"], _OP["output"], _OP["scratch"]]] = (
+            SUPPORTED_OPS.index(op["type"]), ins[0], ins[1], op["outputs"][0], op.get("scratch", -1))
+        if op["type"] in _GEOMETRY:
+            r[_OP["kernel_h"]:_OP["same"] + 1] = o["kernel"] + o["stride"] + o["pad"] + [
+                o["padding"] == "SAME"]
+        if "act_range" in o:
+            r[_OP["act_lo"]:_OP["act_hi"] + 1] = o["act_range"]
+        for key in ("input_zero_point", "output_zero_point", "channels", "depth", "positions",
+                    "count", "left_shift"):
+            r[_OP[key]] = o.get(key, 0)
+        if op["type"] == "MEAN":
+            r[_OP["multiplier0"]:_OP["shift0"] + 1] = o["multiplier"], o["shift"]
+        if op["type"] == "ADD":
+            r[_OP["input_zero_point"]], r[_OP["input2_zero_point"]] = o["input_zero_points"]
+            r[_OP["multiplier0"]:_OP["shift2"] + 1] = [v for pair in zip(o["multipliers"], o["shifts"])
+                                                       for v in pair]
+    return {"g.tensors": tensors.reshape(-1).astype(np.int32), "g.ops": ops.reshape(-1).astype(np.int32)}
+
+
+def unpack_graph(tensors: np.ndarray, ops: np.ndarray) -> dict:
+    """The inverse of pack_graph, as dicts with the fields the firmware uses."""
+    if len(tensors) % len(TENSOR_FIELDS) or len(ops) % len(OP_FIELDS):
+        raise ValueError(f"graph records of {len(tensors)} and {len(ops)} values are not whole "
+                         f"records of {len(TENSOR_FIELDS)} and {len(OP_FIELDS)}")
+    out = {"tensors": [], "ops": []}
+    for t in tensors.reshape(-1, len(TENSOR_FIELDS)).tolist():
+        if not 0 <= t[0] <= 4:
+            raise ValueError(f"tensor record of rank {t[0]}")
+        out["tensors"].append({"shape": t[1:1 + t[0]], "zero_point": t[5], "offset": t[6]})
+    for r in ops.reshape(-1, len(OP_FIELDS)).tolist():
+        f = dict(zip(OP_FIELDS, r))
+        if not 0 <= f["type"] < len(SUPPORTED_OPS):
+            raise ValueError(f"op record of unknown type {f['type']}")
+        kind = SUPPORTED_OPS[f["type"]]
+        op = {"type": kind, "inputs": [f["input"]] + ([f["input2"]] if f["input2"] >= 0 else []),
+              "outputs": [f["output"]], "options": {}}
+        if f["scratch"] >= 0:
+            op["scratch"] = f["scratch"]
+        o = op["options"]
+        if kind in _GEOMETRY:
+            o.update({"kernel": r[4:6], "stride": r[6:8], "pad": r[8:10],
+                      "padding": "SAME" if f["same"] else "VALID", "act_range": r[11:13]})
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            o.update({k: f[k] for k in ("input_zero_point", "output_zero_point", "channels", "depth",
+                                        "positions")})
+        elif kind == "MEAN":
+            o.update({"count": f["count"], "multiplier": f["multiplier0"], "shift": f["shift0"],
+                      "input_zero_point": f["input_zero_point"],
+                      "output_zero_point": f["output_zero_point"]})
+        elif kind == "ADD":
+            o.update({"left_shift": f["left_shift"], "act_range": r[11:13],
+                      "input_zero_points": [f["input_zero_point"], f["input2_zero_point"]],
+                      "output_zero_point": f["output_zero_point"],
+                      "multipliers": r[20:25:2], "shifts": r[21:26:2]})
+        out["ops"].append(op)
+    return out

@@ -11,15 +11,22 @@ labels, feature spec, front-end tables (window, mel filters, DCT with the normal
 and input quantisation folded in), the int8 graph and detector defaults, with a magic
 header, format version and CRC-32. The .tflite is written beside the blob.
 
-example:
+--tflite repacks an already converted model instead (after a blob format change): the same
+int8 graph from M.tflite, with labels, feature spec and normalisation from the M.train.json
+beside it; no Keras, no re-conversion. `make models` repacks the shipped ones.
+
+examples:
   hark export runs/kws --out models/mine.hark
+  hark export --tflite models/default.tflite --out models/default.hark --name hark-tcn64-12
 """
 
 
 def register(sub):
     p = sub.add_parser("export", help="int8 TFLite + model blob", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", help="a `hark train` run directory")
+    p.add_argument("run_dir", nargs="?", help="a `hark train` run directory")
+    p.add_argument("--tflite", help="repack this int8 .tflite (and the .train.json beside it) "
+                                    "instead of converting a run")
     p.add_argument("--out", help="blob path (default RUN_DIR/model.hark)")
     p.add_argument("--name", help="model name stored in the blob")
     p.add_argument("--threshold", type=float, help="detector threshold (probability, 0..1)")
@@ -30,15 +37,27 @@ def register(sub):
 
 
 def run(args):
-    from hark.training.export import export
+    from hark.training.export import export, repack
 
+    detector = {k: v for k, v in (("threshold", args.threshold),
+                                  ("average_window_ms", args.average_window_ms)) if v is not None}
+    if args.tflite:
+        tflite = Path(args.tflite)
+        if args.run_dir or not args.out:
+            raise HarkError("--tflite repacks one model: pass --out M.hark and no run directory")
+        if not tflite.exists() or not tflite.with_suffix(".train.json").exists():
+            raise HarkError(f"--tflite needs {tflite} and {tflite.with_suffix('.train.json')} "
+                            "(written by `hark export` beside the blob)")
+        info = repack(tflite, Path(args.out), args.name, detector)
+        print(f"wrote {info['path']} ({info['blob_bytes']} bytes) from {tflite}")
+        return
+    if not args.run_dir:
+        raise HarkError("pass a training run directory (or --tflite M.tflite to repack a model)")
     run_dir = Path(args.run_dir)
     if not (run_dir / "model.keras").exists() or not (run_dir / "config.json").exists():
         raise HarkError(f"{run_dir} is not a training run (no model.keras/config.json); "
                         "train one with `hark train --out DIR`")
     out = Path(args.out) if args.out else run_dir / "model.hark"
-    detector = {k: v for k, v in (("threshold", args.threshold),
-                                  ("average_window_ms", args.average_window_ms)) if v is not None}
     info = export(run_dir, out, args.name, detector)
     print(f"wrote {info['path']} ({info['blob_bytes']} bytes) and "
           f"{out.with_suffix('.tflite')} ({info['tflite_bytes']} bytes)")

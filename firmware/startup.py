@@ -1,0 +1,188 @@
+"""Start-up of the hark pipeline: arguments, board profile, model, audio source.
+
+Everything here runs once, before the first sample; runtime.main drops this module (and
+blob.py, plan.py) afterwards so their code does not sit in the heap while audio runs.
+build() fills a runtime.Runtime in the order a small heap needs: the weight arrays first,
+into an empty heap (big contiguous blocks), then the engine, front end, detector, actions.
+"""
+import gc
+import sys
+from array import array
+
+import micropython
+
+from runtime import BLOCK, STAGES
+
+
+@micropython.viper
+def _fill_rows(win, frame, total: int, width: int):
+    """Every row of the window := frame (the stream starts as if after silence)."""
+    w = ptr8(win)
+    f = ptr8(frame)
+    i = 0
+    while i < total:
+        w[i] = f[i % width]
+        i += 1
+
+
+def _drop(name):
+    sys.modules.pop(name, None)
+
+
+def detector_config(meta, board):
+    """The blob's detector defaults with the board profile's "detector" overrides applied
+    (plus "infer_every": run the model every N hops, default 1)."""
+    cfg = dict(meta.get("detector") or {})
+    over = board.get("detector") or {}
+    over = over.get("overrides", over)
+    thresholds = dict(cfg.get("thresholds") or {})
+    thresholds.update(over.get("thresholds") or {})
+    cfg.update(over)
+    cfg["thresholds"] = thresholds
+    return cfg
+
+
+def build(rt, model, board, printer=True, stream=True):
+    """Load the model and allocate every buffer of Runtime `rt`, then warm it up."""
+    gc.collect()
+    import blob
+    b = blob.load(model)
+    del blob
+    _drop("blob")
+    meta = b.meta
+    cfg = detector_config(meta, board)
+    rt.infer_every = max(1, int(cfg.get("infer_every", 1)))
+    rt.streaming = False
+    if stream:
+        try:
+            import streaming
+        except ImportError:     # firmware built without it: windowed
+            streaming = None
+        if streaming and streaming.reason(b) is None:
+            rt.engine = streaming.StreamingInterpreter(b, rt.infer_every)
+            rt.streaming = True
+    if not rt.streaming:
+        import engine
+        rt.engine = engine.Interpreter(b)
+    _drop("plan")
+    import frontend
+    rt.fe = frontend.FrontEnd(meta, b.arrays)
+    feat = meta.get("features") or {}
+    rate = feat.get("sample_rate", 16000)
+    rt.n_fft = feat.get("n_fft", 512)
+    rt.hop_ms = feat.get("hop_length", 320) * 1000 // rate
+    rt.width = feat.get("n_mfcc", 10)
+    del b, meta, feat
+    eng = rt.engine
+    if rt.streaming:
+        rt.total = eng.frames * eng.width
+        if eng.width != rt.width:
+            raise ValueError("model frames of %d features, front end frames of %d"
+                             % (eng.width, rt.width))
+    else:
+        rt.total = len(eng.input)
+    if rt.total % rt.width:
+        raise ValueError("model input of %d bytes is not whole frames of %d features"
+                         % (rt.total, rt.width))
+    from actions import from_profile
+    from detector import Detector
+    rt.labels = eng.labels
+    rt.detector = Detector(rt.labels, cfg, eng.output_scale, eng.output_zero_point,
+                           rt.hop_ms * rt.infer_every, board.get("grammar"))
+    rt.actions = from_profile(board.get("actions"), rt.labels, printer)
+    rt.buf = array("h", bytes(2 * BLOCK))
+    rt.us = array("i", bytes(4 * len(STAGES)))
+    rt.ms = array("i", bytes(4 * len(STAGES)))
+    rt.frames = 0
+    rt.inferences = 0
+    rt.detections = 0
+    rt.alloc_bytes = 0
+    rt.alloc_blocks = 0
+    rt.blocks = 0
+    rt.max_block_us = 0
+    rt.heap_live = 0
+    rt.heap_peak = 0
+    _warm_up(rt)
+
+
+def _warm_up(rt):
+    """Feed one frame of digital silence and fill the whole input window with it."""
+    buf = rt.buf
+    need = rt.n_fft
+    while not rt.fe.ready:
+        if need <= 0:
+            raise ValueError("front end produced no frame from %d samples" % rt.n_fft)
+        m = min(need, BLOCK)
+        rt.fe.push(buf, 0, m)
+        need -= m
+    if rt.streaming:
+        rt.engine.fill(rt.fe.frame)
+    else:
+        _fill_rows(rt.engine.input, rt.fe.frame, rt.total, rt.width)
+
+
+def load_board(path):
+    """The board profile, keeping only what the device uses (notes and descriptions cost heap)."""
+    import json
+    try:
+        with open(path) as f:
+            board = json.load(f)
+    except OSError as exc:
+        raise ValueError("board profile %s: cannot open (%s)" % (path, exc))
+    except ValueError as exc:
+        raise ValueError("board profile %s: not valid JSON (%s)" % (path, exc))
+    keep = {}
+    for key in ("audio", "actions", "detector", "grammar", "clock_hz"):
+        if key in board:
+            keep[key] = board[key]
+    gc.collect()
+    return keep
+
+
+def make_source(board, wav=None, stdin=False, pad_ms=0):
+    import sources
+    audio = board.get("audio") or {}
+    kind = "wav" if wav else "stdin" if stdin else audio.get("source", "i2s")
+    if kind == "wav":
+        path = wav or audio.get("path")
+        if not path:
+            raise ValueError("board profile says audio source 'wav' but gives no path; pass --wav")
+        return sources.WavSource(path, pad_ms)
+    if kind == "stdin":
+        return sources.StdinSource()
+    if kind == "i2s":
+        return sources.I2SSource(audio, BLOCK)
+    raise ValueError("audio source %r; use 'i2s', 'wav' or 'stdin'" % kind)
+
+
+def parse(argv):
+    opts = {"model": "model.hark", "board": "config.json", "wav": None, "stdin": False,
+            "pad_ms": 0, "stats": False, "heapcheck": False, "no_stream": False}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        key = a[2:].replace("-", "_")
+        if a in ("--stats", "--heapcheck", "--stdin", "--no-stream"):
+            opts[key] = True
+        elif a in ("--model", "--board", "--wav", "--pad-ms") and i + 1 < len(argv):
+            i += 1
+            opts[key] = int(argv[i]) if key == "pad_ms" else argv[i]
+        else:
+            raise ValueError("unknown or incomplete argument %r; usage: main.py --model M.hark "
+                             "--board B.json [--wav F.wav | --stdin] [--pad-ms N] [--stats] "
+                             "[--heapcheck] [--no-stream]" % a)
+        i += 1
+    return opts
+
+
+def set_clock(hz):
+    """Run at the profile's clock (stock ESP32 firmware boots at 160 of 240 MHz)."""
+    if not hz:
+        return
+    try:
+        import machine
+        now = machine.freq()
+        if (now[0] if isinstance(now, tuple) else now) != hz:  # stm32 returns a tuple
+            machine.freq(hz)
+    except (ImportError, AttributeError, ValueError):
+        pass  # unix port, or a clock this chip refuses: keep the boot clock
