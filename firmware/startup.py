@@ -140,9 +140,12 @@ def load_board(path):
 
 
 def make_source(board, wav=None, stdin=False, pad_ms=0):
-    import sources
     audio = board.get("audio") or {}
     kind = "wav" if wav else "stdin" if stdin else audio.get("source", "i2s")
+    if kind == "i2s":
+        import mic
+        return mic.I2SSource(audio, BLOCK)
+    import sources
     if kind == "wav":
         path = wav or audio.get("path")
         if not path:
@@ -150,8 +153,6 @@ def make_source(board, wav=None, stdin=False, pad_ms=0):
         return sources.WavSource(path, pad_ms)
     if kind == "stdin":
         return sources.StdinSource()
-    if kind == "i2s":
-        return sources.I2SSource(audio, BLOCK)
     raise ValueError("audio source %r; use 'i2s', 'wav' or 'stdin'" % kind)
 
 

@@ -1,7 +1,7 @@
-"""firmware/actions.py in the MicroPython unix port (which has no machine.Pin)."""
+"""firmware/actions.py and pins.py in the MicroPython unix port (which has no machine.Pin)."""
 
 FAKE_PIN = """
-import actions
+import actions, pins
 class FakePin:
     OUT = 1
     log = []
@@ -9,7 +9,7 @@ class FakePin:
         self.pin = pin
     def value(self, v):
         FakePin.log.append((self.pin, v))
-actions.Pin = FakePin
+pins.Pin = FakePin
 """
 
 
@@ -37,9 +37,9 @@ go()
 
 def test_pin_action_without_machine_pin_fails_clearly_only_when_used(mpy):
     out = run(mpy, """
-import actions
+import pins
 try:
-    actions.PinAction(5)
+    pins.PinAction(5)
 except RuntimeError as e:
     print(e)
 """)
@@ -48,8 +48,8 @@ except RuntimeError as e:
 
 def test_pin_goes_active_then_drops_after_ms(mpy):
     out = run(mpy, FAKE_PIN + """
-a = actions.PinAction(7, ms=300)
-b = actions.LedAction("LED", active_high=False)
+a = pins.PinAction(7, ms=300)
+b = pins.LedAction("LED", active_high=False)
 print(FakePin.log)
 FakePin.log.clear()
 a("yes", 90, 1000); b("yes", 90, 1000)

@@ -181,7 +181,7 @@ def test_stdin_pcm(mpy, pcm, step):
 I2S = """
 import struct
 from array import array
-from sources import I2SSource
+from mic import I2SSource
 class FakeI2S:
     def __init__(self, values):
         self.values = values

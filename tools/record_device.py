@@ -1,20 +1,20 @@
 # Runs on the board, sent by `hark record` through the raw REPL after a prelude that defines
 # _audio (the profile's "audio"), _n (samples wanted) and _tmp (a scratch file name).
-# It reads the audio exactly as the detector does (firmware/sources.py), stores it in _tmp (a UART
+# It reads the audio exactly as the detector does (firmware/mic.py), stores it in _tmp (a UART
 # at 115200 baud is slower than the microphone), then prints it as base64 lines and "END <samples>".
 import os
 import sys
 from array import array
 from binascii import b2a_base64
 
-import sources
-
 
 def _record(audio, n, tmp):
     if audio["source"] == "i2s":
-        src = sources.I2SSource(audio, 320)
+        import mic
+        src = mic.I2SSource(audio, 320)
         skip = 1600  # the first 100 ms: MEMS microphones settle after power-up
     else:
+        import sources
         src = sources.WavSource(audio["path"])
         skip = 0
     buf = array("h", bytes(640))
