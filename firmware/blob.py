@@ -1,4 +1,4 @@
-# Device reader of the hark model blob (docs/blob-format.md, version 2).
+# Device reader of the hark model blob (docs/blob-format.md, version 3).
 # The file is read once, each array straight into its own typed array (no second copy);
 # the CRC is checked first in a streaming pass through a 256-byte buffer.
 import array
@@ -13,7 +13,7 @@ except ImportError:
     _crc32_native = None
 
 MAGIC = b"HARK"
-VERSION = 2
+VERSION = 3
 TYPECODES = "bBhHiI"
 _SIZE = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4}
 FIX = "re-export the model with `hark export`"

@@ -12,7 +12,7 @@
 #   built at run time because they are not small ints on 32-bit ports.
 # - per-op config arrays hold only non-negative ints (shifts are stored + 32) for the same reason.
 # - invoke() allocates nothing: every op is a preplanned call with preallocated arguments
-#   (firmware/plan.py plans them at start-up from the blob's graph records).
+#   (the exporter plans them, training/plan.py; firmware/plan.py points them at the arrays).
 # - the requantisation block is written out inside each kernel's output loop on purpose:
 #   a viper function call per output value would cost more than the multiply-accumulates
 #   (MicroPython does not inline). tests/test_engine.py holds every kernel to TFLite Micro.
@@ -586,7 +586,7 @@ def _softmax(arena: ptr8, cfg: ptr32, exp: ptr32, a: ptr8, b: ptr8, d: ptr8):
 
 class Interpreter:
     """Runs a blob's int8 graph: fill .input (int8 bytes), invoke(), read .output (int8 bytes).
-    plan.py builds it (.arena, .input, .output, .labels, .macs, .output_scale/_zero_point)."""
+    plan.py sets it up (.arena, .input, .output, .labels, .macs, .output_scale/_zero_point)."""
 
     def __init__(self, blob):
         import plan

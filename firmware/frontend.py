@@ -359,10 +359,12 @@ class FrontEnd:
                        (_NMFCC, "n_mfcc"), (_HOP, "hop")):
             st[i] = fm[key]
         self._st = st
-        self._buf = array("h", bytes(2 * _NFFT))
-        self._z = array("i", bytes(8 * _N))
-        self._x = array("i", bytes(8 * (_N + 1)))
-        self._lg = array("i", bytes(4 * n_mels))
+        # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
+        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak)
+        self._buf = bytearray(2 * _NFFT)
+        self._z = bytearray(8 * _N)
+        self._x = bytearray(8 * (_N + 1))
+        self._lg = bytearray(4 * n_mels)
         self.frame = bytearray(n_mfcc)
         self.ready = False
 

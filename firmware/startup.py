@@ -49,6 +49,9 @@ def build(rt, model, board, printer=True, stream=True):
     b = blob.load(model)
     del blob
     _drop("blob")
+    # collect at each stage: the next stage's buffers then fill the holes the last one left,
+    # before small objects scatter into them (the heap never compacts)
+    gc.collect()
     meta = b.meta
     cfg = detector_config(meta, board)
     rt.infer_every = max(1, int(cfg.get("infer_every", 1)))
@@ -65,6 +68,7 @@ def build(rt, model, board, printer=True, stream=True):
         import engine
         rt.engine = engine.Interpreter(b)
     _drop("plan")
+    gc.collect()
     import frontend
     rt.fe = frontend.FrontEnd(meta, b.arrays)
     feat = meta.get("features") or {}
@@ -73,6 +77,7 @@ def build(rt, model, board, printer=True, stream=True):
     rt.hop_ms = feat.get("hop_length", 320) * 1000 // rate
     rt.width = feat.get("n_mfcc", 10)
     del b, meta, feat
+    gc.collect()
     eng = rt.engine
     if rt.streaming:
         rt.total = eng.frames * eng.width

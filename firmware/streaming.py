@@ -10,7 +10,7 @@
 #
 # Geometry trick: a ring window of (k-1)*d+1 columns of C bytes, viewed as an image of H = k rows
 # and W = d columns, puts a (k, 1) kernel's taps exactly on columns t, t-d, ..., t-(k-1)d; so the
-# engine's own viper kernels (planned by plan.conv_step/pool_step, their requantisation) run unchanged
+# engine's own viper kernels (their requantisation included) run unchanged
 # with OH = OW = 1. Rings are stored twice over (2R columns): the newest column is written at
 # slot w+R and copied to slot w, so the last R columns are always one contiguous run.
 #
@@ -19,7 +19,8 @@
 # (so a strided layer's newest output ends at the newest input); then AVERAGE/MAX_POOL_2D over
 # all remaining time (or a single remaining column), then FULLY_CONNECTED/SOFTMAX/RESHAPE.
 # `reason(blob)` says why another model is not (dscnn, tiny_conv: 2-D kernels, SAME padding).
-# plan.py reads the graph and builds the rings and the per-hop plan; this module only runs them.
+# The exporter (training/plan.py) lays out the rings and the per-hop plan; plan.py points the
+# calls at the blob's arrays at start-up; this module only runs them.
 import micropython
 
 import engine
@@ -61,9 +62,12 @@ def _copy_col(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c: ptr8, d: ptr8):
 
 
 def reason(blob):
-    """None when the blob's model streams, else why not (the runtime then runs it windowed)."""
-    import plan
-    return plan.reason(blob)
+    """None when the blob's model streams, else why not (the runtime then runs it windowed).
+    The exporter decided it (training/plan.py) and wrote the plan or the reason."""
+    s = blob.meta["model"].get("stream")
+    if isinstance(s, dict):
+        return None
+    return s or "the blob has no streaming plan; re-export the model with `hark export`"
 
 
 class StreamingInterpreter:
@@ -75,7 +79,7 @@ class StreamingInterpreter:
     N pushes after fill()). A layer whose columns are read at a dilation sharing a factor with
     N then runs only on the hops that feed a wanted output: e.g. N=2 halves the work of every
     layer after a stride-2 layer. .output is valid on those N-th pushes only.
-    plan.py builds it (.frames, .width, .labels, .macs per hop, .window_macs, rings, plan)."""
+    plan.py sets it up (.frames, .width, .labels, .macs per hop, .window_macs, rings, plan)."""
 
     def __init__(self, blob, every=1):
         import plan

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from hark.training import convert, graph
 from helpers import cached_tflite
-from hark.training.blob import write_blob
+from hark.training.blob import read_blob, write_blob
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
@@ -247,20 +247,19 @@ def test_unsupported_op_is_named(built_models):
         graph.from_tflite(built_models["tanh"])
 
 
-def test_engine_rejects_unknown_op(built_models, tmp_path, mpy):
-    """A blob from a newer exporter with an op this firmware does not know: named, not a crash."""
-    meta, arrays = graph.from_tflite(built_models["tiny_conv"])
-    g = meta.pop("graph")
-    packed = graph.pack_graph(g)
-    packed["g.ops"][len(graph.OP_FIELDS)] = 99      # op 1's type code
-    meta["input"] = dict(meta["input"], tensor=g["input"])
-    meta["output"] = dict(meta["output"], tensor=g["output"])
+def test_engine_rejects_unknown_kernel(built_models, tmp_path, mpy):
+    """A blob from a newer exporter with a kernel this firmware does not have: named, not a crash."""
+    from hark.training import plan
     path = tmp_path / "m.hark"
-    write_blob(path, {"format": 2, "labels": ["a"], "model": meta}, {**arrays, **packed})
+    _blob_for(built_models["tiny_conv"], path)
+    meta, arrays = read_blob(path)
+    arrays["p.w.steps"][len(plan.STEP_FIELDS)] = 99      # step 1's kernel
+    write_blob(path, meta, arrays)
     r = mpy("import sys, blob, engine\n"
-                        "try:\n engine.Interpreter(blob.load(sys.argv[1]))\n"
-                        "except ValueError as e:\n print(e)\n", path)
-    assert "op 1 has type 99" in r.stdout and "supported: CONV_2D" in r.stdout, r.stdout + r.stderr
+            "try:\n engine.Interpreter(blob.load(sys.argv[1]))\n"
+            "except ValueError as e:\n print(e)\n", path)
+    assert "plan step 1 has kernel 99" in r.stdout and "update the firmware" in r.stdout, \
+        r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("arch", ARCHES)

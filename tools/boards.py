@@ -129,7 +129,7 @@ def load(name_or_path, boards_dir: Path = BOARDS_DIR) -> dict:
     return board
 
 
-BLOB_VERSION = 2    # training/blob.py VERSION, without importing numpy here
+BLOB_VERSION = 3    # training/blob.py VERSION, without importing numpy here
 
 
 def read_blob_meta(path) -> dict:

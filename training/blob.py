@@ -1,8 +1,8 @@
-"""Host writer/reader of the hark model blob (docs/blob-format.md, format version 2).
+"""Host writer/reader of the hark model blob (docs/blob-format.md, format version 3).
 
 The firmware reads the same bytes with firmware/blob.py; tests/test_blob.py ties the two.
-meta["model"]["graph"] travels as the int32 record arrays g.tensors and g.ops (training/graph.py:
-pack_graph); read_blob turns them back into the dict.
+meta["model"]["graph"] is not stored as such: write_blob turns it into the engine's plan
+(training/plan.py), the int32 records the device runs from.
 """
 import json
 import struct
@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import pack_graph, unpack_graph
+from . import plan
 
 MAGIC = b"HARK"
-VERSION = 2
+VERSION = 3
 DTYPES = {"b": np.int8, "B": np.uint8, "h": np.int16, "H": np.uint16, "i": np.int32, "I": np.uint32}
 REQUIRED_META = ("format", "labels", "model")
 FIX = "re-export the model with `hark export`"
-GRAPH = ("g.tensors", "g.ops")
 
 
 class BlobError(ValueError):
@@ -36,11 +35,9 @@ def write_blob(path, meta: dict, arrays: dict) -> bytes:
             raise BlobError(f"blob meta lacks required key {key!r}; add it before writing")
     model = meta["model"]
     if isinstance(model, dict) and "graph" in model:
-        g = model["graph"]
-        arrays = {**arrays, **pack_graph(g)}
+        stream, arrays = plan.build(model["graph"], arrays)
         model = {k: v for k, v in model.items() if k != "graph"}
-        model["input"] = dict(model["input"], tensor=g["input"])
-        model["output"] = dict(model["output"], tensor=g["output"])
+        model["stream"] = stream
         meta = dict(meta, model=model)
     meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode("utf-8")
     body = bytearray(struct.pack("<I", len(meta_bytes)) + meta_bytes)
@@ -139,13 +136,4 @@ def read_blob(path_or_bytes):
         pos = end + _pad4(end)
     if pos != total:
         fail(f"{total - pos} unexpected bytes after the last array; {FIX}")
-    if all(k in arrays for k in GRAPH):
-        try:
-            g = unpack_graph(arrays.pop("g.tensors"), arrays.pop("g.ops"))
-            model = meta["model"]
-            g["input"] = model["input"].pop("tensor")
-            g["output"] = model["output"].pop("tensor")
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            fail(f"graph records are malformed ({e}); {FIX}")
-        model["graph"] = g
     return meta, arrays

@@ -15,8 +15,6 @@ from .features import FeatureSpec, Normalisation
 DETECTOR_DEFAULTS = {"average_window_ms": 750, "threshold": 0.7, "suppression_ms": 1500,
                      "minimum_count": 3, "thresholds": {}}
 
-BLOB_FORMAT = 2
-
 
 def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
     """Convert run_dir/model.keras; write out_path (.hark) and, beside it, the .tflite, the
@@ -63,7 +61,7 @@ def write_model_blob(tflite: bytes, spec: FeatureSpec, norm: Normalisation, labe
                                                model_meta["input"]["zero_point"])
     features = spec.to_dict()
     features["normalisation"] = norm.to_dict()
-    meta = {"format": BLOB_FORMAT, "name": name, "family": family, "labels": list(labels),
+    meta = {"format": blob.VERSION, "name": name, "family": family, "labels": list(labels),
             "features": features, "frontend": fe_meta, "model": model_meta,
             "detector": {**DETECTOR_DEFAULTS, **(detector or {})}}
     data = blob.write_blob(out_path, meta, {**fe_arrays, **model_arrays})

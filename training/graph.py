@@ -402,9 +402,8 @@ def plan_arena(tensors, ops, alias, graph_input, graph_output) -> int:
     return max((o + s for o, s, _ in placed), default=0)
 
 
-# --- the graph as int32 records in the blob (docs/blob-format.md) --------------------------------
-# JSON dicts of tensors and ops cost ~27 KB of device heap for the default model; the firmware reads
-# these fixed-size records in place instead (firmware/plan.py has the same field numbers).
+# --- the graph as int32 records: what training/plan.py plans from --------------------------------
+# (blob format 2 stored these and planned on the device; format 3 stores the plan itself.)
 
 TENSOR_FIELDS = ("rank", "dim0", "dim1", "dim2", "dim3", "zero_point", "offset")
 OP_FIELDS = ("type", "input", "input2", "output", "kernel_h", "kernel_w", "stride_h", "stride_w",
@@ -416,10 +415,9 @@ _OP = {name: i for i, name in enumerate(OP_FIELDS)}
 _GEOMETRY = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D")
 
 
-def pack_graph(g: dict) -> dict:
-    """{"tensors": [...], "ops": [...]} (as from_tflite builds it) -> the g.tensors and g.ops
-    int32 arrays. Only what the firmware reads is kept (no tensor scales: the model's input and
-    output scales are in meta)."""
+def pack_graph(g: dict):
+    """{"tensors": [...], "ops": [...]} (as from_tflite builds it) -> (tensors, ops): one row of
+    TENSOR_FIELDS per tensor and of OP_FIELDS per op, the fields the engine's plan needs."""
     tensors = np.zeros((len(g["tensors"]), len(TENSOR_FIELDS)), np.int64)
     for i, t in enumerate(g["tensors"]):
         shape = t["shape"]
@@ -451,43 +449,4 @@ def pack_graph(g: dict) -> dict:
             r[_OP["input_zero_point"]], r[_OP["input2_zero_point"]] = o["input_zero_points"]
             r[_OP["multiplier0"]:_OP["shift2"] + 1] = [v for pair in zip(o["multipliers"], o["shifts"])
                                                        for v in pair]
-    return {"g.tensors": tensors.reshape(-1).astype(np.int32), "g.ops": ops.reshape(-1).astype(np.int32)}
-
-
-def unpack_graph(tensors: np.ndarray, ops: np.ndarray) -> dict:
-    """The inverse of pack_graph, as dicts with the fields the firmware uses."""
-    if len(tensors) % len(TENSOR_FIELDS) or len(ops) % len(OP_FIELDS):
-        raise ValueError(f"graph records of {len(tensors)} and {len(ops)} values are not whole "
-                         f"records of {len(TENSOR_FIELDS)} and {len(OP_FIELDS)}")
-    out = {"tensors": [], "ops": []}
-    for t in tensors.reshape(-1, len(TENSOR_FIELDS)).tolist():
-        if not 0 <= t[0] <= 4:
-            raise ValueError(f"tensor record of rank {t[0]}")
-        out["tensors"].append({"shape": t[1:1 + t[0]], "zero_point": t[5], "offset": t[6]})
-    for r in ops.reshape(-1, len(OP_FIELDS)).tolist():
-        f = dict(zip(OP_FIELDS, r))
-        if not 0 <= f["type"] < len(SUPPORTED_OPS):
-            raise ValueError(f"op record of unknown type {f['type']}")
-        kind = SUPPORTED_OPS[f["type"]]
-        op = {"type": kind, "inputs": [f["input"]] + ([f["input2"]] if f["input2"] >= 0 else []),
-              "outputs": [f["output"]], "options": {}}
-        if f["scratch"] >= 0:
-            op["scratch"] = f["scratch"]
-        o = op["options"]
-        if kind in _GEOMETRY:
-            o.update({"kernel": r[4:6], "stride": r[6:8], "pad": r[8:10],
-                      "padding": "SAME" if f["same"] else "VALID", "act_range": r[11:13]})
-        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-            o.update({k: f[k] for k in ("input_zero_point", "output_zero_point", "channels", "depth",
-                                        "positions")})
-        elif kind == "MEAN":
-            o.update({"count": f["count"], "multiplier": f["multiplier0"], "shift": f["shift0"],
-                      "input_zero_point": f["input_zero_point"],
-                      "output_zero_point": f["output_zero_point"]})
-        elif kind == "ADD":
-            o.update({"left_shift": f["left_shift"], "act_range": r[11:13],
-                      "input_zero_points": [f["input_zero_point"], f["input2_zero_point"]],
-                      "output_zero_point": f["output_zero_point"],
-                      "multipliers": r[20:25:2], "shifts": r[21:26:2]})
-        out["ops"].append(op)
-    return out
+    return tensors.tolist(), ops.tolist()
