@@ -64,3 +64,25 @@ def test_shift_never_pushes_the_word_out_of_the_window():
         starts.append(start)
         ends.append(end)
     assert min(starts) == 0 and max(ends) == 16000          # both edges reached, not crossed
+
+
+def test_microphone_colours_the_spectrum_reproducibly():
+    from scipy.signal import welch
+    y = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.1
+    a = aug.microphone(y, np.random.default_rng(5))
+    assert np.array_equal(a, aug.microphone(y, np.random.default_rng(5)))
+    assert a.shape == y.shape and np.isfinite(a).all()
+    f, before = welch(y, 16000)
+    _, after = welch(a, 16000)
+    change = 10 * np.log10(after / before)
+    assert change[f > 7900].max() < -6          # band-limited above the low-pass corner
+    assert change.max() - change.min() > 10     # not a flat gain
+
+
+def test_microphone_off_by_default():
+    y = np.random.default_rng(2).standard_normal(16000).astype(np.float32) * 0.1
+    config = aug.AugmentConfig(noise_prob=0, reverb_prob=0)
+    with_mic = aug.AugmentConfig(noise_prob=0, reverb_prob=0, mic_prob=1.0)
+    plain = aug.augment(y, np.random.default_rng(3), (), config)
+    assert np.array_equal(plain, aug.augment(y, np.random.default_rng(3), (), config))
+    assert not np.allclose(plain, aug.augment(y, np.random.default_rng(3), (), with_mic))

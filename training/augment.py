@@ -15,6 +15,7 @@ class AugmentConfig:
     snr_db: tuple = (5.0, 30.0)      # uniform SNR range when noise is added
     reverb_prob: float = 0.2
     rt60_s: tuple = (0.1, 0.6)
+    mic_prob: float = 0.0            # chance of a random microphone/channel response
 
 
 def time_shift(y: np.ndarray, samples: int) -> np.ndarray:
@@ -65,6 +66,33 @@ def reverb(y, rng: np.random.Generator, rt60_s: float, sample_rate: int = 16000)
     return wet * (peak_in / peak_out)
 
 
+def microphone(y, rng: np.random.Generator, sample_rate: int = 16000) -> np.ndarray:
+    """A random microphone/channel colouring: band limits and two resonances. Real clips come
+    from many laptop and phone microphones; synthetic speech is studio-flat, and a model can
+    learn that difference instead of the word."""
+    from scipy.signal import butter, sosfilt
+
+    nyq = sample_rate / 2
+    sos = [butter(2, rng.uniform(60, 400) / nyq, "highpass", output="sos"),
+           butter(2, min(rng.uniform(3000, 7800), nyq * 0.98) / nyq, "lowpass", output="sos")]
+    for _ in range(2):  # peaking bands of +-8 dB: a resonance or a dip in the speech range
+        f0, q, gain = rng.uniform(250, 3500), rng.uniform(0.7, 3.0), rng.uniform(-8, 8)
+        sos.append(_peaking(f0 / sample_rate, q, gain))
+    wet = sosfilt(np.concatenate(sos), y)
+    peak_in, peak_out = np.max(np.abs(y)) + 1e-9, np.max(np.abs(wet)) + 1e-9
+    return (wet * (peak_in / peak_out)).astype(np.float32)
+
+
+def _peaking(f, q, gain_db):
+    """One peaking-EQ biquad (RBJ cookbook) as a second-order section; f in cycles/sample."""
+    a = 10 ** (gain_db / 40)
+    w = 2 * np.pi * f
+    alpha = np.sin(w) / (2 * q)
+    b = [1 + alpha * a, -2 * np.cos(w), 1 - alpha * a]
+    den = [1 + alpha / a, -2 * np.cos(w), 1 - alpha / a]
+    return np.array([[*(np.asarray(b) / den[0]), 1.0, den[1] / den[0], den[2] / den[0]]])
+
+
 def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = AugmentConfig(),
             sample_rate: int = 16000) -> np.ndarray:
     """One random variant of a clip (same length), clipped to [-1, 1]."""
@@ -76,6 +104,8 @@ def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = 
     y = time_shift(y, shift)
     if rng.random() < config.reverb_prob:
         y = reverb(y, rng, rng.uniform(*config.rt60_s), sample_rate)
+    if config.mic_prob and rng.random() < config.mic_prob:
+        y = microphone(y, rng, sample_rate)
     y = y * 10 ** (rng.uniform(*config.gain_db) / 20)
     if len(noise_bank) and rng.random() < config.noise_prob:
         y = add_noise(y, noise_segment(noise_bank, len(y), rng), rng.uniform(*config.snr_db))

@@ -45,6 +45,7 @@ class TrainConfig:
     wake: str = ""                      # wake phrase: labels become wake_labels(wake)
     shift_ms: float = 100.0             # time-shift range of augmentation (+-ms)
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
+    mic_prob: float = 0.0               # chance of a random microphone response per example
     spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self):
@@ -130,7 +131,7 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     """Augmented training examples, `views` copies, balanced per class. Returns (x, y)."""
     plan, size = _class_plan(real, synth, labels, cfg, rng)
     spec = FeatureSpec.from_dict(cfg.spec)
-    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms)
+    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob)
     clips, targets, features = [], [], []
     total = cfg.views * sum(size if l == ds.SILENCE else len(plan[l]) for l in labels)
     from tqdm import tqdm
@@ -156,12 +157,12 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     return np.concatenate(features), np.asarray(targets, np.int64)
 
 
-def eval_set(audio, clips, noise, labels, rng):
+def eval_set(audio, clips, noise, labels, rng, spec=DEFAULT_SPEC):
     """Clean clips of a split plus one class's worth of silence clips cut from noise."""
     n_silence = aug.silence_count(len(clips), labels)
     ys = list(audio) + [aug.silence_clip(rng, noise) for _ in range(n_silence)]
     targets = [labels.index(c.label) for c in clips] + [labels.index(ds.SILENCE)] * n_silence
-    return batch_features(ys), np.asarray(targets, np.int64)
+    return batch_features(ys, spec), np.asarray(targets, np.int64)
 
 
 def held_out_voices(datasets) -> set:
@@ -224,8 +225,9 @@ def train(cfg: TrainConfig) -> dict:
 
     x_train, y_train = build_training_set(train_audio, train_clips, synth_audio, synth_clips,
                                           noise, cfg.labels, cfg, rng)
-    x_val, y_val = eval_set(val_audio, val_clips, noise, cfg.labels, rng)
-    x_test, y_test = eval_set(test_audio, test_clips, noise, cfg.labels, rng)
+    spec = FeatureSpec.from_dict(cfg.spec)
+    x_val, y_val = eval_set(val_audio, val_clips, noise, cfg.labels, rng, spec)
+    x_test, y_test = eval_set(test_audio, test_clips, noise, cfg.labels, rng, spec)
 
     norm = Normalisation.fit(x_train)
     model = models.build(cfg.family, x_train.shape[1:], len(cfg.labels), cfg.width)

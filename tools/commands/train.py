@@ -68,6 +68,12 @@ def register(sub):
     p.add_argument("--unknown-weight", type=float, default=1.0,
                    help="_unknown_ examples per view in class sizes (default 1); a live stream "
                         "is mostly other speech, and 2-3 cuts false accepts")
+    p.add_argument("--mic-prob", type=float, default=0.0,
+                   help="chance of colouring an example with a random microphone response "
+                        "(band limits, resonances; default 0): synthetic speech is studio-flat")
+    p.add_argument("--fmax", type=float, default=0,
+                   help="top of the mel filterbank in Hz (default 4000, as MLPerf Tiny KWS; "
+                        "8000 keeps fricatives such as the f of \"off\")")
     p.set_defaults(func=run)
 
 
@@ -88,8 +94,12 @@ def run(args):
                       real_share=args.real_share, synth_ratio=args.synth_ratio,
                       max_per_word=args.max_per_word, class_size=args.class_size,
                       wake=args.wake.strip(), shift_ms=args.shift_ms,
-                      unknown_weight=args.unknown_weight,
+                      unknown_weight=args.unknown_weight, mic_prob=args.mic_prob,
                       exclude_words=[w for w in args.exclude_words.split(",") if w])
+    if args.fmax:
+        if not 0 < args.fmax <= 8000:
+            raise HarkError("--fmax must be in (0, 8000] Hz at 16 kHz audio")
+        cfg.spec = dict(cfg.spec, fmax=args.fmax)
     try:
         metrics = train(cfg)
     except DatasetError as exc:
