@@ -204,18 +204,6 @@ class Runtime:
                   % (self.alloc_bytes, self.alloc_blocks, counted))
 
 
-def load_board(path):
-    """The board profile, keeping only what the device uses (startup.load_board)."""
-    import startup
-    return startup.load_board(path)
-
-
-def make_source(board, wav=None, stdin=False, pad_ms=0):
-    """The profile's audio source, or a WAV file / stdin (startup.make_source)."""
-    import startup
-    return startup.make_source(board, wav, stdin, pad_ms)
-
-
 def _out_of_memory(what):
     gc.collect()
     free = gc.mem_free()

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hark.training.stream import active_region, make_stream, score_stream
+from hark.training.augment import active_region
+from hark.training.stream import make_stream, score_stream
 
 RATE = 16000
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import augment as aug
 from . import dataset as ds
-from .augment import active_region
+from . import sweep
 
 RATE = ds.SAMPLE_RATE
 DEFAULT_UNKNOWN_DIR = Path(__file__).resolve().parents[1] / "data" / "synth" / "unknown"
@@ -125,7 +125,7 @@ def compose_stream(targets, distractors, bank, seconds: float, seed: int,
         if path not in cache:
             cache[path] = ds.read_audio(path)
         y = cache[path]
-        a, b = active_region(y)
+        a, b = aug.active_region(y)
         lo, hi = max(0, a - int(MARGIN_S * RATE)), min(len(y), b + int(MARGIN_S * RATE))
         start = int(cursor * RATE)
         if start + (hi - lo) >= n:
@@ -237,10 +237,8 @@ WINDOWS_MS = (300, 500, 750, 1000)
 def sweep_stream(model, wav, events, seconds, settings, board) -> list:
     """One row per (averaging window, threshold): the stream's score with that detector
     (every setting from a single firmware pass, training/sweep.py)."""
-    from .sweep import firmware_sweep
-
     rows = []
-    for (window, thr), found in zip(settings, firmware_sweep(model, wav, settings, board)):
+    for (window, thr), found in zip(settings, sweep.firmware_sweep(model, wav, settings, board)):
         s = score_stream(found, events, seconds=seconds)
         rows.append({"average_window_ms": window, "threshold": thr, "recall": 1 - s["frr"],
                      **{k: s[k] for k in ("hits", "targets", "false_accepts", "fa_per_hour",
@@ -288,13 +286,11 @@ def main(argv=None) -> int:
                                     splits=tuple(args.splits.split(",")))
         seconds = len(audio) / RATE
         if args.sweep:
-            from .sweep import plot_det
             rows = sweep_stream(args.model, wav, events, seconds,
-                                [(w, t) for w in WINDOWS_MS for t in THRESHOLDS], host_profile(board))
+                                sweep.settings_grid(WINDOWS_MS, THRESHOLDS), host_profile(board))
         else:
             run = run_firmware(args.model, board, wav=wav, stats=True, heapcheck=True, heapsize="4M")
     if args.sweep:
-        from pathlib import Path
         out = Path(args.sweep)
         out.mkdir(parents=True, exist_ok=True)
         hours = seconds / 3600
@@ -302,7 +298,7 @@ def main(argv=None) -> int:
             {"model": str(args.model), "seconds": seconds, "seed": args.seed,
              "splits": args.splits, "rows": rows}, indent=1))
         (out / "det.md").write_text(det_table(rows, hours))
-        plot_det(rows, out / "det.png", f"{Path(args.model).stem}: commands in a {hours:.1f} h "
+        sweep.plot_det(rows, out / "det.png", f"{Path(args.model).stem}: commands in a {hours:.1f} h "
                  "stream, through the firmware", f"false accepts per hour ({hours:.1f} h)",
                  "missed commands %", hours, TARGET_FA_PER_HOUR, TARGET_RECALL)
         print(det_table(rows, hours))
