@@ -50,9 +50,11 @@ synth: venv-dev system-deps
 	$(SYNTH) --words "hey hark:200" --voice-set holdout --seed 1 --out data/synth/wake_eval
 	$(SYNTH) --unknown 400 --voice-set holdout --seed 1 --out data/synth/wake_eval
 
-# The full training run behind models/default.hark (not in CI; results in the README).
+# The full training run behind models/default.hark (not in CI; results in the README). Seed 1 of
+# three with this recipe, picked on the validation list and a validation-speaker stream.
 train-default: venv-dev
-	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tcn --width 64 --out runs/default
+	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tcn --width 64 \
+	  --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 --seed 1 --out runs/default
 	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn64-12
 	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
 
