@@ -115,3 +115,43 @@ def test_missing_engine_names_the_debian_package(tmp_path, monkeypatch, capsys):
                  "--engines", "flite"]) == 1
     assert "apt-get install flite" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def harmonic_vowel(f0=120.0, formants=(700, 1200, 2500), seconds=0.5):
+    t = np.arange(int(16000 * seconds)) / 16000
+    y = sum(sum(np.exp(-((k * f0 - f) / 150) ** 2) for f in formants) * np.sin(2 * np.pi * k * f0 * t)
+            for k in range(1, 60))
+    return (y / np.abs(y).max()).astype(np.float32)
+
+
+def test_formant_warp_moves_the_envelope_and_keeps_the_pitch():
+    import librosa
+    y = harmonic_vowel()
+    freqs = librosa.fft_frequencies(sr=16000, n_fft=2048)
+
+    def centroid_and_pitch(x):
+        spectrum = np.abs(librosa.stft(x[1000:-1000], n_fft=2048, center=False)).mean(axis=1)
+        pitch = np.median(librosa.yin(x, fmin=60, fmax=400, sr=16000))
+        return (spectrum * freqs).sum() / spectrum.sum(), pitch
+
+    base_centroid, base_pitch = centroid_and_pitch(y)
+    for factor in (0.85, 1.2):
+        centroid, pitch = centroid_and_pitch(synth.warp_formants(y, factor))
+        assert abs(pitch / base_pitch - 1) < 0.02                    # same speaker pitch
+        moved = (centroid / base_centroid - 1) / (factor - 1)
+        assert 0.4 < moved < 1.6          # the envelope moved the right way, by about factor
+
+
+def test_formant_warp_is_drawn_per_clip_and_recorded(voices, tmp_path):
+    voice = next(v for v in voices if v.engine == "espeak-ng")
+    plain, p0 = synth.synth_clip(voice, "off", 1, seed=3, tmpdir=str(tmp_path), augment=False)
+    warped, p1 = synth.synth_clip(voice, "off", 1, seed=3, tmpdir=str(tmp_path), augment=False,
+                                  formant_prob=1.0)
+    assert p0["formant"] == 1.0 and synth.FORMANT_RANGE[0] <= p1["formant"] <= synth.FORMANT_RANGE[1]
+    assert p1["formant"] != 1.0 and not np.array_equal(plain, warped)
+
+
+def test_formant_warp_out_of_range_is_refused(tmp_path, capsys):
+    assert main(["synth", "--words", "off", "--out", str(tmp_path / "x"), "--formant-warp", "2"]) == 1
+    assert "--formant-warp is a share of clips" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

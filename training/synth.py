@@ -266,11 +266,34 @@ def render(voice: Voice, text: str, rng, tmpdir: str) -> tuple:
     return y.mean(axis=1), sr, params
 
 
-def _fit(y, rng):
+def warp_formants(y, factor: float):
+    """Move the spectral envelope (the formants: vocal-tract length) by factor and keep
+    the pitch: the envelope is the low-quefrency part of each frame's real cepstrum, the
+    harmonics and phase stay where they were. factor > 1 sounds like a shorter tract."""
+    import librosa
+    spec = librosa.stft(y, n_fft=512, hop_length=128)
+    log_mag = np.log(np.abs(spec) + 1e-7)
+    cepstrum = np.fft.irfft(log_mag, axis=0)
+    cepstrum[FORMANT_LIFTER:-FORMANT_LIFTER] = 0
+    envelope = np.fft.rfft(cepstrum, axis=0).real
+    bins = np.arange(spec.shape[0], dtype=np.float64)
+    warped = np.stack([np.interp(bins / factor, bins, column) for column in envelope.T], axis=1)
+    spec = spec * np.exp(warped - envelope)
+    return librosa.istft(spec, hop_length=128, length=len(y)).astype(np.float32)
+
+
+FORMANT_LIFTER = 24          # cepstral coefficients kept as the envelope (16 kHz, 512-point)
+FORMANT_RANGE = (0.82, 1.2)  # adult male .. child-like tract length ratios
+
+
+def _fit(y, rng, formant_prob=0.0):
     """Trim silence, perturb pitch/formants and tempo, and squeeze into the window."""
     import librosa
     y, _ = librosa.effects.trim(y, top_db=40)
-    params = {"semitones": 0.0, "stretch": 1.0}
+    params = {"semitones": 0.0, "stretch": 1.0, "formant": 1.0}
+    if formant_prob and rng.random() < formant_prob:
+        params["formant"] = round(float(np.exp(rng.uniform(*np.log(FORMANT_RANGE)))), 3)
+        y = warp_formants(y, params["formant"])
     if rng.random() < 0.85:
         params["semitones"] = round(float(rng.uniform(-4, 4)), 2)
         y = librosa.effects.pitch_shift(y, sr=SAMPLE_RATE, n_steps=params["semitones"],
@@ -313,7 +336,7 @@ def clip_rng(seed: int, word: str, n: int):
 
 
 def synth_clip(voice: Voice, word: str, n: int, seed: int, tmpdir: str, noise_bank=(),
-               augment=True) -> tuple:
+               augment=True, formant_prob=0.0) -> tuple:
     """One 1 s clip of word spoken by voice: (int16 samples, parameters for voices.csv)."""
     import librosa
     rng = clip_rng(seed, word, n)
@@ -322,7 +345,7 @@ def synth_clip(voice: Voice, word: str, n: int, seed: int, tmpdir: str, noise_ba
         y = librosa.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
     if np.max(np.abs(y), initial=0) < 1e-4:
         raise RuntimeError(f"{voice.id} produced silence for {word!r}")
-    y, fit_params = _fit(y, rng)
+    y, fit_params = _fit(y, rng, formant_prob)
     params.update(fit_params)
     offset = int(rng.integers(0, CLIP_SAMPLES - len(y) + 1))
     clip = np.zeros(CLIP_SAMPLES, np.float32)
@@ -367,16 +390,17 @@ def plan(words, per_word: int, unknown: int, voices, seed: int) -> list:
 _WORKER = {}
 
 
-def _init_worker(noise_dir, augment, tmp_root):
+def _init_worker(noise_dir, augment, formant_prob, tmp_root):
     _WORKER["noise"] = load_noise_bank(noise_dir)
     _WORKER["augment"] = augment
+    _WORKER["formant_prob"] = formant_prob
     _WORKER["tmp"] = tempfile.mkdtemp(prefix="tts-", dir=tmp_root)   # per process
 
 
 def _work(job):
     word, label, n, voice, seed, stage = job
     samples, params = synth_clip(voice, word, n, seed, _WORKER["tmp"], _WORKER["noise"],
-                                 _WORKER["augment"])
+                                 _WORKER["augment"], _WORKER["formant_prob"])
     rel = f"{label}/{voice.id}_nohash_{n}.wav"
     path = Path(stage) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -386,12 +410,14 @@ def _work(job):
 
 
 CSV_FIELDS = ["path", "word", "label", "voice", "engine", "split", "rate", "pitch", "range",
-              "emphasis", "punct", "semitones", "stretch", "offset_ms", "peak_db"]
+              "emphasis", "punct", "semitones", "stretch", "formant", "offset_ms", "peak_db"]
 
 
 def synthesize(out, words=(), per_word=100, unknown=0, seed=0, engines=tuple(ENGINES),
-               voice_set="train", noise_dir=None, augment=True, jobs=2, progress=True) -> list:
-    """Write the clips and DIR/voices.csv (rows of other words already there are kept)."""
+               voice_set="train", noise_dir=None, augment=True, formant_prob=0.0, jobs=2,
+               progress=True) -> list:
+    """Write the clips and DIR/voices.csv (rows of other words already there are kept).
+    formant_prob: share of clips whose vocal-tract length is warped (new-speaker variety)."""
     from tqdm import tqdm
     out = Path(out)
     voices = select_voices(list_voices(engines), voice_set)
@@ -408,14 +434,14 @@ def synthesize(out, words=(), per_word=100, unknown=0, seed=0, engines=tuple(ENG
     rows = []
     bar = tqdm(total=len(tasks), unit="clip", desc="synth", disable=not progress)
     if jobs <= 1:
-        _init_worker(noise_dir, augment, str(stage))
+        _init_worker(noise_dir, augment, formant_prob, str(stage))
         for task in tasks:
             rows.append(_work(task))
             bar.update()
     else:
         import multiprocessing
         with multiprocessing.get_context("spawn").Pool(
-                jobs, initializer=_init_worker, initargs=(noise_dir, augment, str(stage))) as pool:
+                jobs, initializer=_init_worker, initargs=(noise_dir, augment, formant_prob, str(stage))) as pool:
             for row in pool.imap_unordered(_work, tasks, chunksize=4):
                 rows.append(row)
                 bar.update()

@@ -49,6 +49,9 @@ def register(sub):
                         "default: no noise")
     p.add_argument("--no-augment", action="store_true",
                    help="no noise/reverb/random gain (pitch/tempo perturbation stays)")
+    p.add_argument("--formant-warp", type=float, default=0.0, metavar="P",
+                   help="share of clips (0..1) whose vocal-tract length is warped by 0.82-1.2 "
+                        "with the pitch kept: more distinct speakers from the same voices (0)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
     p.add_argument("--list-voices", action="store_true",
                    help="print the installed voices and their split, then exit")
@@ -68,13 +71,16 @@ def run(args):
             raise HarkError("--out is required; give the folder to write the clips to")
         if not words and args.unknown <= 0:
             raise HarkError('nothing to do; give --words "on,off" and/or --unknown N')
+        if not 0 <= args.formant_warp <= 1:
+            raise HarkError("--formant-warp is a share of clips: give a number from 0 to 1")
         if args.jobs < 1:
             raise HarkError("--jobs must be at least 1")
         start = time.time()
         rows = synth.synthesize(args.out, words=words, per_word=args.per_word,
                                 unknown=args.unknown, seed=args.seed, engines=engines,
                                 voice_set=args.voice_set, noise_dir=args.noise,
-                                augment=not args.no_augment, jobs=args.jobs)
+                                augment=not args.no_augment,
+                                formant_prob=args.formant_warp, jobs=args.jobs)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:   # EngineMissing too
         raise HarkError(str(exc)) from None
     voices = len({r["voice"] for r in rows})
