@@ -117,16 +117,22 @@ def test_missing_engine_names_the_debian_package(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def harmonic_vowel(f0=120.0, formants=(700, 1200, 2500), seconds=0.5):
-    t = np.arange(int(16000 * seconds)) / 16000
-    y = sum(sum(np.exp(-((k * f0 - f) / 150) ** 2) for f in formants) * np.sin(2 * np.pi * k * f0 * t)
-            for k in range(1, 60))
+def vowel(f0=120, formants=((700, 90), (1200, 110), (2500, 150)), seconds=0.5):
+    """Source-filter vowel: a glottal pulse train through one resonator per formant."""
+    from scipy.signal import lfilter
+    pulses = np.zeros(int(16000 * seconds))
+    pulses[::int(16000 / f0)] = 1
+    poles = np.array([1.0])
+    for freq, bandwidth in formants:
+        r = np.exp(-np.pi * bandwidth / 16000)
+        poles = np.convolve(poles, [1, -2 * r * np.cos(2 * np.pi * freq / 16000), r * r])
+    y = lfilter([1], poles, pulses)
     return (y / np.abs(y).max()).astype(np.float32)
 
 
 def test_formant_warp_moves_the_envelope_and_keeps_the_pitch():
     import librosa
-    y = harmonic_vowel()
+    y = vowel()
     freqs = librosa.fft_frequencies(sr=16000, n_fft=2048)
 
     def centroid_and_pitch(x):
@@ -139,7 +145,7 @@ def test_formant_warp_moves_the_envelope_and_keeps_the_pitch():
         centroid, pitch = centroid_and_pitch(synth.warp_formants(y, factor))
         assert abs(pitch / base_pitch - 1) < 0.02                    # same speaker pitch
         moved = (centroid / base_centroid - 1) / (factor - 1)
-        assert 0.4 < moved < 1.6          # the envelope moved the right way, by about factor
+        assert 0.6 < moved < 1.4          # the envelope moved the right way, by about factor
 
 
 def test_formant_warp_is_drawn_per_clip_and_recorded(voices, tmp_path):
