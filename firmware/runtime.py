@@ -205,12 +205,18 @@ class Runtime:
 
 
 def _out_of_memory(what):
+    """Report a MemoryError; called after the except block, so the half-built objects its
+    traceback held are collectable. If even the message does not fit, a fixed one is printed."""
     gc.collect()
-    free = gc.mem_free()
-    total = free + gc.mem_alloc()
-    print("hark: out of memory %s (heap %d bytes, %d free after collect): the model and "
-          "buffers need more RAM than this heap; use a smaller model or a board with more RAM"
-          % (what, total, free), file=sys.stderr)
+    try:
+        free = gc.mem_free()
+        total = free + gc.mem_alloc()
+        print("hark: out of memory %s (heap %d bytes, %d free after collect): the model and "
+              "buffers need more RAM than this heap; use a smaller model or a board with more RAM"
+              % (what, total, free), file=sys.stderr)
+    except MemoryError:
+        print("hark: out of memory: the model and buffers need more RAM than this heap; use a "
+              "smaller model or a board with more RAM", file=sys.stderr)
 
 
 def main(argv):
@@ -225,18 +231,24 @@ def main(argv):
         del startup, board
         sys.modules.pop("startup", None)    # start-up code: not needed while audio runs
     except MemoryError:
-        _out_of_memory("while loading the model")
-        return 3
+        out_of_memory = True
     except (ValueError, RuntimeError, OSError) as exc:
         print("hark: error:", exc, file=sys.stderr)
         return 2
+    else:
+        out_of_memory = False
+    if out_of_memory:
+        _out_of_memory("while loading the model")
+        return 3
     try:
         rt.run(source, opts["stats"], opts["heapcheck"])
     except MemoryError:
-        _out_of_memory("while running")
-        return 3
+        out_of_memory = True
     finally:
         source.close()
+    if out_of_memory:
+        _out_of_memory("while running")
+        return 3
     if opts["stats"] or opts["heapcheck"]:
         rt.report(opts["stats"], opts["heapcheck"])
     return 0

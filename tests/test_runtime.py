@@ -320,3 +320,16 @@ def test_wake_then_command_on_real_speech(shared_data, tmp_path):
                                                 wav=wav).detections]
     assert everything == ["yes", "go", "yes", "yes"]
     assert [d.label for d in run_firmware(MODEL, board, wav=wav).detections] == ["go", "yes"]
+
+
+def test_every_heap_near_the_limit_runs_or_reports_out_of_memory():
+    """Around the smallest heap the real model needs, the firmware either runs or exits with
+    the out-of-memory message: the report itself must not run out of memory (it once did)."""
+    from hark.training.bench import min_heap, runs_in_heap
+    model = MODELS_DIR / "tiny_conv.hark"
+    if not model.exists():
+        pytest.skip("models/tiny_conv.hark not built")
+    limit = min_heap(model, profile(), lo=30_000, hi=200_000, step=1_000)
+    outcomes = [runs_in_heap(model, profile(), heap, seconds=0.5)
+                for heap in range(limit - 6_000, limit + 1_000, 250)]   # raises on a crash
+    assert not all(outcomes) and outcomes[-1]
