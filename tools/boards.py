@@ -249,24 +249,37 @@ def frontend_buffer_bytes(meta: dict) -> int:
     return n_fft * 2 + 2 * n_fft * 4 + n_mels * 4 + n_mfcc * frames + hop * 4
 
 
+def resident_modules(board: dict, firmware_files) -> list:
+    """The firmware files whose code is in RAM when the heap peaks (buffers and I2S allocated):
+    start-up drops blob and plan before that, and only one audio module is ever imported."""
+    audio = "mic" if board["audio"].get("source", "i2s") == "i2s" else "sources"
+    unused = {"blob", "plan", "sources" if audio == "mic" else "mic"}
+    return [f for f in firmware_files if Path(f).stem not in unused]
+
+
 def fits(board: dict, model_path, firmware_files, config_bytes: int = 0) -> FitReport:
     """Flash: model + firmware files + config.json against flash_budget_bytes.
 
     RAM: the model blob (firmware/blob.py reads it into one buffer), the model's tensor arena
-    (meta model.arena_bytes, else estimated), front-end buffers, the I2S buffer, the loaded
-    firmware code (about its .mpy size) and interpreter overhead against ram_budget_bytes.
+    (meta model.arena_bytes, else estimated), front-end buffers, the I2S buffer, the code of the
+    modules resident at the peak (about their .mpy size) and interpreter overhead against
+    ram_budget_bytes.
     """
     model_path = Path(model_path)
     meta = read_blob_meta(model_path)
     model_bytes = model_path.stat().st_size
     code_bytes = sum(Path(f).stat().st_size for f in firmware_files)
+    resident_code = sum(Path(f).stat().st_size for f in resident_modules(board, firmware_files))
     mismatch = model_errors(board, meta)
     if mismatch:
         raise HarkError(f"board '{board['name']}' does not match the model {model_path}:\n  "
                         + "\n  ".join(mismatch))
     report = FitReport(board["name"], board["flash_budget_bytes"], board["ram_budget_bytes"])
     report.flash = {"model": model_bytes, "firmware": code_bytes, "config": config_bytes}
-    arena = meta.get("model", {}).get("arena_bytes")
+    stream = meta.get("model", {}).get("stream")
+    # a streaming model runs on its rings (the firmware's default), else on the window's arena
+    arena = (stream["arena_bytes"] if isinstance(stream, dict) else
+             meta.get("model", {}).get("arena_bytes"))
     if arena is None:
         # Without the exporter's figure assume the largest activation is the input twice over.
         shape = meta.get("model", {}).get("input", {}).get("shape", [1, 49, 10, 1])
@@ -274,7 +287,7 @@ def fits(board: dict, model_path, firmware_files, config_bytes: int = 0) -> FitR
         report.ram_estimated.append("arena")
     i2s = board["audio"].get("i2s") or {}
     report.ram = {"model": model_bytes, "arena": arena, "frontend": frontend_buffer_bytes(meta),
-                  "i2s buffer": i2s.get("ibuf", 0), "code": code_bytes,
+                  "i2s buffer": i2s.get("ibuf", 0), "code": resident_code,
                   "interpreter": INTERPRETER_OVERHEAD_BYTES}
     report.ram_estimated += ["frontend", "interpreter"]
     return report

@@ -141,8 +141,9 @@ def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=No
         msg = err.strip().removeprefix("hark: error: ").removeprefix("hark: ")
         if res.returncode == EXIT_OUT_OF_MEMORY:
             msg += (f" [here: the 64-bit unix port with the {board.get('name', 'board')} budget of "
-                    f"{heapsize} bytes; its objects are larger than on a 32-bit board, so this "
-                    "overstates the need: pass a larger --heapsize to simulate anyway]")
+                    f"{heapsize} bytes; objects are larger here than on a 32-bit board, machine code "
+                    "and the I2S buffer are not in this heap, so this is only an approximation: "
+                    "pass a larger --heapsize to simulate anyway]")
         raise HarkError(msg or f"firmware exited with {res.returncode}")
     if res.returncode != 0:
         tail = "\n".join((out + err).strip().splitlines()[-12:])

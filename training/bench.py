@@ -193,7 +193,8 @@ def board_estimates(static: dict, unix: dict, boards_list) -> dict:
 
 def runs_in_heap(path: Path, board: dict, heap: int, seconds: float = 2.0) -> bool:
     """Whether the firmware loads the model and runs `seconds` of audio with `-X heapsize=heap`
-    in the 64-bit unix port (objects are bigger than on a 32-bit board, so this is pessimistic)."""
+    in the 64-bit unix port: its objects are bigger than a 32-bit board's, but it keeps viper
+    machine code outside the heap (stm32 and rp2 load it into theirs): docs/runtime.md."""
     from hark.cli import HarkError
     from hark.unixport import run_firmware
     try:
@@ -342,8 +343,10 @@ def to_markdown(res: dict) -> str:
               "instruction per cycle; Xtensa and Cortex-M0+ unmeasured); front end scaled from the unix "
               "port by the same per-MAC speed ratio. RTF over 1 means the board cannot keep up running "
               "the model every hop. The last column runs the firmware with the board's RAM budget as its "
-              "heap in the 64-bit unix port (objects are bigger there than on a 32-bit board, so this "
-              "is pessimistic): does the model load and run?", "",
+              "heap in the 64-bit unix port: does the model load and run? An approximation, not a bound: "
+              "objects are bigger there than on a 32-bit board, but the viper machine code (in the "
+              "heap on stm32 and rp2, in IRAM on esp32) and the I2S buffer are not in it; "
+              "`hark deploy` adds those up (docs/runtime.md).", "",
               "| model | board | MHz | est. ms / inference | est. front end ms / hop | est. RTF | RAM budget | runs in the budget (unix port) |",
               "|---|---|---:|---:|---:|---:|---:|---|"]
     for name, r in models.items():
