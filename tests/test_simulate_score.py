@@ -26,3 +26,47 @@ def test_score_counts_through_the_firmware(capsys):
     assert "heard yes (expected yes) ok" in out
     assert "heard nothing (expected nothing) ok" in out
     assert "heard the right word in 1/1; unknown words and silence: stayed quiet in 1/1" in out
+
+
+def _stream(tmp_path):
+    """Two sample clips with silence between: "yes" at 1.0-2.0 s, "zero" at 3.0-4.0 s."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+    yes, _ = sf.read(SAMPLES_DIR / "yes__c90c0105_nohash_0.wav", dtype="int16")
+    zero, _ = sf.read(SAMPLES_DIR / "zero__439c84f4_nohash_1.wav", dtype="int16")
+    gap = np.zeros(16000, np.int16)
+    wav = tmp_path / "stream.wav"
+    sf.write(wav, np.concatenate([gap, yes, gap, zero, gap]), 16000, subtype="PCM_16")
+    events = [{"label": "yes", "word": "yes", "start_s": 1.0, "end_s": 2.0, "target": True},
+              {"label": "_unknown_", "word": "zero", "start_s": 3.0, "end_s": 4.0, "target": False}]
+    return wav, events, json
+
+
+def test_events_score_a_stream_through_the_firmware(tmp_path, capsys):
+    wav, events, json = _stream(tmp_path)
+    right = tmp_path / "right.json"
+    right.write_text(json.dumps(events))
+    assert main(["simulate", str(wav), "--events", str(right)]) == 0
+    out = capsys.readouterr().out
+    assert "1 commands, 1 other words" in out
+    assert "detected 1/1 (100.0 %), false accepts 0" in out
+    assert "allocated while running: 0 B" in out
+    # the same audio said to hold "no": the "yes" the firmware hears is a miss and a false accept
+    events[0]["label"] = events[0]["word"] = "no"
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(events))
+    assert main(["simulate", str(wav), "--events", str(wrong)]) == 0
+    out = capsys.readouterr().out
+    assert "detected 0/1 (0.0 %), false accepts 1" in out
+
+
+def test_events_must_be_word_times(tmp_path, capsys):
+    wav, _, _ = _stream(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a list"}')
+    assert main(["simulate", str(wav), "--events", str(bad)]) == 1
+    assert "is not a list of word events" in capsys.readouterr().err
+    assert main(["simulate", str(wav), str(wav), "--events", str(bad)]) == 1
+    assert "give exactly one WAV file" in capsys.readouterr().err

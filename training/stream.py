@@ -275,11 +275,23 @@ def main(argv=None) -> int:
     p.add_argument("--splits", default="test,validation",
                    help="lists the command words come from (default test,validation)")
     p.add_argument("--board", default="unix")
+    p.add_argument("--keep", metavar="DIR",
+                   help="write the stream to DIR/stream.wav and its word times to "
+                        "DIR/stream_events.json (for `hark simulate --events`) and stop")
     p.add_argument("--sweep", metavar="DIR",
                    help="write DIR/stream_det.json, det.md and det.png: FRR, false accepts/h "
                         "and latency for a grid of averaging windows and thresholds")
     args = p.parse_args(argv)
     board = boards.load(args.board)
+    if args.keep:
+        keep = Path(args.keep)
+        keep.mkdir(parents=True, exist_ok=True)
+        audio, events = make_stream(args.data, args.seconds, args.seed, out_wav=keep / "stream.wav",
+                                    splits=tuple(args.splits.split(",")))
+        (keep / "stream_events.json").write_text(json.dumps(events, indent=1))
+        print(f"wrote {keep / 'stream.wav'} ({len(audio) / RATE / 3600:.2f} h) and "
+              f"{keep / 'stream_events.json'} ({len(events)} words)")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         wav = f"{tmp}/stream.wav"
         audio, events = make_stream(args.data, args.seconds, args.seed, out_wav=wav,

@@ -1,4 +1,6 @@
 """`hark simulate`: what the device would detect in WAV files, run by the real firmware on the host."""
+import argparse
+import json
 from pathlib import Path
 
 from hark import boards
@@ -26,6 +28,14 @@ def register(sub):
     p.add_argument("--score", action="store_true",
                    help="files are named <word>__*.wav (as in samples/): say per file whether "
                         "the device heard the right word, and count the hits")
+    p.add_argument("--events", type=Path, metavar="EVENTS.json",
+                   help="word times of one long stream (stream_events.json, written by "
+                        "`python -m hark.training.stream --keep DIR` or `hark bench`): score "
+                        "missed commands, false accepts per hour, latency after word end and "
+                        "heap drift (bytes allocated per hop), as `make stream-hour` does")
+    p.epilog = ("examples:\n  hark simulate samples/*.wav --score\n"
+                "  hark simulate DIR/stream.wav --events DIR/stream_events.json --heapsize 4M")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.set_defaults(func=run)
 
 
@@ -40,8 +50,46 @@ def verdict(expected, heard) -> bool:
     return heard == [expected] if expected else not heard
 
 
+def score_events(args, board) -> int:
+    """One long WAV against its word times: the stream figures of issue 6, from the firmware."""
+    from hark.cli import HarkError
+    if len(args.audio) != 1:
+        raise HarkError("--events scores one stream: give exactly one WAV file")
+    try:
+        events = json.loads(args.events.read_text())
+    except (OSError, ValueError) as exc:
+        raise HarkError(f"cannot read the word times {args.events}: {exc}") from None
+    if not isinstance(events, list) or not all(
+            isinstance(e, dict) and {"label", "start_s", "end_s", "target"} <= e.keys() for e in events):
+        raise HarkError(f"{args.events} is not a list of word events with label, start_s, end_s "
+                        "and target (write one with `python -m hark.training.stream --keep DIR`)")
+    from hark.training.stream import score_stream
+    import soundfile as sf
+    seconds = sf.info(str(args.audio[0])).duration
+    result = run_firmware(args.model, board, wav=args.audio[0], heapsize=args.heapsize,
+                          pad_ms=args.pad_ms, stats=True, heapcheck=True)
+    score = score_stream(result.detections, events, seconds=seconds)
+    stats = result.stats
+
+    def ms(v):
+        return "-" if v is None else f"{v:.0f}"
+    print(f"{args.audio[0]}: {seconds / 3600:.2f} h, {score['targets']} commands, "
+          f"{score['distractors']} other words")
+    print(f"  detected {score['hits']}/{score['targets']} ({100 * (1 - score['frr']):.1f} %), "
+          f"false accepts {score['false_accepts']} ({score['fa_per_hour']:.1f} per hour; "
+          f"{score['spurious']} outside any word), latency after word end median "
+          f"{ms(score['latency_ms_median'])} ms, p90 {ms(score['latency_ms_p90'])} ms")
+    print(f"  heap: peak {stats.get('heap_peak')} B, live {stats.get('heap_live')} B; allocated "
+          f"while running: {stats.get('alloc_bytes')} B over {stats.get('blocks_checked')} blocks")
+    print(f"  µs per 20 ms hop: {stats.get('us_per_hop.total')} (front end "
+          f"{stats.get('us_per_hop.frontend')}, inference {stats.get('us_per_hop.infer')})")
+    return 0
+
+
 def run(args):
     board = boards.load(args.board)
+    if args.events:
+        return score_events(args, board)
     labels = boards.read_blob_meta(args.model)["labels"] if args.score else []
     tally = {True: [0, 0], False: [0, 0]}  # is a command clip -> [right, total]
     for path in args.audio:
