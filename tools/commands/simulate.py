@@ -34,7 +34,7 @@ def register(sub):
                         "missed commands, false accepts per hour, latency after word end and "
                         "heap drift (bytes allocated per hop), as `make stream-hour` does")
     p.epilog = ("examples:\n  hark simulate samples/*.wav --score\n"
-                "  hark simulate DIR/stream.wav --events DIR/stream_events.json --heapsize 4M")
+                "  hark simulate DIR/stream.wav --events DIR/stream_events.json")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.set_defaults(func=run)
 
