@@ -50,11 +50,12 @@ synth: venv-dev system-deps
 	$(SYNTH) --words "hey hark:200" --voice-set holdout --seed 1 --out data/synth/wake_eval
 	$(SYNTH) --unknown 400 --voice-set holdout --seed 1 --out data/synth/wake_eval
 
-# The full training run behind models/default.hark (not in CI; results in the README). Seed 1 of
-# three with this recipe, picked on the validation list and a validation-speaker stream.
+# The full training run behind models/default.hark (not in CI; results in the README). Seed 2 of
+# three with this recipe: the best on a validation-speaker stream of those that pass the
+# edge-audio tests (seed 1 fires on a DC step of 20000, tests/test_edge_audio.py).
 train-default: venv-dev
 	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tcn --width 64 \
-	  --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 --seed 1 --out runs/default
+	  --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 --seed 2 --out runs/default
 	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn64-12
 	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
 
