@@ -221,6 +221,7 @@ def _out_of_memory(what):
 
 def main(argv):
     """Exit codes: 0 ok, 2 bad arguments or files, 3 out of memory."""
+    out_of_memory = False   # reported outside the except blocks (see _out_of_memory)
     try:
         import startup
         opts = startup.parse(argv)
@@ -235,8 +236,6 @@ def main(argv):
     except (ValueError, RuntimeError, OSError) as exc:
         print("hark: error:", exc, file=sys.stderr)
         return 2
-    else:
-        out_of_memory = False
     if out_of_memory:
         _out_of_memory("while loading the model")
         return 3

@@ -252,8 +252,8 @@ def frontend_buffer_bytes(meta: dict) -> int:
 def resident_modules(board: dict, firmware_files) -> list:
     """The firmware files whose code is in RAM when the heap peaks (buffers and I2S allocated):
     start-up drops blob and plan before that, and only one audio module is ever imported."""
-    audio = "mic" if board["audio"].get("source", "i2s") == "i2s" else "sources"
-    unused = {"blob", "plan", "sources" if audio == "mic" else "mic"}
+    i2s = board["audio"].get("source", "i2s") == "i2s"
+    unused = {"blob", "plan", "sources" if i2s else "mic"}
     return [f for f in firmware_files if Path(f).stem not in unused]
 
 
@@ -261,7 +261,7 @@ def fits(board: dict, model_path, firmware_files, config_bytes: int = 0) -> FitR
     """Flash: model + firmware files + config.json against flash_budget_bytes.
 
     RAM: the model blob (firmware/blob.py reads it into one buffer), the model's tensor arena
-    (meta model.arena_bytes, else estimated), front-end buffers, the I2S buffer, the code of the
+    (the streaming rings' arena_bytes, else the window's, else estimated), front-end buffers, the I2S buffer, the code of the
     modules resident at the peak (about their .mpy size) and interpreter overhead against
     ram_budget_bytes.
     """
