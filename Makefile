@@ -78,7 +78,7 @@ bench: venv-dev
 
 # One hour of generated audio through the firmware: FRR, false accepts/hour, latency, heap.
 stream-hour: venv-dev
-	$(BIN)/python -m hark.training.stream --seconds 3600 --data $(DATA) --model models/default.hark --keep data/stream_hour
+	$(BIN)/python -m hark.training.stream --seconds 3600 --data $(DATA) --keep data/stream_hour
 	$(BIN)/hark simulate data/stream_hour/stream.wav --events data/stream_hour/stream_events.json --model models/default.hark
 
 bench-quick: venv-dev

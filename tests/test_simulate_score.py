@@ -60,6 +60,11 @@ def test_events_score_a_stream_through_the_firmware(tmp_path, capsys):
     assert main(["simulate", str(wav), "--events", str(wrong)]) == 0
     out = capsys.readouterr().out
     assert "detected 0/1 (0.0 %), false accepts 1" in out
+    # no commands at all: nothing to detect, the "yes" is a false accept
+    only_other = tmp_path / "other.json"
+    only_other.write_text(json.dumps(events[1:]))
+    assert main(["simulate", str(wav), "--events", str(only_other)]) == 0
+    assert "detected 0/0 (- %), false accepts 1" in capsys.readouterr().out
 
 
 def test_events_must_be_word_times(tmp_path, capsys):

@@ -269,7 +269,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--data", required=True, help="Speech Commands-layout folder")
-    p.add_argument("--model", required=True, help="model blob")
+    p.add_argument("--model", help="model blob (not needed with --keep)")
     p.add_argument("--seconds", type=float, default=3600.0)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--splits", default="test,validation",
@@ -282,6 +282,8 @@ def main(argv=None) -> int:
                    help="write DIR/stream_det.json, det.md and det.png: FRR, false accepts/h "
                         "and latency for a grid of averaging windows and thresholds")
     args = p.parse_args(argv)
+    if not args.keep and not args.model:
+        p.error("--model is required (unless --keep only writes the stream)")
     board = boards.load(args.board)
     if args.keep:
         keep = Path(args.keep)

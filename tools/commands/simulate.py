@@ -51,7 +51,7 @@ def verdict(expected, heard) -> bool:
 
 
 def score_events(args, board) -> int:
-    """One long WAV against its word times: the stream figures of issue 6, from the firmware."""
+    """One long WAV against its word times, through the firmware: what `make stream-hour` reports."""
     from hark.cli import HarkError
     if len(args.audio) != 1:
         raise HarkError("--events scores one stream: give exactly one WAV file")
@@ -71,14 +71,15 @@ def score_events(args, board) -> int:
     score = score_stream(result.detections, events, seconds=seconds)
     stats = result.stats
 
-    def ms(v):
-        return "-" if v is None else f"{v:.0f}"
+    def num(v, fmt):
+        return "-" if v is None else fmt.format(v)
     print(f"{args.audio[0]}: {seconds / 3600:.2f} h, {score['targets']} commands, "
           f"{score['distractors']} other words")
-    print(f"  detected {score['hits']}/{score['targets']} ({100 * (1 - score['frr']):.1f} %), "
-          f"false accepts {score['false_accepts']} ({score['fa_per_hour']:.1f} per hour; "
+    detected = None if score["frr"] is None else 100 * (1 - score["frr"])
+    print(f"  detected {score['hits']}/{score['targets']} ({num(detected, '{:.1f}')} %), "
+          f"false accepts {score['false_accepts']} ({num(score['fa_per_hour'], '{:.1f}')} per hour; "
           f"{score['spurious']} outside any word), latency after word end median "
-          f"{ms(score['latency_ms_median'])} ms, p90 {ms(score['latency_ms_p90'])} ms")
+          f"{num(score['latency_ms_median'], '{:.0f}')} ms, p90 {num(score['latency_ms_p90'], '{:.0f}')} ms")
     print(f"  heap: peak {stats.get('heap_peak')} B, live {stats.get('heap_live')} B; allocated "
           f"while running: {stats.get('alloc_bytes')} B over {stats.get('blocks_checked')} blocks")
     print(f"  µs per 20 ms hop: {stats.get('us_per_hop.total')} (front end "
