@@ -28,6 +28,39 @@ def _to_int16(raw, out, n: int, shift: int):
         i += 1
 
 
+@micropython.viper
+def _remove_dc(buf, n: int, state):
+    """In place, int16: y[i] = x[i] - x[i-1] + (255/256) y[i-1], a DC blocker with its corner
+    near 10 Hz (below the lowest mel band). MEMS microphones (the SPH0645 above all) carry a DC
+    offset that the mic gain below makes large, and training clips have none. state: a list
+    [previous x, y in Q8, primed] (small ints: read and written once per block, nothing
+    allocated); the first sample primes it, so a DC offset makes no click."""
+    b = ptr16(buf)
+    prev = int(state[0])
+    acc = int(state[1])
+    if not int(state[2]) and n > 0:
+        prev = b[0]
+        if prev & 0x8000:
+            prev -= 0x10000
+        state[2] = 1
+    i = 0
+    while i < n:
+        x = b[i]
+        if x & 0x8000:
+            x -= 0x10000
+        acc += (x - prev) * 256 - (acc >> 8)
+        prev = x
+        y = acc >> 8
+        if y > 32767:
+            y = 32767
+        elif y < -32768:
+            y = -32768
+        b[i] = y
+        i += 1
+    state[0] = prev
+    state[1] = acc
+
+
 # Bits to drop from a 32-bit slot (left-aligned data: INMP441 24-bit, SPH0645
 # 18-bit). Both mics give -26 dBFS at 94 dB SPL, so speech at 0.5-1 m (~60-66 dB
 # SPL) sits near -55 dBFS, while Speech Commands clips are ~-24 dBFS (active
@@ -40,7 +73,8 @@ _DEFAULT_SHIFT = const(12)
 
 class I2SSource:
     """A MEMS microphone on machine.I2S (RX, mono), configured from the board profile:
-    audio {"mic": "inmp441"|"sph0645", "i2s": {id, sck, ws, sd, bits, ibuf, shift?}}."""
+    audio {"mic": "inmp441"|"sph0645", "i2s": {id, sck, ws, sd, bits, ibuf, shift?, dc_block?}}.
+    dc_block (default true) removes the microphone's DC offset (_remove_dc)."""
 
     def __init__(self, audio, block, i2s=None):
         cfg = audio.get("i2s") or {}
@@ -62,15 +96,19 @@ class I2SSource:
                       rate=int(audio.get("sample_rate", _RATE)), ibuf=int(cfg.get("ibuf", 8192)))
         self.i2s = i2s
         self.raw = bytearray(block * 4) if self.bits == 32 else None
+        self.dc = [0, 0, 0] if cfg.get("dc_block", True) else None
 
     def readinto(self, buf):
         if self.bits == 16:
-            return self.i2s.readinto(buf) // 2
-        n = min(len(buf), len(self.raw) // 4)
-        got = self.i2s.readinto(self.raw) // 4
-        if got > n:
-            got = n
-        _to_int16(self.raw, buf, got, self.shift)
+            got = self.i2s.readinto(buf) // 2
+        else:
+            n = min(len(buf), len(self.raw) // 4)
+            got = self.i2s.readinto(self.raw) // 4
+            if got > n:
+                got = n
+            _to_int16(self.raw, buf, got, self.shift)
+        if self.dc is not None:
+            _remove_dc(buf, got, self.dc)
         return got
 
     def close(self):

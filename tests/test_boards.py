@@ -50,7 +50,7 @@ def _broken(tmp_path, edit, name="esp32-inmp441"):
 
 def test_unknown_key(tmp_path):
     msg = _broken(tmp_path, lambda b: b["audio"]["i2s"].update(sda=21))
-    assert "unknown key 'sda'" in msg and "audio.i2s" in msg and "known keys: bits, ibuf, id" in msg
+    assert "unknown key 'sda'" in msg and "audio.i2s" in msg and "known keys: bits, dc_block, ibuf, id" in msg
 
 
 def test_missing_key(tmp_path):

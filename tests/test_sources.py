@@ -193,6 +193,7 @@ class FakeI2S:
 values = [0x7FFFFF00, -0x80000000, 0x12345600, -0x12345600, 0x00010000, -1, 0x1FFFC000, 0x00004000]
 for mic, i2s in (("inmp441", {"bits": 32}), ("SPH0645", {"bits": 32}),
                  ("inmp441", {"bits": 32, "shift": 16}), ("other", {"bits": 32, "shift": 14})):
+    i2s["dc_block"] = False   # the conversion alone
     src = I2SSource({"mic": mic, "i2s": i2s}, 16, FakeI2S(values))
     buf = array("h", bytes(32))
     n = src.readinto(buf)
@@ -209,3 +210,47 @@ def test_i2s_32bit_slots_to_int16(mpy):
     for line, shift in zip(lines, (12, 12, 16, 14)):
         expect = [int(np.clip(v >> shift, -32768, 32767)) for v in values]
         assert line.split(" ", 1)[1] == str(expect)
+
+
+DC = """
+import math, struct, gc
+from array import array
+import mic
+from mic import I2SSource
+class Mic:  # a MEMS mic with a DC offset: 8000 + 3000 sin(2 pi 500 t) after the 12-bit shift
+    def __init__(self):
+        self.t = 0
+    def readinto(self, raw):
+        for i in range(len(raw) // 4):
+            v = 8000 + int(3000 * math.sin(2 * math.pi * 500 * (self.t + i) / 16000))
+            struct.pack_into("<i", raw, 4 * i, v << 12)
+        self.t += len(raw) // 4
+        return len(raw)
+for dc_block in (True, False):
+    src = I2SSource({"mic": "inmp441", "i2s": {"bits": 32, "dc_block": dc_block}}, 320, Mic())
+    buf = array("h", bytes(640))
+    src.readinto(buf)
+    first = max(abs(v) for v in buf[:80])
+    for _ in range(48):     # ~1 s
+        src.readinto(buf)
+    src.readinto(buf)
+    mean = sum(buf) / len(buf)
+    rms = math.sqrt(sum((v - mean) ** 2 for v in buf) / len(buf))
+    before = gc.mem_alloc()
+    mic._remove_dc(buf, len(buf), src.dc or [0, 0, 0])   # the filter itself allocates nothing
+    grew = gc.mem_alloc() - before
+    print(dc_block, first, round(mean), round(rms), grew)
+"""
+
+
+def test_i2s_dc_offset_is_removed_without_a_click(mpy):
+    res = mpy(DC)
+    assert res.returncode == 0, res.stdout + res.stderr
+    on, off = (line.split() for line in res.stdout.splitlines())
+    assert off[0] == "False" and abs(int(off[2]) - 8000) < 50       # without it the offset stays
+    assert on[0] == "True"
+    first, mean, rms, grew = map(int, on[1:])
+    assert first <= 3300             # primed on the first sample: no step from 0 to 8000
+    assert abs(mean) < 60            # offset gone after a second
+    assert abs(rms - 3000 / 2 ** 0.5) < 0.03 * 3000 / 2 ** 0.5   # 500 Hz passes unchanged
+    assert grew == 0                 # nothing allocated per block
