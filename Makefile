@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 DATA   ?= ../shared/data/speech_commands
 SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat
 
-.PHONY: demo test venv-demo venv-dev system-deps synth train-default train-references models bench bench-quick stream-hour mpy clean
+.PHONY: demo test venv-demo venv-dev system-deps synth train-default train-references wake models bench bench-quick stream-hour mpy clean
 
 demo: venv-demo
 	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix --score
@@ -72,6 +72,12 @@ train-references: venv-dev
 	$(BIN)/hark export runs/dscnn --out models/dscnn.hark --name mlperf-dscnn-12
 	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tiny_conv --out runs/tiny_conv
 	$(BIN)/hark export runs/tiny_conv --out models/tiny_conv.hark --name micro-speech-tiny-conv-12
+
+# The example custom wake word from text only (docs/wake.md; after `make synth`, ~15 min).
+wake: venv-dev
+	$(BIN)/hark train --wake "hey hark" --synth data/synth/wake data/synth/unknown --data $(DATA) --width 24 --epochs 30 --out runs/wake
+	$(BIN)/hark export runs/wake --out runs/wake/wake.hark --threshold 0.93 --average-window-ms 400
+	$(BIN)/python -m hark.training.wake_eval runs/wake/wake.hark --data $(DATA) --eval data/synth/wake_eval --out runs/wake --hours 3
 
 bench: venv-dev
 	$(BIN)/hark bench --data $(DATA)
