@@ -71,6 +71,15 @@ def test_every_model_has_sane_numbers(bench):
     assert res["models"]["default"]["vs_default"]["us_per_hop_x"] == pytest.approx(1.0)
 
 
+def test_non_speech_is_played_to_every_model(bench):
+    from hark.training.nonspeech import quiet_signals
+    res, out, _ = bench
+    for name, r in res["models"].items():
+        assert list(r["non_speech"]) == list(quiet_signals()), name
+    assert all(d == [] for d in res["models"]["default"]["non_speech"].values())   # shipped: quiet
+    assert "**Non-speech input**" in (out / "results.md").read_text()
+
+
 def test_markdown_and_readme(bench):
     res, out, readme = bench
     md = (out / "results.md").read_text()

@@ -152,6 +152,21 @@ def firmware_run(path: Path, wav: Path, events, seconds: float, board: dict) -> 
             "detections": [[d.time_s, d.label, d.score] for d in run.detections]}
 
 
+def non_speech(path: Path, board: dict, tmp: Path) -> dict:
+    """Detections the firmware makes on sounds that are not speech (nonspeech.quiet_signals):
+    {signal name: ["label@seconds", ...]}, all lists empty for a well-behaved model."""
+    import soundfile as sf
+    from hark.unixport import run_firmware
+    from . import nonspeech
+    out = {}
+    for i, (name, x) in enumerate(nonspeech.quiet_signals().items()):
+        wav = tmp / f"nonspeech_{i}.wav"
+        sf.write(wav, x, nonspeech.RATE, subtype="PCM_16")
+        run = run_firmware(path, board, wav=wav, pad_ms=PAD_MS)
+        out[name] = [f"{d.label}@{d.time_s:.2f}" for d in run.detections]
+    return out
+
+
 def as_streamed(r: dict, path: Path, audio: np.ndarray) -> None:
     """For a model the firmware runs incrementally: the MACs one hop really costs, measured with
     the windowed engine side by side on the first seconds of the stream (streaming_vs_windowed),
@@ -317,6 +332,15 @@ def to_markdown(res: dict) -> str:
                      f"{_num(s['latency_ms_median'], '{:.0f}')} | "
                      + " / ".join(_pct((s.get("per_snr_db") or {}).get(k, {}).get("recall"), 0)
                                   for k in ("<10", "10-20", ">=20")) + " |")
+    quiet = {n: r["non_speech"] for n, r in models.items() if r.get("non_speech")}
+    if quiet:
+        names = list(next(iter(quiet.values())))
+        lines += ["", "**Non-speech input** (3 s each through the firmware, same detector; "
+                  "training/nonspeech.py): detections, which should all be none. A DC step is what "
+                  "a microphone with an offset gives when audio starts.", "",
+                  "| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for n, q in quiet.items():
+            lines.append(f"| {n} | " + " | ".join(", ".join(q.get(k, [])) or "none" for k in names) + " |")
     sv = {n: r["streaming_vs_windowed"] for n, r in models.items() if r.get("streaming_vs_windowed")}
     if sv:
         lines += ["", f"**Streaming vs windowed** (same model, same front-end frames, first "
@@ -433,6 +457,12 @@ def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds
                 as_streamed(r, path, audio)
             except Exception as exc:
                 r["errors"]["streaming"] = f"{type(exc).__name__}: {exc}"
+        try:
+            tmp = out_dir / "tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            r["non_speech"] = non_speech(path, profile, tmp)
+        except Exception as exc:
+            r["errors"]["non_speech"] = f"{type(exc).__name__}: {exc}"
         steps.update()
         r["boards"] = board_estimates(r["static"], r.get("unixport"), all_boards)
         try:

@@ -1,0 +1,21 @@
+"""Sounds that are not speech and must not fire a detection: silence, hiss and the DC steps a
+microphone with an offset produces when audio starts. `hark bench` plays each through the
+firmware and reports any detection; tests/test_edge_audio.py asserts none for the shipped model.
+"""
+import numpy as np
+
+RATE = 16000
+
+
+def quiet_signals(seconds: float = 3.0, seed: int = 11) -> dict:
+    """name -> int16 samples, each `seconds` long."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    raw = {
+        "digital silence": np.zeros(n),
+        "faint hiss (-70 dBFS)": rng.normal(0, 10, n),
+        "DC step to +20000": np.full(n, 20000),
+        "DC step to -32768": np.full(n, -32768),
+        "DC 10000 + noise": 10000 + rng.normal(0, 300, n),
+    }
+    return {name: np.clip(np.round(x), -32768, 32767).astype(np.int16) for name, x in raw.items()}
