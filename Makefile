@@ -56,6 +56,8 @@ synth: venv-dev system-deps
 train-default: venv-dev
 	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown --family tcn --width 64 \
 	  --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 --seed 2 --out runs/default
+	$(BIN)/hark export runs/default --out runs/default/default.hark --name hark-tcn64-12
+	$(BIN)/python -m hark.training.nonspeech runs/default/default.hark
 	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn64-12
 	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
 

@@ -149,3 +149,16 @@ def test_no_detection_on_silence(pipeline_runs):
     for name in (*nonspeech.quiet_signals(), "empty", "one_sample", "under_one_frame_511",
                  "odd_byte_count_data_chunk"):
         assert pipeline_runs[name][1].detections == [], name
+
+
+def test_non_speech_gate_passes_the_shipped_model_and_stops_a_trigger_happy_one(tmp_path, capsys):
+    """`python -m hark.training.nonspeech`, which `make train-default` runs before shipping."""
+    shipped = MODELS_DIR / "default.hark"
+    if not shipped.exists():
+        pytest.skip("no models/default.hark")
+    assert nonspeech.main([str(shipped)]) == 0
+    eager = tmp_path / "eager.hark"     # same graph, a detector that fires on almost anything
+    export.repack(shipped.with_suffix(".tflite"), eager,
+                  detector={"threshold": 0.02, "average_window_ms": 200, "minimum_count": 1})
+    assert nonspeech.main([str(eager)]) == 1
+    assert "fires on non-speech input (DC step" in capsys.readouterr().out

@@ -19,3 +19,34 @@ def quiet_signals(seconds: float = 3.0, seed: int = 11) -> dict:
         "DC 10000 + noise": 10000 + rng.normal(0, 300, n),
     }
     return {name: np.clip(np.round(x), -32768, 32767).astype(np.int16) for name, x in raw.items()}
+
+
+def main(argv=None) -> int:
+    """`python -m hark.training.nonspeech MODEL [--board B]`: play every quiet signal through the
+    firmware; exit 1 (naming signal and detection) if the model fires on any. `make
+    train-default` runs it before a model is shipped."""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    from hark import boards
+    from hark.training.bench import non_speech
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("model", type=Path, help="model blob")
+    p.add_argument("--board", default="unix")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        found = non_speech(args.model, boards.load(args.board), Path(tmp))
+    fired = {name: dets for name, dets in found.items() if dets}
+    for name, dets in found.items():
+        print(f"{name}: {', '.join(dets) or 'quiet'}")
+    if fired:
+        print(f"{args.model} fires on non-speech input ({', '.join(fired)}): pick another seed or "
+              "retrain; do not ship it")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
