@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import blob as blobfile
-from . import evaluate, report, stream
+from . import evaluate, nonspeech, report, stream
 from .dataset import COMMANDS, SILENCE, UNKNOWN
 
 MODEL_NAMES = ("default", "dscnn", "tiny_conv")
@@ -150,21 +150,6 @@ def firmware_run(path: Path, wav: Path, events, seconds: float, board: dict) -> 
     return {"unixport": unix,
             "stream": stream.score_stream(run.detections, events, TOLERANCE_S, seconds + PAD_MS / 1000),
             "detections": [[d.time_s, d.label, d.score] for d in run.detections]}
-
-
-def non_speech(path: Path, board: dict, tmp: Path) -> dict:
-    """Detections the firmware makes on sounds that are not speech (nonspeech.quiet_signals):
-    {signal name: ["label@seconds", ...]}, all lists empty for a well-behaved model."""
-    import soundfile as sf
-    from hark.unixport import run_firmware
-    from . import nonspeech
-    out = {}
-    for i, (name, x) in enumerate(nonspeech.quiet_signals().items()):
-        wav = tmp / f"nonspeech_{i}.wav"
-        sf.write(wav, x, nonspeech.RATE, subtype="PCM_16")
-        run = run_firmware(path, board, wav=wav, pad_ms=PAD_MS)
-        out[name] = [f"{d.label}@{d.time_s:.2f}" for d in run.detections]
-    return out
 
 
 def as_streamed(r: dict, path: Path, audio: np.ndarray) -> None:
@@ -427,6 +412,8 @@ def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds
                      "distractors": len(events) - len(targets),
                      "distractor_words": sorted({e["word"] for e in events if not e["target"]})}
     (out_dir / "stream_events.json").write_text(json.dumps(events, indent=1))
+    (out_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    quiet_wavs = nonspeech.write_signals(out_dir / "tmp")     # once, for every model
     profile = boardlib.load(board)
     all_boards = [boardlib.load(n) for n in boardlib.available()]
     clips_by_labels = {}
@@ -458,9 +445,7 @@ def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds
             except Exception as exc:
                 r["errors"]["streaming"] = f"{type(exc).__name__}: {exc}"
         try:
-            tmp = out_dir / "tmp"
-            tmp.mkdir(parents=True, exist_ok=True)
-            r["non_speech"] = non_speech(path, profile, tmp)
+            r["non_speech"] = nonspeech.detections(path, profile, quiet_wavs, PAD_MS)
         except Exception as exc:
             r["errors"]["non_speech"] = f"{type(exc).__name__}: {exc}"
         steps.update()
