@@ -46,6 +46,12 @@ class TrainConfig:
     shift_ms: float = 100.0             # time-shift range of augmentation (+-ms)
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     mic_prob: float = 0.0               # chance of a random microphone response per example
+    teacher: str = ""                   # "oww-embedding": distil from the speech teacher
+    temperature: float = 2.0            # softening of the teacher's labels
+    soft_weight: float = 0.5            # share of the loss on the teacher's labels
+    teacher_extra: int = 0              # clips per view labelled only by the teacher
+    cv_folds: int = 0                   # speaker-grouped cross-validation of scarce words:
+    cv_fold: int = 0                    # this fold's speakers are the test set
     spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self):
@@ -65,6 +71,34 @@ def voice_split(path) -> str:
     voice = Path(path).name.split("_nohash_")[0]
     bucket = int(hashlib.sha1(voice.encode()).hexdigest(), 16) % 10
     return "validation" if bucket == 0 else "test" if bucket == 1 else "train"
+
+
+SCARCE_LABELS = ("on", "off", ds.UNKNOWN)
+
+
+def speaker(path) -> str:
+    """Speech Commands clips are `<speaker>_nohash_<n>`."""
+    return Path(path).name.split("_nohash_")[0]
+
+
+def cv_fold_of(path, folds: int) -> int:
+    """The fold of a clip's speaker: fixed by a hash, so every recipe sees the same folds."""
+    return int(hashlib.sha1(speaker(path).encode()).hexdigest(), 16) % folds
+
+
+def apply_cv_fold(real_sets, folds: int, fold: int) -> None:
+    """Speaker-grouped cross-validation of the scarce words (on, off, unknown words), whose
+    few dev-list clips say little: the fold's speakers' scarce clips become the test set
+    (whatever list they were on), the other scarce clips train; the plentiful commands keep
+    the dataset's own lists. No speaker of the fold is trained on."""
+    for d in real_sets:
+        held = {speaker(c.path) for c in d.clips
+                if c.label in SCARCE_LABELS and cv_fold_of(c.path, folds) == fold}
+        for c in d.clips:
+            if speaker(c.path) in held:
+                c.split = "test" if c.label in SCARCE_LABELS else "excluded"
+            elif c.label in SCARCE_LABELS:
+                c.split = "train"
 
 
 def _progress(desc):
@@ -127,15 +161,30 @@ def _class_plan(real, synth, labels, cfg, rng):
     return plan, size
 
 
-def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg, rng):
-    """Augmented training examples, `views` copies, balanced per class. Returns (x, y)."""
+def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg, rng,
+                       teacher=None):
+    """Augmented training examples, `views` copies, balanced per class. Returns (x, y, z):
+    z holds the teacher's logits per example (None without a teacher). With a teacher, each
+    view also gets `teacher_extra` clips that only the teacher labels (y = -1)."""
+    from .distill import EXTRA_KINDS, extra_clip
+
     plan, size = _class_plan(real, synth, labels, cfg, rng)
     spec = FeatureSpec.from_dict(cfg.spec)
     augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob)
-    clips, targets, features = [], [], []
-    total = cfg.views * sum(size if l == ds.SILENCE else len(plan[l]) for l in labels)
+    clips, targets, features, logits = [], [], [], []
+    extra = cfg.teacher_extra if teacher else 0
+    total = cfg.views * (extra + sum(size if l == ds.SILENCE else len(plan[l]) for l in labels))
+    words = list(real_audio) + list(synth_audio)
+
+    def flush():
+        features.append(batch_features(clips, spec))
+        if teacher:
+            logits.append(teacher.logits(clips))
+        clips.clear()
+
     from tqdm import tqdm
-    bar = tqdm(total=total, desc="augmenting", unit="clip", leave=False)
+    bar = tqdm(total=total, desc="augmenting" + (" + teacher" if teacher else ""),
+               unit="clip", leave=False)
     for _ in range(cfg.views):
         for li, label in enumerate(labels):
             if label == ds.SILENCE:
@@ -150,19 +199,28 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
                     targets.append(li)
                 bar.update(len(plan[label]))
             if len(clips) >= 4096:  # features as we go: raw audio of every view would not fit
-                features.append(batch_features(clips, spec))
-                clips = []
+                flush()
+        for i in range(extra):
+            clips.append(extra_clip(EXTRA_KINDS[i % len(EXTRA_KINDS)], words, rng, noise,
+                                    cfg.shift_ms))
+            targets.append(-1)
+            if len(clips) >= 4096:
+                flush()
+        bar.update(extra)
     bar.close()
-    features.append(batch_features(clips, spec))
-    return np.concatenate(features), np.asarray(targets, np.int64)
+    flush()
+    z = np.concatenate(logits) if teacher else None
+    return np.concatenate(features), np.asarray(targets, np.int64), z
 
 
 def eval_set(audio, clips, noise, labels, rng, spec=DEFAULT_SPEC):
-    """Clean clips of a split plus one class's worth of silence clips cut from noise."""
+    """Clean clips of a split plus one class's worth of silence clips cut from noise.
+    Returns (features, targets, the 1 s clips themselves)."""
     n_silence = aug.silence_count(len(clips), labels)
-    ys = list(audio) + [aug.silence_clip(rng, noise) for _ in range(n_silence)]
+    ys = [fit_clip(y, spec) for y in audio] + [aug.silence_clip(rng, noise)
+                                               for _ in range(n_silence)]
     targets = [labels.index(c.label) for c in clips] + [labels.index(ds.SILENCE)] * n_silence
-    return batch_features(ys, spec), np.asarray(targets, np.int64)
+    return batch_features(ys, spec), np.asarray(targets, np.int64), ys
 
 
 def held_out_voices(datasets) -> set:
@@ -207,6 +265,8 @@ def train(cfg: TrainConfig) -> dict:
         for d in synth_sets:
             for c in d.clips:
                 c.split = voice_split(c.path)
+    if cfg.cv_folds:
+        apply_cv_fold(real_sets, cfg.cv_folds, cfg.cv_fold)
     noise = [n for d in real_sets for n in ds.load_noise(d)]
     if not noise:
         print("warning: no _background_noise_ folder: silence and noise augmentation use "
@@ -223,27 +283,49 @@ def train(cfg: TrainConfig) -> dict:
         raise ds.DatasetError("no training clips found (every clip is in validation_list.txt "
                               "or testing_list.txt?)")
 
-    x_train, y_train = build_training_set(train_audio, train_clips, synth_audio, synth_clips,
-                                          noise, cfg.labels, cfg, rng)
+    teacher = None
+    if cfg.teacher:
+        from .distill import train_teacher
+        print(f"training the teacher head on {cfg.teacher} ...", flush=True)
+        teacher = train_teacher(train_audio, train_clips, val_audio, val_clips, noise,
+                                cfg.labels, seed=0)
+    x_train, y_train, z_train = build_training_set(
+        train_audio, train_clips, synth_audio, synth_clips, noise, cfg.labels, cfg, rng,
+        teacher)
     spec = FeatureSpec.from_dict(cfg.spec)
-    x_val, y_val = eval_set(val_audio, val_clips, noise, cfg.labels, rng, spec)
-    x_test, y_test = eval_set(test_audio, test_clips, noise, cfg.labels, rng, spec)
+    x_val, y_val, _ = eval_set(val_audio, val_clips, noise, cfg.labels, rng, spec)
+    x_test, y_test, test_clips_audio = eval_set(test_audio, test_clips, noise, cfg.labels, rng,
+                                                spec)
 
     norm = Normalisation.fit(x_train)
     model = models.build(cfg.family, x_train.shape[1:], len(cfg.labels), cfg.width)
     steps = cfg.epochs * int(np.ceil(len(x_train) / cfg.views / cfg.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(steps, 1), alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     xn_train, xn_val, xn_test = (norm.apply(x) for x in (x_train, x_val, x_test))
+    fit_model, t_train, t_val = model, y_train, y_val
+    if teacher:
+        from .distill import distill_loss, pack, packed_accuracy, soft_targets
+        n = len(cfg.labels)
+        # The student learns from logits; the saved model (same weights) keeps its softmax.
+        fit_model = keras.Model(model.inputs, model.layers[-1].input)
+        t_train = pack(np.maximum(y_train, 0), soft_targets(z_train, cfg.temperature), n,
+                       hard_weight=(y_train >= 0))
+        t_train[y_train < 0, :n] = 0.0
+        t_val = pack(y_val, np.eye(n, dtype=np.float32)[y_val], n)
+        fit_model.compile(optimizer=keras.optimizers.Adam(schedule),
+                          loss=distill_loss(n, cfg.temperature, cfg.soft_weight),
+                          metrics=[packed_accuracy(n)])
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     per_view = len(x_train) // cfg.views
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     best, best_weights = -1.0, None
     for epoch in range(cfg.epochs):
         view = epoch % cfg.views  # each epoch sees a different augmentation of every example
         sl = slice(view * per_view, (view + 1) * per_view)
-        h = model.fit(xn_train[sl], y_train[sl], batch_size=cfg.batch_size, epochs=1,
-                      validation_data=(xn_val, y_val), shuffle=True, verbose=0)
+        h = fit_model.fit(xn_train[sl], t_train[sl], batch_size=cfg.batch_size, epochs=1,
+                          validation_data=(xn_val, t_val), shuffle=True, verbose=0)
         for k in history:
             history[k].append(float(h.history[k][0]))
         print(f"epoch {epoch + 1}/{cfg.epochs}  loss {history['loss'][-1]:.3f}  "
@@ -265,6 +347,12 @@ def train(cfg: TrainConfig) -> dict:
     probs = model.predict(xn_test, batch_size=256, verbose=0)
     metrics = report.classification_metrics(y_test, probs.argmax(axis=1), cfg.labels)
     metrics["train_examples"] = int(len(x_train))
+    if teacher:
+        t_pred = teacher.logits(test_clips_audio).argmax(axis=1)
+        metrics["teacher"] = dict(teacher.metrics, test=report.classification_metrics(
+            y_test, t_pred, cfg.labels))
+    if cfg.cv_folds:
+        metrics["cv"] = {"folds": cfg.cv_folds, "fold": cfg.cv_fold}
     metrics["seconds"] = round(time.time() - t0, 1)
     (out / "metrics.json").write_text(json.dumps({"float_test": metrics}, indent=2))
     report.plot_history(history, out / "history.png")

@@ -74,6 +74,30 @@ def register(sub):
     p.add_argument("--fmax", type=float, default=0,
                    help="top of the mel filterbank in Hz (default 4000, as MLPerf Tiny KWS; "
                         "8000 keeps fricatives such as the f of \"off\")")
+    t = p.add_argument_group(
+        "distillation from a pretrained speech teacher",
+        "The teacher is Google's speech embedding (bundled by openwakeword==0.4.0, run with "
+        "onnxruntime) with a small head trained here on the run's real training clips. It "
+        "labels every augmented example; the student learns from both labels. Embeddings are "
+        "cached in ~/.cache/hark/teacher ($HARK_CACHE), so a rerun with the same seed is fast.")
+    t.add_argument("--teacher", default="", choices=["", "oww-embedding"],
+                   help="distil from this teacher (default: none)")
+    t.add_argument("--temperature", type=float, default=2.0,
+                   help="softening of the teacher's labels (default 2)")
+    t.add_argument("--soft-weight", type=float, default=0.5,
+                   help="share of the loss on the teacher's labels, 0..1 (default 0.5)")
+    t.add_argument("--teacher-extra", type=int, default=0, metavar="N",
+                   help="N clips per view that only the teacher labels: overlapping word "
+                        "pairs, words half out of the window, fragments in noise, "
+                        "pitch/tempo-shifted words (default 0)")
+    c = p.add_argument_group(
+        "speaker-grouped cross-validation",
+        "The dev test list holds one 'on', one 'off' and a few unknown words. With "
+        "--cv-folds K, the scarce words' speakers are split into K folds by a hash of the "
+        "speaker id; fold --cv-fold is tested and none of its speakers is trained on. "
+        "`python -m hark.training.crossval` runs every fold and seed and sums the results.")
+    c.add_argument("--cv-folds", type=int, default=0, metavar="K")
+    c.add_argument("--cv-fold", type=int, default=0, metavar="I", help="0..K-1")
     p.set_defaults(func=run)
 
 
@@ -87,6 +111,21 @@ def run(args):
                         f"\"{args.wake}:600\" --out DIR`, then --synth DIR")
     if not 0.0 <= args.real_share <= 1.0 or not 0.0 <= args.synth_ratio <= 1.0:
         raise HarkError("--real-share and --synth-ratio must be between 0 and 1")
+    if args.teacher and args.wake:
+        raise HarkError("--teacher labels the 12-class command task; a wake-word run has "
+                        "no teacher head (leave out --teacher)")
+    if not 0.0 <= args.soft_weight <= 1.0 or args.temperature <= 0:
+        raise HarkError("--soft-weight must be between 0 and 1 and --temperature above 0")
+    if args.teacher_extra and not args.teacher:
+        raise HarkError("--teacher-extra needs --teacher: only the teacher can label them")
+    if args.cv_folds and not 0 <= args.cv_fold < args.cv_folds or args.cv_folds == 1:
+        raise HarkError("--cv-folds K needs K >= 2 and --cv-fold between 0 and K-1")
+    if args.teacher:
+        from hark.training.teacher import TeacherUnavailable, _model_dir
+        try:
+            _model_dir()
+        except TeacherUnavailable as exc:
+            raise HarkError(str(exc)) from exc
     cfg = TrainConfig(data=args.data, synth=args.synth, out=args.out, family=args.family,
                       width=args.width,
                       epochs=args.epochs, batch_size=args.batch_size,
@@ -95,7 +134,10 @@ def run(args):
                       max_per_word=args.max_per_word, class_size=args.class_size,
                       wake=args.wake.strip(), shift_ms=args.shift_ms,
                       unknown_weight=args.unknown_weight, mic_prob=args.mic_prob,
-                      exclude_words=[w for w in args.exclude_words.split(",") if w])
+                      exclude_words=[w for w in args.exclude_words.split(",") if w],
+                      teacher=args.teacher, temperature=args.temperature,
+                      soft_weight=args.soft_weight, teacher_extra=args.teacher_extra,
+                      cv_folds=args.cv_folds, cv_fold=args.cv_fold)
     if args.fmax:
         if not 0 < args.fmax <= 8000:
             raise HarkError("--fmax must be in (0, 8000] Hz at 16 kHz audio")

@@ -1,0 +1,123 @@
+"""The speech teacher, distillation into a student, and speaker-grouped cross-validation."""
+import json
+
+import numpy as np
+import pytest
+
+from hark.training import crossval
+from hark.training import dataset as ds
+from hark.training.features import fit_clip
+from hark.training.train import apply_cv_fold, speaker
+
+pytest.importorskip("onnxruntime")
+
+
+def test_one_pass_embedding_equals_the_windowed_model(shared_data):
+    """The patched graph (one pass over 2 s) gives exactly openwakeword's 16 windows."""
+    import onnxruntime as ort
+    from hark.training.teacher import SpeechEmbedding, _model_dir
+
+    clips = ds.load_dataset(shared_data).clips[::900][:4]
+    audio, _, _ = ds.load_clips(clips)
+    x = np.stack([fit_clip(y) for y in audio])
+    teacher = SpeechEmbedding(threads=1)
+    fast = teacher(x)
+    windowed = ort.InferenceSession(str(_model_dir() / "embedding_model.onnx"),
+                                    providers=["CPUExecutionProvider"])
+    spec = teacher.mel(x)
+    for step in (0, 7, 15):
+        window = spec[:, 8 * step:8 * step + 76, :, None]
+        ref = windowed.run(None, {"input_1": window})[0].reshape(len(x), 96)
+        np.testing.assert_allclose(fast[:, step], ref, rtol=1e-5, atol=1e-4)
+    assert fast.shape == (len(x), 16, 96)
+
+
+def test_cached_embedding_is_reused(tmp_path, monkeypatch):
+    from hark.training.teacher import SpeechEmbedding
+
+    monkeypatch.setenv("HARK_CACHE", str(tmp_path))
+    teacher = SpeechEmbedding(threads=1)
+    x = np.random.default_rng(0).uniform(-0.1, 0.1, (2, 16000)).astype(np.float32)
+    first = teacher.cached(x)
+    assert len(list((tmp_path / "teacher").glob("*.npy"))) == 1
+    def no_compute(self, clips):
+        raise AssertionError("a cache hit must not compute again")
+    monkeypatch.setattr(SpeechEmbedding, "__call__", no_compute)
+    np.testing.assert_array_equal(teacher.cached(x), first)
+
+
+def test_distill_loss_mixes_hard_and_soft_cross_entropy():
+    from hark.training.distill import distill_loss, pack, packed_accuracy
+
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]], np.float32)
+    soft = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]], np.float32)
+    y = pack(np.array([0, 2]), soft, 3, hard_weight=[1.0, 0.0])
+    t = 2.0
+    got = np.asarray(distill_loss(3, t, 0.25)(y, logits))
+
+    def log_softmax(z):
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    hard_ce = -log_softmax(logits)[[0, 1], [0, 2]] * np.array([1.0, 0.0])
+    soft_ce = -(soft * log_softmax(logits / t)).sum(axis=1)
+    np.testing.assert_allclose(got, 0.75 * hard_ce + 0.25 * t * t * soft_ce, rtol=1e-5)
+    assert float(packed_accuracy(3)(y, logits)) == 0.5   # row 0 right, row 1 (label 2) wrong
+
+
+def test_cv_folds_never_test_a_trained_speaker(shared_data):
+    folds = 4
+    tested = []
+    for fold in range(folds):
+        d = ds.load_dataset(shared_data)
+        apply_cv_fold([d], folds, fold)
+        test = {speaker(c.path) for c in d.split("test") if c.label in ("on", "off", ds.UNKNOWN)}
+        trained = {speaker(c.path) for c in d.split("train") + d.split("validation")}
+        assert test and not test & trained
+        tested += [c.path for c in d.split("test") if c.label in ("on", "off", ds.UNKNOWN)]
+    scarce = [c.path for c in ds.load_dataset(shared_data).clips
+              if c.label in ("on", "off", ds.UNKNOWN)]
+    assert sorted(tested) == sorted(scarce)   # every scarce clip tested exactly once
+
+
+def _fake_metrics(labels, correct):
+    k = len(labels)
+    confusion = np.zeros((k, k), int)
+    for i in range(k):
+        confusion[i, i] = correct
+        confusion[i, (i + 1) % k] = 10 - correct
+    return {"labels": labels, "confusion": confusion.tolist()}
+
+
+def test_crossval_sums_scarce_rows_over_folds(tmp_path):
+    labels = list(ds.LABELS)
+    for fold, correct in enumerate((10, 5)):
+        run = tmp_path / f"seed0_fold{fold}"
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps(
+            {"float_test": _fake_metrics(labels, correct)}))
+    result = crossval.summarise(tmp_path, 2, [0])
+    assert result["student"][0]["on"] == pytest.approx(0.75)       # 15 of 20
+    assert result["student"][0]["n"]["on"] == 20
+    assert "± 0.0" in crossval.markdown(result, "fake")
+
+
+@pytest.mark.slow
+def test_train_with_teacher_reports_teacher_and_student(shared_data, tmp_path, monkeypatch):
+    from hark.cli import main
+
+    monkeypatch.setenv("HARK_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    rc = main(["train", "--data", str(shared_data), "--out", str(out), "--epochs", "1",
+               "--max-per-word", "6", "--width", "8", "--teacher", "oww-embedding",
+               "--teacher-extra", "8", "--cv-folds", "3", "--cv-fold", "0"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())["float_test"]
+    assert metrics["teacher"]["test"]["n"] == metrics["n"]
+    assert metrics["cv"] == {"folds": 3, "fold": 0}
+
+
+def test_teacher_flags_are_checked_before_work(tmp_path, capsys):
+    from hark.cli import main
+
+    assert main(["train", "--data", str(tmp_path), "--teacher-extra", "5"]) == 1
+    assert "--teacher-extra needs --teacher" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--cv-folds", "3", "--cv-fold", "3"]) == 1
