@@ -106,18 +106,25 @@ def test_train_with_teacher_reports_teacher_and_student(shared_data, tmp_path, m
 
     monkeypatch.setenv("HARK_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
+    synth_folder = tmp_path / "synth"     # four "on" clips: real ones stand in for synthetic
+    (synth_folder / "on").mkdir(parents=True)
+    for i, clip in enumerate(sorted((shared_data / "on").glob("*.flac"))[:4]):
+        (synth_folder / "on" / f"voice{i}_nohash_0.flac").write_bytes(clip.read_bytes())
     rc = main(["train", "--data", str(shared_data), "--out", str(out), "--epochs", "1",
                "--max-per-word", "6", "--width", "8", "--teacher", "oww-embedding",
-               "--teacher-extra", "8", "--cv-folds", "3", "--cv-fold", "0"])
+               "--teacher-extra", "8", "--cv-folds", "3", "--cv-fold", "0",
+               "--synth", str(synth_folder), "--teacher-filter", "0.3"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())["float_test"]
     assert metrics["teacher"]["test"]["n"] == metrics["n"]
     assert metrics["cv"] == {"folds": 3, "fold": 0}
+    kept, total = metrics["teacher"]["synthetic_kept"]["on"]
+    assert total == 4 and kept <= total
 
 
 def test_teacher_flags_are_checked_before_work(tmp_path, capsys):
     from hark.cli import main
 
     assert main(["train", "--data", str(tmp_path), "--teacher-extra", "5"]) == 1
-    assert "--teacher-extra needs --teacher" in capsys.readouterr().err
+    assert "need --teacher" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--cv-folds", "3", "--cv-fold", "3"]) == 1

@@ -79,6 +79,22 @@ def train_teacher(real_audio, real_clips, val_audio, val_clips, noise, labels, s
     return Teacher(embedding, head, metrics)
 
 
+def judge_synthetic(teacher: Teacher, audio, clips, labels, min_prob: float):
+    """Keep the synthetic clips the teacher hears as their own label with at least min_prob
+    (it hears most MBROLA voices' "off" as "up": such clips teach the student a lie).
+    Returns (audio, clips, {word: [kept, total]})."""
+    probs = soft_targets(teacher.logits([fit_clip(y) for y in audio]), 1.0)
+    own = probs[np.arange(len(clips)), [labels.index(c.label) for c in clips]]
+    keep = own >= min_prob
+    report = {}
+    for c, k in zip(clips, keep):
+        kept_total = report.setdefault(c.word if c.label != ds.UNKNOWN else ds.UNKNOWN, [0, 0])
+        kept_total[0] += int(k)
+        kept_total[1] += 1
+    return ([y for y, k in zip(audio, keep) if k], [c for c, k in zip(clips, keep) if k],
+            report)
+
+
 def extra_clip(kind: str, sources, rng, noise, shift_ms: float) -> np.ndarray:
     """One teacher-only clip. `sources` are 1 s word clips to draw from."""
     def pick():

@@ -50,6 +50,7 @@ class TrainConfig:
     temperature: float = 2.0            # softening of the teacher's labels
     soft_weight: float = 0.5            # share of the loss on the teacher's labels
     teacher_extra: int = 0              # clips per view labelled only by the teacher
+    teacher_filter: float = 0.0         # drop synthetic clips the teacher doubts (min prob)
     cv_folds: int = 0                   # speaker-grouped cross-validation of scarce words:
     cv_fold: int = 0                    # this fold's speakers are the test set
     spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
@@ -289,6 +290,13 @@ def train(cfg: TrainConfig) -> dict:
         print(f"training the teacher head on {cfg.teacher} ...", flush=True)
         teacher = train_teacher(train_audio, train_clips, val_audio, val_clips, noise,
                                 cfg.labels, seed=0)
+        if cfg.teacher_filter and synth_clips:
+            from .distill import judge_synthetic
+            synth_audio, synth_clips, judged = judge_synthetic(
+                teacher, synth_audio, synth_clips, cfg.labels, cfg.teacher_filter)
+            teacher.metrics["synthetic_kept"] = judged
+            print("synthetic clips the teacher accepts: " + ", ".join(
+                f"{w} {k}/{n}" for w, (k, n) in sorted(judged.items())), flush=True)
     x_train, y_train, z_train = build_training_set(
         train_audio, train_clips, synth_audio, synth_clips, noise, cfg.labels, cfg, rng,
         teacher)
