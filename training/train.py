@@ -165,7 +165,9 @@ def _class_plan(real, synth, labels, cfg, rng):
 def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg, rng,
                        teacher=None):
     """Augmented training examples, `views` copies, balanced per class. Returns (x, y, z):
-    z holds the teacher's logits per example (None without a teacher). With a teacher, each
+    z holds the teacher's logits per example (None without a teacher). The teacher labels
+    each source clip once, clean (cached across seeds and folds: labelling every augmented
+    view costs ~10x more on 2 cores); silence keeps its hard label. With a teacher, each
     view also gets `teacher_extra` clips that only the teacher labels (y = -1)."""
     from .distill import EXTRA_KINDS, extra_clip
 
@@ -176,11 +178,15 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     extra = cfg.teacher_extra if teacher else 0
     total = cfg.views * (extra + sum(size if l == ds.SILENCE else len(plan[l]) for l in labels))
     words = list(real_audio) + list(synth_audio)
+    if teacher:
+        source_logits = {"real": teacher.logits([fit_clip(y) for y in real_audio]),
+                         "synth": teacher.logits([fit_clip(y) for y in synth_audio])
+                         if len(synth_audio) else None}
+        silence_logits = np.where(np.arange(len(labels)) == labels.index(ds.SILENCE), 10.0, 0.0)
+    pending = []   # teacher-only clips waiting to be labelled, as (index in logits, clip)
 
     def flush():
         features.append(batch_features(clips, spec))
-        if teacher:
-            logits.append(teacher.logits(clips))
         clips.clear()
 
     from tqdm import tqdm
@@ -192,25 +198,35 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
                 for _ in range(size):
                     clips.append(aug.silence_clip(rng, noise))
                     targets.append(li)
+                    if teacher:
+                        logits.append(silence_logits)
                 bar.update(size)
             else:
                 for kind, i in plan[label]:
                     src = real_audio[i] if kind == "real" else synth_audio[i]
                     clips.append(aug.augment(fit_clip(src), rng, noise, augment_config))
                     targets.append(li)
+                    if teacher:
+                        logits.append(source_logits[kind][i])
                 bar.update(len(plan[label]))
             if len(clips) >= 4096:  # features as we go: raw audio of every view would not fit
                 flush()
         for i in range(extra):
-            clips.append(extra_clip(EXTRA_KINDS[i % len(EXTRA_KINDS)], words, rng, noise,
-                                    cfg.shift_ms))
+            clip = extra_clip(EXTRA_KINDS[i % len(EXTRA_KINDS)], words, rng, noise, cfg.shift_ms)
+            clips.append(clip)
+            pending.append((len(logits), clip))
+            logits.append(None)
             targets.append(-1)
             if len(clips) >= 4096:
                 flush()
         bar.update(extra)
     bar.close()
     flush()
-    z = np.concatenate(logits) if teacher else None
+    if pending:
+        labelled = teacher.logits([clip for _, clip in pending])
+        for (at, _), z in zip(pending, labelled):
+            logits[at] = z
+    z = np.stack(logits).astype(np.float32) if teacher else None
     return np.concatenate(features), np.asarray(targets, np.int64), z
 
 
