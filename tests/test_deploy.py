@@ -205,6 +205,53 @@ def test_build_only_prints_footprint(tmp_path, model, capsys):
     assert "config.json" in result.stdout and "rp2040: flash" in result.stdout
 
 
+def _flip_bit(src, dst, offset, bit=0):
+    data = bytearray(Path(src).read_bytes())
+    data[offset] ^= 1 << bit
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_corrupt_model_is_not_deployed(unix_board, model, tmp_path, capsys):
+    """One flipped bit in the blob: deploy refuses it before touching the board (the firmware
+    would refuse it at boot), and --build-only fails too."""
+    port, device_dir = unix_board
+    bad = _flip_bit(model, tmp_path / "bitflip.hark", offset=model.stat().st_size // 2, bit=3)
+    result = in_process(capsys, "deploy", "--board", "unix", "--port", port, "--model", bad,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1
+    assert "CRC-32 mismatch" in result.stderr and "bitflip.hark" in result.stderr
+    assert list(device_dir.iterdir()) == []
+    result = in_process(capsys, "deploy", "--board", "unix", "--build-only", "--model", bad,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1 and "CRC-32 mismatch" in result.stderr
+
+
+def test_flipped_version_bit_is_reported_as_corruption(tmp_path, model, capsys):
+    bad = _flip_bit(model, tmp_path / "v.hark", offset=5, bit=0)     # version 3 -> 259
+    result = in_process(capsys, "deploy", "--board", "unix", "--build-only", "--model", bad,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1
+    assert "corrupted" in result.stderr and "update" not in result.stderr
+
+
+def test_build_only_over_budget_fails(tmp_path, capsys):
+    big = fake_blob(tmp_path / "big.hark", payload_bytes=120_000)
+    result = in_process(capsys, "deploy", "--board", "pyboard", "--build-only", "--model", big,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1 and "KB over" in result.stderr
+    forced = in_process(capsys, "deploy", "--board", "pyboard", "--build-only", "--force",
+                        "--model", big, "--build-dir", tmp_path / "build")
+    assert forced.returncode == 0 and "KB over" in forced.stdout
+
+
+def test_build_only_checks_the_profile_labels(tmp_path, capsys):
+    other = fake_blob(tmp_path / "other.hark", 100, labels=["_silence_", "_unknown_", "cat"])
+    result = in_process(capsys, "deploy", "--board", "esp32s3", "--build-only", "--model", other,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1 and "is not a label of the model" in result.stderr
+
+
 FAKE_MAIN = """import sys, time
 print("hark: listening")
 for label, p in (("yes", "0.93"), ("off", "0.81")):
