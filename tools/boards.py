@@ -200,6 +200,9 @@ def kb(n: int, up=False) -> str:
     return f"{n / 1024:.1f} KB" if n < 10 * 1024 else f"{round(n / 1024)} KB"
 
 
+NARROWER = "`hark train --width 48` or narrower; the shipped default is 64"
+
+
 @dataclass
 class FitReport:
     """Flash and RAM needs of a deployment against a board's budgets, item by item."""
@@ -227,14 +230,22 @@ class FitReport:
         if self.flash_needed > self.flash_budget:
             out.append(f"model and firmware need {kb(self.flash_needed)} of flash, {self.board} has "
                        f"{kb(self.flash_budget)} flash budget: {kb(self.flash_needed - self.flash_budget, up=True)} over "
-                       f"({self._items(self.flash)}); use a smaller model (fewer channels/layers in "
-                       "`hark train`) or a board with more flash")
+                       f"({self._items(self.flash)}); use a model with fewer weights ({NARROWER}) "
+                       "or a board with more flash")
         if self.ram_needed > self.ram_budget:
             out.append(f"model and firmware need {kb(self.ram_needed)} of RAM, {self.board} has "
                        f"{kb(self.ram_budget)} RAM budget: {kb(self.ram_needed - self.ram_budget, up=True)} over "
-                       f"({self._items(self.ram)}); use a smaller model (smaller activations/arena) "
-                       "or a board with more RAM")
+                       f"({self._items(self.ram)}); {self._ram_lever()} or a board with more RAM")
         return out
+
+    def _ram_lever(self) -> str:
+        """The fix for the model's largest share of the RAM: its weights (the blob is read into
+        RAM) or its activations (the arena)."""
+        if self.ram.get("model", 0) >= self.ram.get("arena", 0):
+            return (f"the model blob ({kb(self.ram['model'])}, read into RAM) is the largest part: "
+                    f"use a model with fewer weights ({NARROWER})")
+        return (f"the tensor arena ({kb(self.ram['arena'])}) is the largest part of the model's "
+                f"share: use a model with smaller activations ({NARROWER})")
 
     @staticmethod
     def _items(parts):

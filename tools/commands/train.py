@@ -41,7 +41,8 @@ def register(sub):
                    help="tcn: hark's streaming temporal CNN (default); dscnn: MLPerf Tiny "
                         "reference; tiny_conv: TFLite Micro micro_speech")
     p.add_argument("--width", type=int, default=0,
-                   help="tcn channels per layer (default 96; 64 fits the smallest boards)")
+                   help="tcn channels per layer (default 64, the shipped model's, which fits "
+                        "the esp32-inmp441, esp32s3 and rp2040 budgets; wider needs a bigger board)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--learning-rate", type=float, default=3e-3)
