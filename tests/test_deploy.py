@@ -286,6 +286,28 @@ def test_monitor_shows_detections(unix_board, capsys):
     assert "2 detection(s)" in again.stdout, again.stderr
 
 
+def test_monitor_shows_the_firmware_error_and_fails(unix_board, model, tmp_path, capsys):
+    """Deployed to the unix port without the WAV its profile reads: deploy says so, and the
+    monitor shows the firmware's own error line (not just an exit code) and exits 1."""
+    port, device_dir = unix_board
+    deployed = _deploy(port, model, tmp_path / "build")
+    assert deployed.returncode == 0
+    assert "input.wav" in deployed.stdout and "not on the board" in deployed.stdout
+    result = in_process(capsys, "monitor", "--board", "unix", "--port", port, "--seconds", 30)
+    assert result.returncode == 1
+    assert "input.wav" in result.stdout and "hark: error:" in result.stdout
+    assert "exited with code 2" in result.stdout
+    assert "stopped with code 2: hark: error:" in result.stderr and "input.wav" in result.stderr
+
+
+def test_monitor_reports_a_traceback(unix_board, capsys):
+    port, device_dir = unix_board
+    (device_dir / "main.py").write_text("print('starting')\nraise ValueError('boom')\n")
+    result = in_process(capsys, "monitor", "--board", "unix", "--port", port, "--seconds", 10)
+    assert result.returncode == 1 and "starting" in result.stdout
+    assert "ValueError: boom" in result.stderr
+
+
 def test_record_reads_the_board_source(unix_board, model, tmp_path, capsys):
     """The unix profile's WAV source, read on the device through the deployed firmware, comes back
     sample for sample."""
