@@ -91,6 +91,49 @@ def _rule_errors(board) -> list:
         errors.append(f"grammar.wake_word: mode '{grammar['mode']}' needs a wake word")
     if grammar["mode"] == "wake+command" and grammar["command_window_ms"] <= 0:
         errors.append("grammar.command_window_ms: mode 'wake+command' needs a window > 0 ms")
+    detector = board["detector"]
+    errors += detector_errors(detector.get("overrides", detector), "detector.")
+    return errors + pin_clashes(board)
+
+
+# Detector settings: (range check, what it must be). The firmware refuses some of these only
+# at boot and takes others (a threshold over 1) silently, so they are checked on the host.
+DETECTOR_RANGES = {
+    "threshold": (lambda v: 0 < v <= 1, "a probability in (0, 1]"),
+    "average_window_ms": (lambda v: isinstance(v, int) and v > 0, "a whole number of ms > 0"),
+    "suppression_ms": (lambda v: isinstance(v, int) and v >= 0, "a whole number of ms >= 0"),
+    "minimum_count": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+    "infer_every": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+}
+
+
+def detector_errors(detector: dict, prefix="") -> list:
+    """One message per detector setting out of range (thresholds {label: p} included)."""
+    errors = []
+    values = [(k, v) for k, v in detector.items() if k in DETECTOR_RANGES]
+    values += [("threshold", v, f"thresholds.{label}")
+               for label, v in (detector.get("thresholds") or {}).items()]
+    for key, value, *name in values:
+        ok, what = DETECTOR_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            errors.append(f"{prefix}{name[0] if name else key}: {json.dumps(value)} must be {what}")
+    return errors
+
+
+def pin_clashes(board: dict) -> list:
+    """GPIOs given two jobs: an I2S line, the LED and action pins (several labels may share
+    one action pin)."""
+    uses = [(f"audio.i2s.{k}", v) for k, v in (board["audio"]["i2s"] or {}).items()
+            if k in ("sck", "ws", "sd")]
+    if board["actions"]["led"]:
+        uses.append(("actions.led.pin", board["actions"]["led"]["pin"]))
+    uses += [(f"actions.pins.{label}", v["pin"] if isinstance(v, dict) else v)
+             for label, v in board["actions"]["pins"].items()]
+    errors, seen = [], {}
+    for name, pin in uses:
+        first = seen.setdefault(pin, name)
+        if first != name and not (first.startswith("actions.pins.") and name.startswith("actions.pins.")):
+            errors.append(f"{name}: pin {pin} is already {first}; give each job its own GPIO")
     return errors
 
 

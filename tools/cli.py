@@ -2,6 +2,7 @@
 import argparse
 import importlib
 import sys
+import warnings
 
 from hark import __version__
 
@@ -55,6 +56,11 @@ def _register_unavailable(sub, name: str, missing: str) -> None:
     p.set_defaults(func=explain, unavailable=True)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning is news for the user, not for a developer: one line, no source code."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -64,7 +70,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return args.func(args) or 0
     except HarkError as exc:
         print(f"hark {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -36,6 +36,8 @@ class Dataset:
     clips: list
     noise_files: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    lists: dict = field(default_factory=dict)      # {list file name: entries it names}
+    missing: dict = field(default_factory=dict)    # {list file name: entries with no clip}
 
     def split(self, name: str) -> list:
         return [c for c in self.clips if c.split == name]
@@ -93,7 +95,12 @@ def load_dataset(root, labels=LABELS, require_labels=True) -> Dataset:
     noise_dir = root / NOISE_DIR
     noise = sorted(p for p in noise_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES) \
         if noise_dir.is_dir() else []
-    return Dataset(root, clips, noise)
+    present = {f"{c.word}/{c.path.name}" for c in clips}
+    lists = {name: entries for name, entries in (("validation_list.txt", validation),
+                                                 ("testing_list.txt", testing)) if entries}
+    missing = {name: sorted(entries - present) for name, entries in lists.items()
+               if entries - present}
+    return Dataset(root, clips, noise, lists=lists, missing=missing)
 
 
 def read_audio(path, sample_rate: int = SAMPLE_RATE, on_convert=None) -> np.ndarray:

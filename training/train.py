@@ -199,7 +199,6 @@ def train(cfg: TrainConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     # A wake word has no real clips: every real word is a negative.
     real_sets = [ds.load_dataset(p, cfg.labels, require_labels=not cfg.wake) for p in cfg.data]
     synth_sets = [ds.load_dataset(p, cfg.labels, require_labels=False) for p in cfg.synth]
@@ -253,6 +252,7 @@ def train(cfg: TrainConfig) -> dict:
             best, best_weights = history["val_accuracy"][-1], model.get_weights()
     model.set_weights(best_weights)
 
+    out.mkdir(parents=True, exist_ok=True)      # only now: a failed run leaves no empty folder
     model.save(out / "model.keras")
     config = asdict(cfg)
     config["normalisation"] = norm.to_dict()

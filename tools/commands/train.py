@@ -1,5 +1,6 @@
 """`hark train`: train a keyword-spotting model on Speech Commands-layout folders."""
 import argparse
+from pathlib import Path
 
 from hark.cli import HarkError
 
@@ -78,7 +79,31 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+# option: (check, what it must be); checked before TensorFlow starts (~10 s)
+RANGES = {"epochs": (lambda v: v >= 1, ">= 1"), "batch_size": (lambda v: v >= 1, ">= 1"),
+          "views": (lambda v: v >= 1, ">= 1"), "learning_rate": (lambda v: v > 0, "> 0"),
+          "width": (lambda v: v >= 0, ">= 0 (0: the family default)"),
+          "max_per_word": (lambda v: v >= 0, ">= 0"), "class_size": (lambda v: v >= 0, ">= 0"),
+          "shift_ms": (lambda v: v >= 0, ">= 0"), "unknown_weight": (lambda v: v > 0, "> 0"),
+          "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1")}
+
+
+def check_args(args):
+    """Everything that can be checked without TensorFlow, so a typo costs no start-up time
+    and leaves no run folder behind."""
+    bad = [f"--{k.replace('_', '-')} {getattr(args, k)} must be {what}"
+           for k, (ok, what) in RANGES.items() if not ok(getattr(args, k))]
+    if bad:
+        raise HarkError("; ".join(bad))
+    for folder in args.data + args.synth:
+        if not Path(folder).is_dir():
+            raise HarkError(f"{folder}: no such folder. Point --data/--synth at a Speech "
+                            "Commands-layout folder (<word>/<clip>.wav) or run "
+                            "`hark data fetch speech-commands`")
+
+
 def run(args):
+    check_args(args)
     from hark.training.dataset import DatasetError
     from hark.training.report import format_metrics
     from hark.training.train import TrainConfig, train
