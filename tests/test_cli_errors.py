@@ -166,3 +166,40 @@ def test_train_missing_data_folder_fails_fast(tmp_path):
     assert time.monotonic() - started < 5
     assert result.returncode == 1 and "no such folder" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+@pytest.fixture
+def damaged(tmp_path):
+    """Unreadable clips and noise, one clip at 8 kHz stereo, one good clip."""
+    root = tmp_path / "damaged"
+    for word in ("yes", "no"):
+        for i in range(3):
+            (root / word).mkdir(parents=True, exist_ok=True)
+            (root / word / f"bad{i}.wav").write_bytes(b"RIFF garbage" * 20)
+    (root / "_background_noise_").mkdir()
+    (root / "_background_noise_" / "hum.wav").write_bytes(b"RIFF garbage" * 20)
+    write(root / "yes" / "good.wav", np.zeros(16000))
+    write(root / "no" / "rate.wav", np.zeros((8000, 2)), sr=8000)
+    return root
+
+
+def test_data_info_counts_unreadable_and_converted(damaged, capsys):
+    result = hark(capsys, "data", "info", damaged)
+    assert result.returncode == 0, result.stderr
+    assert "2 readable clips" in result.stdout and "0 background-noise files" in result.stdout
+    assert "unreadable: 6 clip(s)" in result.stdout
+    assert "unreadable: 1 background-noise file(s)" in result.stdout
+    assert "not 16 kHz mono: 1 clip(s)" in result.stdout and "rate.wav" in result.stdout
+    assert "all                    2" in result.stdout
+
+
+def test_train_names_unreadable_clips_and_noise(damaged, tmp_path, capsys):
+    for good in ("yes/good.wav", "no/rate.wav"):
+        (damaged / good).unlink()
+    out = tmp_path / "run"
+    result = hark(capsys, "train", "--data", damaged, "--out", out, "--epochs", "1")
+    assert result.returncode == 1
+    assert "none of the 6 training clips could be read" in result.stderr
+    assert "none of the 1 files in" in result.stdout and "_background_noise_ could be read" in result.stdout
+    assert "every clip is in validation_list" not in result.stderr
+    assert not out.exists()

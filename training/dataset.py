@@ -123,6 +123,25 @@ def read_audio(path, sample_rate: int = SAMPLE_RATE, on_convert=None) -> np.ndar
     return y.astype(np.float32)
 
 
+def probe_clips(paths, sample_rate=SAMPLE_RATE):
+    """From the file headers only: ([(path, why)] unreadable or empty, [path] that training
+    would convert because they are not sample_rate mono)."""
+    import soundfile as sf
+
+    unreadable, converted = [], []
+    for path in paths:
+        try:
+            info = sf.info(str(path))
+        except Exception as exc:
+            unreadable.append((path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            continue
+        if info.frames == 0:
+            unreadable.append((path, "no samples"))
+        elif info.samplerate != sample_rate or info.channels != 1:
+            converted.append(path)
+    return unreadable, converted
+
+
 def load_clips(clips, sample_rate=SAMPLE_RATE, progress=None):
     """Read clips, skipping unreadable files. Returns (audio list, kept clips, skipped paths)."""
     audio, kept, skipped = [], [], []

@@ -208,8 +208,10 @@ def train(cfg: TrainConfig) -> dict:
                 c.split = voice_split(c.path)
     noise = [n for d in real_sets for n in ds.load_noise(d)]
     if not noise:
-        print("warning: no _background_noise_ folder: silence and noise augmentation use "
-              "synthetic hiss only")
+        files = [f for d in real_sets for f in d.noise_files]
+        where = (f"none of the {len(files)} files in {files[0].parent} could be read" if files
+                 else "no _background_noise_ folder")
+        print(f"warning: {where}: silence and noise augmentation use synthetic hiss only")
 
     train_audio, train_clips = load_split_audio(real_sets, "train", cfg, rng, "reading train",
                                                 exclude=cfg.exclude_words)
@@ -219,8 +221,13 @@ def train(cfg: TrainConfig) -> dict:
     val_audio, val_clips = load_split_audio(eval_sets, "validation", cfg, rng, "reading val")
     test_audio, test_clips = load_split_audio(eval_sets, "test", cfg, rng, "reading test")
     if not train_clips:
-        raise ds.DatasetError("no training clips found (every clip is in validation_list.txt "
-                              "or testing_list.txt?)")
+        listed = sum(len(d.split("train")) for d in real_sets)
+        if listed:
+            raise ds.DatasetError(f"none of the {listed} training clips could be read (the "
+                                  "warning above names one; `hark data info DIR` counts them): "
+                                  "hark reads WAV and FLAC")
+        raise ds.DatasetError("no training clips: every clip of --data is named in "
+                              "validation_list.txt or testing_list.txt")
 
     x_train, y_train = build_training_set(train_audio, train_clips, synth_audio, synth_clips,
                                           noise, cfg.labels, cfg, rng)
