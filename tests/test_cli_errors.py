@@ -203,3 +203,39 @@ def test_train_names_unreadable_clips_and_noise(damaged, tmp_path, capsys):
     assert "none of the 1 files in" in result.stdout and "_background_noise_ could be read" in result.stdout
     assert "every clip is in validation_list" not in result.stderr
     assert not out.exists()
+
+
+def _zero_length_wav(path, samples=b"\x01\x00" * 8000):
+    """What a recorder that crashed leaves: a data chunk whose length was never written."""
+    import struct
+    from helpers import fmt, riff
+    data = riff([(b"fmt ", fmt())])
+    data += b"data" + struct.pack("<I", 0) + samples
+    path.write_bytes(data)
+    return path
+
+
+def test_simulate_wav_with_zero_data_length(tmp_path, capsys):
+    wav = _zero_length_wav(tmp_path / "crashed.wav")
+    result = hark(capsys, "simulate", wav)
+    assert result.returncode == 1
+    assert "data chunk's length is 0 but 16000 bytes follow" in result.stderr
+    assert "sox --ignore-length" in result.stderr
+
+
+def test_simulate_wav_without_samples(tmp_path, capsys):
+    from helpers import fmt, riff
+    wav = tmp_path / "empty.wav"
+    wav.write_bytes(riff([(b"fmt ", fmt()), (b"data", b"")]))
+    result = hark(capsys, "simulate", wav)
+    assert result.returncode == 1 and "the WAV has no samples" in result.stderr
+
+
+def test_simulate_folder_and_bad_heapsize(tmp_path, capsys):
+    result = hark(capsys, "simulate", tmp_path)
+    assert result.returncode == 1 and "is a folder; pass the WAV files in it" in result.stderr
+    with pytest.raises(SystemExit) as exit_:
+        main(["simulate", str(tmp_path / "x.wav"), "--heapsize", "lots"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "'lots' is not a heap size" in err and "Invalid command line" not in err

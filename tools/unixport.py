@@ -5,6 +5,7 @@ board) and the heap is capped at the board profile's RAM budget, so a run here
 says whether the pipeline fits and allocates nothing, not just what it detects.
 Hardware actions (LED, pins) are stripped from the profile: detections print.
 """
+import argparse
 import hashlib
 import json
 import os
@@ -110,6 +111,14 @@ def parse_output(text: str) -> Run:
     return run
 
 
+def heap_size(text: str) -> str:
+    """A heap size as the unix port's `-X heapsize=` takes it (bytes, or with k/m); argparse type."""
+    if not re.fullmatch(r"[1-9]\d*[kKmM]?", text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a heap size: give bytes, e.g. 200000, "
+                                         "or 256k / 2m")
+    return text.strip()
+
+
 def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=None, pad_ms=0,
                  stats=False, heapcheck=False, compiled=True, firmware_dir: Path = FIRMWARE_DIR,
                  timeout=None) -> Run:
@@ -117,6 +126,8 @@ def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=No
     model = Path(model)
     if not model.is_file():
         raise HarkError(f"model {model} not found; train and export one (`hark export`) or pass --model")
+    if wav is not None and Path(wav).is_dir():
+        raise HarkError(f"{wav} is a folder; pass the WAV files in it ({Path(wav) / '*.wav'})")
     if wav is not None and not Path(wav).is_file():
         raise HarkError(f"audio file {wav} not found")
     exe = micropython_binary()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from hark import boards
 from hark.deploy import DEFAULT_MODEL
-from hark.unixport import run_firmware
+from hark.unixport import heap_size, run_firmware
 
 
 def register(sub):
@@ -23,7 +23,8 @@ def register(sub):
     p.add_argument("--pad-ms", type=int, default=1000,
                    help="silence appended to each file so a word at its very end is still "
                         "averaged over a full window (default 1000)")
-    p.add_argument("--heapsize", help="override the board's RAM budget, e.g. 200000 or 256k")
+    p.add_argument("--heapsize", type=heap_size,
+                   help="override the board's RAM budget, e.g. 200000 or 256k")
     p.add_argument("--stats", action="store_true", help="per-stage µs per 20 ms hop and heap use")
     p.add_argument("--score", action="store_true",
                    help="files are named <word>__*.wav (as in samples/): say per file whether "
