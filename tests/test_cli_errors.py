@@ -193,6 +193,19 @@ def test_data_info_counts_unreadable_and_converted(damaged, capsys):
     assert "all                    2" in result.stdout
 
 
+def test_tensorflow_start_up_log_is_silenced(damaged, tmp_path):
+    """`hark train` imports TensorFlow (its C++ start-up log: oneDNN, CPU features, absl) and
+    then fails on the data: the user sees hark's line only."""
+    import sys
+    from pathlib import Path
+    result = subprocess.run([str(Path(sys.executable).with_name("hark")), "train", "--data",
+                             str(damaged), "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "hark train: error:" in result.stderr
+    for noise in ("absl", "oneDNN", "cpu_feature_guard", "I0000"):
+        assert noise not in result.stderr, result.stderr
+
+
 def test_train_names_unreadable_clips_and_noise(damaged, tmp_path, capsys):
     for good in ("yes/good.wav", "no/rate.wav"):
         (damaged / good).unlink()
@@ -239,3 +252,40 @@ def test_simulate_folder_and_bad_heapsize(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "'lots' is not a heap size" in err and "Invalid command line" not in err
+
+
+def test_read_position_of_a_process():
+    import os
+    from hark.unixport import read_position
+    with open(MODEL, "rb", buffering=0) as f:
+        f.read(100)
+        assert read_position(os.getpid(), MODEL) == 100
+
+
+def test_simulate_shows_progress_on_a_long_file(tmp_path, capsys):
+    """A minute of audio: the bar follows the firmware's read position in the WAV."""
+    import re
+    from hark import boards
+    from hark.unixport import run_firmware
+    wav = tmp_path / "long.wav"
+    write(wav, 0.05 * np.random.default_rng(1).standard_normal(16000 * 60))
+    run_firmware(MODEL, boards.load("unix"), wav=wav, progress=True)
+    err = capsys.readouterr().err
+    shown = [int(p) for p in re.findall(r"long\.wav:\s+(\d+)%", err)]
+    assert shown and max(shown) > 0, err
+
+
+def test_ctrl_c_stops_the_firmware_at_once(tmp_path):
+    """Ctrl-C during a firmware run (eval's firmware phase, simulate) kills the unix port
+    instead of waiting for it to finish."""
+    import _thread
+    import threading
+    import time
+    from hark.unixport import micropython_binary, run_watched
+    cmd = [micropython_binary(), "-c", "import time\ntime.sleep(30)"]
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_watched(cmd, env=None)
+    assert time.monotonic() - started < 5

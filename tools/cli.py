@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name.startswith("hark"):
                 raise
             _register_unavailable(sub, name, exc.name)
+    for command in sub.choices.values():
+        if not command.get_default("unavailable"):
+            command.add_argument("--verbose", action="store_true",
+                                 help="show the libraries' own log messages (TensorFlow's start-up)")
     return parser
 
 
@@ -69,6 +73,9 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not getattr(args, "verbose", False):
+        from hark.quiet import silence_tensorflow
+        silence_tensorflow()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning

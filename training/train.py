@@ -191,6 +191,11 @@ def load_split_audio(datasets, split, cfg, rng, desc, exclude=()):
     return audio, kept
 
 
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {sec:02d} s" if minutes else f"{sec} s"
+
+
 def train(cfg: TrainConfig) -> dict:
     import keras
     from . import models, report
@@ -245,6 +250,7 @@ def train(cfg: TrainConfig) -> dict:
     per_view = len(x_train) // cfg.views
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     best, best_weights = -1.0, None
+    fit_start = time.time()
     for epoch in range(cfg.epochs):
         view = epoch % cfg.views  # each epoch sees a different augmentation of every example
         sl = slice(view * per_view, (view + 1) * per_view)
@@ -252,8 +258,10 @@ def train(cfg: TrainConfig) -> dict:
                       validation_data=(xn_val, y_val), shuffle=True, verbose=0)
         for k in history:
             history[k].append(float(h.history[k][0]))
+        per_epoch = (time.time() - fit_start) / (epoch + 1)
         print(f"epoch {epoch + 1}/{cfg.epochs}  loss {history['loss'][-1]:.3f}  "
-              f"acc {history['accuracy'][-1]:.3f}  val_acc {history['val_accuracy'][-1]:.3f}",
+              f"acc {history['accuracy'][-1]:.3f}  val_acc {history['val_accuracy'][-1]:.3f}  "
+              f"({per_epoch:.0f} s/epoch, {_duration(per_epoch * (cfg.epochs - epoch - 1))} left)",
               flush=True)
         if history["val_accuracy"][-1] >= best:
             best, best_weights = history["val_accuracy"][-1], model.get_weights()

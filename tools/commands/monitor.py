@@ -11,6 +11,7 @@ import time
 
 from hark import boards
 from hark.cli import HarkError
+from hark.unixport import detection_line
 
 DETECTION = re.compile(r"^t=(\d+\.\d+)s (\S+) (\d+\.\d+)$")
 EXIT = re.compile(r"^hark: main\.py exited with code (-?\d+)$")
@@ -51,7 +52,7 @@ class Printer:
         if m:
             self.detections += 1
             t, label, p = m.groups()
-            out.write(f">>> {label:<10} p={p}  (board time {t} s)\n")
+            out.write(detection_line(float(t), label, float(p)) + "\n")
         elif line.strip():
             out.write(f"    {line}\n")
         out.flush()

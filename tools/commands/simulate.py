@@ -94,11 +94,16 @@ def run(args):
         return score_events(args, board)
     labels = boards.read_blob_meta(args.model)["labels"] if args.score else []
     tally = {True: [0, 0], False: [0, 0]}  # is a command clip -> [right, total]
+    unscored = 0
     for path in args.audio:
         result = run_firmware(args.model, board, wav=path, heapsize=args.heapsize,
                               pad_ms=args.pad_ms, stats=args.stats)
         heard = [det.label for det in result.detections]
-        if args.score:
+        if args.score and "__" not in path.name:
+            unscored += 1
+            print(f"{path}: heard {', '.join(heard) or 'nothing'} (not scored: the name has no "
+                  "`<word>__` prefix, e.g. yes__me.wav, or _unknown___x.wav for other speech)")
+        elif args.score:
             expected = expected_label(path, labels)
             ok = verdict(expected, heard)
             tally[bool(expected)][0] += ok
@@ -118,6 +123,7 @@ def run(args):
     if args.score:
         (hit, n_cmd), (quiet, n_other) = tally[True], tally[False]
         print(f"\ncommand clips: heard the right word in {hit}/{n_cmd}; "
-              f"unknown words and silence: stayed quiet in {quiet}/{n_other}")
+              f"unknown words and silence: stayed quiet in {quiet}/{n_other}"
+              + (f"; {unscored} file(s) not scored (no `<word>__` prefix)" if unscored else ""))
     return 0
 

@@ -1,5 +1,6 @@
 """`hark train`: train a keyword-spotting model on Speech Commands-layout folders."""
 import argparse
+import time
 from pathlib import Path
 
 from hark.cli import HarkError
@@ -126,9 +127,14 @@ def run(args):
         if not 0 < args.fmax <= 8000:
             raise HarkError("--fmax must be in (0, 8000] Hz at 16 kHz audio")
         cfg.spec = dict(cfg.spec, fmax=args.fmax)
+    started = time.time() - 1      # file times may be rounded to the second
     try:
         metrics = train(cfg)
     except DatasetError as exc:
         raise HarkError(str(exc)) from exc
     print(format_metrics(metrics, f"float model on the dev test split ({args.out})"))
+    out = Path(args.out)
+    written = [p for p in sorted(out.iterdir()) if p.is_file() and p.stat().st_mtime >= started]
+    print(f"wrote in {out}: " + ", ".join(f"{p.name} ({max(1, p.stat().st_size // 1024)} KB)"
+                                          for p in written))
     print(f"next: hark export {args.out} --out {args.out}/model.hark")
