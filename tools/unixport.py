@@ -173,8 +173,9 @@ def run_watched(cmd, env, watch=None, unit_bytes=1, unit="B", desc="", progress=
 
 def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=None, pad_ms=0,
                  stats=False, heapcheck=False, compiled=True, firmware_dir: Path = FIRMWARE_DIR,
-                 timeout=None, progress=None) -> Run:
-    """Run firmware/main.py on a WAV file (or raw s16le `pcm` on stdin); raise HarkError on failure."""
+                 timeout=None, progress=False) -> Run:
+    """Run firmware/main.py on a WAV file (or raw s16le `pcm` on stdin); raise HarkError on failure.
+    progress: a bar while it reads the WAV (None: on a terminal only)."""
     model = Path(model)
     if not model.is_file():
         raise HarkError(f"model {model} not found; train and export one (`hark export`) or pass --model")

@@ -68,7 +68,7 @@ def score_events(args, board) -> int:
     import soundfile as sf
     seconds = sf.info(str(args.audio[0])).duration
     result = run_firmware(args.model, board, wav=args.audio[0], heapsize=args.heapsize,
-                          pad_ms=args.pad_ms, stats=True, heapcheck=True)
+                          pad_ms=args.pad_ms, stats=True, heapcheck=True, progress=None)
     score = score_stream(result.detections, events, seconds=seconds)
     stats = result.stats
 
@@ -97,7 +97,7 @@ def run(args):
     unscored = 0
     for path in args.audio:
         result = run_firmware(args.model, board, wav=path, heapsize=args.heapsize,
-                              pad_ms=args.pad_ms, stats=args.stats)
+                              pad_ms=args.pad_ms, stats=args.stats, progress=None)
         heard = [det.label for det in result.detections]
         if args.score and "__" not in path.name:
             unscored += 1
