@@ -84,13 +84,11 @@ def load(path, crc_fn=None):
         if head[:4] != MAGIC:
             fail("not a hark model blob (magic %r, expected %r); %s" % (bytes(head[:4]), MAGIC, FIX))
         version, _, total, want_crc = struct.unpack("<HHII", head[4:16])
-        if version != VERSION:
-            fail("blob format version %d is not supported (this firmware reads %d); %s"
-                 % (version, VERSION, FIX if version < VERSION else "update the firmware"))
         if total != size:
             fail("length field says %d bytes but the file has %d (%s); %s"
                  % (total, size, "truncated" if size < total else "trailing bytes", FIX))
-        # CRC first (streamed through a small buffer) so corruption is reported as such
+        # CRC before the version (streamed through a small buffer): a flipped bit anywhere,
+        # the version field included, is reported as corruption
         chunk = bytearray(256)
         crc = 0
         left = total - 16
@@ -103,6 +101,9 @@ def load(path, crc_fn=None):
         del chunk
         if crc & 0xFFFFFFFF != want_crc:
             fail("CRC-32 mismatch (file corrupted); %s and copy it again" % FIX)
+        if version != VERSION:
+            fail("blob format version %d is not supported (this firmware reads %d); %s"
+                 % (version, VERSION, FIX if version < VERSION else "update the firmware"))
         f.seek(16)
         pos = 16
         small = bytearray(4)

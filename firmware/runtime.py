@@ -24,6 +24,9 @@ from micropython import const
 
 BLOCK = const(320)         # samples per read: one 20 ms hop
 _WARM_BLOCKS = const(50)   # first second: one-off allocations (caches, first calls) allowed
+# Where start-up and out-of-memory errors go. `hark monitor` points it at stdout: the unix
+# port's stderr does not pass through the pseudo-terminal the monitor reads.
+err = sys.stderr
 STAGES = ("read", "frontend", "window", "infer", "detect", "actions")
 _READ = const(0)
 _FRONTEND = const(1)
@@ -213,10 +216,10 @@ def _out_of_memory(what):
         total = free + gc.mem_alloc()
         print("hark: out of memory %s (heap %d bytes, %d free after collect): the model and "
               "buffers need more RAM than this heap; use a smaller model or a board with more RAM"
-              % (what, total, free), file=sys.stderr)
+              % (what, total, free), file=err)
     except MemoryError:
         print("hark: out of memory: the model and buffers need more RAM than this heap; use a "
-              "smaller model or a board with more RAM", file=sys.stderr)
+              "smaller model or a board with more RAM", file=err)
 
 
 def main(argv):
@@ -234,7 +237,7 @@ def main(argv):
     except MemoryError:
         out_of_memory = True
     except (ValueError, RuntimeError, OSError) as exc:
-        print("hark: error:", exc, file=sys.stderr)
+        print("hark: error:", exc, file=err)
         return 2
     if out_of_memory:
         _out_of_memory("while loading the model")

@@ -12,11 +12,9 @@ FIRMWARE = REPO / "firmware"
 
 
 def _find_shared_data() -> Path:
-    """$HARK_SHARED_DATA, else ../shared/data/speech_commands next to the checkout, else the
-    workplace's /work/shared (a clone elsewhere still tests against the real clips)."""
+    """$HARK_SHARED_DATA, else ../shared/data/speech_commands next to the checkout."""
     candidates = [os.environ.get("HARK_SHARED_DATA"),
-                  REPO.parent / "shared" / "data" / "speech_commands",
-                  "/work/shared/data/speech_commands"]
+                  REPO.parent / "shared" / "data" / "speech_commands"]
     for c in candidates:
         if c and Path(c).is_dir():
             return Path(c).resolve()

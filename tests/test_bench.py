@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from hark import MODELS_DIR
+from hark import MODELS_DIR, REPO
 from hark.cli import main
+from hark.training.bench import update_readme
 
 pytestmark = pytest.mark.slow
 
@@ -15,10 +16,12 @@ def bench(shared_data, tmp_path_factory):
     if not (MODELS_DIR / "default.hark").exists():
         pytest.skip("no models/default.hark")
     out = tmp_path_factory.mktemp("bench")
+    tracked = (REPO / "README.md").read_bytes()
+    assert main(["bench", "--quick", "--data", str(shared_data), "--out", str(out)]) == 0
+    assert (REPO / "README.md").read_bytes() == tracked, "bench --quick rewrote the README"
     readme = out / "README.md"
     readme.write_text("# x\n\n<!-- bench:start -->\nold table\n<!-- bench:end -->\n\nafter\n")
-    assert main(["bench", "--quick", "--data", str(shared_data), "--out", str(out),
-                 "--readme", str(readme)]) == 0
+    update_readme(readme, (out / "results.md").read_text())
     return json.loads((out / "results.json").read_text()), out, readme
 
 
@@ -87,6 +90,11 @@ def test_markdown_and_readme(bench):
         assert f"| {name} |" in md
     text = readme.read_text()
     assert "old table" not in text and md.strip() in text and text.endswith("after\n")
+
+
+def test_quick_refuses_a_readme(tmp_path, capsys):
+    assert main(["bench", "--quick", "--data", str(tmp_path), "--readme", str(tmp_path / "R.md")]) == 1
+    assert "--quick never writes a README" in capsys.readouterr().err
 
 
 def test_eval_clips_add_silence_unless_words_exclude_it(shared_data):

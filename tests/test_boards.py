@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hark import BOARDS_DIR, boards
+from hark import BOARDS_DIR, REPO, boards
 from hark.cli import HarkError
 from helpers import fake_blob
 
@@ -126,7 +126,33 @@ def test_flash_over_budget_says_by_how_much(tmp_path):
     over = -(-(need - 64 * 1024) // 1024)
     (msg,) = report.problems()
     assert f"need {round(need / 1024)} KB of flash, esp32-inmp441 has 64 KB flash budget: {over} KB over" in msg
-    assert "use a smaller model" in msg
+    assert "fewer weights" in msg and "--width" in msg
+
+
+def test_ram_hint_names_the_weights_when_they_dominate(tmp_path):
+    """A width-96 sized blob (63 KB) on the esp32: the weights, not the arena, are the lever."""
+    model = fake_blob(tmp_path / "m.hark", payload_bytes=63 * 1024, arena_bytes=9_700)
+    firmware = [_firmware(tmp_path, 33 * 1024)]
+    (msg,) = [p for p in boards.fits(boards.load("esp32-inmp441"), model, firmware).problems()
+              if "RAM" in p]
+    assert "model blob" in msg and "fewer weights" in msg and "hark train --width" in msg
+    assert "activations" not in msg
+    small = fake_blob(tmp_path / "s.hark", payload_bytes=1000, arena_bytes=120_000)
+    (msg,) = boards.fits(boards.load("esp32-inmp441"), small, []).problems()
+    assert "tensor arena" in msg and "smaller activations" in msg
+
+
+def test_train_default_width_is_the_shipped_recipe():
+    """`hark train` without --width builds the width the shipped model was trained with (the
+    Makefile's train-default recipe), which fits the default board."""
+    import re
+    from hark.cli import build_parser
+    from hark.training import models
+    args = build_parser().parse_args(["train", "--data", "x"])
+    recipe = re.search(r"--width (\d+)", (REPO / "Makefile").read_text()).group(1)
+    model = models.build(args.family, (49, 10), 12, args.width)
+    widths = {layer.filters for layer in model.layers if hasattr(layer, "filters")}
+    assert widths == {int(recipe)}
 
 
 def test_ram_uses_the_blob_arena(tmp_path):

@@ -7,13 +7,31 @@ import pytest
 from hark.cli import main
 
 
+TRAIN_STDOUT = []
+
+
 @pytest.fixture(scope="module")
 def exported(shared_data, tmp_path_factory):
+    from contextlib import redirect_stdout
+    from io import StringIO
     run = tmp_path_factory.mktemp("run")
-    assert main(["train", "--data", str(shared_data), "--out", str(run), "--epochs", "1",
-                 "--max-per-word", "6", "--views", "1", "--family", "tcn"]) == 0
+    out = StringIO()
+    with redirect_stdout(out):
+        assert main(["train", "--data", str(shared_data), "--out", str(run), "--epochs", "2",
+                     "--max-per-word", "6", "--views", "1", "--family", "tcn"]) == 0
+    TRAIN_STDOUT.append(out.getvalue())
     assert main(["export", str(run), "--out", str(run / "tiny.hark")]) == 0
     return run
+
+
+def test_train_shows_time_left_and_the_files_it_wrote(exported):
+    lines = TRAIN_STDOUT[0].splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all("s/epoch" in line for line in epochs)
+    assert epochs[0].endswith("left)") and epochs[1].endswith("0 s left)")
+    wrote = next(line for line in lines if line.startswith("wrote in "))
+    for name in ("model.keras", "config.json", "metrics.json", "history.png"):
+        assert name in wrote
 
 
 def test_run_directory_has_everything(exported):

@@ -205,6 +205,53 @@ def test_build_only_prints_footprint(tmp_path, model, capsys):
     assert "config.json" in result.stdout and "rp2040: flash" in result.stdout
 
 
+def _flip_bit(src, dst, offset, bit=0):
+    data = bytearray(Path(src).read_bytes())
+    data[offset] ^= 1 << bit
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_corrupt_model_is_not_deployed(unix_board, model, tmp_path, capsys):
+    """One flipped bit in the blob: deploy refuses it before touching the board (the firmware
+    would refuse it at boot), and --build-only fails too."""
+    port, device_dir = unix_board
+    bad = _flip_bit(model, tmp_path / "bitflip.hark", offset=model.stat().st_size // 2, bit=3)
+    result = in_process(capsys, "deploy", "--board", "unix", "--port", port, "--model", bad,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1
+    assert "CRC-32 mismatch" in result.stderr and "bitflip.hark" in result.stderr
+    assert list(device_dir.iterdir()) == []
+    result = in_process(capsys, "deploy", "--board", "unix", "--build-only", "--model", bad,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1 and "CRC-32 mismatch" in result.stderr
+
+
+def test_flipped_version_bit_is_reported_as_corruption(tmp_path, model, capsys):
+    bad = _flip_bit(model, tmp_path / "v.hark", offset=5, bit=0)     # version 3 -> 259
+    result = in_process(capsys, "deploy", "--board", "unix", "--build-only", "--model", bad,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1
+    assert "corrupted" in result.stderr and "update" not in result.stderr
+
+
+def test_build_only_over_budget_fails(tmp_path, capsys):
+    big = fake_blob(tmp_path / "big.hark", payload_bytes=120_000)
+    result = in_process(capsys, "deploy", "--board", "pyboard", "--build-only", "--model", big,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1 and "KB over" in result.stderr
+    forced = in_process(capsys, "deploy", "--board", "pyboard", "--build-only", "--force",
+                        "--model", big, "--build-dir", tmp_path / "build")
+    assert forced.returncode == 0 and "KB over" in forced.stdout
+
+
+def test_build_only_checks_the_profile_labels(tmp_path, capsys):
+    other = fake_blob(tmp_path / "other.hark", 100, labels=["_silence_", "_unknown_", "cat"])
+    result = in_process(capsys, "deploy", "--board", "esp32s3", "--build-only", "--model", other,
+                        "--build-dir", tmp_path / "build")
+    assert result.returncode == 1 and "is not a label of the model" in result.stderr
+
+
 FAKE_MAIN = """import sys, time
 print("hark: listening")
 for label, p in (("yes", "0.93"), ("off", "0.81")):
@@ -237,6 +284,28 @@ def test_monitor_shows_detections(unix_board, capsys):
     (device_dir / "linger.txt").write_text("0")
     again = in_process(capsys, "monitor", "--board", "unix", "--port", port, "--seconds", 10)
     assert "2 detection(s)" in again.stdout, again.stderr
+
+
+def test_monitor_shows_the_firmware_error_and_fails(unix_board, model, tmp_path, capsys):
+    """Deployed to the unix port without the WAV its profile reads: deploy says so, and the
+    monitor shows the firmware's own error line (not just an exit code) and exits 1."""
+    port, device_dir = unix_board
+    deployed = _deploy(port, model, tmp_path / "build")
+    assert deployed.returncode == 0
+    assert "input.wav" in deployed.stdout and "not on the board" in deployed.stdout
+    result = in_process(capsys, "monitor", "--board", "unix", "--port", port, "--seconds", 30)
+    assert result.returncode == 1
+    assert "input.wav" in result.stdout and "hark: error:" in result.stdout
+    assert "exited with code 2" in result.stdout
+    assert "stopped with code 2: hark: error:" in result.stderr and "input.wav" in result.stderr
+
+
+def test_monitor_reports_a_traceback(unix_board, capsys):
+    port, device_dir = unix_board
+    (device_dir / "main.py").write_text("print('starting')\nraise ValueError('boom')\n")
+    result = in_process(capsys, "monitor", "--board", "unix", "--port", port, "--seconds", 10)
+    assert result.returncode == 1 and "starting" in result.stdout
+    assert "ValueError: boom" in result.stderr
 
 
 def test_record_reads_the_board_source(unix_board, model, tmp_path, capsys):

@@ -9,8 +9,10 @@ import pytest
 
 from hark.cli import main
 from hark.training import fetch as F
+from helpers import fmt, riff
 
-FILES = {"yes/a_nohash_0.wav": b"RIFF-yes" * 500, "no/b_nohash_0.wav": b"RIFF-no" * 700,
+FILES = {"yes/a_nohash_0.wav": riff([(b"fmt ", fmt()), (b"data", b"\1\0" * 2000)]),
+         "no/b_nohash_0.wav": riff([(b"fmt ", fmt()), (b"data", b"\2\0" * 2450)]),
          "validation_list.txt": b"no/b_nohash_0.wav\n"}
 
 
@@ -155,7 +157,7 @@ def test_cli_fetch_then_info(server, tmp_path, capsys):
     assert "already downloaded" in capsys.readouterr().out
     assert main(["data", "info", str(dest)]) == 0
     out = capsys.readouterr().out
-    assert "2 clips, 2 words" in out
+    assert "2 readable clips, 2 words" in out
     line = next(l for l in out.splitlines() if l.startswith("no "))
     assert line.split()[1:] == ["no", "0", "1", "0", "1"]
     assert main(args[:-1] + ["0" * 64]) == 0            # already there: not downloaded again
@@ -168,3 +170,29 @@ def test_published_checksum_of_speech_commands():
     sc = F.DATASETS["speech-commands"]
     assert sc.size == 2428923189
     assert sc.sha256 == "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
+
+
+def test_no_network_fails_at_once_and_says_so(tmp_path, monkeypatch, capsys):
+    """No DNS: one clear line within a second, no retries, no mention of a .part to resume."""
+    import socket
+    import time
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setenv("HARK_DATA_DIR", str(tmp_path))
+    started = time.monotonic()
+    with pytest.raises(F.FetchError) as err:
+        F.download("http://data.example/x.tar.gz", tmp_path / "x.tar.gz", progress=False)
+    assert time.monotonic() - started < 1
+    assert "cannot resolve host data.example" in str(err.value) and "no network" in str(err.value)
+    assert ".part" not in str(err.value) and not list(tmp_path.iterdir())
+
+
+def test_refused_connection_fails_at_once(tmp_path):
+    import socket
+    with socket.socket() as s:            # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(F.FetchError, match="refused the connection"):
+        F.download(f"http://127.0.0.1:{port}/x", tmp_path / "x", progress=False, backoff=5)

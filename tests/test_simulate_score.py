@@ -75,3 +75,26 @@ def test_events_must_be_word_times(tmp_path, capsys):
     assert "is not a list of word events" in capsys.readouterr().err
     assert main(["simulate", str(wav), str(wav), "--events", str(bad)]) == 1
     assert "give exactly one WAV file" in capsys.readouterr().err
+
+
+def test_score_skips_files_without_a_word_prefix(tmp_path, capsys):
+    """A file named without `<word>__` is not silently taken as 'expected nothing'."""
+    import shutil
+    mine = tmp_path / "my_recording.wav"
+    shutil.copyfile(SAMPLES_DIR / "yes__c90c0105_nohash_0.wav", mine)
+    assert main(["simulate", str(mine), str(SAMPLES_DIR / "_silence___running_tap.wav"), "--score"]) == 0
+    out = capsys.readouterr().out
+    assert "my_recording.wav: heard yes (not scored: the name has no `<word>__` prefix" in out
+    assert "stayed quiet in 1/1; 1 file(s) not scored" in out and "MISS" not in out
+
+
+def test_simulate_and_monitor_show_detections_alike(capsys):
+    """Both print the same line for a detection (simulate from the firmware's output, monitor
+    from the board's)."""
+    from hark.commands.monitor import Printer
+    assert main(["simulate", str(SAMPLES_DIR / "yes__c90c0105_nohash_0.wav")]) == 0
+    shown = [l.strip() for l in capsys.readouterr().out.splitlines() if ">>>" in l]
+    assert shown and shown[0].startswith(">>> yes")
+    time_s, score = shown[0].split("t=")[1].split(" s")[0], shown[0].split("p=")[1].split()[0]
+    Printer()(f"t={time_s}s yes {score}")
+    assert capsys.readouterr().out.strip() == shown[0]

@@ -7,6 +7,7 @@ those budgets so `hark deploy` can refuse before touching the board.
 import json
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,49 @@ def _rule_errors(board) -> list:
         errors.append(f"grammar.wake_word: mode '{grammar['mode']}' needs a wake word")
     if grammar["mode"] == "wake+command" and grammar["command_window_ms"] <= 0:
         errors.append("grammar.command_window_ms: mode 'wake+command' needs a window > 0 ms")
+    detector = board["detector"]
+    errors += detector_errors(detector.get("overrides", detector), "detector.")
+    return errors + pin_clashes(board)
+
+
+# Detector settings: (range check, what it must be). The firmware refuses some of these only
+# at boot and takes others (a threshold over 1) silently, so they are checked on the host.
+DETECTOR_RANGES = {
+    "threshold": (lambda v: 0 < v <= 1, "a probability in (0, 1]"),
+    "average_window_ms": (lambda v: isinstance(v, int) and v > 0, "a whole number of ms > 0"),
+    "suppression_ms": (lambda v: isinstance(v, int) and v >= 0, "a whole number of ms >= 0"),
+    "minimum_count": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+    "infer_every": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+}
+
+
+def detector_errors(detector: dict, prefix="") -> list:
+    """One message per detector setting out of range (thresholds {label: p} included)."""
+    errors = []
+    values = [(k, v) for k, v in detector.items() if k in DETECTOR_RANGES]
+    values += [("threshold", v, f"thresholds.{label}")
+               for label, v in (detector.get("thresholds") or {}).items()]
+    for key, value, *name in values:
+        ok, what = DETECTOR_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            errors.append(f"{prefix}{name[0] if name else key}: {json.dumps(value)} must be {what}")
+    return errors
+
+
+def pin_clashes(board: dict) -> list:
+    """GPIOs given two jobs: an I2S line, the LED and action pins (several labels may share
+    one action pin)."""
+    uses = [(f"audio.i2s.{k}", v) for k, v in (board["audio"]["i2s"] or {}).items()
+            if k in ("sck", "ws", "sd")]
+    if board["actions"]["led"]:
+        uses.append(("actions.led.pin", board["actions"]["led"]["pin"]))
+    uses += [(f"actions.pins.{label}", v["pin"] if isinstance(v, dict) else v)
+             for label, v in board["actions"]["pins"].items()]
+    errors, seen = [], {}
+    for name, pin in uses:
+        first = seen.setdefault(pin, name)
+        if first != name and not (first.startswith("actions.pins.") and name.startswith("actions.pins.")):
+            errors.append(f"{name}: pin {pin} is already {first}; give each job its own GPIO")
     return errors
 
 
@@ -130,34 +174,48 @@ def load(name_or_path, boards_dir: Path = BOARDS_DIR) -> dict:
 
 
 BLOB_VERSION = 3    # training/blob.py VERSION, without importing numpy here
+# The header is outside the CRC: a version far beyond the current one is a flipped bit, not a
+# blob from a newer hark.
+PLAUSIBLE_NEWER_VERSIONS = 8
 
 
 def read_blob_meta(path) -> dict:
-    """The JSON meta of a model blob (docs/blob-format.md), checked just enough to trust its sizes."""
+    """The JSON meta of a model blob (docs/blob-format.md), after the checks the firmware makes
+    at boot (length, CRC-32, format version), so a blob the board would refuse never reaches it.
+    The CRC comes before the version: a flipped bit anywhere is reported as corruption."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(20)
-            if len(head) < 20 or head[:4] != b"HARK":
-                raise HarkError(f"{path} is not a hark model blob (no HARK header); "
-                                "export one with `hark export`")
-            version = struct.unpack_from("<H", head, 4)[0]
-            total, _crc, meta_len = struct.unpack_from("<III", head, 8)
-            size = path.stat().st_size
-            if total != size:
-                raise HarkError(f"{path}: header says {total} bytes but the file has {size} "
-                                "(truncated copy?); re-export with `hark export`")
-            meta = json.loads(f.read(meta_len).decode())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise HarkError(f"model {path} not found; train and export one (`hark export`) "
                         "or pass --model") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HarkError(f"{path}: malformed meta JSON ({exc}); re-export with `hark export`") from None
+    except OSError as exc:
+        raise HarkError(f"cannot read model {path} ({exc.strerror}); check the path") from None
+    if len(data) < 20 or data[:4] != b"HARK":
+        raise HarkError(f"{path} is not a hark model blob (no HARK header); "
+                        "export one with `hark export`")
+    version, _, total, crc = struct.unpack_from("<HHII", data, 4)
+    if total != len(data):
+        raise HarkError(f"{path}: header says {total} bytes but the file has {len(data)} "
+                        "(truncated copy?); re-export with `hark export`")
+    if zlib.crc32(data[16:]) & 0xFFFFFFFF != crc:
+        raise HarkError(f"{path}: CRC-32 mismatch (file corrupted; the firmware would refuse it); "
+                        "copy the blob again or re-export it with `hark export`")
+    if version > BLOB_VERSION + PLAUSIBLE_NEWER_VERSIONS:
+        raise HarkError(f"{path}: blob format version {version} is not one hark has ever written "
+                        "(the header is corrupted); copy the blob again or re-export it")
     if version != BLOB_VERSION:
         raise HarkError(f"{path}: blob format version {version}, this hark reads version "
                         f"{BLOB_VERSION}; " + ("re-export it with `hark export` (or repack its "
                                                ".tflite: `hark export --tflite`)"
                                                if version < BLOB_VERSION else "update hark"))
+    (meta_len,) = struct.unpack_from("<I", data, 16)
+    try:
+        meta = json.loads(data[20:20 + meta_len].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HarkError(f"{path}: malformed meta JSON ({exc}); re-export with `hark export`") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list):
+        raise HarkError(f"{path}: the meta has no list of labels; re-export with `hark export`")
     return meta
 
 
@@ -183,6 +241,9 @@ def kb(n: int, up=False) -> str:
     if up:
         return f"{math.ceil(n / 1024)} KB"
     return f"{n / 1024:.1f} KB" if n < 10 * 1024 else f"{round(n / 1024)} KB"
+
+
+NARROWER = "`hark train --width 48` or narrower; the shipped default is 64"
 
 
 @dataclass
@@ -212,14 +273,22 @@ class FitReport:
         if self.flash_needed > self.flash_budget:
             out.append(f"model and firmware need {kb(self.flash_needed)} of flash, {self.board} has "
                        f"{kb(self.flash_budget)} flash budget: {kb(self.flash_needed - self.flash_budget, up=True)} over "
-                       f"({self._items(self.flash)}); use a smaller model (fewer channels/layers in "
-                       "`hark train`) or a board with more flash")
+                       f"({self._items(self.flash)}); use a model with fewer weights ({NARROWER}) "
+                       "or a board with more flash")
         if self.ram_needed > self.ram_budget:
             out.append(f"model and firmware need {kb(self.ram_needed)} of RAM, {self.board} has "
                        f"{kb(self.ram_budget)} RAM budget: {kb(self.ram_needed - self.ram_budget, up=True)} over "
-                       f"({self._items(self.ram)}); use a smaller model (smaller activations/arena) "
-                       "or a board with more RAM")
+                       f"({self._items(self.ram)}); {self._ram_lever()} or a board with more RAM")
         return out
+
+    def _ram_lever(self) -> str:
+        """The fix for the model's largest share of the RAM: its weights (the blob is read into
+        RAM) or its activations (the arena)."""
+        if self.ram.get("model", 0) >= self.ram.get("arena", 0):
+            return (f"the model blob ({kb(self.ram['model'])}, read into RAM) is the largest part: "
+                    f"use a model with fewer weights ({NARROWER})")
+        return (f"the tensor arena ({kb(self.ram['arena'])}) is the largest part of the model's "
+                f"share: use a model with smaller activations ({NARROWER})")
 
     @staticmethod
     def _items(parts):

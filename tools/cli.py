@@ -2,6 +2,7 @@
 import argparse
 import importlib
 import sys
+import warnings
 
 from hark import __version__
 
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name.startswith("hark"):
                 raise
             _register_unavailable(sub, name, exc.name)
+    for command in sub.choices.values():
+        if not command.get_default("unavailable"):
+            command.add_argument("--verbose", action="store_true",
+                                 help="show the libraries' own log messages (TensorFlow's start-up)")
     return parser
 
 
@@ -55,6 +60,11 @@ def _register_unavailable(sub, name: str, missing: str) -> None:
     p.set_defaults(func=explain, unavailable=True)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning is news for the user, not for a developer: one line, no source code."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -63,8 +73,13 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not getattr(args, "verbose", False):
+        from hark.quiet import silence_tensorflow
+        silence_tensorflow()
     try:
-        return args.func(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return args.func(args) or 0
     except HarkError as exc:
         print(f"hark {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -176,6 +176,20 @@ def upload(device, board: dict, files: dict, say=print) -> list:
     return list(changed)
 
 
+def missing_audio_file(device, board: dict, say=print) -> bool:
+    """A profile that reads a WAV file (the unix port's) needs it on the board: say so if absent."""
+    path = board["audio"].get("path")
+    if board["audio"]["source"] != "wav" or not path:
+        return False
+    found = device.exec(f"import os\ntry:\n os.stat({path!r})\n print(1)\nexcept OSError:\n print(0)",
+                        "looking for the audio file").strip() == b"1"
+    if not found:
+        say(f"note: profile '{board['name']}' reads its audio from {path} (audio.path), which is not on "
+            f"the board yet: copy a 16 kHz mono 16-bit WAV there (`mpremote connect {device.port} "
+            f"cp clip.wav :{path}`) before main.py runs")
+    return not found
+
+
 def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Path = FIRMWARE_DIR,
            build_dir: Path = BUILD_DIR, force=False, say=print):
     from hark.device import Device  # pyserial/mpremote only when a board is involved
@@ -191,6 +205,7 @@ def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Pa
         copied = upload(device, board, files, say)
         say(f"deployed to {device.port}: {len(copied)} file(s) updated, "
             f"{len(files) - len(copied)} unchanged")
+        missing_audio_file(device, board, say)
         if unix:
             say("unix port: not restarted (a soft reset would end its process); "
                 "run `micropython main.py` in its directory")

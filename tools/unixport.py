@@ -5,6 +5,7 @@ board) and the heap is capped at the board profile's RAM budget, so a run here
 says whether the pipeline fits and allocates nothing, not just what it detects.
 Hardware actions (LED, pins) are stripped from the profile: detections print.
 """
+import argparse
 import hashlib
 import json
 import os
@@ -33,7 +34,12 @@ class Detection:
     score: float
 
     def __str__(self):
-        return f"t={self.time_s:.2f}s {self.label} {self.score:.2f}"
+        return detection_line(self.time_s, self.label, self.score)
+
+
+def detection_line(time_s: float, label: str, score: float) -> str:
+    """A detection as `hark simulate` and `hark monitor` both show it."""
+    return f">>> {label:<10} p={score:.2f}  t={time_s:.2f} s"
 
 
 @dataclass
@@ -110,13 +116,71 @@ def parse_output(text: str) -> Run:
     return run
 
 
+def heap_size(text: str) -> str:
+    """A heap size as the unix port's `-X heapsize=` takes it (bytes, or with k/m); argparse type."""
+    if not re.fullmatch(r"[1-9]\d*[kKmM]?", text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a heap size: give bytes, e.g. 200000, "
+                                         "or 256k / 2m")
+    return text.strip()
+
+
+def read_position(pid: int, path: Path):
+    """How far process pid has read the file at path (Linux /proc), or None if not known."""
+    target = str(Path(path).resolve())
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                    return int(info.readline().split()[1])   # "pos:\t<bytes>"
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def run_watched(cmd, env, watch=None, unit_bytes=1, unit="B", desc="", progress=None,
+                input=b"", timeout=None) -> subprocess.CompletedProcess:
+    """subprocess.run for the unix port, with a progress bar while it reads the file `watch`
+    (progress None: only on a terminal) and Ctrl-C ending the process at once."""
+    from tqdm import tqdm
+
+    total = Path(watch).stat().st_size / unit_bytes if watch else None
+    bar = tqdm(total=total and round(total), unit=unit, desc=desc, leave=False,
+               disable=(None if progress is None else not progress) if watch else True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + timeout if timeout else None
+    feed = input
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(feed, timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                feed = None
+                if deadline and time.monotonic() > deadline:
+                    raise
+                pos = read_position(proc.pid, watch) if watch and not bar.disable else None
+                if pos is not None:
+                    bar.update(round(pos / unit_bytes) - bar.n)
+    except BaseException:       # Ctrl-C or the timeout: the firmware stops now, not at the end
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        bar.close()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=None, pad_ms=0,
                  stats=False, heapcheck=False, compiled=True, firmware_dir: Path = FIRMWARE_DIR,
-                 timeout=None) -> Run:
-    """Run firmware/main.py on a WAV file (or raw s16le `pcm` on stdin); raise HarkError on failure."""
+                 timeout=None, progress=False) -> Run:
+    """Run firmware/main.py on a WAV file (or raw s16le `pcm` on stdin); raise HarkError on failure.
+    progress: a bar while it reads the WAV (None: on a terminal only)."""
     model = Path(model)
     if not model.is_file():
         raise HarkError(f"model {model} not found; train and export one (`hark export`) or pass --model")
+    if wav is not None and Path(wav).is_dir():
+        raise HarkError(f"{wav} is a folder; pass the WAV files in it ({Path(wav) / '*.wav'})")
     if wav is not None and not Path(wav).is_file():
         raise HarkError(f"audio file {wav} not found")
     exe = micropython_binary()
@@ -131,8 +195,9 @@ def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=No
         cmd += ["--stats"] * stats + ["--heapcheck"] * heapcheck
         env = dict(os.environ, MICROPYPATH=str(code_dir))
         try:
-            res = subprocess.run(cmd, input=pcm if pcm is not None else b"", capture_output=True,
-                                 env=env, timeout=timeout)
+            res = run_watched(cmd, env, watch=wav, unit_bytes=2 * 16000, unit="s",
+                              desc=Path(wav).name if wav else "", progress=progress,
+                              input=pcm if pcm is not None else b"", timeout=timeout)
         except subprocess.TimeoutExpired:
             raise HarkError(f"the firmware did not finish within {timeout} s") from None
     out = res.stdout.decode(errors="replace")

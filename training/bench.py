@@ -348,7 +348,7 @@ def to_markdown(res: dict) -> str:
                                   ("accuracy_per_mmac_x", "macs_x", "blob_bytes_x", "us_per_hop_x")) + " |")
     lines += ["", "**Board estimates** (not measured on hardware): model time = MACs × "
               "`cycles_per_mac_viper` ÷ `clock_hz` from `boards/<board>.json` (63 instructions per MAC "
-              "for viper, measured under QEMU on Cortex-M3/M7 in /work/shared/REFERENCE.md, ~1 "
+              "for viper, measured under QEMU on Cortex-M3/M7 in the shared REFERENCE.md, ~1 "
               "instruction per cycle; Xtensa and Cortex-M0+ unmeasured); front end scaled from the unix "
               "port by the same per-MAC speed ratio. RTF over 1 means the board cannot keep up running "
               "the model every hop. The last column runs the firmware with the board's RAM budget as its "

@@ -83,15 +83,15 @@ def read_blob(path_or_bytes):
     if data[:4] != MAGIC:
         fail(f"not a hark model blob (magic {data[:4]!r}, expected {MAGIC!r}); {FIX}")
     version, _, total, crc = struct.unpack_from("<HHII", data, 4)
-    if version != VERSION:
-        fail(f"blob format version {version} is not supported (this reader knows {VERSION}); "
-             + (f"{FIX} (or repack it: `hark export --tflite`)" if version < VERSION
-                else "update hark"))
     if total != len(data):
         state = "truncated" if len(data) < total else "has trailing bytes"
         fail(f"length field says {total} bytes but the file has {len(data)} ({state}); {FIX}")
     if zlib.crc32(data[16:]) & 0xFFFFFFFF != crc:
         fail(f"CRC-32 mismatch (file corrupted); {FIX} and copy it again")
+    if version != VERSION:
+        fail(f"blob format version {version} is not supported (this reader knows {VERSION}); "
+             + (f"{FIX} (or repack it: `hark export --tflite`)" if version < VERSION
+                else "update hark"))
     (meta_len,) = struct.unpack_from("<I", data, 16)
     pos = 20 + meta_len
     if pos + 4 > total:

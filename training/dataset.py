@@ -36,6 +36,8 @@ class Dataset:
     clips: list
     noise_files: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    lists: dict = field(default_factory=dict)      # {list file name: entries it names}
+    missing: dict = field(default_factory=dict)    # {list file name: entries with no clip}
 
     def split(self, name: str) -> list:
         return [c for c in self.clips if c.split == name]
@@ -93,7 +95,12 @@ def load_dataset(root, labels=LABELS, require_labels=True) -> Dataset:
     noise_dir = root / NOISE_DIR
     noise = sorted(p for p in noise_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES) \
         if noise_dir.is_dir() else []
-    return Dataset(root, clips, noise)
+    present = {f"{c.word}/{c.path.name}" for c in clips}
+    lists = {name: entries for name, entries in (("validation_list.txt", validation),
+                                                 ("testing_list.txt", testing)) if entries}
+    missing = {name: sorted(entries - present) for name, entries in lists.items()
+               if entries - present}
+    return Dataset(root, clips, noise, lists=lists, missing=missing)
 
 
 def read_audio(path, sample_rate: int = SAMPLE_RATE, on_convert=None) -> np.ndarray:
@@ -114,6 +121,25 @@ def read_audio(path, sample_rate: int = SAMPLE_RATE, on_convert=None) -> np.ndar
         message = f"{path}: " + "; ".join(notes)
         (on_convert or (lambda m: warnings.warn(m, stacklevel=2)))(message)
     return y.astype(np.float32)
+
+
+def probe_clips(paths, sample_rate=SAMPLE_RATE):
+    """From the file headers only: ([(path, why)] unreadable or empty, [path] that training
+    would convert because they are not sample_rate mono)."""
+    import soundfile as sf
+
+    unreadable, converted = [], []
+    for path in paths:
+        try:
+            info = sf.info(str(path))
+        except Exception as exc:
+            unreadable.append((path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            continue
+        if info.frames == 0:
+            unreadable.append((path, "no samples"))
+        elif info.samplerate != sample_rate or info.channels != 1:
+            converted.append(path)
+    return unreadable, converted
 
 
 def load_clips(clips, sample_rate=SAMPLE_RATE, progress=None):

@@ -15,21 +15,61 @@ from . import dataset as ds
 from .features import FeatureSpec, Normalisation, batch_features
 
 
+LIST_OF = {"test": "testing_list.txt", "validation": "validation_list.txt"}
+
+
+def select_clips(d: ds.Dataset, split: str):
+    """(clips, which clips and why, warnings) of a split; without its list file, every clip,
+    with a warning that they may include training data."""
+    warnings = []
+    name = LIST_OF.get(split)
+    if split == "all":
+        return d.clips, f"every clip of {d.root} ({len(d.clips)})", warnings
+    if name and name in d.missing:
+        gone = d.missing[name]
+        warnings.append(f"{len(gone)} of the {len(d.lists[name])} entries of {d.root / name} have no "
+                        f"clip in the folder (e.g. {gone[0]}); evaluating the rest")
+    chosen = d.split(split)
+    if chosen:
+        source = name or "clips in neither list"
+        return chosen, f"the {split} split of {d.root} ({len(chosen)} clips, {source})", warnings
+    if name and name not in d.lists:
+        warnings.append(f"{d.root} has no {name}: evaluating all {len(d.clips)} clips, which may "
+                        "include the model's training data (pass --split all to mean it)")
+        return d.clips, f"every clip of {d.root} ({len(d.clips)}; no {name})", warnings
+    raise ds.DatasetError(f"{d.root}: the {split} split has no clips; pick another --split")
+
+
 def eval_clips(data_dir, labels, seed: int = 1234, max_per_word: int = 0, progress=None,
-               split: str = "test", words=None):
+               split: str = "test", words=None, say=None):
     """(audio, targets, words) for a split of a folder (the test list by default, every clip
     if the folder has no lists), plus `_silence_` clips cut from its background noise, one
-    class's worth. `words` keeps only those words (and silence only if listed)."""
+    class's worth. `words` keeps only those words (and silence only if listed). say(message)
+    hears which clips were used; problems with the lists are warnings."""
+    import warnings
+
     d = ds.load_dataset(data_dir, labels, require_labels=not words)
-    clips = d.clips if split == "all" else (d.split(split) or d.clips)
+    clips, source, problems = select_clips(d, split)
+    for problem in problems:
+        warnings.warn(problem, stacklevel=2)
     if words:
         clips = [c for c in clips if c.word in words or c.label in words]
+        if not clips and not (ds.SILENCE in words and d.noise_files):
+            there = sorted({c.word for c in d.clips})
+            raise ds.DatasetError(f"no clips of {', '.join(words)} in {source}; the folder has "
+                                  f"{', '.join(there[:15])}{' …' if len(there) > 15 else ''} "
+                                  f"(labels of the model: {', '.join(labels)})")
+    if say:
+        say(f"clips: {source}" + (f", words {', '.join(words)}" if words else ""))
     if max_per_word:
         by_word = {}
         for c in clips:
             by_word.setdefault(c.word, []).append(c)
         clips = [c for w in sorted(by_word) for c in by_word[w][:max_per_word]]
-    audio, kept, _ = ds.load_clips(clips, progress=progress)
+    audio, kept, skipped = ds.load_clips(clips, progress=progress)
+    if clips and not kept:
+        raise ds.DatasetError(f"none of the {len(clips)} clips could be read ({source}; e.g. "
+                              f"{skipped[0][0]}: {skipped[0][1]}); hark reads WAV and FLAC")
     targets = [labels.index(c.label) for c in kept]
     kept_words = [c.word for c in kept]
     noise = ds.load_noise(d)

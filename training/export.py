@@ -34,6 +34,8 @@ def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
     calibration = np.load(run_dir / "calibration.npz")["x"]
     tflite = convert.to_int8_tflite(model, [calibration[i:i + 1] for i in range(len(calibration))])
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    info = write_model_blob(tflite, spec, norm, config["labels"], out_path,
+                            name or out_path.stem, detector, family=config.get("family"))
     out_path.with_suffix(".tflite").write_bytes(tflite)
     if out_path.with_suffix(".keras").resolve() != (run_dir / "model.keras").resolve():
         shutil.copyfile(run_dir / "model.keras", out_path.with_suffix(".keras"))
@@ -41,8 +43,7 @@ def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
     out_path.with_suffix(".train.json").write_text(json.dumps(
         {"config": config, "metrics": json.loads(metrics.read_text()) if metrics.exists() else {}},
         indent=1))
-    return write_model_blob(tflite, spec, norm, config["labels"], out_path,
-                            name or out_path.stem, detector, family=config.get("family"))
+    return info
 
 
 def repack(tflite_path, out_path, name: str = None, detector: dict = None) -> dict:
@@ -57,9 +58,40 @@ def repack(tflite_path, out_path, name: str = None, detector: dict = None) -> di
                             out_path, name or Path(out_path).stem, detector, config.get("family"))
 
 
+class ExportError(ValueError):
+    """A model the device could not run as exported; the message says why and what to do."""
+
+
+def check_compatible(spec: FeatureSpec, norm: Normalisation, labels, model_meta: dict):
+    """Refuse a feature spec the device front end does not compute, or one that does not
+    match the model's input, before anything is written."""
+    if spec.sample_rate != DEVICE_RATE:
+        raise ExportError(f"the features are at {spec.sample_rate} Hz, but the device and "
+                          f"`hark simulate` feed {DEVICE_RATE} Hz audio (every time would be off by "
+                          f"{DEVICE_RATE / spec.sample_rate:g}x): train at {DEVICE_RATE} Hz")
+    if spec.n_fft != 512:
+        raise ExportError(f"the device front end is a 512-point FFT, the features use "
+                          f"n_fft={spec.n_fft}: train with the default spec")
+    want = [int(n) for n in model_meta["input"]["shape"][1:3]]
+    if want != [spec.n_frames, spec.n_mfcc]:
+        raise ExportError(f"the model reads {want[0]} frames x {want[1]} coefficients, the feature "
+                          f"spec makes {spec.n_frames} x {spec.n_mfcc}: the .train.json does not "
+                          "belong to this model")
+    if len(norm.mean) != spec.n_mfcc:
+        raise ExportError(f"the normalisation has {len(norm.mean)} coefficients, the feature spec "
+                          f"{spec.n_mfcc}: the .train.json is inconsistent; re-export from the run")
+    if int(model_meta["output"]["shape"][-1]) != len(labels):
+        raise ExportError(f"the model has {model_meta['output']['shape'][-1]} outputs but "
+                          f"{len(labels)} labels: the .train.json does not belong to this model")
+
+
+DEVICE_RATE = 16000
+
+
 def write_model_blob(tflite: bytes, spec: FeatureSpec, norm: Normalisation, labels, out_path,
                      name: str, detector: dict = None, family: str = None) -> dict:
     model_meta, model_arrays = graph.from_tflite(tflite)
+    check_compatible(spec, norm, labels, model_meta)
     fe_meta, fe_arrays = frontend_tables.build(spec, norm, model_meta["input"]["scale"],
                                                model_meta["input"]["zero_point"])
     features = spec.to_dict()

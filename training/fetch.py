@@ -9,9 +9,11 @@ import hashlib
 import http.client
 import os
 import shutil
+import socket
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,11 +86,13 @@ def download(url: str, target: Path, size: int = 0, sha256: str = "", retries: i
                 if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 \
                         and exc.code not in (408, 429):
                     raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+                unreachable = _unreachable(url, exc)
+                if unreachable:   # retrying a missing network only makes the user wait
+                    raise FetchError(unreachable + _resume_note(state, part)) from None
                 attempt += 1
                 if attempt > retries:
-                    raise FetchError(
-                        f"download of {url} interrupted after {state.have} bytes ({exc}); "
-                        f"run the same command again to resume from {part}") from None
+                    raise FetchError(f"download of {url} interrupted after {state.have} bytes "
+                                     f"({exc})" + _resume_note(state, part)) from None
                 time.sleep(backoff * 2 ** (attempt - 1))
     finally:
         bar.close()
@@ -104,6 +108,23 @@ def download(url: str, target: Path, size: int = 0, sha256: str = "", retries: i
                          "differs from the published one")
     part.replace(target)
     return target
+
+
+def _unreachable(url: str, exc: Exception) -> str:
+    """The message for a host that cannot be reached at all, else ''."""
+    reason = getattr(exc, "reason", exc)
+    host = urllib.parse.urlsplit(url).hostname
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve host {host} ({reason.strerror}): no network, or no DNS?"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"{host} refused the connection: is the address right, or is a proxy needed?"
+    return ""
+
+
+def _resume_note(state, part: Path) -> str:
+    if state.have:
+        return f"; run the same command again to resume from {part} ({state.have} bytes)"
+    return "; nothing was written, run the same command again when the network is back"
 
 
 class _State:

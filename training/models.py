@@ -32,7 +32,7 @@ def dscnn(input_shape, n_labels: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="dscnn")
 
 
-def tcn(input_shape, n_labels: int, width: int = 96) -> keras.Model:
+def tcn(input_shape, n_labels: int, width: int = 64) -> keras.Model:
     """Temporal convolutions with kernel (k, 1) and VALID padding: every layer only looks
     back in time, which is what frame-by-frame streaming needs."""
     frames, coeffs = input_shape

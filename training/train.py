@@ -266,6 +266,11 @@ def load_split_audio(datasets, split, cfg, rng, desc, exclude=()):
     return audio, kept
 
 
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {sec:02d} s" if minutes else f"{sec} s"
+
+
 def train(cfg: TrainConfig) -> dict:
     import keras
     from . import models, report
@@ -274,7 +279,6 @@ def train(cfg: TrainConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     # A wake word has no real clips: every real word is a negative.
     real_sets = [ds.load_dataset(p, cfg.labels, require_labels=not cfg.wake) for p in cfg.data]
     synth_sets = [ds.load_dataset(p, cfg.labels, require_labels=False) for p in cfg.synth]
@@ -286,8 +290,10 @@ def train(cfg: TrainConfig) -> dict:
         apply_cv_fold(real_sets, cfg.cv_folds, cfg.cv_fold)
     noise = [n for d in real_sets for n in ds.load_noise(d)]
     if not noise:
-        print("warning: no _background_noise_ folder: silence and noise augmentation use "
-              "synthetic hiss only")
+        files = [f for d in real_sets for f in d.noise_files]
+        where = (f"none of the {len(files)} files in {files[0].parent} could be read" if files
+                 else "no _background_noise_ folder")
+        print(f"warning: {where}: silence and noise augmentation use synthetic hiss only")
 
     train_audio, train_clips = load_split_audio(real_sets, "train", cfg, rng, "reading train",
                                                 exclude=cfg.exclude_words)
@@ -297,8 +303,13 @@ def train(cfg: TrainConfig) -> dict:
     val_audio, val_clips = load_split_audio(eval_sets, "validation", cfg, rng, "reading val")
     test_audio, test_clips = load_split_audio(eval_sets, "test", cfg, rng, "reading test")
     if not train_clips:
-        raise ds.DatasetError("no training clips found (every clip is in validation_list.txt "
-                              "or testing_list.txt?)")
+        listed = sum(len(d.split("train")) for d in real_sets)
+        if listed:
+            raise ds.DatasetError(f"none of the {listed} training clips could be read (the "
+                                  "warning above names one; `hark data info DIR` counts them): "
+                                  "hark reads WAV and FLAC")
+        raise ds.DatasetError("no training clips: every clip of --data is named in "
+                              "validation_list.txt or testing_list.txt")
 
     teacher = None
     if cfg.teacher:
@@ -345,6 +356,7 @@ def train(cfg: TrainConfig) -> dict:
     per_view = len(x_train) // cfg.views
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     best, best_weights = -1.0, None
+    fit_start = time.time()
     for epoch in range(cfg.epochs):
         view = epoch % cfg.views  # each epoch sees a different augmentation of every example
         sl = slice(view * per_view, (view + 1) * per_view)
@@ -352,13 +364,16 @@ def train(cfg: TrainConfig) -> dict:
                           validation_data=(xn_val, t_val), shuffle=True, verbose=0)
         for k in history:
             history[k].append(float(h.history[k][0]))
+        per_epoch = (time.time() - fit_start) / (epoch + 1)
         print(f"epoch {epoch + 1}/{cfg.epochs}  loss {history['loss'][-1]:.3f}  "
-              f"acc {history['accuracy'][-1]:.3f}  val_acc {history['val_accuracy'][-1]:.3f}",
+              f"acc {history['accuracy'][-1]:.3f}  val_acc {history['val_accuracy'][-1]:.3f}  "
+              f"({per_epoch:.0f} s/epoch, {_duration(per_epoch * (cfg.epochs - epoch - 1))} left)",
               flush=True)
         if history["val_accuracy"][-1] >= best:
             best, best_weights = history["val_accuracy"][-1], model.get_weights()
     model.set_weights(best_weights)
 
+    out.mkdir(parents=True, exist_ok=True)      # only now: a failed run leaves no empty folder
     model.save(out / "model.keras")
     config = asdict(cfg)
     config["normalisation"] = norm.to_dict()

@@ -16,9 +16,10 @@ generated long stream (µs per 20 ms hop, real-time factor, peak heap, false rej
 accepts per hour), ratios against the default model and per-board time estimates.
 
 Writes OUT/results.json, OUT/results.md, OUT/stream.wav (+ its word times in
-OUT/stream_events.json) and the README's benchmark section (between <!-- bench:start --> and
-<!-- bench:end -->). The full run takes 10-20 min on 2 cores; --quick (few clips, 45 s stream)
-under 2 min and is what CI runs.
+OUT/stream_events.json) and, for a full run, the README's benchmark section (between
+<!-- bench:start --> and <!-- bench:end -->). The full run takes 10-20 min on 2 cores;
+--quick (3 clips per word, 45 s stream; 1-3 min on 2 cores, with load) is what CI runs and only
+writes OUT: its few-clip numbers never replace the README's.
 
 examples:
   hark bench --quick
@@ -29,7 +30,8 @@ examples:
 def register(sub):
     p = sub.add_parser("bench", help="benchmark the shipped models", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="few clips and a 45 s stream (< 2 min)")
+    p.add_argument("--quick", action="store_true", help="3 clips per word and a 45 s stream (1-3 min); "
+                   "writes only OUT, never the README")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help=f"Speech Commands-layout folder (default {DEFAULT_DATA})")
     p.add_argument("--out", type=Path, default=Path("bench"), help="output folder (default bench)")
@@ -37,8 +39,8 @@ def register(sub):
     p.add_argument("--stream-seconds", type=float, help="length of the generated stream "
                    "(default 600, --quick 45)")
     p.add_argument("--seed", type=int, default=7, help="stream seed (default 7)")
-    p.add_argument("--readme", type=Path, default=REPO / "README.md",
-                   help="README whose bench section to update (default the repository's)")
+    p.add_argument("--readme", type=Path,
+                   help="README whose bench section a full run updates (default the repository's)")
     p.add_argument("--no-readme", action="store_true", help="leave the README alone")
     p.set_defaults(func=run)
 
@@ -50,15 +52,19 @@ def run(args):
     if not args.data.is_dir():
         raise HarkError(f"{args.data}: no such folder; pass --data DIR (a Speech Commands-layout "
                         "folder) or run `hark data fetch speech-commands`")
+    if args.quick and args.readme:
+        raise HarkError("--quick never writes a README (its numbers come from a few clips); "
+                        "drop --readme, or run the full bench")
+    readme = args.readme or REPO / "README.md"
     try:
         res = run_bench(args.data, args.out, args.models, quick=args.quick, seed=args.seed,
                         stream_seconds=args.stream_seconds,
-                        readme=None if args.no_readme else args.readme)
+                        readme=None if args.no_readme or args.quick else readme)
     except DatasetError as exc:
         raise HarkError(str(exc)) from exc
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}"
-          + (f"; updated {args.readme}" if res["readme_updated"] else ""))
+          + (f"; updated {readme}" if res["readme_updated"] else ""))
     bad = {n: r["errors"] for n, r in res["models"].items() if r["errors"]}
     if bad:
         raise HarkError(f"some measurements failed: {bad}")

@@ -61,18 +61,29 @@ def run_fetch(args):
 
 
 def run_info(args):
-    from hark.training.dataset import LABELS, DatasetError, load_dataset
+    from hark.training.dataset import LABELS, DatasetError, load_dataset, probe_clips
     try:
         ds = load_dataset(args.dir, require_labels=False)
     except DatasetError as exc:
         raise HarkError(str(exc)) from None
+    unreadable, converted = probe_clips([c.path for c in ds.clips])
+    bad_noise, _ = probe_clips(ds.noise_files)
+    bad = {path for path, _ in unreadable}
+    ds.clips = [c for c in ds.clips if c.path not in bad]
     splits = ("train", "validation", "test")
     by_word = {}
     for c in ds.clips:
         row = by_word.setdefault(c.word, {"label": c.label, **dict.fromkeys(splits, 0)})
         row[c.split] += 1
-    print(f"{ds.root}: {len(ds.clips)} clips, {len(by_word)} words, "
-          f"{len(ds.noise_files)} background-noise files")
+    print(f"{ds.root}: {len(ds.clips)} readable clips, {len(by_word)} words, "
+          f"{len(ds.noise_files) - len(bad_noise)} background-noise files")
+    for what, problems in (("clip", unreadable), ("background-noise file", bad_noise)):
+        if problems:
+            print(f"unreadable: {len(problems)} {what}(s), not counted (training skips them), "
+                  f"e.g. {problems[0][0]}: {problems[0][1]}")
+    if converted:
+        print(f"not 16 kHz mono: {len(converted)} clip(s), resampled/downmixed when read "
+              f"(the device hears 16 kHz mono), e.g. {converted[0]}")
     header = f"{'word':<16}{'label':<12}" + "".join(f"{s:>12}" for s in splits) + f"{'total':>9}"
     print(header)
     for word, row in sorted(by_word.items(), key=lambda kv: (-sum(kv[1][s] for s in splits), kv[0])):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from hark import FIRMWARE_DIR, REPO, boards
 from hark.cli import HarkError
-from hark.deploy import (BUILD_DIR, DEFAULT_MODEL, build, deploy, fit_report, format_package_json,
+from hark.deploy import (BUILD_DIR, DEFAULT_MODEL, build, check_fits, deploy, format_package_json,
                          mip_package)
 
 
@@ -11,7 +11,8 @@ def register(sub):
     p = sub.add_parser(
         "deploy", help="compile the firmware for a board and copy it with the model to the board",
         description="Precompile firmware/*.py with mpy-cross for the board's architecture "
-                    "(into build/BOARD/), refuse a model that does not fit the board's budgets, then "
+                    "(into build/BOARD/), refuse a model that is corrupt, does not match the profile or "
+                    "does not fit the board's budgets, then "
                     "copy the changed files over the serial REPL to temporary names and rename them "
                     "into place, and soft-reset the board.")
     p.add_argument("--board",
@@ -21,7 +22,8 @@ def register(sub):
     p.add_argument("--firmware-dir", type=Path, default=FIRMWARE_DIR, help="firmware sources (default firmware/)")
     p.add_argument("--build-dir", type=Path, default=BUILD_DIR, help="where build/BOARD/ goes")
     p.add_argument("--build-only", action="store_true",
-                   help="only compile into build/BOARD/ and check the budgets (no board needed)")
+                   help="only compile into build/BOARD/ and check the model and the budgets (no board "
+                        "needed); exits 1 if the model would be refused")
     p.add_argument("--force", action="store_true",
                    help="deploy even if the budget check says the model does not fit")
     p.add_argument("--write-package-json", action="store_true",
@@ -42,8 +44,7 @@ def run(args):
         built = build(board, args.firmware_dir, args.build_dir)
         for path in built:
             print(f"{path} {path.stat().st_size} bytes")
-        if args.model.exists():
-            print(fit_report(board, args.model, built))
+        print(check_fits(board, args.model, built, args.force))
         return 0
     deploy(board, args.port, args.model, args.firmware_dir, args.build_dir, args.force)
     return 0

@@ -7,7 +7,9 @@ from hark.cli import HarkError
 
 HELP = """\
 Evaluates a model blob on a Speech Commands-layout folder: its testing_list.txt if it has
-one, else every clip, plus _silence_ cut from its _background_noise_. Prints accuracy,
+one, else every clip (with a warning: they may include training data), plus _silence_ cut
+from its _background_noise_; says which clips it used and warns about list entries that
+have no clip. Prints accuracy,
 per-class recall (on, off, _unknown_ and _silence_ are reported on their own: they are
 scarce in real data) and the confusion matrix.
 
@@ -51,6 +53,13 @@ def run(args):
     model = Path(args.model)
     if not model.exists():
         raise HarkError(f"{model}: no such model blob; export one with `hark export RUN_DIR`")
+    for out in filter(None, (args.json, args.plot)):   # before the work, not after it
+        try:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HarkError(f"cannot write {out}: {exc.strerror} ({exc.filename})") from None
+        if Path(out).is_dir():
+            raise HarkError(f"{out} is a folder; pass a file name")
     try:
         meta, arrays = blob.read_blob(model)
     except blob.BlobError as exc:
@@ -60,7 +69,7 @@ def run(args):
         audio, targets, _ = evaluate.eval_clips(
             args.data, labels, max_per_word=args.max_per_word, split=args.split,
             words=[w for w in args.words.split(",") if w] or None,
-            progress=lambda it: tqdm(it, desc="reading", unit="clip", leave=False))
+            progress=lambda it: tqdm(it, desc="reading", unit="clip", leave=False), say=print)
     except DatasetError as exc:
         raise HarkError(str(exc)) from exc
     if args.features == "device":

@@ -2,6 +2,7 @@
 import argparse
 from pathlib import Path
 
+from hark.boards import detector_errors
 from hark.cli import HarkError
 
 HELP = """\
@@ -37,10 +38,20 @@ def register(sub):
 
 
 def run(args):
-    from hark.training.export import export, repack
-
     detector = {k: v for k, v in (("threshold", args.threshold),
                                   ("average_window_ms", args.average_window_ms)) if v is not None}
+    bad = detector_errors(detector)
+    if bad:
+        raise HarkError("; ".join("--" + e.replace("_", "-", 2) for e in bad))
+    from hark.training.export import ExportError, export, repack
+
+    try:
+        _export(args, detector, export, repack)
+    except ExportError as exc:
+        raise HarkError(f"{args.tflite or args.run_dir}: {exc}; nothing was written") from None
+
+
+def _export(args, detector, export, repack):
     if args.tflite:
         tflite = Path(args.tflite)
         if args.run_dir or not args.out:

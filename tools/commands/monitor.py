@@ -11,10 +11,14 @@ import time
 
 from hark import boards
 from hark.cli import HarkError
+from hark.unixport import detection_line
 
 DETECTION = re.compile(r"^t=(\d+\.\d+)s (\S+) (\d+\.\d+)$")
-# main.py as at boot; SystemExit is caught because it would end the unix port's process.
-RUN_MAIN = ("try:\n exec(open('main.py').read(), {'__name__': '__main__'})\n"
+EXIT = re.compile(r"^hark: main\.py exited with code (-?\d+)$")
+# main.py as at boot, its error messages on stdout (runtime.err); SystemExit is caught because it
+# would end the unix port's process.
+RUN_MAIN = ("import sys\ntry:\n import runtime\n runtime.err = sys.stdout\nexcept ImportError:\n pass\n"
+            "try:\n exec(open('main.py').read(), {'__name__': '__main__'})\n"
             "except SystemExit as e:\n print('hark: main.py exited with code', e.args[0] if e.args else 0)")
 
 
@@ -33,14 +37,22 @@ class Printer:
 
     def __init__(self):
         self.detections = 0
+        self.exit_code = None
+        self.errors = []        # the firmware's error lines and the board's traceback
 
-    def __call__(self, line: str):
+    def __call__(self, line: str, error=False):
         out = sys.stdout
         m = DETECTION.match(line.strip())
+        exit_line = EXIT.match(line.strip())
+        if exit_line:
+            self.exit_code = int(exit_line.group(1))
+        elif line.strip() and (error or line.startswith("hark: error") or
+                               line.startswith("hark: out of memory")):
+            self.errors.append(line.strip())
         if m:
             self.detections += 1
             t, label, p = m.groups()
-            out.write(f">>> {label:<10} p={p}  (board time {t} s)\n")
+            out.write(detection_line(float(t), label, float(p)) + "\n")
         elif line.strip():
             out.write(f"    {line}\n")
         out.flush()
@@ -83,14 +95,18 @@ def watch(device, board, printer, seconds):
         t.exec_raw_no_follow(RUN_MAIN)
         while finished < 2 and (end is None or time.monotonic() < end):
             data = t.serial.read(t.serial.in_waiting or 1)
-            if b"\x04" in data:  # raw REPL: end of output, then end of error output
-                finished += data.count(b"\x04")
-                data = data.replace(b"\x04", b"")
-            buf.extend(data)
-            while b"\n" in buf:
-                line, _, rest = bytes(buf).partition(b"\n")
-                buf[:] = rest
-                printer(line.rstrip(b"\r").decode(errors="replace"))
+            # raw REPL: output, \x04, error output (a traceback), \x04
+            for i, part in enumerate(data.split(b"\x04")):
+                if i:
+                    if buf.strip():
+                        printer(bytes(buf).rstrip(b"\r").decode(errors="replace"), error=finished == 1)
+                    buf.clear()
+                    finished += 1
+                buf.extend(part)
+                while b"\n" in buf:
+                    line, _, rest = bytes(buf).partition(b"\n")
+                    buf[:] = rest
+                    printer(line.rstrip(b"\r").decode(errors="replace"), error=finished == 1)
     except KeyboardInterrupt:
         pass
     except (TransportError, OSError) as exc:
@@ -100,7 +116,7 @@ def watch(device, board, printer, seconds):
         time.sleep(0.1)
         t.serial.reset_input_buffer()
     if buf.strip() and finished < 2:  # after both end markers only the REPL prompt is left
-        printer(bytes(buf).decode(errors="replace"))
+        printer(bytes(buf).decode(errors="replace"), error=finished == 1)
 
 
 def run(args):
@@ -120,4 +136,7 @@ def run(args):
             if board["mcu"] != "unix":
                 device.soft_reset()  # main.py runs on its own again
     print(f"{printer.detections} detection(s)")
+    if printer.errors or printer.exit_code:
+        code = f" with code {printer.exit_code}" if printer.exit_code else ""
+        raise HarkError(f"main.py on the board stopped{code}: {printer.errors[-1] if printer.errors else 'see above'}")
     return 0

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from hark import boards
 from hark.deploy import DEFAULT_MODEL
-from hark.unixport import run_firmware
+from hark.unixport import heap_size, run_firmware
 
 
 def register(sub):
@@ -23,7 +23,8 @@ def register(sub):
     p.add_argument("--pad-ms", type=int, default=1000,
                    help="silence appended to each file so a word at its very end is still "
                         "averaged over a full window (default 1000)")
-    p.add_argument("--heapsize", help="override the board's RAM budget, e.g. 200000 or 256k")
+    p.add_argument("--heapsize", type=heap_size,
+                   help="override the board's RAM budget, e.g. 200000 or 256k")
     p.add_argument("--stats", action="store_true", help="per-stage µs per 20 ms hop and heap use")
     p.add_argument("--score", action="store_true",
                    help="files are named <word>__*.wav (as in samples/): say per file whether "
@@ -67,7 +68,7 @@ def score_events(args, board) -> int:
     import soundfile as sf
     seconds = sf.info(str(args.audio[0])).duration
     result = run_firmware(args.model, board, wav=args.audio[0], heapsize=args.heapsize,
-                          pad_ms=args.pad_ms, stats=True, heapcheck=True)
+                          pad_ms=args.pad_ms, stats=True, heapcheck=True, progress=None)
     score = score_stream(result.detections, events, seconds=seconds)
     stats = result.stats
 
@@ -93,11 +94,16 @@ def run(args):
         return score_events(args, board)
     labels = boards.read_blob_meta(args.model)["labels"] if args.score else []
     tally = {True: [0, 0], False: [0, 0]}  # is a command clip -> [right, total]
+    unscored = 0
     for path in args.audio:
         result = run_firmware(args.model, board, wav=path, heapsize=args.heapsize,
-                              pad_ms=args.pad_ms, stats=args.stats)
+                              pad_ms=args.pad_ms, stats=args.stats, progress=None)
         heard = [det.label for det in result.detections]
-        if args.score:
+        if args.score and "__" not in path.name:
+            unscored += 1
+            print(f"{path}: heard {', '.join(heard) or 'nothing'} (not scored: the name has no "
+                  "`<word>__` prefix, e.g. yes__me.wav, or _unknown___x.wav for other speech)")
+        elif args.score:
             expected = expected_label(path, labels)
             ok = verdict(expected, heard)
             tally[bool(expected)][0] += ok
@@ -117,6 +123,7 @@ def run(args):
     if args.score:
         (hit, n_cmd), (quiet, n_other) = tally[True], tally[False]
         print(f"\ncommand clips: heard the right word in {hit}/{n_cmd}; "
-              f"unknown words and silence: stayed quiet in {quiet}/{n_other}")
+              f"unknown words and silence: stayed quiet in {quiet}/{n_other}"
+              + (f"; {unscored} file(s) not scored (no `<word>__` prefix)" if unscored else ""))
     return 0
 

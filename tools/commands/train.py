@@ -1,5 +1,7 @@
 """`hark train`: train a keyword-spotting model on Speech Commands-layout folders."""
 import argparse
+import time
+from pathlib import Path
 
 from hark.cli import HarkError
 
@@ -41,7 +43,8 @@ def register(sub):
                    help="tcn: hark's streaming temporal CNN (default); dscnn: MLPerf Tiny "
                         "reference; tiny_conv: TFLite Micro micro_speech")
     p.add_argument("--width", type=int, default=0,
-                   help="tcn channels per layer (default 96; 64 fits the smallest boards)")
+                   help="tcn channels per layer (default 64, the shipped model's, which fits "
+                        "the esp32-inmp441, esp32s3 and rp2040 budgets; wider needs a bigger board)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--learning-rate", type=float, default=3e-3)
@@ -104,7 +107,31 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+# option: (check, what it must be); checked before TensorFlow starts (~10 s)
+RANGES = {"epochs": (lambda v: v >= 1, ">= 1"), "batch_size": (lambda v: v >= 1, ">= 1"),
+          "views": (lambda v: v >= 1, ">= 1"), "learning_rate": (lambda v: v > 0, "> 0"),
+          "width": (lambda v: v >= 0, ">= 0 (0: the family default)"),
+          "max_per_word": (lambda v: v >= 0, ">= 0"), "class_size": (lambda v: v >= 0, ">= 0"),
+          "shift_ms": (lambda v: v >= 0, ">= 0"), "unknown_weight": (lambda v: v > 0, "> 0"),
+          "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1")}
+
+
+def check_args(args):
+    """Everything that can be checked without TensorFlow, so a typo costs no start-up time
+    and leaves no run folder behind."""
+    bad = [f"--{k.replace('_', '-')} {getattr(args, k)} must be {what}"
+           for k, (ok, what) in RANGES.items() if not ok(getattr(args, k))]
+    if bad:
+        raise HarkError("; ".join(bad))
+    for folder in args.data + args.synth:
+        if not Path(folder).is_dir():
+            raise HarkError(f"{folder}: no such folder. Point --data/--synth at a Speech "
+                            "Commands-layout folder (<word>/<clip>.wav) or run "
+                            "`hark data fetch speech-commands`")
+
+
 def run(args):
+    check_args(args)
     from hark.training.dataset import DatasetError
     from hark.training.report import format_metrics
     from hark.training.train import TrainConfig, train
@@ -148,9 +175,14 @@ def run(args):
         if not 0 < args.fmax <= 8000:
             raise HarkError("--fmax must be in (0, 8000] Hz at 16 kHz audio")
         cfg.spec = dict(cfg.spec, fmax=args.fmax)
+    started = time.time() - 1      # file times may be rounded to the second
     try:
         metrics = train(cfg)
     except DatasetError as exc:
         raise HarkError(str(exc)) from exc
     print(format_metrics(metrics, f"float model on the dev test split ({args.out})"))
+    out = Path(args.out)
+    written = [p for p in sorted(out.iterdir()) if p.is_file() and p.stat().st_mtime >= started]
+    print(f"wrote in {out}: " + ", ".join(f"{p.name} ({max(1, p.stat().st_size // 1024)} KB)"
+                                          for p in written))
     print(f"next: hark export {args.out} --out {args.out}/model.hark")
