@@ -1,0 +1,90 @@
+"""The speech teacher as a judge of synthetic voices: how often does a network that has heard
+many real speakers hear each voice family's "on" as on, its "off" as off?
+
+    python -m hark.training.judge --data DATA data/synth/commands data/synth_new/commands
+
+The teacher head is trained on DATA's training split (cached, as in `hark train --teacher`);
+every clip of the synthetic folders is labelled, and the table gives per engine and word the
+share heard as the word itself and the most common other label. A voice whose words the
+teacher mishears (most MBROLA voices' "off" is heard as "up", REFERENCE.md) teaches a student
+the same mistake; `hark train --teacher-filter` drops such clips.
+"""
+import argparse
+import csv
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from . import dataset as ds
+from .distill import train_teacher
+from .features import fit_clip
+from .teacher import soft_targets
+
+
+def voice_table(folder: Path) -> dict:
+    """{relative path: engine} from the folder's voices.csv (`hark synth` writes it)."""
+    table = folder / "voices.csv"
+    if not table.exists():
+        return {}
+    with open(table, newline="") as f:
+        return {row["path"]: row.get("engine") or row["voice"].split("-")[0]
+                for row in csv.DictReader(f)}
+
+
+def judge(teacher, folders, labels, words) -> dict:
+    """{(engine, word): {"n", "heard_right", "top_error"}} over the folders' clips of words."""
+    results = defaultdict(lambda: {"n": 0, "heard_right": 0, "errors": Counter()})
+    for folder in map(Path, folders):
+        engines = voice_table(folder)
+        clips = [c for c in ds.load_dataset(folder, labels, require_labels=False).clips
+                 if c.word in words]
+        audio, kept, _ = ds.load_clips(clips)
+        if not kept:
+            continue
+        heard = soft_targets(teacher.logits([fit_clip(y) for y in audio]), 1.0).argmax(axis=1)
+        for c, h in zip(kept, heard):
+            rel = f"{c.word}/{c.path.name}"
+            r = results[(engines.get(rel, "?"), c.word)]
+            r["n"] += 1
+            if labels[h] == c.label:
+                r["heard_right"] += 1
+            else:
+                r["errors"][labels[h]] += 1
+    return {k: {"n": v["n"], "heard_right": v["heard_right"],
+                "top_error": v["errors"].most_common(1)[0] if v["errors"] else None}
+            for k, v in sorted(results.items())}
+
+
+def markdown(results: dict) -> str:
+    lines = ["| engine | word | clips | heard as the word | most common error |",
+             "|---|---|---:|---:|---|"]
+    for (engine, word), r in results.items():
+        err = f"{r['top_error'][0]} ({r['top_error'][1]})" if r["top_error"] else "—"
+        lines.append(f"| {engine} | {word} | {r['n']} | "
+                     f"{100 * r['heard_right'] / r['n']:.0f} % | {err} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m hark.training.judge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", help="synthetic folders from `hark synth`")
+    parser.add_argument("--data", required=True, help="real Speech Commands-layout folder")
+    parser.add_argument("--words", default="on,off", help="words to judge (default on,off)")
+    parser.add_argument("--out", help="also write the table to this .md file")
+    args = parser.parse_args(argv)
+    labels = list(ds.LABELS)
+    real = ds.load_dataset(args.data, labels)
+    train_audio, train_clips, _ = ds.load_clips(real.split("train"))
+    val_audio, val_clips, _ = ds.load_clips(real.split("validation"))
+    noise = ds.load_noise(real)
+    teacher = train_teacher(train_audio, train_clips, val_audio, val_clips, noise, labels, seed=0)
+    table = markdown(judge(teacher, args.folders, labels, set(args.words.split(","))))
+    if args.out:
+        Path(args.out).write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
