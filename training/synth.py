@@ -468,7 +468,7 @@ def plan(words, per_word: int, unknown: int, voices, seed: int, weights=None) ->
     for v in voices:
         by_engine.setdefault(v.engine, []).append(v)
     engines = sorted(by_engine)
-    weights = np.array([(weights or {}).get(e) or ENGINE_WEIGHTS[e] for e in engines])
+    weights = np.array([(weights or {}).get(e) or ENGINE_WEIGHTS[e] for e in engines], float)
     weights /= weights.sum()
     counts = dict(words) if isinstance(words, dict) else {w: per_word for w in words}
     pool = unknown_words(exclude=words) if unknown else []
