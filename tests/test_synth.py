@@ -82,6 +82,10 @@ def test_cli_writes_speech_commands_layout(tmp_path, capsys):
     offsets = {r["offset_ms"] for r in rows}
     assert len(offsets) > 3                # the word moves around the window
     assert "wrote 7 clips" in capsys.readouterr().out
+    assert {r["licence"] for r in rows} <= {synth.LICENCES[e] for e in synth.DEFAULT_ENGINES}
+    assert main(["data", "info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert any(f"clips; licence {synth.LICENCES[e]}" in info for e in synth.DEFAULT_ENGINES)
 
 
 def test_word_counts_parse():
