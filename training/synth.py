@@ -523,6 +523,8 @@ def synthesize(out, words=(), per_word=100, unknown=0, seed=0, engines=DEFAULT_E
     voices = select_voices(list_voices(list(engines)), voice_set)
     todo = plan(words, per_word, unknown, voices, seed,
                 engines if isinstance(engines, dict) else None)
+    if any(v.engine == "kokoro" for _, _, _, v in todo):
+        kokoro.assemble()
     labels = {label for _, label, _, _ in todo}
     # Clips are written to a hidden staging folder (loaders skip dot-folders) and moved
     # into place at the end: a training run reading OUT meanwhile finds the old set, not
