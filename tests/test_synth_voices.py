@@ -156,3 +156,13 @@ def test_new_engine_clips_are_deterministic_and_record_the_licence(engine, tmp_p
     assert {r["licence"] for r in rows} <= {synth.LICENCES[engine], *synth.VOICE_LICENCES.values()}
     assert {r["split"] for r in rows} == {"train"}
     assert all(os.path.basename(r["path"]).startswith(f"{engine}-") for r in rows)
+
+
+@needs("mbrola")
+def test_mbrola_vowels_last_about_as_long_as_real_speakers(tmp_path):
+    """At espeak-ng's usual 110-230 wpm MBROLA's "off" is voiced for ~0.11 s (median),
+    real speakers' for ~0.25 s: MBROLA speaks slower."""
+    voice = synth.Voice("mbrola-us1", "mbrola", "mb-us1")
+    voiced = [voiced_seconds(*synth.render(voice, "off", np.random.default_rng(i), str(tmp_path))[:2])
+              for i in range(12)]
+    assert np.median(voiced) >= 0.15
