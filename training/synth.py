@@ -3,8 +3,8 @@
 Classic offline TTS engines from Debian (espeak-ng, flite, festival) give a few
 hundred robotic voices; MBROLA (mostly foreign-accented English), RHVoice and SVOX
 Pico from Debian contrib/non-free and Kokoro-82M's neural speakers (PyPI wheels) add
-voices that say some words (notably "off") more the way people do. Voice variety matters more than naturalness for transfer
-to real speakers, so every clip draws its own voice, speaking rate, pitch and
+a few dozen more (`--engines`). Voice variety matters more than naturalness for
+transfer to real speakers, so every clip draws its own voice, speaking rate, pitch and
 intonation, then gets a pitch shift (which moves formants too, like a different
 vocal-tract length), a time stretch, a random position in the 1 s window, and
 light noise/reverb/gain from hark.training.augment.
