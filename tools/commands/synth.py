@@ -4,15 +4,16 @@ import time
 from hark.cli import HarkError
 
 DESCRIPTION = """\
-Speak words with the offline TTS engines installed here (espeak-ng accents x
-variants, flite, festival), perturb pitch, formants and tempo, place each word at
-a random point of a 1 s window, add light noise/reverb/gain, and write 16 kHz mono
-16-bit WAV clips in Speech Commands layout: OUT/<word>/<voice>_nohash_<n>.wav
-(phrases use underscores: "hey hark" -> OUT/hey_hark/). OUT/voices.csv records the
-voice and parameters of every clip. Same --seed, same bytes.
+Speak words with offline TTS engines (by default espeak-ng accents x variants,
+flite and festival; --engines adds MBROLA, RHVoice, SVOX Pico and Kokoro), perturb
+pitch, formants and tempo, place each word at a random point of a 1 s window, add
+light noise/reverb/gain, and write 16 kHz mono 16-bit WAV clips in Speech Commands
+layout: OUT/<word>/<voice>_nohash_<n>.wav (phrases use underscores: "hey hark" ->
+OUT/hey_hark/). OUT/voices.csv records the voice, engine, licence and parameters of
+every clip. Same --seed, same bytes.
 
 Voices are split once and for all into "train" and "holdout" (whole espeak-ng
-accents/variants and one flite and one festival speaker): synthesise training
+accents/variants and one or two speakers of every other engine): synthesise training
 data from --voice-set train and evaluate wake words on --voice-set holdout.
 """
 
@@ -21,13 +22,14 @@ examples:
   hark synth --words "on:600,off:600,yes,no" --per-word 150 --out data/synth/commands
   hark synth --unknown 1500 --out data/synth/unknown
   hark synth --words "hey hark" --per-word 50 --voice-set holdout --out data/synth/wake_eval
-  hark synth --list-voices
+  hark synth --words "on:600,off:600" --engines mbrola,rhvoice,pico:2,kokoro --out data/synth/more
+  hark synth --list-voices --engines all
 """
 
 
 def register(sub):
     import argparse
-    from hark.training.synth import ENGINES
+    from hark.training.synth import DEFAULT_ENGINES, ENGINES
     p = sub.add_parser("synth", help="synthesise training clips with offline TTS",
                        description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,8 +42,10 @@ def register(sub):
                    help="also N clips spread over a few hundred common words and near misses "
                         "(one folder per word; training maps them to _unknown_)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same files (0)")
-    p.add_argument("--engines", default=",".join(ENGINES),
-                   help=f"comma-separated TTS engines ({','.join(ENGINES)})")
+    p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                   help=f"comma-separated TTS engines from {','.join(ENGINES)}, or 'all' "
+                        f"(those installed); ENGINE:W sets an engine's share of clips, "
+                        f"e.g. mbrola:2,pico:1 ({','.join(DEFAULT_ENGINES)})")
     p.add_argument("--voice-set", choices=["train", "holdout", "all"], default="train",
                    help="which side of the fixed voice split to use (train)")
     p.add_argument("--noise", metavar="DIR",
@@ -54,17 +58,17 @@ def register(sub):
                         "with the pitch kept: more distinct speakers from the same voices (0)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
     p.add_argument("--list-voices", action="store_true",
-                   help="print the installed voices and their split, then exit")
+                   help="print the installed voices, their split and licence, then exit")
     p.set_defaults(func=run)
 
 
 def run(args):
     from hark.training import synth
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     try:
+        engines = parse_engines(args.engines)
         if args.list_voices:
             for v in synth.list_voices(engines):
-                print(f"{v.id}\t{v.engine}\t{v.name}\t{v.split}")
+                print(f"{v.id}\t{v.engine}\t{v.name}\t{v.split}\t{v.licence}")
             return 0
         words = parse_words(args.words, args.per_word)
         if not args.out:
@@ -88,6 +92,38 @@ def run(args):
     print(f"wrote {len(rows)} clips of {labels} words from {voices} voices to {args.out} "
           f"in {time.time() - start:.0f} s (voices.csv lists each clip's voice)")
     return 0
+
+
+def parse_engines(text: str) -> dict:
+    """'mbrola:2,pico' -> {'mbrola': 2.0, 'pico': None} (None: the default share).
+    'all' is every engine that is installed here; the others are named on stderr."""
+    import sys
+    from hark.training import synth
+    if text.strip() == "all":
+        missing = [e for e in synth.ENGINES if not synth.installed(e)]
+        for engine in missing:
+            print(f"note: skipping TTS engine {engine} (not installed; "
+                  f"{synth.ENGINES[engine][1]})", file=sys.stderr)
+        engines = {e: None for e in synth.ENGINES if e not in missing}
+        if not engines:
+            raise HarkError("no TTS engine is installed; run make system-deps or make synth-deps")
+        return engines
+    engines = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        name, _, weight = item.partition(":")
+        name = name.strip()
+        if name not in synth.ENGINES:
+            raise HarkError(f"unknown TTS engine {name!r}; choose from "
+                            f"{', '.join(synth.ENGINES)} or 'all'")
+        try:
+            engines[name] = float(weight) if weight else None
+        except ValueError:
+            raise HarkError(f"bad engine share in {item!r}; write ENGINE:W, e.g. mbrola:2") from None
+        if weight and not engines[name] > 0:
+            raise HarkError(f"the share of engine {name} must be above 0")
+    if not engines:
+        raise HarkError(f"no TTS engine given; choose from {', '.join(synth.ENGINES)} or 'all'")
+    return engines
 
 
 def parse_words(text: str, per_word: int) -> dict:
