@@ -104,16 +104,16 @@ def check_args(args):
 
 
 def run(args):
-    check_args(args)
-    from hark.training.dataset import DatasetError
-    from hark.training.report import format_metrics
-    from hark.training.train import TrainConfig, train
-
     if args.wake and not args.synth:
         raise HarkError(f"--wake needs the synthetic clips of the phrase: `hark synth --words "
                         f"\"{args.wake}:600\" --out DIR`, then --synth DIR")
     if not 0.0 <= args.real_share <= 1.0 or not 0.0 <= args.synth_ratio <= 1.0:
         raise HarkError("--real-share and --synth-ratio must be between 0 and 1")
+    check_args(args)
+    from hark.training.dataset import DatasetError
+    from hark.training.report import format_metrics
+    from hark.training.train import TrainConfig, train
+
     cfg = TrainConfig(data=args.data, synth=args.synth, out=args.out, family=args.family,
                       width=args.width,
                       epochs=args.epochs, batch_size=args.batch_size,
