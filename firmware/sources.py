@@ -96,13 +96,10 @@ class WavSource:
                 elif clen > avail:
                     raise ValueError("%s: truncated WAV: data chunk says %d bytes but only %d "
                                      "follow; re-export or re-record it" % (self.path, clen, avail))
-                if clen < 2:
-                    if avail >= 2:  # a recorder that stopped before it wrote the length
-                        raise ValueError("%s: the data chunk's length is %d but %d bytes follow "
-                                         "(a recording that was never finished?); repair it with "
-                                         "`sox --ignore-length %s fixed.wav`"
-                                         % (self.path, clen, avail, self.path))
-                    raise ValueError("%s: the WAV has no samples; re-record it" % self.path)
+                if clen == 0 and avail >= 2:  # a recorder that stopped before it wrote the length
+                    raise ValueError("%s: the data chunk's length is 0 but %d bytes follow (a "
+                                     "recording that was never finished?); repair it with "
+                                     "`sox --ignore-length %s fixed.wav`" % (self.path, avail, self.path))
                 return clen // 2
             else:
                 f.seek(pos + clen + (clen & 1))

@@ -3,13 +3,15 @@ import subprocess
 
 from hark import REPO
 
+BINARY = (".hark", ".tflite", ".keras", ".wav", ".flac", ".png", ".npz")
+
 
 def _tracked_text_files():
     names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
                            check=True).stdout.split()
     for name in names:
         path = REPO / name
-        if name == "tests/test_portable.py" or not path.is_file() or path.suffix in (".hark", ".tflite", ".keras", ".wav", ".png", ".npz"):
+        if name == "tests/test_portable.py" or not path.is_file() or path.suffix in BINARY:
             continue
         try:
             yield name, path.read_text()

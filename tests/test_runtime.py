@@ -262,7 +262,7 @@ def test_simulate_cli(shared_data, tmp_path, capsys):
     wav = wav_from_clips(sorted((shared_data / "yes").glob("*.flac"))[:1], tmp_path / "one.wav")
     assert main(["simulate", str(wav), "--model", str(MODEL), "--stats"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{wav}:\n  t=") and " yes 0." in out and "stats us_per_hop.total=" in out
+    assert out.startswith(f"{wav}:\n  >>> yes ") and " p=0." in out and "stats us_per_hop.total=" in out
 
 
 def test_real_pipeline_heap_over_ten_minutes(shared_data):

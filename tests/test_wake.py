@@ -69,7 +69,7 @@ def test_simulate_runs_the_firmware_in_wake_mode(wake_run, tmp_path, capsys):
                  "--board", str(board), "--stats"]) == 0
     out = capsys.readouterr().out
     assert "stats frames=" in out and "streaming=1" in out
-    detections = [line.split() for line in out.splitlines() if line.strip().startswith("t=")]
+    detections = [line.split() for line in out.splitlines() if line.strip().startswith(">>> ")]
     assert detections and all(d[1] == "hey_hark" for d in detections)
 
 

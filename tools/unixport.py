@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,28 +138,61 @@ def read_position(pid: int, path: Path):
     return None
 
 
+class _NoBar:
+    disable, n = True, 0
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
 def run_watched(cmd, env, watch=None, unit_bytes=1, unit="B", desc="", progress=None,
                 input=b"", timeout=None) -> subprocess.CompletedProcess:
     """subprocess.run for the unix port, with a progress bar while it reads the file `watch`
     (progress None: only on a terminal) and Ctrl-C ending the process at once."""
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:         # the demo environment (`make demo`) has no tqdm: no bar
+        tqdm, watch = _NoBar, None
 
     total = Path(watch).stat().st_size / unit_bytes if watch else None
     bar = tqdm(total=total and round(total), unit=unit, desc=desc, leave=False,
                disable=(None if progress is None else not progress) if watch else True)
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)
+    # Threads feed stdin and drain stdout/stderr (communicate() with a timeout stops sending
+    # input on its retries), so this thread is free to update the bar and take Ctrl-C.
+    outputs = {}
+
+    def feed():
+        try:
+            proc.stdin.write(input or b"")
+            proc.stdin.close()
+        except OSError:         # the firmware stopped reading (an error, or killed)
+            pass
+
+    def drain(name, stream):
+        outputs[name] = stream.read()
+
+    threads = [threading.Thread(target=feed, daemon=True),
+               threading.Thread(target=drain, args=("out", proc.stdout), daemon=True),
+               threading.Thread(target=drain, args=("err", proc.stderr), daemon=True)]
+    for t in threads:
+        t.start()
     deadline = time.monotonic() + timeout if timeout else None
-    feed = input
     try:
         while True:
             try:
-                out, err = proc.communicate(feed, timeout=0.2)
+                proc.wait(timeout=0.2)
                 break
             except subprocess.TimeoutExpired:
-                feed = None
                 if deadline and time.monotonic() > deadline:
-                    raise
+                    raise subprocess.TimeoutExpired(cmd, timeout) from None
                 pos = read_position(proc.pid, watch) if watch and not bar.disable else None
                 if pos is not None:
                     bar.update(round(pos / unit_bytes) - bar.n)
@@ -167,7 +201,10 @@ def run_watched(cmd, env, watch=None, unit_bytes=1, unit="B", desc="", progress=
         proc.wait()
         raise
     finally:
+        for t in threads:
+            t.join()
         bar.close()
+    out, err = outputs.get("out", b""), outputs.get("err", b"")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 

@@ -138,5 +138,6 @@ def run(args):
     print(f"{printer.detections} detection(s)")
     if printer.errors or printer.exit_code:
         code = f" with code {printer.exit_code}" if printer.exit_code else ""
-        raise HarkError(f"main.py on the board stopped{code}: {printer.errors[-1] if printer.errors else 'see above'}")
+        last = printer.errors[-1] if printer.errors else "see above"
+        raise HarkError(f"main.py on the board stopped{code}: {last}")
     return 0

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from hark import boards
+from hark.cli import HarkError
 from hark.deploy import DEFAULT_MODEL
 from hark.unixport import heap_size, run_firmware
 
@@ -53,7 +54,6 @@ def verdict(expected, heard) -> bool:
 
 def score_events(args, board) -> int:
     """One long WAV against its word times, through the firmware: what `make stream-hour` reports."""
-    from hark.cli import HarkError
     if len(args.audio) != 1:
         raise HarkError("--events scores one stream: give exactly one WAV file")
     try:
@@ -88,6 +88,15 @@ def score_events(args, board) -> int:
     return 0
 
 
+def _no_samples(path) -> bool:
+    import wave
+    try:
+        with wave.open(str(path)) as w:
+            return w.getnframes() == 0
+    except (wave.Error, EOFError, OSError):     # a header the firmware read but `wave` cannot
+        return False
+
+
 def run(args):
     board = boards.load(args.board)
     if args.events:
@@ -98,6 +107,8 @@ def run(args):
     for path in args.audio:
         result = run_firmware(args.model, board, wav=path, heapsize=args.heapsize,
                               pad_ms=args.pad_ms, stats=args.stats, progress=None)
+        if _no_samples(path):      # after the run: a damaged file gets the firmware's message
+            raise HarkError(f"{path}: the WAV has no samples (nothing was recorded); record it again")
         heard = [det.label for det in result.detections]
         if args.score and "__" not in path.name:
             unscored += 1

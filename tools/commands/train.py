@@ -131,11 +131,6 @@ def check_args(args):
 
 
 def run(args):
-    check_args(args)
-    from hark.training.dataset import DatasetError
-    from hark.training.report import format_metrics
-    from hark.training.train import TrainConfig, train
-
     if args.wake and not args.synth:
         raise HarkError(f"--wake needs the synthetic clips of the phrase: `hark synth --words "
                         f"\"{args.wake}:600\" --out DIR`, then --synth DIR")
@@ -158,6 +153,11 @@ def run(args):
             _model_dir()
         except TeacherUnavailable as exc:
             raise HarkError(str(exc)) from exc
+    check_args(args)
+    from hark.training.dataset import DatasetError
+    from hark.training.report import format_metrics
+    from hark.training.train import TrainConfig, train
+
     cfg = TrainConfig(data=args.data, synth=args.synth, out=args.out, family=args.family,
                       width=args.width,
                       epochs=args.epochs, batch_size=args.batch_size,
