@@ -155,10 +155,17 @@ def make_source(board, wav=None, stdin=False, pad_ms=0):
         path = wav or audio.get("path")
         if not path:
             raise ValueError("board profile says audio source 'wav' but gives no path; pass --wav")
-        return sources.WavSource(path, pad_ms)
-    if kind == "stdin":
-        return sources.StdinSource()
-    raise ValueError("audio source %r; use 'i2s', 'wav' or 'stdin'" % kind)
+        src = sources.WavSource(path, pad_ms)
+    elif kind == "stdin":
+        src = sources.StdinSource()
+    else:
+        raise ValueError("audio source %r; use 'i2s', 'wav' or 'stdin'" % kind)
+    # a profile that keeps its I2S section (tools/qemu.py) holds the driver's buffer here too,
+    # so a run from a file needs the heap the board needs
+    ibuf = (audio.get("i2s") or {}).get("ibuf")
+    if ibuf:
+        src.ibuf = bytearray(ibuf)
+    return src
 
 
 def parse(argv):
