@@ -183,8 +183,10 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
 
 
 @micropython.viper
-def _split(z: ptr32, tw: ptr16, x: ptr32, st: ptr32):
-    """257 bins of the real 512-point FFT (times 2) from the 256-point complex one."""
+def _split(x: ptr32, tw: ptr16, st: ptr32):
+    """257 bins of the real 512-point FFT (times 2) from the 256-point complex one, in place:
+    bins k and 256 - k are computed from the two values they overwrite (bin 256 is the 257th)."""
+    z = x
     one = 1
     sb = one << 31
     s = st[_SPLIT]
@@ -362,8 +364,9 @@ class FrontEnd:
         # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
         # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak)
         self._buf = bytearray(2 * _NFFT)
-        self._z = bytearray(8 * _N)
-        self._x = bytearray(8 * (_N + 1))
+        # the complex FFT, then (in place: bins k and 256 - k replace the values they are made
+        # of, _split) the 257 bins of the real one
+        self._z = bytearray(8 * (_N + 1))
         self._lg = bytearray(4 * n_mels)
         self.frame = bytearray(n_mfcc)
         self.ready = False
@@ -388,12 +391,11 @@ class FrontEnd:
             return pos
         win, rev, tw, start, length, w, off, lt, m, bias, shift = self._t
         z = self._z
-        x = self._x
         lg = self._lg
         _window(self._buf, win, rev, z, st)
         _fft(z, tw, st)
-        _split(z, tw, x, st)
-        _mel_log(x, start, length, w, off, lt, lg, st)
+        _split(z, tw, st)
+        _mel_log(z, start, length, w, off, lt, lg, st)
         _dct(lg, m, bias, shift, self.frame, st)
         _keep_tail(self._buf, st)
         self.ready = True

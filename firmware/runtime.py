@@ -222,21 +222,29 @@ def _out_of_memory(what):
 def main(argv):
     """Exit codes: 0 ok, 2 bad arguments or files, 3 out of memory."""
     out_of_memory = False   # reported outside the except blocks (see _out_of_memory)
+    source = None
     try:
         import startup
         opts = startup.parse(argv)
         board = startup.load_board(opts["board"])
         startup.set_clock(board.get("clock_hz"))
-        rt = Runtime(opts["model"], board, stream=not opts["no_stream"])
+        # the source first: the I2S driver's buffer (8 KB on a pyboard) then sits at the start
+        # of an empty heap instead of needing a hole that large after the model is loaded
         source = startup.make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
+        rt = Runtime(opts["model"], board, stream=not opts["no_stream"])
         del startup, board
         sys.modules.pop("startup", None)    # start-up code: not needed while audio runs
     except MemoryError:
         out_of_memory = True
     except (ValueError, RuntimeError, OSError) as exc:
+        if source:
+            source.close()
         print("hark: error:", exc, file=sys.stderr)
         return 2
     if out_of_memory:
+        if source:
+            source.close()
+        source = None
         _out_of_memory("while loading the model")
         return 3
     try:
