@@ -13,8 +13,8 @@ Everything is allocated before the loop; the loop itself allocates nothing
 Models that stream (streaming.reason(blob) is None: the tcn family) run incrementally,
 one new column per layer per hop, with outputs identical to re-running the window;
 --no-stream forces the windowed engine.
-startup.py builds the pipeline and is dropped before the first sample; this module
-holds only what runs while audio flows.
+options.py (arguments, profile, source) and startup.py (the pipeline) run once and are dropped
+before the first sample; this module holds only what runs while audio flows.
 """
 import gc
 import sys
@@ -224,16 +224,18 @@ def main(argv):
     out_of_memory = False   # reported outside the except blocks (see _out_of_memory)
     source = None
     try:
-        import startup
-        opts = startup.parse(argv)
-        board = startup.load_board(opts["board"])
-        startup.set_clock(board.get("clock_hz"))
+        import options
+        opts = options.parse(argv)
+        board = options.load_board(opts["board"])
+        options.set_clock(board.get("clock_hz"))
         # the source first: the I2S driver's buffer (8 KB on a pyboard) then sits at the start
         # of an empty heap instead of needing a hole that large after the model is loaded
-        source = startup.make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
+        source = options.make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
+        del options
+        sys.modules.pop("options", None)    # start-up code: not needed while audio runs
         rt = Runtime(opts["model"], board, stream=not opts["no_stream"])
-        del startup, board
-        sys.modules.pop("startup", None)    # start-up code: not needed while audio runs
+        del board
+        sys.modules.pop("startup", None)
     except MemoryError:
         out_of_memory = True
     except (ValueError, RuntimeError, OSError) as exc:

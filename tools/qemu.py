@@ -6,7 +6,7 @@ in the heap), and QEMU's -icount gives exact instruction counts. The MicroPython
 mpy-cross and the FAT builder come from ../shared/tools/qemu-m4 (its README says how they were
 built); $HARK_QEMU_DIR overrides the folder. QEMU models instructions, not cycles (no caches,
 flash wait states or bus timing), and has no I2S: audio comes from a WAV file, and the profile's
-I2S buffer (audio.i2s.ibuf) is allocated in its place (firmware/startup.py make_source).
+I2S buffer (audio.i2s.ibuf) is allocated in its place (firmware/options.py make_source).
 """
 import json
 import os
