@@ -36,7 +36,7 @@ class Blob:
     def __init__(self, meta):
         self.meta = meta
         self.arrays = {}
-def load(path):
+def load(path, skip=()):
     with open(path) as f:
         return Blob(json.load(f))
 '''
