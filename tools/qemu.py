@@ -21,7 +21,7 @@ from pathlib import Path
 from hark import FIRMWARE_DIR, REPO
 from hark.cli import HarkError
 from hark.deploy import firmware_sources
-from hark.unixport import EXIT_OUT_OF_MEMORY, micropython_binary, parse_output
+from hark.unixport import micropython_binary, parse_output
 
 QEMU = "qemu-system-arm"
 ARCH = "armv7emsp"
@@ -141,20 +141,25 @@ class Image:
 
 
 def min_heap(image: Image, ref: QemuRun, lo=16 * 1024, hi=256 * 1024) -> int:
-    """Smallest --heap (HEAP_STEP bytes) that starts and gives ref's detections. Assumes a heap that
-    works keeps working when larger (fragmentation can break that by a block or two)."""
-    def good(heap):
-        r = image.run(heap)
-        return r.ok and r.detections == ref.detections
-    if not good(hi):
+    """Smallest --heap (HEAP_STEP bytes) that starts and gives ref's detections on the clip.
+    The bisection runs 0.2 s of silence (the heap peaks at start-up: the loop allocates nothing),
+    then the clip confirms, a step higher if fragmentation wants it."""
+    def starts(heap):
+        return image.run(heap, wav="empty.wav", pad_ms=200).ok
+    if not starts(hi):
         raise HarkError(f"the firmware does not run in QEMU even with {hi} bytes of heap")
     while hi - lo > HEAP_STEP:
         mid = (lo + hi) // 2 // 16 * 16
-        if good(mid):
+        if starts(mid):
             hi = mid
         else:
             lo = mid
-    return hi
+    for heap in range(hi, hi + 16 * HEAP_STEP, HEAP_STEP):
+        r = image.run(heap)
+        if r.ok and r.detections == ref.detections:
+            return heap
+    raise HarkError(f"the firmware starts in QEMU with {hi} bytes of heap but fails on the clip "
+                    f"up to {heap}")
 
 
 def measure(model, board: dict, wav, firmware_dir: Path = FIRMWARE_DIR) -> dict:
@@ -170,9 +175,9 @@ def measure(model, board: dict, wav, firmware_dir: Path = FIRMWARE_DIR) -> dict:
         start = image.run(256 * 1024, wav="empty.wav", pad_ms=0)
         hops = s["frames"]
         per_hop = (plain.stats["done.main_insns"] - start.stats["done.main_insns"]) / hops
-        at_budget = image.run(board["ram_budget_bytes"])
         smallest = min_heap(image, big)
         edge = image.run(smallest)
+        at_budget = image.run(board["ram_budget_bytes"])
     # --stats times are virtual µs: 1 µs = 1,000 instructions under -icount shift=0
     stages = {k.split(".", 1)[1]: v * 1000 for k, v in s.items() if k.startswith("us_per_hop.")}
     return {"detections": big.detections, "heap_live": s["heap_live"], "heap_peak": s["heap_peak"],
@@ -180,10 +185,6 @@ def measure(model, board: dict, wav, firmware_dir: Path = FIRMWARE_DIR) -> dict:
             "fits_budget": at_budget.ok, "budget": board["ram_budget_bytes"],
             "ibuf": ((board.get("audio") or {}).get("i2s") or {}).get("ibuf", 0),
             "insns_per_hop": round(per_hop), "insns_startup": start.stats["done.main_insns"],
-            "insns_per_hop_stage": {k: stages[k] for k in ("read", "frontend", "window", "infer", "detect", "actions")
-                                    if k in stages},
-            "macs_per_hop": s.get("macs_per_hop")}
-
-
-def out_of_memory(run: QemuRun) -> bool:
-    return run.exit == EXIT_OUT_OF_MEMORY
+            "insns_per_hop_stage": {k: stages[k] for k in ("read", "frontend", "window", "infer", "detect",
+                                                           "actions") if k in stages},
+            "max_block_insns": s.get("max_block_us", 0) * 1000, "macs_per_hop": s.get("macs_per_hop")}
