@@ -64,7 +64,13 @@ class Runtime:
 
     def __init__(self, model, board, printer=True, stream=True):
         import startup
-        startup.build(self, model, board, printer, stream)
+        startup.build(self, model, board, stream)
+        del startup
+        sys.modules.pop("startup", None)    # start-up code: not needed while audio runs
+        gc.collect()
+        # the actions last, into the heap start-up code left: the peak stays lower
+        from actions import from_profile
+        self.actions = from_profile(board.get("actions"), self.labels, printer)
 
     def run(self, source, stats=False, heapcheck=False):
         """Stream source to its end (forever for a microphone)."""
@@ -235,7 +241,6 @@ def main(argv):
         sys.modules.pop("options", None)    # start-up code: not needed while audio runs
         rt = Runtime(opts["model"], board, stream=not opts["no_stream"])
         del board
-        sys.modules.pop("startup", None)
     except MemoryError:
         out_of_memory = True
     except (ValueError, RuntimeError, OSError) as exc:

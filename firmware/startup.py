@@ -1,10 +1,11 @@
-"""Start-up of the hark pipeline: model, engine, front end, detector, actions (options.py has
-the arguments, board profile and audio source, and is dropped before this runs).
+"""Start-up of the hark pipeline: model, engine, front end and detector (options.py has the
+arguments, board profile and audio source, and is dropped before this runs; runtime.Runtime
+adds the actions after dropping this module, so start-up code and actions never share the heap).
 
-Everything here runs once, before the first sample; runtime.main drops this module (and
-blob.py, plan.py) afterwards so their code does not sit in the heap while audio runs.
+Everything here runs once, before the first sample; runtime.Runtime drops this module (and this
+drops blob.py, plan.py) so their code does not sit in the heap while audio runs.
 build() fills a runtime.Runtime in the order a small heap needs: the weight arrays first,
-into an empty heap (big contiguous blocks), then the engine, front end, detector, actions.
+into an empty heap (big contiguous blocks), then the engine, front end and detector.
 """
 import gc
 import sys
@@ -55,8 +56,9 @@ def _load(model, skip):
     return b
 
 
-def build(rt, model, board, printer=True, stream=True):
-    """Load the model and allocate every buffer of Runtime `rt`, then warm it up."""
+def build(rt, model, board, stream=True):
+    """Load the model and allocate every buffer of Runtime `rt` (its actions come after this
+    module is dropped), then warm it up."""
     b = _load(model, ("p.w.",) if stream else ())
     meta = b.meta
     cfg = detector_config(meta, board)
@@ -99,12 +101,10 @@ def build(rt, model, board, printer=True, stream=True):
     if rt.total % rt.width:
         raise ValueError("model input of %d bytes is not whole frames of %d features"
                          % (rt.total, rt.width))
-    from actions import from_profile
     from detector import Detector
     rt.labels = eng.labels
     rt.detector = Detector(rt.labels, cfg, eng.output_scale, eng.output_zero_point,
                            rt.hop_ms * rt.infer_every, board.get("grammar"))
-    rt.actions = from_profile(board.get("actions"), rt.labels, printer)
     rt.buf = buf = array("h", range(BLOCK))    # sized once, no temporary; then silence
     for i in range(BLOCK):
         buf[i] = 0
