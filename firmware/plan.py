@@ -75,6 +75,7 @@ def _steps(it, blob, prefix, every, copy_col=None):
         period = _gcd(every, steps[s + 3])
         macs += steps[s + 4] * (every // period)
         plan.append((kernels[k], mv[at:end], args[0], args[1], args[2], args[3], period))
+    del arrays[prefix + "steps"]    # read once: its heap is free for what start-up makes next
     return tuple(plan), macs // every
 
 

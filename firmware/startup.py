@@ -80,15 +80,18 @@ def build(rt, model, board, stream=True):
         import engine
         rt.engine = engine.Interpreter(b)
     _drop("plan")
+    arrays = b.arrays
+    meta = {"frontend": meta.get("frontend"), "features": meta.get("features")}  # all it needs
+    del b
     gc.collect()
     import frontend
-    rt.fe = frontend.FrontEnd(meta, b.arrays)
+    rt.fe = frontend.FrontEnd(meta, arrays)
     feat = meta.get("features") or {}
     rate = feat.get("sample_rate", 16000)
     rt.n_fft = feat.get("n_fft", 512)
     rt.hop_ms = feat.get("hop_length", 320) * 1000 // rate
     rt.width = feat.get("n_mfcc", 10)
-    del b, meta, feat
+    del arrays, meta, feat
     gc.collect()
     eng = rt.engine
     if rt.streaming:
