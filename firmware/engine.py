@@ -120,17 +120,29 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
                 a1 = 0
                 a2 = 0
                 a3 = 0
-                i = 0
-                while i < K4:
-                    x = p[i]
-                    y = p[i + 1]
-                    z = p[i + 2]
-                    v = p[i + 3]
-                    a0 += x * w0[i] + y * w0[i + 1] + z * w0[i + 2] + v * w0[i + 3]
-                    a1 += x * w1[i] + y * w1[i + 1] + z * w1[i + 2] + v * w1[i + 3]
-                    a2 += x * w2[i] + y * w2[i + 1] + z * w2[i + 2] + v * w2[i + 3]
-                    a3 += x * w3[i] + y * w3[i + 1] + z * w3[i + 2] + v * w3[i + 3]
-                    i += 4
+                # pointers that step 4 bytes a pass: loads at constant offsets are the cheapest
+                # viper has (~15 instructions per MAC on armv7emsp against ~20 indexed)
+                xp = p
+                e0 = w0
+                e1 = w1
+                e2 = w2
+                e3 = w3
+                stop = int(p) + K4
+                while int(xp) < stop:
+                    x = xp[0]
+                    y = xp[1]
+                    z = xp[2]
+                    v = xp[3]
+                    a0 += x * e0[0] + y * e0[1] + z * e0[2] + v * e0[3]
+                    a1 += x * e1[0] + y * e1[1] + z * e1[2] + v * e1[3]
+                    a2 += x * e2[0] + y * e2[1] + z * e2[2] + v * e2[3]
+                    a3 += x * e3[0] + y * e3[1] + z * e3[2] + v * e3[3]
+                    xp = ptr8(int(xp) + 4)
+                    e0 = ptr8(int(e0) + 4)
+                    e1 = ptr8(int(e1) + 4)
+                    e2 = ptr8(int(e2) + 4)
+                    e3 = ptr8(int(e3) + 4)
+                i = K4
                 while i < K:
                     x = p[i]
                     a0 += x * w0[i]
