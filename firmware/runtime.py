@@ -23,7 +23,7 @@ import micropython
 from micropython import const
 
 BLOCK = const(320)         # samples per read: one 20 ms hop
-_WARM_BLOCKS = const(50)   # first second: one-off allocations (caches, first calls) allowed
+WARM_BLOCKS = const(50)   # first second: one-off allocations (caches, first calls) allowed
 STAGES = ("read", "frontend", "window", "infer", "detect", "actions")
 _READ = const(0)
 _FRONTEND = const(1)
@@ -159,7 +159,7 @@ class Runtime:
             if stats:
                 t1 = ticks_us()
                 _acc(us, ms, _FRONTEND, ticks_diff(t1, t0))
-                if self.blocks > _WARM_BLOCKS and ticks_diff(t1, tb) > self.max_block_us:
+                if self.blocks > WARM_BLOCKS and ticks_diff(t1, tb) > self.max_block_us:
                     self.max_block_us = ticks_diff(t1, tb)
             if measure:
                 self.blocks += 1
@@ -167,47 +167,13 @@ class Runtime:
                 if m1 > self.heap_peak:
                     self.heap_peak = m1
                 if heapcheck:
-                    if m1 > m0 and self.blocks > _WARM_BLOCKS:
+                    if m1 > m0 and self.blocks > WARM_BLOCKS:
                         self.alloc_bytes += m1 - m0
                         self.alloc_blocks += 1
                     if gc.mem_free() < 8192:
                         gc.collect()
         if heapcheck:
             gc.enable()
-
-    def report(self, stats=False, heapcheck=False):
-        """Print `stats key=value ...` lines (parsed by tools/unixport.py)."""
-        frames = self.frames or 1
-        # model MACs per hop as run: streaming computes only new columns (engine.macs is per hop)
-        macs = getattr(self.engine, "macs", 0)
-        if not self.streaming:
-            macs //= self.infer_every
-        print("stats frames=%d inferences=%d detections=%d audio_ms=%d infer_every=%d streaming=%d"
-              " macs_per_hop=%d" % (self.frames, self.inferences, self.detections,
-                                    self.frames * self.hop_ms, self.infer_every,
-                                    int(self.streaming), macs))
-        if stats:
-            parts = []
-            whole = 0
-            for i, name in enumerate(STAGES):
-                stage_us = self.ms[i] * 1000 + self.us[i]
-                whole += stage_us
-                parts.append("%s=%d" % (name, stage_us // frames))
-            parts.append("total=%d" % (whole // frames))
-            print("stats us_per_hop " + " ".join(parts))
-            # Share of real time spent computing: over 100 and a microphone drops audio.
-            print("stats realtime_pct=%d" % (whole // frames * 100 // (self.hop_ms * 1000)))
-            # Longest stretch without reading audio: the I2S buffer (ibuf) must hold this much.
-            print("stats max_block_us=%d" % self.max_block_us)
-            if self.inferences:
-                infer_us = self.ms[_INFER] * 1000 + self.us[_INFER]
-                print("stats us_per_inference=%d" % (infer_us // self.inferences))
-        heap = gc.mem_alloc() + gc.mem_free()
-        print("stats heap_total=%d heap_live=%d heap_peak=%d" % (heap, self.heap_live, self.heap_peak))
-        if heapcheck:
-            counted = max(0, self.blocks - _WARM_BLOCKS)
-            print("stats alloc_bytes=%d alloc_blocks=%d blocks_checked=%d"
-                  % (self.alloc_bytes, self.alloc_blocks, counted))
 
 
 def _out_of_memory(what):
@@ -264,5 +230,6 @@ def main(argv):
         _out_of_memory("while running")
         return 3
     if opts["stats"] or opts["heapcheck"]:
-        rt.report(opts["stats"], opts["heapcheck"])
+        from stats import report    # only now: its code is not in the heap while audio runs
+        report(rt, opts["stats"], opts["heapcheck"])
     return 0
