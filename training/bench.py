@@ -255,7 +255,8 @@ def qemu_markdown(models: dict) -> list:
              "a board's free heap at its REPL (pyboard: 93,632 B) and with `hark deploy`'s estimate. "
              "Instructions are exact (`-icount`); QEMU models no cycles, caches or flash wait states.", "",
              "| model | smallest heap B | free at start B | `hark deploy` estimate B (error) | live heap B | "
-             "runs in the budget | instructions / hop | front end | inference | detector | start-up M instr. |",
+             "free at start within the budget | instructions / hop | front end | inference | detector | "
+             "start-up M instr. |",
              "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for name, q in rows.items():
         st = q["insns_per_hop_stage"]
