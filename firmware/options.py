@@ -30,7 +30,7 @@ def make_source(board, wav=None, stdin=False, pad_ms=0):
     kind = "wav" if wav else "stdin" if stdin else audio.get("source", "i2s")
     if kind == "i2s":
         import mic
-        return mic.I2SSource(audio, BLOCK)
+        return mic.I2SSource(audio, BLOCK // 2)    # a 640-byte raw block: two reads a hop
     import sources
     if kind == "wav":
         path = wav or audio.get("path")
