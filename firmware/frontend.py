@@ -53,10 +53,13 @@ def _fill(buf: ptr16, pcm: ptr16, st: ptr32, pos: int, end: int) -> int:
 def _keep_tail(buf: ptr16, st: ptr32):
     """Move the overlap (n_fft - hop samples) to the front for the next frame."""
     hop = st[_HOP]
-    i = 0
-    while i < _NFFT - hop:
-        buf[i] = buf[i + hop]
-        i += 1
+    d = buf
+    s = ptr16(int(buf) + 2 * hop)
+    stop = int(buf) + 2 * _NFFT
+    while int(s) < stop:
+        d[0] = s[0]
+        d = ptr16(int(d) + 2)
+        s = ptr16(int(s) + 2)
     st[_FILL] = _NFFT - hop
 
 
@@ -67,13 +70,14 @@ def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
     n = 0
     while n < _N:
         r = rev[n] << 1
-        m = n << 1
-        v = ((buf[m] ^ 0x8000) - 0x8000) * win[m]
+        v = ((buf[0] ^ 0x8000) - 0x8000) * win[0]
         z[r] = v
         o |= v ^ (v >> 31)
-        v = ((buf[m + 1] ^ 0x8000) - 0x8000) * win[m + 1]
+        v = ((buf[1] ^ 0x8000) - 0x8000) * win[1]
         z[r + 1] = v
         o |= v ^ (v >> 31)
+        buf = ptr16(int(buf) + 4)
+        win = ptr16(int(win) + 4)
         n += 1
     st[_OR] = o
 
