@@ -523,5 +523,5 @@ class Interpreter:
     def invoke(self):
         """Run the graph on .input; results in .output. Allocates nothing."""
         arena = self.arena
-        for step in self._plan:
-            step[0](arena, step[1], step[2], step[3], step[4], step[5])
+        for kernel, cfg, a, b, c, d, _ in self._plan:
+            kernel(arena, cfg, a, b, c, d)
