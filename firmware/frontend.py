@@ -190,7 +190,7 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
 def _split(x: ptr32, tw: ptr16, st: ptr32):
     """257 bins of the real 512-point FFT (times 2) from the 256-point complex one, in place:
     bins k and 256 - k are computed from the two values they overwrite (bin 256 is the 257th)."""
-    z = x
+    z = x       # read as the complex FFT, written (x) as the real one's bins
     one = 1
     sb = one << 31
     s = st[_SPLIT]
