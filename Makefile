@@ -1,12 +1,12 @@
 # hark: two commands matter.
 #   make demo   sets up what the demo needs and runs the bundled model over the bundled clips
 #               through the real firmware in the MicroPython unix port.
-#   make test   sets up everything (venv with pinned versions, Debian TTS + socat) and runs pytest.
+#   make test   sets up everything (venv with pinned versions, Debian TTS, socat, QEMU) and runs pytest.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 DATA   ?= ../shared/data/speech_commands
-SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat
+SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat qemu-system-arm
 
 .PHONY: demo test venv-demo venv-dev system-deps synth-deps synth train-default train-references wake models bench bench-quick stream-hour crossval mpy clean
 
@@ -32,9 +32,10 @@ $(VENV)/.dev: $(VENV)/.demo requirements/dev.txt
 venv-demo: $(VENV)/.demo
 venv-dev: $(VENV)/.dev
 
-# Debian packages: text-to-speech engines for `hark synth`, socat for the deploy test.
+# Debian packages: text-to-speech engines for `hark synth`, socat for the deploy test,
+# qemu-system-arm for the 32-bit Cortex-M4F runs (tools/qemu.py, tests/test_qemu.py).
 system-deps:
-	@missing=""; for c in espeak-ng flite text2wave sox socat; do command -v $$c >/dev/null || missing=1; done; \
+	@missing=""; for c in espeak-ng flite text2wave sox socat qemu-system-arm; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \

@@ -131,7 +131,9 @@ class Detector:
             slot -= cap
         base = slot * n
         zp = self._zp
-        for i in range(n):
+        best = 0
+        best_sum = -1
+        for i in range(n):      # add the row and find the top label in one pass
             s = scores[i]
             if s > 127:
                 s -= 256
@@ -141,18 +143,15 @@ class Detector:
             elif s > 255:
                 s = 255
             ring[base + i] = s
-            sums[i] += s
+            s += sums[i]
+            sums[i] = s
+            if s > best_sum:
+                best = i
+                best_sum = s
         times[slot] = time_ms
         self._count += 1
         if self._count < self.minimum_count:
             return -1
-
-        best = 0
-        best_sum = -1
-        for i in range(n):
-            if sums[i] > best_sum:
-                best = i
-                best_sum = sums[i]
         avg = best_sum // self._count
         if avg < self.thresholds[best]:
             return -1

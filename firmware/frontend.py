@@ -53,10 +53,13 @@ def _fill(buf: ptr16, pcm: ptr16, st: ptr32, pos: int, end: int) -> int:
 def _keep_tail(buf: ptr16, st: ptr32):
     """Move the overlap (n_fft - hop samples) to the front for the next frame."""
     hop = st[_HOP]
-    i = 0
-    while i < _NFFT - hop:
-        buf[i] = buf[i + hop]
-        i += 1
+    d = buf
+    s = ptr16(int(buf) + 2 * hop)
+    stop = int(buf) + 2 * _NFFT
+    while int(s) < stop:
+        d[0] = s[0]
+        d = ptr16(int(d) + 2)
+        s = ptr16(int(s) + 2)
     st[_FILL] = _NFFT - hop
 
 
@@ -67,13 +70,14 @@ def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
     n = 0
     while n < _N:
         r = rev[n] << 1
-        m = n << 1
-        v = ((buf[m] ^ 0x8000) - 0x8000) * win[m]
+        v = ((buf[0] ^ 0x8000) - 0x8000) * win[0]
         z[r] = v
         o |= v ^ (v >> 31)
-        v = ((buf[m + 1] ^ 0x8000) - 0x8000) * win[m + 1]
+        v = ((buf[1] ^ 0x8000) - 0x8000) * win[1]
         z[r + 1] = v
         o |= v ^ (v >> 31)
+        buf = ptr16(int(buf) + 4)
+        win = ptr16(int(win) + 4)
         n += 1
     st[_OR] = o
 
@@ -183,8 +187,10 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
 
 
 @micropython.viper
-def _split(z: ptr32, tw: ptr16, x: ptr32, st: ptr32):
-    """257 bins of the real 512-point FFT (times 2) from the 256-point complex one."""
+def _split(x: ptr32, tw: ptr16, st: ptr32):
+    """257 bins of the real 512-point FFT (times 2) from the 256-point complex one, in place:
+    bins k and 256 - k are computed from the two values they overwrite (bin 256 is the 257th)."""
+    z = x       # read as the complex FFT, written (x) as the real one's bins
     one = 1
     sb = one << 31
     s = st[_SPLIT]
@@ -362,8 +368,9 @@ class FrontEnd:
         # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
         # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak)
         self._buf = bytearray(2 * _NFFT)
-        self._z = bytearray(8 * _N)
-        self._x = bytearray(8 * (_N + 1))
+        # the complex FFT, then (in place: bins k and 256 - k replace the values they are made
+        # of, _split) the 257 bins of the real one
+        self._z = bytearray(8 * (_N + 1))
         self._lg = bytearray(4 * n_mels)
         self.frame = bytearray(n_mfcc)
         self.ready = False
@@ -388,12 +395,11 @@ class FrontEnd:
             return pos
         win, rev, tw, start, length, w, off, lt, m, bias, shift = self._t
         z = self._z
-        x = self._x
         lg = self._lg
         _window(self._buf, win, rev, z, st)
         _fft(z, tw, st)
-        _split(z, tw, x, st)
-        _mel_log(x, start, length, w, off, lt, lg, st)
+        _split(z, tw, st)
+        _mel_log(z, start, length, w, off, lt, lg, st)
         _dct(lg, m, bias, shift, self.frame, st)
         _keep_tail(self._buf, st)
         self.ready = True

@@ -12,6 +12,7 @@ from micropython import const
 import engine
 
 _STEP = const(9)
+_EXTRA = (5, 7)    # mean, add: the kernels in engine_extra.py
 _FIX = "re-export the model with `hark export`"
 
 
@@ -19,6 +20,17 @@ def _gcd(a, b):
     while b:
         a, b = b, a % b
     return a
+
+
+def _kernels(steps, copy_col):
+    """The kernels by number (training/plan.py KERNELS); engine_extra only if the plan calls it."""
+    x = None
+    for s in range(0, len(steps), _STEP):
+        if steps[s] in _EXTRA:
+            import engine_extra as x
+            break
+    return (engine._copy_in, engine._copy_out, engine._conv, engine._dwconv, engine._pool,
+            x and x._mean, engine._softmax, x and x._add, copy_col)
 
 
 def _steps(it, blob, prefix, every, copy_col=None):
@@ -34,8 +46,7 @@ def _steps(it, blob, prefix, every, copy_col=None):
     for v in cfg:
         if v < 0:   # the kernels read cfg as uint32 on 64-bit ports
             raise ValueError("negative engine config value %d; %s" % (v, _FIX))
-    kernels = (engine._copy_in, engine._copy_out, engine._conv, engine._dwconv, engine._pool,
-               engine._mean, engine._softmax, engine._add, copy_col)
+    kernels = _kernels(steps, copy_col)
     mv = memoryview(cfg)
     wv = memoryview(w)
     dummy = bytearray(4)
@@ -64,6 +75,7 @@ def _steps(it, blob, prefix, every, copy_col=None):
         period = _gcd(every, steps[s + 3])
         macs += steps[s + 4] * (every // period)
         plan.append((kernels[k], mv[at:end], args[0], args[1], args[2], args[3], period))
+    del arrays[prefix + "steps"]    # read once: its heap is free for what start-up makes next
     return tuple(plan), macs // every
 
 

@@ -13,8 +13,8 @@ Everything is allocated before the loop; the loop itself allocates nothing
 Models that stream (streaming.reason(blob) is None: the tcn family) run incrementally,
 one new column per layer per hop, with outputs identical to re-running the window;
 --no-stream forces the windowed engine.
-startup.py builds the pipeline and is dropped before the first sample; this module
-holds only what runs while audio flows.
+options.py (arguments, profile, source) and startup.py (the pipeline) run once and are dropped
+before the first sample; this module holds only what runs while audio flows.
 """
 import gc
 import sys
@@ -23,7 +23,7 @@ import micropython
 from micropython import const
 
 BLOCK = const(320)         # samples per read: one 20 ms hop
-_WARM_BLOCKS = const(50)   # first second: one-off allocations (caches, first calls) allowed
+WARM_BLOCKS = const(50)   # first second: one-off allocations (caches, first calls) allowed
 # Where start-up and out-of-memory errors go. `hark monitor` points it at stdout: the unix
 # port's stderr does not pass through the pseudo-terminal the monitor reads.
 err = sys.stderr
@@ -67,7 +67,13 @@ class Runtime:
 
     def __init__(self, model, board, printer=True, stream=True):
         import startup
-        startup.build(self, model, board, printer, stream)
+        startup.build(self, model, board, stream)
+        del startup
+        sys.modules.pop("startup", None)    # start-up code: not needed while audio runs
+        gc.collect()
+        # the actions last, into the heap start-up code left: the peak stays lower
+        from actions import from_profile
+        self.actions = from_profile(board.get("actions"), self.labels, printer)
 
     def run(self, source, stats=False, heapcheck=False):
         """Stream source to its end (forever for a microphone)."""
@@ -156,7 +162,7 @@ class Runtime:
             if stats:
                 t1 = ticks_us()
                 _acc(us, ms, _FRONTEND, ticks_diff(t1, t0))
-                if self.blocks > _WARM_BLOCKS and ticks_diff(t1, tb) > self.max_block_us:
+                if self.blocks > WARM_BLOCKS and ticks_diff(t1, tb) > self.max_block_us:
                     self.max_block_us = ticks_diff(t1, tb)
             if measure:
                 self.blocks += 1
@@ -164,47 +170,13 @@ class Runtime:
                 if m1 > self.heap_peak:
                     self.heap_peak = m1
                 if heapcheck:
-                    if m1 > m0 and self.blocks > _WARM_BLOCKS:
+                    if m1 > m0 and self.blocks > WARM_BLOCKS:
                         self.alloc_bytes += m1 - m0
                         self.alloc_blocks += 1
                     if gc.mem_free() < 8192:
                         gc.collect()
         if heapcheck:
             gc.enable()
-
-    def report(self, stats=False, heapcheck=False):
-        """Print `stats key=value ...` lines (parsed by tools/unixport.py)."""
-        frames = self.frames or 1
-        # model MACs per hop as run: streaming computes only new columns (engine.macs is per hop)
-        macs = getattr(self.engine, "macs", 0)
-        if not self.streaming:
-            macs //= self.infer_every
-        print("stats frames=%d inferences=%d detections=%d audio_ms=%d infer_every=%d streaming=%d"
-              " macs_per_hop=%d" % (self.frames, self.inferences, self.detections,
-                                    self.frames * self.hop_ms, self.infer_every,
-                                    int(self.streaming), macs))
-        if stats:
-            parts = []
-            whole = 0
-            for i, name in enumerate(STAGES):
-                stage_us = self.ms[i] * 1000 + self.us[i]
-                whole += stage_us
-                parts.append("%s=%d" % (name, stage_us // frames))
-            parts.append("total=%d" % (whole // frames))
-            print("stats us_per_hop " + " ".join(parts))
-            # Share of real time spent computing: over 100 and a microphone drops audio.
-            print("stats realtime_pct=%d" % (whole // frames * 100 // (self.hop_ms * 1000)))
-            # Longest stretch without reading audio: the I2S buffer (ibuf) must hold this much.
-            print("stats max_block_us=%d" % self.max_block_us)
-            if self.inferences:
-                infer_us = self.ms[_INFER] * 1000 + self.us[_INFER]
-                print("stats us_per_inference=%d" % (infer_us // self.inferences))
-        heap = gc.mem_alloc() + gc.mem_free()
-        print("stats heap_total=%d heap_live=%d heap_peak=%d" % (heap, self.heap_live, self.heap_peak))
-        if heapcheck:
-            counted = max(0, self.blocks - _WARM_BLOCKS)
-            print("stats alloc_bytes=%d alloc_blocks=%d blocks_checked=%d"
-                  % (self.alloc_bytes, self.alloc_blocks, counted))
 
 
 def _out_of_memory(what):
@@ -225,21 +197,30 @@ def _out_of_memory(what):
 def main(argv):
     """Exit codes: 0 ok, 2 bad arguments or files, 3 out of memory."""
     out_of_memory = False   # reported outside the except blocks (see _out_of_memory)
+    source = None
     try:
-        import startup
-        opts = startup.parse(argv)
-        board = startup.load_board(opts["board"])
-        startup.set_clock(board.get("clock_hz"))
+        import options
+        opts = options.parse(argv)
+        board = options.load_board(opts["board"])
+        options.set_clock(board.get("clock_hz"))
+        # the source first: the I2S driver's buffer (8 KB on a pyboard) then sits at the start
+        # of an empty heap instead of needing a hole that large after the model is loaded
+        source = options.make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
+        del options
+        sys.modules.pop("options", None)    # start-up code: not needed while audio runs
         rt = Runtime(opts["model"], board, stream=not opts["no_stream"])
-        source = startup.make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
-        del startup, board
-        sys.modules.pop("startup", None)    # start-up code: not needed while audio runs
+        del board
     except MemoryError:
         out_of_memory = True
     except (ValueError, RuntimeError, OSError) as exc:
+        if source:
+            source.close()
         print("hark: error:", exc, file=err)
         return 2
     if out_of_memory:
+        if source:
+            source.close()
+        source = None
         _out_of_memory("while loading the model")
         return 3
     try:
@@ -252,5 +233,6 @@ def main(argv):
         _out_of_memory("while running")
         return 3
     if opts["stats"] or opts["heapcheck"]:
-        rt.report(opts["stats"], opts["heapcheck"])
+        from stats import report    # only now: its code is not in the heap while audio runs
+        report(rt, opts["stats"], opts["heapcheck"])
     return 0

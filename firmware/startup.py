@@ -1,9 +1,11 @@
-"""Start-up of the hark pipeline: arguments, board profile, model, audio source.
+"""Start-up of the hark pipeline: model, engine, front end and detector (options.py has the
+arguments, board profile and audio source, and is dropped before this runs; runtime.Runtime
+adds the actions after dropping this module, so start-up code and actions never share the heap).
 
-Everything here runs once, before the first sample; runtime.main drops this module (and
-blob.py, plan.py) afterwards so their code does not sit in the heap while audio runs.
+Everything here runs once, before the first sample; runtime.Runtime drops this module (and this
+drops blob.py, plan.py) so their code does not sit in the heap while audio runs.
 build() fills a runtime.Runtime in the order a small heap needs: the weight arrays first,
-into an empty heap (big contiguous blocks), then the engine, front end, detector, actions.
+into an empty heap (big contiguous blocks), then the engine, front end and detector.
 """
 import gc
 import sys
@@ -42,16 +44,22 @@ def detector_config(meta, board):
     return cfg
 
 
-def build(rt, model, board, printer=True, stream=True):
-    """Load the model and allocate every buffer of Runtime `rt`, then warm it up."""
+def _load(model, skip):
     gc.collect()
     import blob
-    b = blob.load(model)
+    b = blob.load(model, skip=skip)
     del blob
     _drop("blob")
     # collect at each stage: the next stage's buffers then fill the holes the last one left,
     # before small objects scatter into them (the heap never compacts)
     gc.collect()
+    return b
+
+
+def build(rt, model, board, stream=True):
+    """Load the model and allocate every buffer of Runtime `rt` (its actions come after this
+    module is dropped), then warm it up."""
+    b = _load(model, ("p.w.",) if stream else ())
     meta = b.meta
     cfg = detector_config(meta, board)
     rt.infer_every = max(1, int(cfg.get("infer_every", 1)))
@@ -65,18 +73,25 @@ def build(rt, model, board, printer=True, stream=True):
             rt.engine = streaming.StreamingInterpreter(b, rt.infer_every)
             rt.streaming = True
     if not rt.streaming:
+        if stream:      # loaded without the windowed plan, which it needs after all
+            del b
+            b = _load(model, ())
+            meta = b.meta
         import engine
         rt.engine = engine.Interpreter(b)
     _drop("plan")
+    arrays = b.arrays
+    meta = {"frontend": meta.get("frontend"), "features": meta.get("features")}  # all it needs
+    del b
     gc.collect()
     import frontend
-    rt.fe = frontend.FrontEnd(meta, b.arrays)
+    rt.fe = frontend.FrontEnd(meta, arrays)
     feat = meta.get("features") or {}
     rate = feat.get("sample_rate", 16000)
     rt.n_fft = feat.get("n_fft", 512)
     rt.hop_ms = feat.get("hop_length", 320) * 1000 // rate
     rt.width = feat.get("n_mfcc", 10)
-    del b, meta, feat
+    del arrays, meta, feat
     gc.collect()
     eng = rt.engine
     if rt.streaming:
@@ -89,13 +104,13 @@ def build(rt, model, board, printer=True, stream=True):
     if rt.total % rt.width:
         raise ValueError("model input of %d bytes is not whole frames of %d features"
                          % (rt.total, rt.width))
-    from actions import from_profile
     from detector import Detector
     rt.labels = eng.labels
     rt.detector = Detector(rt.labels, cfg, eng.output_scale, eng.output_zero_point,
                            rt.hop_ms * rt.infer_every, board.get("grammar"))
-    rt.actions = from_profile(board.get("actions"), rt.labels, printer)
-    rt.buf = array("h", bytes(2 * BLOCK))
+    rt.buf = buf = array("h", range(BLOCK))    # sized once, no temporary; then silence
+    for i in range(BLOCK):
+        buf[i] = 0
     rt.us = array("i", bytes(4 * len(STAGES)))
     rt.ms = array("i", bytes(4 * len(STAGES)))
     rt.frames = 0
@@ -124,71 +139,3 @@ def _warm_up(rt):
         rt.engine.fill(rt.fe.frame)
     else:
         _fill_rows(rt.engine.input, rt.fe.frame, rt.total, rt.width)
-
-
-def load_board(path):
-    """The board profile, keeping only what the device uses (notes and descriptions cost heap)."""
-    import json
-    try:
-        with open(path) as f:
-            board = json.load(f)
-    except OSError as exc:
-        raise ValueError("board profile %s: cannot open (%s)" % (path, exc))
-    except ValueError as exc:
-        raise ValueError("board profile %s: not valid JSON (%s)" % (path, exc))
-    keep = {}
-    for key in ("audio", "actions", "detector", "grammar", "clock_hz"):
-        if key in board:
-            keep[key] = board[key]
-    gc.collect()
-    return keep
-
-
-def make_source(board, wav=None, stdin=False, pad_ms=0):
-    audio = board.get("audio") or {}
-    kind = "wav" if wav else "stdin" if stdin else audio.get("source", "i2s")
-    if kind == "i2s":
-        import mic
-        return mic.I2SSource(audio, BLOCK)
-    import sources
-    if kind == "wav":
-        path = wav or audio.get("path")
-        if not path:
-            raise ValueError("board profile says audio source 'wav' but gives no path; pass --wav")
-        return sources.WavSource(path, pad_ms)
-    if kind == "stdin":
-        return sources.StdinSource()
-    raise ValueError("audio source %r; use 'i2s', 'wav' or 'stdin'" % kind)
-
-
-def parse(argv):
-    opts = {"model": "model.hark", "board": "config.json", "wav": None, "stdin": False,
-            "pad_ms": 0, "stats": False, "heapcheck": False, "no_stream": False}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        key = a[2:].replace("-", "_")
-        if a in ("--stats", "--heapcheck", "--stdin", "--no-stream"):
-            opts[key] = True
-        elif a in ("--model", "--board", "--wav", "--pad-ms") and i + 1 < len(argv):
-            i += 1
-            opts[key] = int(argv[i]) if key == "pad_ms" else argv[i]
-        else:
-            raise ValueError("unknown or incomplete argument %r; usage: main.py --model M.hark "
-                             "--board B.json [--wav F.wav | --stdin] [--pad-ms N] [--stats] "
-                             "[--heapcheck] [--no-stream]" % a)
-        i += 1
-    return opts
-
-
-def set_clock(hz):
-    """Run at the profile's clock (stock ESP32 firmware boots at 160 of 240 MHz)."""
-    if not hz:
-        return
-    try:
-        import machine
-        now = machine.freq()
-        if (now[0] if isinstance(now, tuple) else now) != hz:  # stm32 returns a tuple
-            machine.freq(hz)
-    except (ImportError, AttributeError, ValueError):
-        pass  # unix port, or a clock this chip refuses: keep the boot clock

@@ -92,9 +92,9 @@ class StreamingInterpreter:
         due = self._due
         _advance(self._cfgs, self._rings, self._n_rings)
         engine._copy_in(arena, self._in_cfg, frame, arena, arena, arena)
-        for step in self._plan:
-            if due % step[6] == 0:
-                step[0](arena, step[1], step[2], step[3], step[4], step[5])
+        for kernel, cfg, a, b, c, d, period in self._plan:
+            if due % period == 0:
+                kernel(arena, cfg, a, b, c, d)
         self._due = due - 1 if due else self.every - 1
 
     def fill(self, frame):

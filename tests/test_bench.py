@@ -105,3 +105,15 @@ def test_eval_clips_add_silence_unless_words_exclude_it(shared_data):
     assert words.count("_silence_") >= 1 and len(set(words)) > 10
     assert "_silence_" not in eval_clips(shared_data, LABELS, words=["on"])[2]
     assert "_silence_" in eval_clips(shared_data, LABELS, words=["on", "_silence_"])[2]
+
+
+def test_qemu_figures_of_the_default_model(bench):
+    res, out, _ = bench
+    q = res["models"]["default"]["qemu"]
+    if "skipped" in q:
+        pytest.skip(q["skipped"])
+    assert q["min_heap"] > q["min_heap_free_at_start"] > q["heap_live"] > 0
+    st = q["insns_per_hop_stage"]
+    assert 0 < st["frontend"] + st["infer"] + st["detect"] <= 1.05 * q["insns_per_hop"]
+    assert abs(q["estimate_error"]) < 0.5
+    assert "32-bit: QEMU Cortex-M4F" in (out / "results.md").read_text()

@@ -306,8 +306,9 @@ class FitReport:
 def frontend_buffer_bytes(meta: dict) -> int:
     """RAM of the audio front end's working buffers, from the feature spec in the blob meta.
 
-    One FFT frame of int16 samples, int32 real/imaginary FFT buffers, int32 mel energies, the
-    MFCC feature window the model reads (int8) and one hop of raw I2S samples (32-bit slots).
+    One FFT frame of int16 samples, the int32 complex FFT (n_fft / 2 + 1 bins: the real FFT's
+    bins replace it in place), int32 mel energies, the MFCC feature window the model reads (int8)
+    and one hop of raw I2S samples (32-bit slots).
     """
     feat = meta.get("features", {})
     n_fft = feat.get("n_fft", 512)
@@ -315,14 +316,28 @@ def frontend_buffer_bytes(meta: dict) -> int:
     n_mfcc = feat.get("n_mfcc", 10)
     frames = feat.get("n_frames", 49)
     hop = feat.get("hop_length", 320)
-    return n_fft * 2 + 2 * n_fft * 4 + n_mels * 4 + n_mfcc * frames + hop * 4
+    return n_fft * 2 + (n_fft // 2 + 1) * 8 + n_mels * 4 + n_mfcc * frames + hop * 4
 
 
-def resident_modules(board: dict, firmware_files) -> list:
+def uses_extra_kernels(model_path) -> bool:
+    """Whether the model's plans call a kernel of firmware/engine_extra.py (MEAN, ADD)."""
+    from hark.training.blob import read_blob
+    from hark.training.plan import KERNELS, STEP_FIELDS
+    _, arrays = read_blob(model_path)
+    extra = {KERNELS.index("mean"), KERNELS.index("add")}
+    return any(int(k) in extra for name in ("p.w.steps", "p.s.steps") if name in arrays
+               for k in arrays[name][::len(STEP_FIELDS)])
+
+
+def resident_modules(board: dict, firmware_files, extra_kernels=True) -> list:
     """The firmware files whose code is in RAM when the heap peaks (buffers and I2S allocated):
-    start-up drops blob and plan before that, and only one audio module is ever imported."""
+    start-up drops options before the model loads and blob and plan before that peak, stats is
+    imported after the run, only one audio module is ever imported, and engine_extra only for a
+    model whose plan calls it."""
     i2s = board["audio"].get("source", "i2s") == "i2s"
-    unused = {"blob", "plan", "sources" if i2s else "mic"}
+    unused = {"options", "blob", "plan", "stats", "sources" if i2s else "mic"}
+    if not extra_kernels:
+        unused.add("engine_extra")
     return [f for f in firmware_files if Path(f).stem not in unused]
 
 
@@ -338,7 +353,8 @@ def fits(board: dict, model_path, firmware_files, config_bytes: int = 0) -> FitR
     meta = read_blob_meta(model_path)
     model_bytes = model_path.stat().st_size
     code_bytes = sum(Path(f).stat().st_size for f in firmware_files)
-    resident_code = sum(Path(f).stat().st_size for f in resident_modules(board, firmware_files))
+    resident_code = sum(Path(f).stat().st_size for f in
+                        resident_modules(board, firmware_files, uses_extra_kernels(model_path)))
     mismatch = model_errors(board, meta)
     if mismatch:
         raise HarkError(f"board '{board['name']}' does not match the model {model_path}:\n  "

@@ -8,7 +8,10 @@ For each model in models/ (default, dscnn, tiny_conv when present):
 - the real firmware in the MicroPython unix port on a generated long stream (training/stream.py):
   µs per 20 ms hop per stage, real-time factor, peak heap, and FRR / false accepts per hour;
 - ratios against the default model, and per-board time estimates from MACs x the profile's
-  cycles_per_mac_viper / clock_hz (an estimate, not a measurement).
+  cycles_per_mac_viper / clock_hz (an estimate, not a measurement);
+- 32-bit figures from QEMU's Cortex-M4F with the pyboard profile (tools/qemu.py): smallest heap,
+  live heap, instructions per hop per stage, beside `hark deploy`'s RAM estimate (--quick: the
+  default model only; a windowed model takes minutes there).
 Results go to OUT/results.json and OUT/results.md, and into README.md between the bench markers.
 """
 import json
@@ -33,6 +36,8 @@ FULL = {"max_per_word": 0, "stream_seconds": 600}
 TOLERANCE_S = 1.0
 PAD_MS = 1000
 STREAMING_CHECK_S = 6            # seconds of the stream for the streaming vs windowed check
+QEMU_BOARD = "pyboard"
+QEMU_CLIP = "yes__0ab3b47d_nohash_0.wav"    # in samples/
 
 
 def machine_info() -> dict:
@@ -218,6 +223,52 @@ def min_heap(path: Path, board: dict, lo: int = 16_000, hi: int = 2_000_000, ste
     return hi
 
 
+def qemu_figures(path: Path) -> dict:
+    """tools/qemu.py's measurement on QEMU_CLIP with the QEMU_BOARD profile (I2S buffer included),
+    beside `hark deploy`'s RAM estimate for it and that estimate's error; {"skipped": why}
+    without QEMU."""
+    import tempfile
+
+    from hark import SAMPLES_DIR, boards, deploy, qemu
+    reason = qemu.missing()
+    if reason:
+        return {"skipped": reason}
+    board = boards.load(QEMU_BOARD)
+    with tempfile.TemporaryDirectory() as tmp:
+        estimate = deploy.fit_report(board, path, deploy.build(board, build_dir=Path(tmp))).ram_needed
+    r = qemu.measure(path, board, SAMPLES_DIR / QEMU_CLIP)
+    r["deploy_estimate"] = estimate
+    r["estimate_error"] = estimate / r["min_heap_free_at_start"] - 1
+    return r
+
+
+def qemu_markdown(models: dict) -> list:
+    rows = {n: r["qemu"] for n, r in models.items() if r.get("qemu") and "skipped" not in r["qemu"]}
+    skipped = {r["qemu"]["skipped"] for r in models.values() if "skipped" in (r.get("qemu") or {})}
+    if not rows:
+        return ["", f"**32-bit (QEMU)**: not measured ({'; '.join(skipped) or 'no model'})."]
+    lines = ["", f"**32-bit: QEMU Cortex-M4F** (`tools/qemu.py`, MicroPython's qemu port on mps2-an386: "
+             f"the pyboard's core and ISA, firmware as armv7emsp .mpy loaded into the GC heap as on a "
+             f"board; {QEMU_BOARD} profile with its I2S buffer allocated; samples/{QEMU_CLIP} + 1 s of "
+             "silence). Smallest heap: the least `--heap` that starts and gives the same detections "
+             "(64-byte steps); free at start: what main.py then finds free, the figure to compare with "
+             "a board's free heap at its REPL (pyboard: 93,632 B) and with `hark deploy`'s estimate. "
+             "Instructions are exact (`-icount`); QEMU models no cycles, caches or flash wait states.", "",
+             "| model | smallest heap B | free at start B | `hark deploy` estimate B (error) | live heap B | "
+             "free at start within the budget | instructions / hop | front end | inference | detector | "
+             "start-up M instr. |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for name, q in rows.items():
+        st = q["insns_per_hop_stage"]
+        infer = st.get("infer", 0) + st.get("window", 0)
+        lines.append(f"| {name} | {q['min_heap']:,} | {q['min_heap_free_at_start']:,} | "
+                     f"{q['deploy_estimate']:,} ({100 * q['estimate_error']:+.1f}%) | {q['heap_live']:,} | "
+                     f"{'yes' if q['fits_budget'] else 'no'} ({q['budget']:,}) | {q['insns_per_hop']:,} | "
+                     f"{st.get('frontend', 0):,} | {infer:,} | {st.get('detect', 0):,} | "
+                     f"{q['insns_startup'] / 1e6:.1f} |")
+    return lines
+
+
 def ratios(results: dict, base: str = "default") -> None:
     """Side-by-side ratios of each model to the base model, written into results in place."""
     b = results.get(base)
@@ -365,6 +416,7 @@ def to_markdown(res: dict) -> str:
                          f"{_num(e['est_frontend_ms_per_hop_scaled'], '{:.2f}')} | {e['est_real_time_factor']:.2f} | "
                          f"{_num(e['ram_budget_bytes'])} | "
                          f"{'—' if fits is None else 'yes' if fits else 'no'} |")
+    lines += qemu_markdown(models)
     errors = {n: r["errors"] for n, r in models.items() if r["errors"]}
     if errors:
         lines += ["", "**Errors**: " + "; ".join(f"{n} {k}: {v}" for n, e in errors.items() for k, v in e.items())]
@@ -460,6 +512,11 @@ def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds
             except Exception as exc:
                 e["fits_ram_budget_unix_measure"] = None
                 r["errors"]["fits_ram_budget"] = f"{type(exc).__name__}: {exc}"
+        if name == "default" or not quick:
+            try:
+                r["qemu"] = qemu_figures(path)
+            except Exception as exc:
+                r["errors"]["qemu"] = f"{type(exc).__name__}: {exc}"
         steps.update()
     steps.close()
     ratios(res["models"])

@@ -15,7 +15,7 @@ from . import blob as blobfile
 DRIVER = """
 import json, sys
 import runtime
-import startup
+import options
 from detector import Detector
 
 class Fan:
@@ -32,7 +32,7 @@ class Fan:
         return -1
 
 a = json.loads(open(sys.argv[1]).read())
-board = startup.load_board(a["board"])
+board = options.load_board(a["board"])
 rt = runtime.Runtime(a["model"], board, printer=False)
 dets = []
 for window, thr in a["settings"]:
@@ -47,7 +47,7 @@ for window, thr in a["settings"]:
     dets.append(Detector(rt.labels, cfg, rt.engine.output_scale, rt.engine.output_zero_point,
                          rt.hop_ms * rt.infer_every, board.get("grammar")))
 rt.detector = Fan(dets)
-src = startup.make_source(board, a["wav"], False, a["pad_ms"])
+src = options.make_source(board, a["wav"], False, a["pad_ms"])
 rt.run(src)
 src.close()
 """

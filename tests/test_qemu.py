@@ -1,0 +1,48 @@
+"""The firmware in 32-bit MicroPython on an emulated Cortex-M4F (QEMU mps2-an386, tools/qemu.py):
+the pyboard's core and ISA, modules loaded into the GC heap as on a board."""
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from hark import MODELS_DIR, SAMPLES_DIR, boards, deploy, qemu
+from hark.unixport import run_firmware
+
+CLIP = SAMPLES_DIR / "yes__0ab3b47d_nohash_0.wav"
+ESTIMATE_ERROR = 0.10   # hark deploy's RAM estimate against the heap QEMU measures
+
+pytestmark = pytest.mark.skipif(bool(qemu.missing()), reason=f"QEMU: {qemu.missing()}")
+
+
+def test_detections_in_qemu_equal_the_unix_port():
+    model = MODELS_DIR / "default.hark"
+    board = boards.load("pyboard")
+    with qemu.Image(model, board, CLIP) as image:
+        run = image.run(256 * 1024)
+    assert run.ok, run.out[-800:]
+    unix = run_firmware(model, board, wav=CLIP, pad_ms=1000, heapsize=256 * 1024)
+    assert run.detections == [str(d) for d in unix.detections]
+    assert [d.split()[1] for d in run.detections] == ["yes"]
+
+
+def test_out_of_memory_is_reported_in_qemu():
+    with qemu.Image(MODELS_DIR / "default.hark", boards.load("pyboard"), CLIP) as image:
+        run = image.run(48 * 1024)
+    assert run.exit == 3 and "hark: out of memory while loading the model" in run.out
+
+
+@pytest.mark.parametrize("name", ["default", "tiny_conv"])
+def test_deploy_ram_estimate_is_close_to_the_qemu_measurement(name):
+    """The estimate `hark deploy` refuses on against the free heap the firmware needs when main.py
+    starts (the figure a board's REPL shows), measured in QEMU with the I2S buffer allocated."""
+    model = MODELS_DIR / f"{name}.hark"
+    board = boards.load("pyboard")
+    with tempfile.TemporaryDirectory() as tmp:
+        estimate = deploy.fit_report(board, model, deploy.build(board, build_dir=Path(tmp))).ram_needed
+    measured = qemu.measure(model, board, CLIP)
+    need = measured["min_heap_free_at_start"]
+    assert abs(estimate - need) <= ESTIMATE_ERROR * need, (estimate, measured)
+    assert measured["heap_live"] < need < measured["min_heap"]
+    # both fit the pyboard's budget on its own core: free heap needed at start <= 93,000 B
+    # (the default needed 99.5 KB with its I2S buffer before issue 14)
+    assert measured["fits_budget"], measured
