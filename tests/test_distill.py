@@ -15,14 +15,14 @@ pytest.importorskip("onnxruntime")
 def test_one_pass_embedding_equals_the_windowed_model(shared_data):
     """The patched graph (one pass over 2 s) gives exactly openwakeword's 16 windows."""
     import onnxruntime as ort
-    from hark.training.teacher import SpeechEmbedding, _model_dir
+    from hark.training.teacher import SpeechEmbedding, model_dir
 
     clips = ds.load_dataset(shared_data).clips[::900][:4]
     audio, _, _ = ds.load_clips(clips)
     x = np.stack([fit_clip(y) for y in audio])
     teacher = SpeechEmbedding(threads=1)
     fast = teacher(x)
-    windowed = ort.InferenceSession(str(_model_dir() / "embedding_model.onnx"),
+    windowed = ort.InferenceSession(str(model_dir() / "embedding_model.onnx"),
                                     providers=["CPUExecutionProvider"])
     spec = teacher.mel(x)
     for step in (0, 7, 15):

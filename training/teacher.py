@@ -34,7 +34,7 @@ class TeacherUnavailable(RuntimeError):
     """The optional teacher packages are missing; the message says how to install them."""
 
 
-def _model_dir() -> Path:
+def model_dir() -> Path:
     try:
         import onnxruntime  # noqa: F401
         import openwakeword
@@ -58,7 +58,7 @@ class SpeechEmbedding:
     def __init__(self, threads: int = 0):
         import onnxruntime as ort
 
-        models = _model_dir()
+        models = model_dir()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3

@@ -148,9 +148,9 @@ def run(args):
     if args.cv_folds and not 0 <= args.cv_fold < args.cv_folds or args.cv_folds == 1:
         raise HarkError("--cv-folds K needs K >= 2 and --cv-fold between 0 and K-1")
     if args.teacher:
-        from hark.training.teacher import TeacherUnavailable, _model_dir
+        from hark.training.teacher import TeacherUnavailable, model_dir
         try:
-            _model_dir()
+            model_dir()
         except TeacherUnavailable as exc:
             raise HarkError(str(exc)) from exc
     check_args(args)
