@@ -303,8 +303,8 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
 
 
 @micropython.viper
-def _dct(lg: ptr32, m: ptr32, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
-    """DCT, normalisation and input quantisation as one integer matrix; clamp to int8."""
+def _dct(lg: ptr32, m: ptr16, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
+    """DCT, normalisation and input quantisation as one integer matrix (int16); clamp to int8."""
     one = 1
     sb = one << 31
     nmels = st[_NMELS]
@@ -315,7 +315,7 @@ def _dct(lg: ptr32, m: ptr32, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
         acc = (bias[j] ^ sb) - sb
         b = 0
         while b < nmels:
-            acc += ((m[r] ^ sb) - sb) * ((lg[b] ^ sb) - sb)
+            acc += ((m[r] ^ 0x8000) - 0x8000) * ((lg[b] ^ sb) - sb)
             r += 1
             b += 1
         acc >>= shift[j]
@@ -354,9 +354,14 @@ class FrontEnd:
                                  "re-export with `hark export`" % name)
         if sum(arrays["fe.mel_len"]) != len(arrays["fe.mel_w"]):
             raise ValueError("blob mel tables disagree; re-export with `hark export`")
+        # the blob stores the DCT matrix as int32; int16 holds it (the exporter keeps it so)
+        # in half the heap, and the blob's copy goes with the blob after start-up
+        dct = arrays["fe.dct"]
+        if max(dct) > 32767 or min(dct) < -32768:
+            raise ValueError("blob DCT matrix does not fit int16; re-export with `hark export`")
         self._t = tuple(arrays[n] for n in (
             "fe.window", "fe.perm", "fe.twiddle", "fe.mel_start", "fe.mel_len", "fe.mel_w",
-            "fe.mel_off", "fe.log2", "fe.dct", "fe.dct_bias", "fe.dct_shift"))
+            "fe.mel_off", "fe.log2")) + (array("h", dct), arrays["fe.dct_bias"], arrays["fe.dct_shift"])
         st = array("i", bytes(4 * _NST))
         for i, key in ((_FFT_LIM, "fft_lim"), (_SPLIT_LIM, "split_lim"), (_MEL_BITS, "mel_bits"),
                        (_FLOOR, "log_floor"), (_TOP, "log_top"), (_CENTRE, "log_centre"),

@@ -266,6 +266,25 @@ def test_32bit_safety(setup):
     dct = arrays["fe.dct"].astype(np.int64).reshape(SPEC.n_mfcc, -1)
     worst = np.abs(dct).sum(axis=1) * lq + np.abs(arrays["fe.dct_bias"].astype(np.int64))
     assert worst.max() < 2 ** 31
+    assert np.abs(arrays["fe.dct"]).max() < 2 ** 15     # the firmware keeps the matrix as int16
+
+
+def test_dct_that_does_not_fit_int16_is_refused(setup, mpy):
+    """The firmware narrows the blob's int32 DCT matrix to int16; a value that does not fit
+    is a clear error, not a wrong feature."""
+    code = """
+import sys, blob, frontend
+b = blob.load(sys.argv[1])
+b.arrays["fe.dct"][3] = 40000
+try:
+    frontend.FrontEnd(b.meta, b.arrays)
+    print('no error')
+except ValueError as e:
+    print(e)
+"""
+    r = mpy(code, setup["blob"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "blob DCT matrix does not fit int16; re-export with `hark export`"
 
 
 def test_speed(device_run):
