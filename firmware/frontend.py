@@ -65,19 +65,25 @@ def _keep_tail(buf: ptr16, st: ptr32):
 
 @micropython.viper
 def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
-    """Window (|v| < 2^31) into digit-reversed complex order; OR of |v| for the first shift."""
+    """Window (|v| < 2^31) into digit-reversed complex order; OR of |v| for the first shift.
+    win is the symmetric window's first half, w[0..256] (w[i] = w[512 - i]): read up to the
+    middle, then back down."""
     o = 0
     n = 0
+    d = 2                       # bytes from one sample's weight to the next sample's
     while n < _N:
+        if n == _N >> 1:
+            d = -2
         r = rev[n] << 1
         v = ((buf[0] ^ 0x8000) - 0x8000) * win[0]
         z[r] = v
         o |= v ^ (v >> 31)
-        v = ((buf[1] ^ 0x8000) - 0x8000) * win[1]
+        w1 = ptr16(int(win) + d)
+        v = ((buf[1] ^ 0x8000) - 0x8000) * w1[0]
         z[r + 1] = v
         o |= v ^ (v >> 31)
         buf = ptr16(int(buf) + 4)
-        win = ptr16(int(win) + 4)
+        win = ptr16(int(win) + 2 * d)
         n += 1
     st[_OR] = o
 
@@ -331,6 +337,7 @@ class FrontEnd:
     """push() pcm until ready; then frame holds the int8 features of one hop."""
 
     def __init__(self, meta, arrays):
+        """arrays: as blob.load gives them (the window's first half, the DCT matrix as int16)."""
         fm = meta.get("frontend")
         feat = meta.get("features")
         if not fm or not feat:
@@ -344,7 +351,7 @@ class FrontEnd:
             raise ValueError("blob front end does not match its feature spec; "
                              "re-export with `hark export`")
         n_mels, n_mfcc = fm["n_mels"], fm["n_mfcc"]
-        sizes = {"fe.window": _NFFT, "fe.perm": _N, "fe.twiddle": 3 * _N,
+        sizes = {"fe.window": _N + 1, "fe.perm": _N, "fe.twiddle": 3 * _N,
                  "fe.mel_start": n_mels, "fe.mel_len": n_mels, "fe.mel_off": n_mels,
                  "fe.log2": (1 << fm["log_table_bits"]) + 1, "fe.dct": n_mfcc * n_mels,
                  "fe.dct_bias": n_mfcc, "fe.dct_shift": n_mfcc, "fe.mel_w": None}
@@ -354,14 +361,9 @@ class FrontEnd:
                                  "re-export with `hark export`" % name)
         if sum(arrays["fe.mel_len"]) != len(arrays["fe.mel_w"]):
             raise ValueError("blob mel tables disagree; re-export with `hark export`")
-        # the blob stores the DCT matrix as int32; int16 holds it (the exporter keeps it so)
-        # in half the heap, and the blob's copy goes with the blob after start-up
-        dct = arrays["fe.dct"]
-        if max(dct) > 32767 or min(dct) < -32768:
-            raise ValueError("blob DCT matrix does not fit int16; re-export with `hark export`")
         self._t = tuple(arrays[n] for n in (
             "fe.window", "fe.perm", "fe.twiddle", "fe.mel_start", "fe.mel_len", "fe.mel_w",
-            "fe.mel_off", "fe.log2")) + (array("h", dct), arrays["fe.dct_bias"], arrays["fe.dct_shift"])
+            "fe.mel_off", "fe.log2", "fe.dct", "fe.dct_bias", "fe.dct_shift"))
         st = array("i", bytes(4 * _NST))
         for i, key in ((_FFT_LIM, "fft_lim"), (_SPLIT_LIM, "split_lim"), (_MEL_BITS, "mel_bits"),
                        (_FLOOR, "log_floor"), (_TOP, "log_top"), (_CENTRE, "log_centre"),
