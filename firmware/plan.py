@@ -109,12 +109,12 @@ def windowed(it, blob):
     it.macs = model["macs"]
 
 
-def _rings_once(steps, cfg, rings):
+def _rings_once(steps, cfg, rings, size):
     """The exporter stores each ring twice over (2R columns, written twice, so its last R are
     contiguous); here each ring is stored once, R columns that _advance shifts down one column a
     hop. Moves every arena offset in `cfg` down past the bytes saved (a multiple of 4 per ring:
     every buffer keeps its alignment), points each ring's producer at its top column and its
-    consumer at its base for good; returns the bytes saved."""
+    consumer at its base for good; returns the arena's size."""
     ends = []       # (old end of a ring, bytes saved up to there)
     saved = 0
     for i in range(0, len(rings), 7):
@@ -136,12 +136,15 @@ def _rings_once(steps, cfg, rings):
         at = steps[s + 1]
         for f in range(at, at + min(n, steps[s + 2])):
             cfg[f] = moved(cfg[f])
+    size -= saved
     for i in range(0, len(rings), 7):
         base = moved(rings[i + 2])
+        if base < 0 or base + rings[i + 1] * rings[i + 3] > size:   # _advance shifts it unchecked
+            raise ValueError("streaming ring %d runs past the arena; %s" % (i // 7, _FIX))
         rings[i + 2] = base
         cfg[rings[i + 4]] = base + (rings[i + 1] - 1) * rings[i + 3]
         cfg[rings[i + 5]] = base
-    return saved
+    return size
 
 
 def streaming(it, blob, every):
@@ -161,7 +164,7 @@ def streaming(it, blob, every):
     for i in range(0, len(rings), 7):
         if max(rings[i + 4], rings[i + 5]) >= len(cfgs):
             raise ValueError("streaming ring %d points past the plan's config; %s" % (i // 7, _FIX))
-    it.arena = bytearray(s["arena_bytes"] - _rings_once(blob.arrays["p.s.steps"], cfgs, rings))
+    it.arena = bytearray(_rings_once(blob.arrays["p.s.steps"], cfgs, rings, s["arena_bytes"]))
     it._plan, it.macs = _steps(it, blob, "p.s.", every)
     at = s["input_cfg"]
     it._in_cfg = memoryview(cfgs)[at:at + 2]
