@@ -54,7 +54,8 @@ crc32 = _crc32_native or crc32_fallback
 
 
 class Blob:
-    """A loaded blob: .meta (dict), .arrays (name -> array.array of the blob's dtype).
+    """A loaded blob: .meta (dict), .arrays (name -> array.array of the blob's dtype; fe.window
+    and fe.dct compacted, _compact).
     No methods on purpose: a method would tie every loaded blob to this module's globals, so
     the loader's code could not be freed after start-up."""
 
@@ -62,6 +63,24 @@ class Blob:
 def _typed(code, count):
     # range() has a length, so the array is sized once with no temporary buffer
     return bytearray(count) if code == "B" else array.array(code, range(count))
+
+
+def _compact(arrays, fail):
+    # Two front-end tables in less heap than the file stores them, made as soon as they are
+    # read (the file's copies then leave holes the engine fills): the symmetric window's first
+    # half (frontend._window reads it up, then down), the DCT matrix as int16 (the exporter
+    # keeps it in range)
+    win = arrays.get("fe.window")
+    dct = arrays.get("fe.dct")
+    if win is None or dct is None or len(win) != 512:
+        return      # frontend.FrontEnd says what is missing
+    for i in range(1, 256):
+        if win[i] != win[512 - i]:
+            fail("front-end window is not symmetric; " + FIX)
+    if max(dct) > 32767 or min(dct) < -32768:
+        fail("front-end DCT matrix does not fit int16; " + FIX)
+    arrays["fe.window"] = win[:257]
+    arrays["fe.dct"] = array.array("h", dct)
 
 
 def load(path, crc_fn=None, skip=()):
@@ -179,6 +198,7 @@ def load(path, crc_fn=None, skip=()):
         for key in ("format", "labels", "model"):
             if key not in meta:
                 fail("meta lacks required key %r; %s" % (key, FIX))
+        _compact(arrays, fail)
         b = Blob()
         b.meta = meta
         b.arrays = arrays

@@ -65,19 +65,25 @@ def _keep_tail(buf: ptr16, st: ptr32):
 
 @micropython.viper
 def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
-    """Window (|v| < 2^31) into digit-reversed complex order; OR of |v| for the first shift."""
+    """Window (|v| < 2^31) into digit-reversed complex order; OR of |v| for the first shift.
+    win is the symmetric window's first half, w[0..256] (w[i] = w[512 - i]): read up to the
+    middle, then back down."""
     o = 0
     n = 0
+    d = 2                       # bytes from one sample's weight to the next sample's
     while n < _N:
+        if n == _N >> 1:
+            d = -2
         r = rev[n] << 1
         v = ((buf[0] ^ 0x8000) - 0x8000) * win[0]
         z[r] = v
         o |= v ^ (v >> 31)
-        v = ((buf[1] ^ 0x8000) - 0x8000) * win[1]
+        w1 = ptr16(int(win) + d)
+        v = ((buf[1] ^ 0x8000) - 0x8000) * w1[0]
         z[r + 1] = v
         o |= v ^ (v >> 31)
         buf = ptr16(int(buf) + 4)
-        win = ptr16(int(win) + 4)
+        win = ptr16(int(win) + 2 * d)
         n += 1
     st[_OR] = o
 
@@ -303,8 +309,8 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
 
 
 @micropython.viper
-def _dct(lg: ptr32, m: ptr32, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
-    """DCT, normalisation and input quantisation as one integer matrix; clamp to int8."""
+def _dct(lg: ptr32, m: ptr16, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
+    """DCT, normalisation and input quantisation as one integer matrix (int16); clamp to int8."""
     one = 1
     sb = one << 31
     nmels = st[_NMELS]
@@ -315,7 +321,7 @@ def _dct(lg: ptr32, m: ptr32, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
         acc = (bias[j] ^ sb) - sb
         b = 0
         while b < nmels:
-            acc += ((m[r] ^ sb) - sb) * ((lg[b] ^ sb) - sb)
+            acc += ((m[r] ^ 0x8000) - 0x8000) * ((lg[b] ^ sb) - sb)
             r += 1
             b += 1
         acc >>= shift[j]
@@ -331,6 +337,7 @@ class FrontEnd:
     """push() pcm until ready; then frame holds the int8 features of one hop."""
 
     def __init__(self, meta, arrays):
+        """arrays: as blob.load gives them (the window's first half, the DCT matrix as int16)."""
         fm = meta.get("frontend")
         feat = meta.get("features")
         if not fm or not feat:
@@ -344,7 +351,7 @@ class FrontEnd:
             raise ValueError("blob front end does not match its feature spec; "
                              "re-export with `hark export`")
         n_mels, n_mfcc = fm["n_mels"], fm["n_mfcc"]
-        sizes = {"fe.window": _NFFT, "fe.perm": _N, "fe.twiddle": 3 * _N,
+        sizes = {"fe.window": _N + 1, "fe.perm": _N, "fe.twiddle": 3 * _N,
                  "fe.mel_start": n_mels, "fe.mel_len": n_mels, "fe.mel_off": n_mels,
                  "fe.log2": (1 << fm["log_table_bits"]) + 1, "fe.dct": n_mfcc * n_mels,
                  "fe.dct_bias": n_mfcc, "fe.dct_shift": n_mfcc, "fe.mel_w": None}

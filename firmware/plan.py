@@ -13,6 +13,9 @@ import engine
 
 _STEP = const(9)
 _EXTRA = (5, 7)    # mean, add: the kernels in engine_extra.py
+_COPY_COL = const(8)
+# per kernel: how many leading cfg fields are arena offsets (-1: never in a streaming plan)
+_OFFSETS = (1, 1, 3, 3, 2, -1, 2, -1, 0)
 _FIX = "re-export the model with `hark export`"
 
 
@@ -22,18 +25,19 @@ def _gcd(a, b):
     return a
 
 
-def _kernels(steps, copy_col):
-    """The kernels by number (training/plan.py KERNELS); engine_extra only if the plan calls it."""
+def _kernels(steps):
+    """The kernels by number (training/plan.py KERNELS); engine_extra only if the plan calls it.
+    copy_col (the second copy of a ring column) has none: rings are stored once here."""
     x = None
     for s in range(0, len(steps), _STEP):
         if steps[s] in _EXTRA:
             import engine_extra as x
             break
     return (engine._copy_in, engine._copy_out, engine._conv, engine._dwconv, engine._pool,
-            x and x._mean, engine._softmax, x and x._add, copy_col)
+            x and x._mean, engine._softmax, x and x._add)
 
 
-def _steps(it, blob, prefix, every, copy_col=None):
+def _steps(it, blob, prefix, every):
     """(plan, MACs per hop at one output every `every` hops) of records `prefix`; the plan is a
     tuple of (kernel, cfg view, 4 array arguments, period in hops)."""
     arrays = blob.arrays
@@ -46,7 +50,7 @@ def _steps(it, blob, prefix, every, copy_col=None):
     for v in cfg:
         if v < 0:   # the kernels read cfg as uint32 on 64-bit ports
             raise ValueError("negative engine config value %d; %s" % (v, _FIX))
-    kernels = _kernels(steps, copy_col)
+    kernels = _kernels(steps)
     mv = memoryview(cfg)
     wv = memoryview(w)
     dummy = bytearray(4)
@@ -56,6 +60,8 @@ def _steps(it, blob, prefix, every, copy_col=None):
         k = steps[s]
         at = steps[s + 1]
         end = at + steps[s + 2]
+        if k == _COPY_COL and prefix == "p.s.":
+            continue    # rings stored once: no second copy (_rings_once)
         if not 0 <= k < len(kernels) or kernels[k] is None:
             raise ValueError("plan step %d has kernel %d, which this firmware does not have "
                              "(it has %d); update the firmware" % (s // _STEP, k, len(kernels)))
@@ -103,9 +109,47 @@ def windowed(it, blob):
     it.macs = model["macs"]
 
 
+def _rings_once(steps, cfg, rings, size):
+    """The exporter stores each ring twice over (2R columns, written twice, so its last R are
+    contiguous); here each ring is stored once, R columns that _advance shifts down one column a
+    hop. Moves every arena offset in `cfg` down past the bytes saved (a multiple of 4 per ring:
+    every buffer keeps its alignment), points each ring's producer at its top column and its
+    consumer at its base for good; returns the arena's size."""
+    ends = []       # (old end of a ring, bytes saved up to there)
+    saved = 0
+    for i in range(0, len(rings), 7):
+        saved += (rings[i + 1] * rings[i + 3]) & ~3
+        ends.append((rings[i + 2] + 2 * rings[i + 1] * rings[i + 3], saved))
+
+    def moved(o):
+        d = 0
+        for end, upto in ends:
+            if o >= end:
+                d = upto
+        return o - d
+
+    for s in range(0, len(steps), _STEP):
+        k = steps[s]
+        n = _OFFSETS[k] if 0 <= k < len(_OFFSETS) else -1
+        if n < 0:
+            raise ValueError("streaming plan step %d has kernel %d; %s" % (s // _STEP, k, _FIX))
+        at = steps[s + 1]
+        for f in range(at, at + min(n, steps[s + 2])):
+            cfg[f] = moved(cfg[f])
+    size -= saved
+    for i in range(0, len(rings), 7):
+        base = moved(rings[i + 2])
+        if base < 0 or base + rings[i + 1] * rings[i + 3] > size:   # _advance shifts it unchecked
+            raise ValueError("streaming ring %d runs past the arena; %s" % (i // 7, _FIX))
+        rings[i + 2] = base
+        cfg[rings[i + 4]] = base + (rings[i + 1] - 1) * rings[i + 3]
+        cfg[rings[i + 5]] = base
+    return size
+
+
 def streaming(it, blob, every):
     """Set up streaming.StreamingInterpreter `it`: rings in one arena, the per-hop plan and the
-    ring table _advance re-points every hop."""
+    ring table streaming._advance shifts every hop."""
     model = blob.meta["model"]
     s = model.get("stream")
     rings = blob.arrays.get("p.s.rings")
@@ -116,15 +160,14 @@ def streaming(it, blob, every):
     it.width = s["width"]
     it.window_macs = model["macs"]
     it.every = every = max(1, int(every))
-    it.arena = bytearray(s["arena_bytes"])
-    import streaming
-    it._plan, it.macs = _steps(it, blob, "p.s.", every, streaming._copy_col)
-    it._cfgs = cfgs = blob.arrays["p.s.cfg"]
-    for i in range(0, len(rings), 7):    # _advance writes at these indices unchecked
-        if max(rings[i + 4], rings[i + 5], rings[i + 6]) >= len(cfgs):
+    cfgs = blob.arrays["p.s.cfg"]
+    for i in range(0, len(rings), 7):
+        if max(rings[i + 4], rings[i + 5]) >= len(cfgs):
             raise ValueError("streaming ring %d points past the plan's config; %s" % (i // 7, _FIX))
+    it.arena = bytearray(_rings_once(blob.arrays["p.s.steps"], cfgs, rings, s["arena_bytes"]))
+    it._plan, it.macs = _steps(it, blob, "p.s.", every)
     at = s["input_cfg"]
-    it._in_cfg = memoryview(it._cfgs)[at:at + 2]
+    it._in_cfg = memoryview(cfgs)[at:at + 2]
     it._rings = rings
     it._n_rings = len(rings) // 7
     it._due = 0      # hops until the next wanted output

@@ -11,8 +11,10 @@
 # Geometry trick: a ring window of (k-1)*d+1 columns of C bytes, viewed as an image of H = k rows
 # and W = d columns, puts a (k, 1) kernel's taps exactly on columns t, t-d, ..., t-(k-1)d; so the
 # engine's own viper kernels (their requantisation included) run unchanged
-# with OH = OW = 1. Rings are stored twice over (2R columns): the newest column is written at
-# slot w+R and copied to slot w, so the last R columns are always one contiguous run.
+# with OH = OW = 1. Each ring is R columns in a row: every hop it shifts down one column and the
+# producer writes the newest at the top, so the last R columns are always one contiguous run.
+# (The exporter lays rings out twice over, 2R columns written twice; plan.py stores them once:
+# half the arena, for a copy of (R-1) columns a hop.)
 #
 # Streamable: the graph's time axis is dim 1; every op until the pooling is CONV_2D or
 # DEPTHWISE_CONV_2D with kernel (k, 1), VALID, on a width-1 input, and (in_len - k) % stride == 0
@@ -25,40 +27,34 @@ import micropython
 
 import engine
 
-_RING = 7   # ring table fields (int32): write index, R, base, column bytes, producer cfg index,
-            # consumer cfg index, 1 + cfg index of the column copy's source field (0: no copy)
+_RING = 7   # ring table fields (int32): write index (unused here), R, base, column bytes,
+            # producer cfg index, consumer cfg index, 1 + cfg index of the column copy (unused)
 
 
 @micropython.viper
-def _advance(cfgs: ptr32, rings: ptr32, n: int):
-    # Point every producer at its ring's newest slot w+R, the column copy at slot w and every
-    # consumer at the oldest of its last R columns; then step the write indices.
+def _advance(arena: ptr8, rings: ptr32, n: int):
+    # Drop every ring's oldest column: its other R - 1 columns move down one, and its producer
+    # then writes the newest at the top (words when the ring and its columns are word-aligned)
     for i in range(n):
         r = ptr32(int(rings) + i * 28)      # _RING fields of 4 bytes
-        w = r[0]
-        R = r[1]
-        base = r[2]
         C = r[3]
-        newest = base + (w + R) * C
-        cfgs[r[4]] = newest
-        w += 1
-        if w == R:
-            w = 0
-        cfgs[r[5]] = base + w * C
-        k = r[6]
-        if k:
-            cfgs[k - 1] = newest
-            cfgs[k] = newest - R * C
-        r[0] = w
-
-
-@micropython.viper
-def _copy_col(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c: ptr8, d: ptr8):
-    # the second copy of a ring's newest column (cfg: source, destination, bytes)
-    src = ptr8(int(arena) + cfg[0])
-    dst = ptr8(int(arena) + cfg[1])
-    for i in range(cfg[2]):
-        dst[i] = src[i]
+        base = int(arena) + r[2]
+        keep = (r[1] - 1) * C
+        if (base | C) & 3 == 0:
+            d = ptr32(base)
+            s = ptr32(base + C)
+            j = 0
+            keep >>= 2
+            while j < keep:
+                d[j] = s[j]
+                j += 1
+        else:
+            d8 = ptr8(base)
+            s8 = ptr8(base + C)
+            j = 0
+            while j < keep:
+                d8[j] = s8[j]
+                j += 1
 
 
 def reason(blob):
@@ -90,7 +86,7 @@ class StreamingInterpreter:
         push). Allocates nothing."""
         arena = self.arena
         due = self._due
-        _advance(self._cfgs, self._rings, self._n_rings)
+        _advance(arena, self._rings, self._n_rings)
         engine._copy_in(arena, self._in_cfg, frame, arena, arena, arena)
         for kernel, cfg, a, b, c, d, period in self._plan:
             if due % period == 0:

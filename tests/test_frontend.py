@@ -266,6 +266,34 @@ def test_32bit_safety(setup):
     dct = arrays["fe.dct"].astype(np.int64).reshape(SPEC.n_mfcc, -1)
     worst = np.abs(dct).sum(axis=1) * lq + np.abs(arrays["fe.dct_bias"].astype(np.int64))
     assert worst.max() < 2 ** 31
+    assert np.abs(arrays["fe.dct"]).max() < 2 ** 15     # the firmware keeps the matrix as int16
+
+
+def test_tables_the_loader_cannot_compact_are_refused(setup, mpy):
+    """The loader keeps the window's first half and the DCT matrix as int16; a blob whose
+    window is not symmetric or whose DCT does not fit int16 is a clear error, not a wrong
+    feature."""
+    from hark.training import blob as host_blob
+    meta, arrays = host_blob.read_blob(setup["blob"])
+    code = """
+import sys, blob
+try:
+    blob.load(sys.argv[1])
+    print('no error')
+except ValueError as e:
+    print(str(e).split(': ', 1)[1])
+"""
+    for name, at, value, what in (("fe.window", 3, 7, "window is not symmetric"),
+                                  ("fe.dct", 3, 40000, "DCT matrix does not fit int16")):
+        bad = dict(arrays)
+        bad[name] = arrays[name].copy()
+        bad[name][at] = value
+        path = setup["tmp"] / f"bad-{name}.hark"
+        host_blob.write_blob(path, meta, bad)
+        r = mpy(code, path)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == f"front-end {what}; re-export the model with `hark export`"
+
 
 
 def test_speed(device_run):

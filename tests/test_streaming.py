@@ -282,3 +282,21 @@ def test_runtime_streams_by_default_and_no_stream_agrees(variants, shared_data, 
     path = tmp_path / "misaligned.hark"
     _blob(variants["misaligned"], path)
     assert "streaming=0" in _main(path, wav)[1]     # not streamable: the windowed engine
+
+
+def test_a_ring_past_the_arena_is_refused(mpy):
+    """The firmware stores each ring once and _advance shifts it unchecked: a ring table that
+    would run past the arena is refused at start-up."""
+    code = """
+import sys, blob, streaming
+b = blob.load(sys.argv[1])
+b.arrays["p.s.rings"][8] = 40       # the second ring's length R (5)
+try:
+    streaming.StreamingInterpreter(b)
+    print('no error')
+except ValueError as e:
+    print(e)
+"""
+    r = mpy(code, MODEL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "streaming ring 1 runs past the arena; re-export the model with `hark export`"

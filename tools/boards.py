@@ -329,6 +329,17 @@ def uses_extra_kernels(model_path) -> bool:
                for k in arrays[name][::len(STEP_FIELDS)])
 
 
+def ring_bytes_saved(model_path) -> int:
+    """The bytes of the streaming arena the firmware does not allocate: the exporter lays each
+    ring out twice over, the firmware stores it once (firmware/plan.py _rings_once)."""
+    from hark.training.blob import read_blob
+    _, arrays = read_blob(model_path)
+    rings = arrays.get("p.s.rings")
+    if rings is None:
+        return 0
+    return sum((int(R) * int(C)) & ~3 for R, C in zip(rings[1::7], rings[3::7]))
+
+
 def resident_modules(board: dict, firmware_files, extra_kernels=True) -> list:
     """The firmware files whose code is in RAM when the heap peaks (buffers and I2S allocated):
     start-up drops options before the model loads and blob and plan before that peak, stats is
@@ -345,7 +356,8 @@ def fits(board: dict, model_path, firmware_files, config_bytes: int = 0) -> FitR
     """Flash: model + firmware files + config.json against flash_budget_bytes.
 
     RAM: the model blob (firmware/blob.py reads it into one buffer), the model's tensor arena
-    (the streaming rings' arena_bytes, else the window's, else estimated), front-end buffers, the I2S buffer, the code of the
+    (the streaming rings' arena as the firmware stores them, else the window's, else
+    estimated), front-end buffers, the I2S buffer, the code of the
     modules resident at the peak (about their .mpy size) and interpreter overhead against
     ram_budget_bytes.
     """
@@ -363,7 +375,7 @@ def fits(board: dict, model_path, firmware_files, config_bytes: int = 0) -> FitR
     report.flash = {"model": model_bytes, "firmware": code_bytes, "config": config_bytes}
     stream = meta.get("model", {}).get("stream")
     # a streaming model runs on its rings (the firmware's default), else on the window's arena
-    arena = (stream["arena_bytes"] if isinstance(stream, dict) else
+    arena = (stream["arena_bytes"] - ring_bytes_saved(model_path) if isinstance(stream, dict) else
              meta.get("model", {}).get("arena_bytes"))
     if arena is None:
         # Without the exporter's figure assume the largest activation is the input twice over.

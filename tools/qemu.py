@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hark import FIRMWARE_DIR, REPO
 from hark.cli import HarkError
-from hark.deploy import firmware_sources
+from hark.deploy import compile_module, firmware_sources
 from hark.unixport import micropython_binary, parse_output
 
 QEMU = "qemu-system-arm"
@@ -90,10 +90,7 @@ class Image:
             if src.name == "main.py":
                 shutil.copyfile(src, files / "main.py")
                 continue
-            res = subprocess.run([mpy_cross, f"-march={ARCH}", "-s", src.name, "-o",
-                                  str(files / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
-            if res.returncode:
-                raise HarkError(f"mpy-cross failed on {src}:\n{res.stderr.strip()}")
+            compile_module(src, ARCH, files / (src.stem + ".mpy"), [mpy_cross])
         (files / "config.json").write_text(json.dumps(board_config(board)))
         (files / "empty.wav").write_bytes(_wav_header(0))
         shutil.copyfile(model, files / "model.hark")

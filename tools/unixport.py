@@ -65,9 +65,9 @@ def micropython_binary() -> str:
 
 def compile_firmware(firmware_dir: Path = FIRMWARE_DIR, arch: str = "x64") -> Path:
     """firmware/*.py -> a cached directory of .mpy modules plus main.py as source, like a board."""
-    from hark.deploy import compile_module, firmware_sources
+    from hark.deploy import MPY_OPTIMISE, compile_module, firmware_sources
     sources = firmware_sources(firmware_dir)
-    digest = hashlib.sha256(arch.encode())
+    digest = hashlib.sha256((arch + MPY_OPTIMISE).encode())
     for src in sources:
         digest.update(src.name.encode() + b"\0" + src.read_bytes())
     out = CACHE_DIR / digest.hexdigest()[:16]

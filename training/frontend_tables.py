@@ -23,11 +23,13 @@ Pipeline (every value fits a signed 32-bit int on the device; bounds in the comm
      normalisation and input quantisation, with a per-row bias and right shift chosen so
      sum |a| * max |log| + |bias| < 2^31; clamp to int8.
 
-Arrays: fe.window u16[512]; fe.perm u8[256] (digit reversal); fe.twiddle i16[768]
-(W512^k, k < 384, as (cos, -sin)); fe.mel_start u16, fe.mel_len u8, fe.mel_off i32 (log2
-constant, Q15) per band and fe.mel_w u16 (all bands' weights, concatenated); fe.log2
-u16[129] (log2(1 + i/128), Q15); fe.dct i32[n_mfcc * n_mels], fe.dct_bias i32[n_mfcc],
-fe.dct_shift u8[n_mfcc]. meta holds the sizes, bounds and shifts named in this docstring.
+Arrays: fe.window u16[512] (w[i] = w[512 - i]); fe.perm u8[256] (digit reversal);
+fe.twiddle i16[768] (W512^k, k < 384, as (cos, -sin)); fe.mel_start u16, fe.mel_len u8,
+fe.mel_off i32 (log2 constant, Q15) per band and fe.mel_w u16 (all bands' weights,
+concatenated); fe.log2 u16[129] (log2(1 + i/128), Q15); fe.dct i32[n_mfcc * n_mels] (values
+fit int16), fe.dct_bias i32[n_mfcc], fe.dct_shift u8[n_mfcc]. The device loader keeps the
+window's first half and the DCT as int16 (firmware/blob.py). meta holds the sizes, bounds
+and shifts named in this docstring.
 """
 import math
 
@@ -117,7 +119,8 @@ def build(spec: FeatureSpec, norm: Normalisation, input_scale: float, input_zero
         for shift in range(30, 0, -1):
             a = np.round(a_float[j] * 2 ** shift).astype(np.int64)
             b = int(round(b_float[j] * 2 ** shift)) + (1 << (shift - 1))
-            if int(np.abs(a).sum()) * lq_max + abs(b) <= INT32_LIMIT:
+            # int16 coefficients: the firmware keeps the matrix as int16 (half the heap)
+            if int(np.abs(a).sum()) * lq_max + abs(b) <= INT32_LIMIT and np.abs(a).max() < 2 ** 15:
                 break
         if shift < 12:
             raise ValueError(f"MFCC {j}: normalisation std {std[j]:g} with input scale "
