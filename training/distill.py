@@ -59,8 +59,6 @@ def train_teacher(real_audio, real_clips, val_audio, val_clips, noise, labels, s
     key = hashlib.sha1(json.dumps([names, labels, seed, shift_ms, epochs]).encode()).hexdigest()
     folder = cache_dir() / f"head-{key[:16]}"
     embedding = SpeechEmbedding()
-    val_x = embedding.cached(np.stack([fit_clip(y) for y in val_audio])) if val_audio else None
-    val_y = np.asarray([labels.index(c.label) for c in val_clips], np.int64)
     if (folder / "head.keras").exists():
         head = keras.saving.load_model(folder / "head.keras")
         return Teacher(embedding, head, json.loads((folder / "metrics.json").read_text()))
@@ -70,7 +68,9 @@ def train_teacher(real_audio, real_clips, val_audio, val_clips, noise, labels, s
                         for i in range(0, len(clips), 2048)])
     head = fit_head(x, targets, len(labels), seed, epochs)
     metrics = {"teacher": TEACHER_NAME, "train_examples": int(len(targets))}
-    if val_x is not None and len(val_y):
+    if val_audio:
+        val_x = embedding.cached(np.stack([fit_clip(y) for y in val_audio]))
+        val_y = np.asarray([labels.index(c.label) for c in val_clips], np.int64)
         pred = head.predict(val_x, batch_size=512, verbose=0).argmax(axis=1)
         metrics["val_accuracy"] = float((pred == val_y).mean())
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ def judge_synthetic(teacher: Teacher, audio, clips, labels, min_prob: float):
             report)
 
 
-def extra_clip(kind: str, sources, rng, noise, shift_ms: float) -> np.ndarray:
+def extra_clip(kind: str, sources, rng, noise) -> np.ndarray:
     """One teacher-only clip. `sources` are 1 s word clips to draw from."""
     def pick():
         return fit_clip(sources[rng.integers(len(sources))])
@@ -163,7 +163,10 @@ def packed_accuracy(n_labels: int):
 
 
 def pack(targets, soft, n_labels: int, hard_weight=None) -> np.ndarray:
-    onehot = np.eye(n_labels, dtype=np.float32)[targets]
-    w = np.ones((len(targets), 1), np.float32) if hard_weight is None \
-        else np.asarray(hard_weight, np.float32)[:, None]
+    """Targets for distill_loss. A target of -1 (a teacher-only clip) has no hard label:
+    its one-hot row is zero and, unless hard_weight says otherwise, its weight 0."""
+    targets = np.asarray(targets)
+    onehot = np.eye(n_labels, dtype=np.float32)[np.maximum(targets, 0)] * (targets >= 0)[:, None]
+    w = (targets >= 0) if hard_weight is None else hard_weight
+    w = np.asarray(w, np.float32)[:, None]
     return np.concatenate([onehot, soft.astype(np.float32), w], axis=1)

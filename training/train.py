@@ -167,8 +167,9 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     """Augmented training examples, `views` copies, balanced per class. Returns (x, y, z):
     z holds the teacher's logits per example (None without a teacher). The teacher labels
     each source clip once, clean (cached across seeds and folds: labelling every augmented
-    view costs ~10x more on 2 cores); silence keeps its hard label. With a teacher, each
-    view also gets `teacher_extra` clips that only the teacher labels (y = -1)."""
+    view costs ~10x more on 2 cores); silence gets a near one-hot label (logit 10 on
+    silence). With a teacher, each view also gets `teacher_extra` clips that only the
+    teacher labels (y = -1)."""
     from .distill import EXTRA_KINDS, extra_clip
 
     plan, size = _class_plan(real, synth, labels, cfg, rng)
@@ -212,7 +213,7 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
             if len(clips) >= 4096:  # features as we go: raw audio of every view would not fit
                 flush()
         for i in range(extra):
-            clip = extra_clip(EXTRA_KINDS[i % len(EXTRA_KINDS)], words, rng, noise, cfg.shift_ms)
+            clip = extra_clip(EXTRA_KINDS[i % len(EXTRA_KINDS)], words, rng, noise)
             clips.append(clip)
             pending.append((len(logits), clip))
             logits.append(None)
@@ -343,9 +344,7 @@ def train(cfg: TrainConfig) -> dict:
         n = len(cfg.labels)
         # The student learns from logits; the saved model (same weights) keeps its softmax.
         fit_model = keras.Model(model.inputs, model.layers[-1].input)
-        t_train = pack(np.maximum(y_train, 0), soft_targets(z_train, cfg.temperature), n,
-                       hard_weight=(y_train >= 0))
-        t_train[y_train < 0, :n] = 0.0
+        t_train = pack(y_train, soft_targets(z_train, cfg.temperature), n)
         t_val = pack(y_val, np.eye(n, dtype=np.float32)[y_val], n)
         fit_model.compile(optimizer=keras.optimizers.Adam(schedule),
                           loss=distill_loss(n, cfg.temperature, cfg.soft_weight),
