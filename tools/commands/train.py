@@ -123,19 +123,6 @@ def check_args(args):
            for k, (ok, what) in RANGES.items() if not ok(getattr(args, k))]
     if bad:
         raise HarkError("; ".join(bad))
-    for folder in args.data + args.synth:
-        if not Path(folder).is_dir():
-            raise HarkError(f"{folder}: no such folder. Point --data/--synth at a Speech "
-                            "Commands-layout folder (<word>/<clip>.wav) or run "
-                            "`hark data fetch speech-commands`")
-
-
-def run(args):
-    if args.wake and not args.synth:
-        raise HarkError(f"--wake needs the synthetic clips of the phrase: `hark synth --words "
-                        f"\"{args.wake}:600\" --out DIR`, then --synth DIR")
-    if not 0.0 <= args.real_share <= 1.0 or not 0.0 <= args.synth_ratio <= 1.0:
-        raise HarkError("--real-share and --synth-ratio must be between 0 and 1")
     if args.teacher and args.wake:
         raise HarkError("--teacher labels the 12-class command task; a wake-word run has "
                         "no teacher head (leave out --teacher)")
@@ -153,6 +140,19 @@ def run(args):
             model_dir()
         except TeacherUnavailable as exc:
             raise HarkError(str(exc)) from exc
+    for folder in args.data + args.synth:
+        if not Path(folder).is_dir():
+            raise HarkError(f"{folder}: no such folder. Point --data/--synth at a Speech "
+                            "Commands-layout folder (<word>/<clip>.wav) or run "
+                            "`hark data fetch speech-commands`")
+
+
+def run(args):
+    if args.wake and not args.synth:
+        raise HarkError(f"--wake needs the synthetic clips of the phrase: `hark synth --words "
+                        f"\"{args.wake}:600\" --out DIR`, then --synth DIR")
+    if not 0.0 <= args.real_share <= 1.0 or not 0.0 <= args.synth_ratio <= 1.0:
+        raise HarkError("--real-share and --synth-ratio must be between 0 and 1")
     check_args(args)
     from hark.training.dataset import DatasetError
     from hark.training.report import format_metrics
