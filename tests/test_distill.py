@@ -128,3 +128,17 @@ def test_teacher_flags_are_checked_before_work(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--teacher-extra", "5"]) == 1
     assert "need --teacher" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--cv-folds", "3", "--cv-fold", "3"]) == 1
+
+
+def test_teacher_correction_swaps_a_wrong_top_class_with_the_label():
+    from hark.training.distill import correct_soft
+
+    soft = np.array([[0.1, 0.7, 0.2],     # label 0, teacher says 1: swap 0 and 1
+                     [0.6, 0.3, 0.1],     # label 0, teacher agrees: unchanged
+                     [0.5, 0.4, 0.1]],    # teacher-only clip: unchanged
+                    np.float32)
+    got = correct_soft(soft, np.array([0, 0, -1]))
+    expected = soft.copy()
+    expected[0] = np.array([0.7, 0.1, 0.2], np.float32)
+    np.testing.assert_array_equal(got, expected)
+    assert soft[0, 0] == np.float32(0.1)   # the caller's array is left alone

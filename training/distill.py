@@ -162,6 +162,21 @@ def packed_accuracy(n_labels: int):
     return accuracy
 
 
+def correct_soft(soft: np.ndarray, targets) -> np.ndarray:
+    """Where the teacher's top class is not a clip's own label, swap the two probabilities:
+    the label wins and the teacher's sense of what it sounds like (off near up) stays. The
+    teacher hears many real "off" clips as "up"; copied as they are, such soft labels teach
+    the student the teacher's error. Teacher-only clips (target -1) keep their labels."""
+    soft = soft.copy()
+    rows = np.flatnonzero(np.asarray(targets) >= 0)
+    own = np.asarray(targets)[rows]
+    top = soft[rows].argmax(axis=1)
+    wrong = top != own
+    rows, own, top = rows[wrong], own[wrong], top[wrong]
+    soft[rows, own], soft[rows, top] = soft[rows, top], soft[rows, own]
+    return soft
+
+
 def pack(targets, soft, n_labels: int, hard_weight=None) -> np.ndarray:
     """Targets for distill_loss. A target of -1 (a teacher-only clip) has no hard label:
     its one-hot row is zero and, unless hard_weight says otherwise, its weight 0."""

@@ -51,6 +51,7 @@ class TrainConfig:
     soft_weight: float = 0.5            # share of the loss on the teacher's labels
     teacher_extra: int = 0              # clips per view labelled only by the teacher
     teacher_filter: float = 0.0         # drop synthetic clips the teacher doubts (min prob)
+    teacher_correct: bool = False       # swap label and teacher's top class where they differ
     cv_folds: int = 0                   # speaker-grouped cross-validation of scarce words:
     cv_fold: int = 0                    # this fold's speakers are the test set
     spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
@@ -340,11 +341,14 @@ def train(cfg: TrainConfig) -> dict:
     xn_train, xn_val, xn_test = (norm.apply(x) for x in (x_train, x_val, x_test))
     fit_model, t_train, t_val = model, y_train, y_val
     if teacher:
-        from .distill import distill_loss, pack, packed_accuracy, soft_targets
+        from .distill import correct_soft, distill_loss, pack, packed_accuracy, soft_targets
         n = len(cfg.labels)
         # The student learns from logits; the saved model (same weights) keeps its softmax.
         fit_model = keras.Model(model.inputs, model.layers[-1].input)
-        t_train = pack(y_train, soft_targets(z_train, cfg.temperature), n)
+        soft = soft_targets(z_train, cfg.temperature)
+        if cfg.teacher_correct:
+            soft = correct_soft(soft, y_train)
+        t_train = pack(y_train, soft, n)
         t_val = pack(y_val, np.eye(n, dtype=np.float32)[y_val], n)
         fit_model.compile(optimizer=keras.optimizers.Adam(schedule),
                           loss=distill_loss(n, cfg.temperature, cfg.soft_weight),

@@ -96,6 +96,9 @@ def register(sub):
     t.add_argument("--teacher-filter", type=float, default=0.0, metavar="P",
                    help="drop synthetic clips that the teacher gives less than P probability "
                         "of their own word (e.g. 0.3; default 0: keep all)")
+    t.add_argument("--teacher-correct", action="store_true",
+                   help="where the teacher's top class is not a clip's label (it hears many "
+                        "real 'off' as 'up'), swap the two in its soft label")
     c = p.add_argument_group(
         "speaker-grouped cross-validation",
         "The dev test list holds one 'on', one 'off' and a few unknown words. With "
@@ -128,8 +131,8 @@ def check_args(args):
                         "no teacher head (leave out --teacher)")
     if not 0.0 <= args.soft_weight <= 1.0 or args.temperature <= 0:
         raise HarkError("--soft-weight must be between 0 and 1 and --temperature above 0")
-    if (args.teacher_extra or args.teacher_filter) and not args.teacher:
-        raise HarkError("--teacher-extra and --teacher-filter need --teacher")
+    if (args.teacher_extra or args.teacher_filter or args.teacher_correct) and not args.teacher:
+        raise HarkError("--teacher-extra, --teacher-filter and --teacher-correct need --teacher")
     if not 0.0 <= args.teacher_filter < 1.0:
         raise HarkError("--teacher-filter is a probability in [0, 1)")
     if args.cv_folds and not 0 <= args.cv_fold < args.cv_folds or args.cv_folds == 1:
@@ -169,7 +172,7 @@ def run(args):
                       exclude_words=[w for w in args.exclude_words.split(",") if w],
                       teacher=args.teacher, temperature=args.temperature,
                       soft_weight=args.soft_weight, teacher_extra=args.teacher_extra,
-                      teacher_filter=args.teacher_filter,
+                      teacher_filter=args.teacher_filter, teacher_correct=args.teacher_correct,
                       cv_folds=args.cv_folds, cv_fold=args.cv_fold)
     if args.fmax:
         if not 0 < args.fmax <= 8000:
