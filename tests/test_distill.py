@@ -142,3 +142,14 @@ def test_teacher_correction_swaps_a_wrong_top_class_with_the_label():
     expected[0] = np.array([0.7, 0.1, 0.2], np.float32)
     np.testing.assert_array_equal(got, expected)
     assert soft[0, 0] == np.float32(0.1)   # the caller's array is left alone
+
+
+def test_teacher_correction_can_be_limited_to_some_top_classes():
+    from hark.training.distill import correct_soft
+
+    soft = np.array([[0.1, 0.7, 0.2],     # label 0, teacher says 1 (not correctable): kept
+                     [0.1, 0.2, 0.7]],    # label 0, teacher says 2: swapped
+                    np.float32)
+    got = correct_soft(soft, np.array([0, 0]), tops=[2])
+    np.testing.assert_array_equal(got[0], soft[0])
+    np.testing.assert_array_equal(got[1], soft[1, [2, 1, 0]])

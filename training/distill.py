@@ -162,16 +162,17 @@ def packed_accuracy(n_labels: int):
     return accuracy
 
 
-def correct_soft(soft: np.ndarray, targets) -> np.ndarray:
+def correct_soft(soft: np.ndarray, targets, tops=None) -> np.ndarray:
     """Where the teacher's top class is not a clip's own label, swap the two probabilities:
     the label wins and the teacher's sense of what it sounds like (off near up) stays. The
     teacher hears many real "off" clips as "up"; copied as they are, such soft labels teach
-    the student the teacher's error. Teacher-only clips (target -1) keep their labels."""
+    the student the teacher's error. `tops`: the only top classes to correct (None: any).
+    Teacher-only clips (target -1) keep their labels."""
     soft = soft.copy()
     rows = np.flatnonzero(np.asarray(targets) >= 0)
     own = np.asarray(targets)[rows]
     top = soft[rows].argmax(axis=1)
-    wrong = top != own
+    wrong = (top != own) & (True if tops is None else np.isin(top, tops))
     rows, own, top = rows[wrong], own[wrong], top[wrong]
     soft[rows, own], soft[rows, top] = soft[rows, top], soft[rows, own]
     return soft

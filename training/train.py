@@ -51,7 +51,7 @@ class TrainConfig:
     soft_weight: float = 0.5            # share of the loss on the teacher's labels
     teacher_extra: int = 0              # clips per view labelled only by the teacher
     teacher_filter: float = 0.0         # drop synthetic clips the teacher doubts (min prob)
-    teacher_correct: bool = False       # swap label and teacher's top class where they differ
+    teacher_correct: str = ""           # "all" / "words": swap label and teacher's wrong top class
     cv_folds: int = 0                   # speaker-grouped cross-validation of scarce words:
     cv_fold: int = 0                    # this fold's speakers are the test set
     spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
@@ -347,7 +347,8 @@ def train(cfg: TrainConfig) -> dict:
         fit_model = keras.Model(model.inputs, model.layers[-1].input)
         soft = soft_targets(z_train, cfg.temperature)
         if cfg.teacher_correct:
-            soft = correct_soft(soft, y_train)
+            words = [i for i, l in enumerate(cfg.labels) if l not in (ds.UNKNOWN, ds.SILENCE)]
+            soft = correct_soft(soft, y_train, None if cfg.teacher_correct == "all" else words)
         t_train = pack(y_train, soft, n)
         t_val = pack(y_val, np.eye(n, dtype=np.float32)[y_val], n)
         fit_model.compile(optimizer=keras.optimizers.Adam(schedule),

@@ -96,9 +96,11 @@ def register(sub):
     t.add_argument("--teacher-filter", type=float, default=0.0, metavar="P",
                    help="drop synthetic clips that the teacher gives less than P probability "
                         "of their own word (e.g. 0.3; default 0: keep all)")
-    t.add_argument("--teacher-correct", action="store_true",
+    t.add_argument("--teacher-correct", default="", choices=["", "all", "words"],
                    help="where the teacher's top class is not a clip's label (it hears many "
-                        "real 'off' as 'up'), swap the two in its soft label")
+                        "'off' as 'up'), swap the two in its soft label: 'all' wherever, "
+                        "'words' only where that top class is another word, not _unknown_ or "
+                        "_silence_ (default: no correction)")
     c = p.add_argument_group(
         "speaker-grouped cross-validation",
         "The dev test list holds one 'on', one 'off' and a few unknown words. With "
