@@ -31,7 +31,7 @@ AMBIENT_MS = 500
 MARGIN_PCT = 25
 # threshold = SPREAD_16 / 16 x the examples' spread; chosen by training/enroll_eval.py on the
 # negatives of half the speakers (README "On-device enrollment")
-SPREAD_16 = 16
+SPREAD_16 = 10
 MAX_WORDS = 16
 MAX_EXAMPLES = 10
 _HEAD = "<4sHHII"

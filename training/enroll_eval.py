@@ -78,3 +78,169 @@ def best_distance(hops: np.ndarray, templates: np.ndarray) -> int:
     """The smallest distance to a template over a clip's hops: the clip fires when it is within
     the threshold."""
     return int(l1(hops, templates).min())
+
+
+def threshold(templates: np.ndarray, spread_16: int) -> int:
+    """firmware/enroll.py calibrate()."""
+    return max(1, min(0xFFFF, spread(templates) * spread_16 // 16))
+
+
+def half_of(clip) -> int:
+    """Speakers split in two halves (by a hash of the speaker id): 0 picks the spread factor, 1
+    reports."""
+    return zlib.crc32(clip.path.name.split("_")[0].encode()) & 1
+
+
+class Bank:
+    """Every clip's per-hop embeddings, min distances computed in chunks."""
+
+    def __init__(self, clips, hops):
+        self.clips = clips
+        self.ends = np.cumsum([len(h) for h in hops])
+        self.hops = np.concatenate(hops).astype(np.int16)
+        self.word = np.array([c.word for c in clips])
+        self.speaker = np.array([c.path.name.split("_")[0] for c in clips])
+        self.half = np.array([half_of(c) for c in clips])
+        self.seconds = np.array([sf.info(str(c.path)).duration for c in clips])
+        self.templates = [template_of(h) for h in hops]     # each clip's own enrollment hop
+
+    def best(self, templates: np.ndarray, chunk=20000) -> np.ndarray:
+        """Per clip, the smallest L1 distance of any of its hops to any template."""
+        t = templates.astype(np.int16)
+        d = np.empty(len(self.hops), np.int32)
+        for i in range(0, len(self.hops), chunk):
+            h = self.hops[i:i + chunk]
+            d[i:i + chunk] = np.abs(h[:, None, :] - t[None]).sum(-1, dtype=np.int32).min(1)
+        return np.minimum.reduceat(d, np.r_[0, self.ends[:-1]])
+
+
+def draws(bank, word, k, n_draws, rng, same_speaker):
+    """(enrollment clip indices, test indices) per draw: k clips of one speaker (same_speaker) or
+    of k different speakers; tests are the word's other clips (of that speaker, or of others)."""
+    idx = np.nonzero(bank.word == word)[0]
+    out = []
+    if same_speaker:
+        spk = [s for s in np.unique(bank.speaker[idx]) if (bank.speaker[idx] == s).sum() > k]
+        for _ in range(n_draws):
+            if not spk:
+                break
+            s = spk[rng.integers(len(spk))]
+            mine = rng.permutation(idx[bank.speaker[idx] == s])
+            others = idx[bank.speaker[idx] != s]
+            out.append((mine[:k], mine[k:], others))
+    else:
+        for _ in range(n_draws):
+            p = rng.permutation(idx)
+            if len(p) <= k:
+                break
+            spk = set(bank.speaker[p[:k]])
+            out.append((p[:k], np.array([], int), p[k:][[bank.speaker[i] not in spk for i in p[k:]]]))
+    return out
+
+
+def evaluate(bank, words, ks, n_draws, factors, seed, same_speaker):
+    """Per (k, factor): recall on the same speaker's and other speakers' clips and false accepts
+    per hour on each half of the other words' speakers, over words x draws."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in ks:
+        for word in words:
+            for enroll_idx, same, other in draws(bank, word, k, n_draws, rng, same_speaker):
+                t = np.stack([bank.templates[i] for i in enroll_idx])
+                best = bank.best(t)
+                neg = bank.word != word
+                for f in factors:
+                    thr = threshold(t, f)
+                    fire = best <= thr
+                    row = {"k": k, "word": word, "factor": f, "threshold": thr,
+                           "recall_same": float(fire[same].mean()) if len(same) else None,
+                           "recall_other": float(fire[other].mean()) if len(other) else None}
+                    for h in (0, 1):
+                        m = neg & (bank.half == h)
+                        row[f"fa_per_hour_{h}"] = float(fire[m].sum() / (bank.seconds[m].sum() / 3600))
+                    rows.append(row)
+    return rows
+
+
+def summarise(rows, k, factor):
+    sel = [r for r in rows if r["k"] == k and r["factor"] == factor]
+
+    def stat(key):
+        v = np.array([r[key] for r in sel if r[key] is not None], float)
+        return (float(v.mean()), float(v.std()), len(v)) if len(v) else (None, None, 0)
+    return {"k": k, "factor": factor, "draws": len(sel), "recall_same": stat("recall_same"),
+            "recall_other": stat("recall_other"), "fa_per_hour_pick": stat("fa_per_hour_0"),
+            "fa_per_hour": stat("fa_per_hour_1")}
+
+
+def pick_factor(rows, k, factors, max_fa=1.0):
+    """The largest spread factor whose mean false accepts per hour on the picking half is <=
+    max_fa (the smallest factor if none is)."""
+    ok = [f for f in factors if summarise(rows, k, f)["fa_per_hour_pick"][0] <= max_fa]
+    return max(ok) if ok else min(factors)
+
+
+def _pct(s):
+    return "-" if s[0] is None else f"{100 * s[0]:.1f} ± {100 * s[1]:.1f}"
+
+
+def _fa(s):
+    return "-" if s[0] is None else f"{s[0]:.1f} ± {s[1]:.1f}"
+
+
+def markdown(result) -> str:
+    lines = []
+    for name, part in result["protocols"].items():
+        lines += [f"**{part['title']}** ({part['words']})", "",
+                  "| examples | spread factor | draws | recall, same speaker | recall, other speakers "
+                  "| false accepts / h |", "|---|---|---|---|---|---|"]
+        for s in part["table"]:
+            mark = " (picked)" if s["factor"] == part["picked"].get(str(s["k"])) else ""
+            lines.append(f"| {s['k']} | {s['factor']}/16{mark} | {s['draws']} | {_pct(s['recall_same'])} "
+                         f"| {_pct(s['recall_other'])} | {_fa(s['fa_per_hour'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/default.hark")
+    ap.add_argument("--data", default="../shared/data/speech_commands")
+    ap.add_argument("--out", type=Path, default=Path("runs/enroll"))
+    ap.add_argument("--draws", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--factors", default="4,6,8,10,12,16,20")
+    args = ap.parse_args(argv)
+    d = ds.load_dataset(args.data)
+    clips = d.clips
+    hops = embeddings(args.model, [c.path for c in clips], cache=args.out / "cache", progress=None)
+    bank = Bank(clips, hops)
+    factors = [int(f) for f in args.factors.split(",")]
+    neg_hours = {h: float(bank.seconds[bank.half == h].sum() / 3600) for h in (0, 1)}
+    novel = [w for w in NOVEL if (bank.word == w).sum() >= 6]
+    commands = [w for w in ("yes", "no", "up", "down", "left", "right", "stop", "go")
+                if (bank.word == w).sum() > 100]
+    protocols = {
+        "novel": ("Words the model has no class for, examples from different speakers (this data "
+                  "has one clip per speaker of these words)", novel, (3, 5), False),
+        "same_speaker": ("Same-speaker enrollment, ablation on command words (speakers with more "
+                         "than k clips; the model WAS trained on these words: an upper bound)",
+                         commands, (3, 4), True)}
+    result = {"model": str(args.model), "negatives_hours": neg_hours, "protocols": {}}
+    for name, (title, words, ks, same) in protocols.items():
+        rows = evaluate(bank, words, ks, args.draws, factors, args.seed, same)
+        picked = {str(k): pick_factor(rows, k, factors) for k in ks}
+        result["protocols"][name] = {
+            "title": title, "words": ", ".join(words), "picked": picked,
+            "table": [summarise(rows, k, f) for k in ks for f in factors], "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "enroll_eval.json").write_text(json.dumps(result, indent=1))
+    md = markdown(result)
+    (args.out / "enroll_eval.md").write_text(md)
+    print(md)
+    print(f"negatives: {neg_hours[0]:.2f} h (picking half), {neg_hours[1]:.2f} h (reported half)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
