@@ -84,7 +84,7 @@ class Runtime:
         acts = self.actions
         names = self.labels
         match = self.matcher        # enrolled words (match.py), None if there are none
-        emb = eng.embedding
+        emb = self.matcher and eng.embedding
         scored = self.scored
         stream = self.streaming
         win = None if stream else eng.input
