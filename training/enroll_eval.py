@@ -202,6 +202,40 @@ def markdown(result) -> str:
     return "\n".join(lines)
 
 
+def footprint(model, clips, board="pyboard") -> dict:
+    """RAM and flash per enrolled word on a 32-bit Cortex-M4F (QEMU, tools/qemu.py): live heap and
+    instructions per hop while listening with 0, 1 and 2 words of len(clips) examples (enrolled
+    in the unix port; the file is the same on every port), and the file's size."""
+    import tempfile
+
+    from hark import boards
+    from hark.qemu import Image
+    from hark.unixport import run_enroll
+    out = {"examples": len(clips), "board": board}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for n, word in enumerate(("first", "second")):
+            path = Path(tmp) / f"w{n + 1}.bin"
+            if n:
+                path.write_bytes(files["w1.bin"].read_bytes())
+            run_enroll(model, boards.load("unix"), clips, word, path)
+            files[path.name] = path
+            out[f"file_bytes_{n + 1}"] = path.stat().st_size
+        with Image(model, boards.load(board), clips[0], files=files) as im:
+            for n, name in enumerate(("none.bin", "w1.bin", "w2.bin")):
+                r = im.run(256 * 1024, stats=True, more=["--enrolled", name])
+                base = im.run(256 * 1024, wav="empty.wav", pad_ms=0, more=["--enrolled", name])
+                out[f"heap_live_{n}"] = r.stats["heap_live"]
+                out[f"insns_per_hop_{n}"] = round((r.stats["done.main_insns"]
+                                                   - base.stats["done.main_insns"]) / r.stats["frames"])
+                out[f"detections_{n}"] = r.detections
+    out["ram_per_word"] = out["heap_live_2"] - out["heap_live_1"]
+    out["ram_first_word"] = out["heap_live_1"] - out["heap_live_0"]
+    out["flash_per_word"] = out["file_bytes_2"] - out["file_bytes_1"]
+    out["insns_per_hop_per_word"] = out["insns_per_hop_2"] - out["insns_per_hop_1"]
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default.hark")
@@ -210,8 +244,22 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--factors", default="4,6,8,10,12,16,20")
+    ap.add_argument("--footprint", action="store_true",
+                    help="only measure RAM, flash and instructions per enrolled word in QEMU")
     args = ap.parse_args(argv)
     d = ds.load_dataset(args.data)
+    if args.footprint:
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:    # the firmware reads WAV files
+            clips = []
+            for c in sorted(c.path for c in d.clips if c.word == "marvin")[:5]:
+                clips.append(Path(tmp) / (c.stem + ".wav"))
+                sf.write(str(clips[-1]), sf.read(str(c), dtype="int16")[0], RATE, subtype="PCM_16")
+            fp = footprint(args.model, clips)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "footprint.json").write_text(json.dumps(fp, indent=1))
+        print(json.dumps(fp, indent=1))
+        return 0
     clips = d.clips
     hops = embeddings(args.model, [c.path for c in clips], cache=args.out / "cache", progress=None)
     bank = Bank(clips, hops)
