@@ -13,75 +13,22 @@ each example to its nearest other one); match.py compares while listening.
 
 Words live in one file (enrolled.bin) with a CRC-32 and the CRC of the model blob they were
 recorded with; it is written to a temporary file and renamed over the old one, so a failed or
-interrupted enrollment leaves the previous set intact. Only the runtime's start-up (load) and
-enroll mode import this module.
-
-File: b"HKEW", u16 version, u16 embedding size, u32 model blob CRC, u32 CRC-32 of the body;
-body: u8 words, then per word: u8 name length, name (ASCII), u16 threshold, u8 examples,
-examples x size bytes (offset form q + 128).
+interrupted enrollment leaves the previous set intact. Only enroll mode imports this module; the
+file's format and reader are in enrolled.py, which start-up uses.
 """
 import struct
-import sys
 
-MAGIC = b"HKEW"
-VERSION = 1
+from enrolled import MAGIC, VERSION, _HEAD, crc32, model_crc, read
+
 PATH = "enrolled.bin"
 SLOT_MS = 2000
 AMBIENT_MS = 500
 MARGIN_PCT = 25
-# threshold = SPREAD_16 / 16 x the examples' spread; chosen by training/enroll_eval.py on the
-# negatives of half the speakers (README "On-device enrollment")
+# threshold = SPREAD_16 / 16 x the examples' spread (README "On-device enrollment": the trade-off
+# measured by training/enroll_eval.py)
 SPREAD_16 = 10
 MAX_WORDS = 16
 MAX_EXAMPLES = 10
-_HEAD = "<4sHHII"
-_FIX = "enroll the words again (`hark enroll`)"
-
-
-def model_crc(model):
-    """The CRC-32 in the model blob's header: which model the templates belong to."""
-    with open(model, "rb") as f:
-        head = f.read(16)
-    return struct.unpack_from("<I", head, 12)[0] if len(head) == 16 else 0
-
-
-def _crc32(data):
-    import blob
-    return blob.crc32(data)
-
-
-def read(path):
-    """(model crc, embedding size, [(name, threshold, templates)]); ValueError saying what is wrong."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ValueError("%s: cannot read (%s)" % (path, exc))
-    if len(data) < 16 or data[:4] != MAGIC:
-        raise ValueError("%s is not a hark enrolled-words file; delete it or %s" % (path, _FIX))
-    _, version, size, crc_model, crc = struct.unpack_from(_HEAD, data)
-    if version != VERSION:
-        raise ValueError("%s has version %d, this firmware reads %d; %s"
-                         % (path, version, VERSION, _FIX))
-    body = memoryview(data)[16:]
-    if _crc32(body) != crc:
-        raise ValueError("%s: checksum mismatch (file damaged); %s" % (path, _FIX))
-    words = []
-    pos = 1
-    try:
-        for _ in range(body[0]):
-            n = body[pos]
-            name = str(bytes(body[pos + 1:pos + 1 + n]), "ascii")
-            pos += 1 + n
-            thr, count = struct.unpack_from("<HB", body, pos)
-            pos += 3
-            words.append((name, thr, bytes(body[pos:pos + count * size])))
-            pos += count * size
-    except (IndexError, ValueError):
-        pos = -1
-    if pos != len(body):
-        raise ValueError("%s: records do not fill the file; %s" % (path, _FIX))
-    return crc_model, size, words
 
 
 def save(path, crc_model, size, words):
@@ -94,7 +41,7 @@ def save(path, crc_model, size, words):
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
-            f.write(struct.pack(_HEAD, MAGIC, VERSION, size, crc_model, _crc32(body)))
+            f.write(struct.pack(_HEAD, MAGIC, VERSION, size, crc_model, crc32(body)))
             f.write(body)
         os.rename(tmp, path)
     except BaseException:
@@ -103,22 +50,6 @@ def save(path, crc_model, size, words):
         except OSError:
             pass
         raise
-
-
-def load(path, model, size, labels, err=sys.stderr):
-    """The words for match.Matcher, or [] (with a one-line warning) if the file cannot be used:
-    the board still listens for its model's words."""
-    try:
-        crc, have, words = read(path)
-        if crc != model_crc(model) or have != size:
-            raise ValueError("%s was recorded with another model; %s" % (path, _FIX))
-        for w in words:
-            if w[0] in labels:
-                raise ValueError("%s: %r is also a word of the model; %s" % (path, w[0], _FIX))
-    except ValueError as exc:
-        print("hark: enrolled words ignored:", exc, file=err)
-        return []
-    return words
 
 
 def _l1(a, b):

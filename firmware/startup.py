@@ -58,7 +58,7 @@ def _load(model, skip):
 
 def _enrolled(rt, model, path, labels):
     """rt.matcher for the words enrolled in `path` (match.py), None if there are none; the
-    enrollment module is only imported when the file exists, and dropped again."""
+    file's reader (enrolled.py) is only imported when the file exists, and dropped again."""
     rt.matcher = None
     emb = getattr(rt.engine, "embedding", None)   # None: an engine without one (tests)
     if not path or emb is None:
@@ -68,10 +68,10 @@ def _enrolled(rt, model, path, labels):
         os.stat(path)
     except OSError:
         return labels
-    import enroll
-    words = enroll.load(path, model, len(emb), labels, sys.stderr)
-    del enroll
-    _drop("enroll")
+    import enrolled
+    words = enrolled.load(path, model, len(emb), labels, sys.stderr)
+    del enrolled
+    _drop("enrolled")
     _drop("blob")
     if not words:
         return labels

@@ -289,3 +289,24 @@ def test_hark_enroll_over_the_serial_repl(marvin, unix_board, tmp_path, capsys):
     assert "'bob' is not enrolled" in capsys.readouterr().err
     assert main(args + ["--delete", "marvin"]) == 0
     assert "deleted 'marvin'" in capsys.readouterr().out
+
+
+def test_enrollment_on_a_cortex_m4f_equals_the_unix_port(marvin, tmp_path):
+    """Enroll mode in 32-bit MicroPython (QEMU, the pyboard's core) computes the threshold the
+    64-bit unix port does; a file enrolled on one port is heard on the other, within the
+    pyboard's heap."""
+    from hark import qemu
+    if qemu.missing():
+        pytest.skip(f"QEMU: {qemu.missing()}")
+    enroll_clips, _ = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    unix = run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:3], "marvin", enrolled)
+    sf.write(str(tmp_path / "enroll.wav"), enrollment_audio(enroll_clips[:3]), RATE, subtype="PCM_16")
+    files = {"enroll.wav": tmp_path / "enroll.wav", "enrolled.bin": enrolled}
+    with qemu.Image(MODELS / "default.hark", boards.load("pyboard"), enroll_clips[0], files=files) as im:
+        made = im.run(256 * 1024, wav="enroll.wav", more=["--enroll", "marvin", "--examples", "3",
+                                                          "--enrolled", "new.bin"])
+        heard = im.run(96 * 1024, more=["--enrolled", "enrolled.bin"])
+    saved = [ln for ln in made.out.splitlines() if ln.startswith("enroll: saved")]
+    assert made.ok and saved == [ln for ln in unix.splitlines() if ln.startswith("enroll: saved")]
+    assert heard.ok and [d.split()[1] for d in heard.detections] == ["marvin"], heard.out[-600:]

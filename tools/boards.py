@@ -348,7 +348,8 @@ def resident_modules(board: dict, firmware_files, extra_kernels=True) -> list:
     deployed, and `hark enroll` adds them later (README: RAM per enrolled word); enroll runs
     only in enroll mode."""
     i2s = board["audio"].get("source", "i2s") == "i2s"
-    unused = {"options", "blob", "plan", "stats", "enroll", "match", "sources" if i2s else "mic"}
+    unused = {"options", "blob", "plan", "stats", "enroll", "enrolled", "match",
+              "sources" if i2s else "mic"}
     if not extra_kernels:
         unused.add("engine_extra")
     return [f for f in firmware_files if Path(f).stem not in unused]
