@@ -3,7 +3,7 @@
     import enroll; enroll.enroll("marvin", 5)     # at the REPL; or `hark enroll --board B --word marvin`
     enroll.show(); enroll.delete("marvin")
 
-The board prints a prompt per example and listens for SLOT_MS; of the hops in that slot it keeps
+The board prints a prompt per example (and blinks the profile's LED) and listens for SLOT_MS; of the hops in that slot it keeps
 the model's embedding (engine .embedding, int8, the pooled features before the classifier) with
 the largest mass (sum of the post-ReLU activations: the hop whose window holds most of the word,
 no separate voice detector needed). Before the first prompt it listens AMBIENT_MS to the room; an
@@ -77,6 +77,7 @@ class _Listener:
         self.source = source
         self.size = len(rt.engine.embedding)
         self.hop_ms = rt.hop_ms * rt.infer_every
+        self.t = 0          # audio time, ms: the actions' clock (the prompt's LED blink ends)
         self._k = 0
         self._frames = []
 
@@ -101,6 +102,8 @@ class _Listener:
                         self._frames.append(bytes(rt.fe.frame))
                 continue
             frame = self._frames.pop(0)
+            self.t += rt.hop_ms
+            rt.actions.poll(self.t)
             if rt.streaming:
                 eng.push(frame)
             else:
@@ -135,6 +138,7 @@ def record(rt, source, word, examples, say=print):
                              "nothing was saved: speak closer to the microphone and try again"
                              % (len(got), examples, word))
         say("enroll: say %r now (%d/%d)" % (word, len(got) + 1, examples))
+        rt.actions.fire(word, 100, listen.t)    # the profile's LED blinks: speak now
         heard = listen.peak(SLOT_MS)
         if heard is None:
             raise ValueError("the audio ended after %d of %d examples of %r; nothing was saved"
