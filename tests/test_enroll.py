@@ -310,3 +310,37 @@ def test_enrollment_on_a_cortex_m4f_equals_the_unix_port(marvin, tmp_path):
     saved = [ln for ln in made.out.splitlines() if ln.startswith("enroll: saved")]
     assert made.ok and saved == [ln for ln in unix.splitlines() if ln.startswith("enroll: saved")]
     assert heard.ok and [d.split()[1] for d in heard.detections] == ["marvin"], heard.out[-600:]
+
+
+def test_benchmark_bank_draws_and_distances(tmp_path):
+    """training/enroll_eval.py: per-clip best distance equals brute force; cross-speaker draws
+    enroll k different speakers and test only others; same-speaker draws test that speaker's
+    other clips; a clip the board would refuse (no louder than silence) is never enrolled."""
+    from types import SimpleNamespace
+
+    from hark.training import enroll_eval as ee
+    rng = np.random.default_rng(5)
+    clips, hops = [], []
+    for i in range(12):
+        spk = f"s{i % 4}"
+        path = tmp_path / f"w{i}" / f"{spk}_nohash_{i}.wav"
+        path.parent.mkdir()
+        sf.write(str(path), np.zeros(16000, np.int16), RATE, subtype="PCM_16")
+        clips.append(SimpleNamespace(path=path, word="w" if i < 8 else "x"))
+        h = rng.integers(0, 256, (int(rng.integers(5, 9)), 64)).astype(np.uint8)
+        h[0] = 1                        # the stream's first hop: silence
+        if i == 3:
+            h[1:] = 1                   # a clip with nothing in it
+        hops.append(h)
+    bank = ee.Bank(clips, hops)
+    assert not bank.heard[3] and bank.heard[[0, 1, 2, 4]].all()
+    t = rng.integers(0, 256, (3, 64)).astype(np.uint8)
+    want = [int(np.abs(h.astype(int)[:, None] - t.astype(int)[None]).sum(-1).min()) for h in hops]
+    assert bank.best(t, chunk=7).tolist() == want
+    for enroll, same, other in ee.draws(bank, "w", 2, 10, rng, same_speaker=False):
+        assert 3 not in enroll and len(set(bank.speaker[enroll])) == 2 and len(same) == 0
+        assert not set(bank.speaker[other]) & set(bank.speaker[enroll])
+        assert set(bank.word[other]) == {"w"}
+    for enroll, same, other in ee.draws(bank, "w", 1, 10, rng, same_speaker=True):
+        assert 3 not in enroll and len(set(bank.speaker[np.r_[enroll, same]])) == 1
+        assert not set(bank.speaker[other]) & set(bank.speaker[enroll])
