@@ -174,7 +174,7 @@ def enroll(word, examples=5, model="model.hark", board="config.json", path=PATH,
         if rt.engine.embedding is None:
             raise ValueError("%s marks no embedding; re-export it with `hark export`" % model)
         _check_name(word, rt.labels)
-        words = _existing(path, model, len(rt.engine.embedding))
+        words, bad = _existing(path, model, len(rt.engine.embedding))
         words = [w for w in words if w[0] != word]
         if len(words) >= MAX_WORDS:
             raise ValueError("%d words are enrolled already; delete one first" % len(words))
@@ -183,22 +183,30 @@ def enroll(word, examples=5, model="model.hark", board="config.json", path=PATH,
         source.close()
     thr = calibrate(got)
     words.append((word, thr, b"".join(got)))
+    if bad:
+        import os
+        os.rename(path, path + ".bad")
+        print("enroll: %s; kept as %s.bad, starting a new set" % (bad, path))
     save(path, model_crc(model), len(got[0]), words)
     print("enroll: saved %r (%d examples, threshold %d); %d words enrolled"
           % (word, examples, thr, len(words)))
 
 
 def _existing(path, model, size):
-    """The words already in path (to keep them), [] if none; refuses to drop a damaged file."""
+    """(the words already in path, to keep; why the file cannot be kept or None). A damaged file
+    or one recorded with another model is set aside as path + ".bad" when the new set is saved."""
     import os
     try:
         os.stat(path)
     except OSError:
-        return []
-    crc, have, words = read(path)
+        return [], None
+    try:
+        crc, have, words = read(path)
+    except ValueError as exc:
+        return [], str(exc)
     if crc != model_crc(model) or have != size:
-        return []       # recorded with another model: they could not match anyway
-    return words
+        return [], "%s was recorded with another model" % path
+    return words, None
 
 
 def show(path=PATH):

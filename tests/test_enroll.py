@@ -182,6 +182,11 @@ def test_damaged_or_foreign_words_are_ignored_with_a_warning(marvin, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "enrolled words ignored" in r.stderr and "checksum mismatch" in r.stderr
     assert " down " in r.stdout       # the model's words are still heard
+    damaged = enrolled.read_bytes()
+    run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:2], "sheila", enrolled)
+    assert Path(str(enrolled) + ".bad").read_bytes() == damaged   # set aside, not lost
+    r = _mp_main(["--enrolled", enrolled, "--list"], tmp_path)
+    assert "enrolled sheila examples=2" in r.stdout and "1 words" in r.stdout
 
 
 def test_list_and_delete(marvin, tmp_path):
