@@ -18,7 +18,7 @@ def load_board(path):
     except ValueError as exc:
         raise ValueError("board profile %s: not valid JSON (%s)" % (path, exc))
     keep = {}
-    for key in ("audio", "actions", "detector", "grammar", "clock_hz"):
+    for key in ("audio", "actions", "detector", "grammar", "clock_hz", "enroll"):
         if key in board:
             keep[key] = board[key]
     gc.collect()
@@ -51,20 +51,24 @@ def make_source(board, wav=None, stdin=False, pad_ms=0):
 
 def parse(argv):
     opts = {"model": "model.hark", "board": "config.json", "wav": None, "stdin": False,
-            "pad_ms": 0, "stats": False, "heapcheck": False, "no_stream": False}
+            "pad_ms": 0, "stats": False, "heapcheck": False, "no_stream": False,
+            "enrolled": "enrolled.bin", "enroll": None, "examples": 5, "list": False,
+            "delete": None}
     i = 0
     while i < len(argv):
         a = argv[i]
         key = a[2:].replace("-", "_")
-        if a in ("--stats", "--heapcheck", "--stdin", "--no-stream"):
+        if a in ("--stats", "--heapcheck", "--stdin", "--no-stream", "--list"):
             opts[key] = True
-        elif a in ("--model", "--board", "--wav", "--pad-ms") and i + 1 < len(argv):
+        elif a in ("--model", "--board", "--wav", "--pad-ms", "--enrolled", "--enroll",
+                   "--examples", "--delete") and i + 1 < len(argv):
             i += 1
-            opts[key] = int(argv[i]) if key == "pad_ms" else argv[i]
+            opts[key] = int(argv[i]) if key in ("pad_ms", "examples") else argv[i]
         else:
             raise ValueError("unknown or incomplete argument %r; usage: main.py --model M.hark "
                              "--board B.json [--wav F.wav | --stdin] [--pad-ms N] [--stats] "
-                             "[--heapcheck] [--no-stream]" % a)
+                             "[--heapcheck] [--no-stream] [--enrolled FILE] "
+                             "[--enroll WORD [--examples N] | --list | --delete WORD]" % a)
         i += 1
     return opts
 

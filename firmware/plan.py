@@ -97,6 +97,17 @@ def _common(it, model, labels):
     it.output = bytearray(_numel(model["output"]["shape"]))
     it.output_scale = model["output"]["scale"]
     it.output_zero_point = model["output"]["zero_point"]
+    it.embedding = None
+
+
+def _embedding(it, model, offset):
+    """it.embedding: a view of the arena bytes of the last dense layer's input (offset form,
+    q + 128) as they stand after an inference; None if the blob marks none."""
+    e = model.get("embedding")
+    if e and offset is not None:
+        if not 0 <= offset <= len(it.arena) - e["size"]:
+            raise ValueError("the embedding runs past the arena; " + _FIX)
+        it.embedding = memoryview(it.arena)[offset:offset + e["size"]]
 
 
 def windowed(it, blob):
@@ -107,14 +118,15 @@ def windowed(it, blob):
     it.input = bytearray(_numel(model["input"]["shape"]))
     it._plan = _steps(it, blob, "p.w.", 1)[0]
     it.macs = model["macs"]
+    _embedding(it, model, (model.get("embedding") or {}).get("offset"))
 
 
-def _rings_once(steps, cfg, rings, size):
+def _rings_once(steps, cfg, rings, size, offset=None):
     """The exporter stores each ring twice over (2R columns, written twice, so its last R are
     contiguous); here each ring is stored once, R columns that _advance shifts down one column a
     hop. Moves every arena offset in `cfg` down past the bytes saved (a multiple of 4 per ring:
     every buffer keeps its alignment), points each ring's producer at its top column and its
-    consumer at its base for good; returns the arena's size."""
+    consumer at its base for good; returns (the arena's size, arena offset `offset` moved)."""
     ends = []       # (old end of a ring, bytes saved up to there)
     saved = 0
     for i in range(0, len(rings), 7):
@@ -144,7 +156,7 @@ def _rings_once(steps, cfg, rings, size):
         rings[i + 2] = base
         cfg[rings[i + 4]] = base + (rings[i + 1] - 1) * rings[i + 3]
         cfg[rings[i + 5]] = base
-    return size
+    return size, None if offset is None else moved(offset)
 
 
 def streaming(it, blob, every):
@@ -164,7 +176,10 @@ def streaming(it, blob, every):
     for i in range(0, len(rings), 7):
         if max(rings[i + 4], rings[i + 5]) >= len(cfgs):
             raise ValueError("streaming ring %d points past the plan's config; %s" % (i // 7, _FIX))
-    it.arena = bytearray(_rings_once(blob.arrays["p.s.steps"], cfgs, rings, s["arena_bytes"]))
+    size, emb = _rings_once(blob.arrays["p.s.steps"], cfgs, rings, s["arena_bytes"],
+                            s.get("embedding"))
+    it.arena = bytearray(size)
+    _embedding(it, model, emb)
     it._plan, it.macs = _steps(it, blob, "p.s.", every)
     at = s["input_cfg"]
     it._in_cfg = memoryview(cfgs)[at:at + 2]

@@ -65,9 +65,9 @@ class Runtime:
     """Owns every buffer of the pipeline (startup.build allocates them); run() streams a
     source through it."""
 
-    def __init__(self, model, board, printer=True, stream=True):
+    def __init__(self, model, board, printer=True, stream=True, enrolled=""):
         import startup
-        startup.build(self, model, board, stream)
+        startup.build(self, model, board, stream, enrolled)
         del startup
         sys.modules.pop("startup", None)    # start-up code: not needed while audio runs
         gc.collect()
@@ -83,6 +83,9 @@ class Runtime:
         det = self.detector
         acts = self.actions
         names = self.labels
+        match = self.matcher        # enrolled words (match.py), None if there are none
+        emb = self.matcher and eng.embedding
+        scored = self.scored
         stream = self.streaming
         win = None if stream else eng.input
         out = eng.output
@@ -154,6 +157,11 @@ class Runtime:
                     if label >= 0:
                         self.detections += 1
                         acts.fire(names[label], det.last_pct, t)
+                    if match is not None:
+                        label = match.update(emb)
+                        if label >= 0 and det.offer(scored + label, match.pct, t) >= 0:
+                            self.detections += 1
+                            acts.fire(names[scored + label], det.last_pct, t)
                 acts.poll(t)
                 if stats:
                     t1 = ticks_us()
@@ -201,6 +209,11 @@ def main(argv):
     try:
         import options
         opts = options.parse(argv)
+        if opts["enroll"] or opts["list"] or opts["delete"]:
+            del options
+            sys.modules.pop("options", None)
+            import enroll
+            return enroll.main(opts)
         board = options.load_board(opts["board"])
         options.set_clock(board.get("clock_hz"))
         # the source first: the I2S driver's buffer (8 KB on a pyboard) then sits at the start
@@ -208,7 +221,8 @@ def main(argv):
         source = options.make_source(board, opts["wav"], opts["stdin"], opts["pad_ms"])
         del options
         sys.modules.pop("options", None)    # start-up code: not needed while audio runs
-        rt = Runtime(opts["model"], board, stream=not opts["no_stream"])
+        rt = Runtime(opts["model"], board, stream=not opts["no_stream"],
+                     enrolled=opts["enrolled"])
         del board
     except MemoryError:
         out_of_memory = True

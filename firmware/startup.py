@@ -56,9 +56,34 @@ def _load(model, skip):
     return b
 
 
-def build(rt, model, board, stream=True):
+def _enrolled(rt, model, path, labels):
+    """rt.matcher for the words enrolled in `path` (match.py), None if there are none; the
+    file's reader (enrolled.py) is only imported when the file exists, and dropped again."""
+    rt.matcher = None
+    emb = getattr(rt.engine, "embedding", None)   # None: an engine without one (tests)
+    if not path or emb is None:
+        return labels
+    import os
+    try:
+        os.stat(path)
+    except OSError:
+        return labels
+    import enrolled
+    words = enrolled.load(path, model, len(emb), labels, sys.stderr)
+    del enrolled
+    _drop("enrolled")
+    _drop("blob")
+    if not words:
+        return labels
+    import match
+    rt.matcher = match.Matcher(words, len(emb))
+    return labels + rt.matcher.names
+
+
+def build(rt, model, board, stream=True, enrolled=""):
     """Load the model and allocate every buffer of Runtime `rt` (its actions come after this
-    module is dropped), then warm it up."""
+    module is dropped), then warm it up. enrolled: the enrolled-words file (enroll.py), "" for
+    none."""
     b = _load(model, ("p.w.",) if stream else ())
     meta = b.meta
     cfg = detector_config(meta, board)
@@ -105,9 +130,10 @@ def build(rt, model, board, stream=True):
         raise ValueError("model input of %d bytes is not whole frames of %d features"
                          % (rt.total, rt.width))
     from detector import Detector
-    rt.labels = eng.labels
+    rt.scored = len(eng.labels)
+    rt.labels = _enrolled(rt, model, enrolled, eng.labels)
     rt.detector = Detector(rt.labels, cfg, eng.output_scale, eng.output_zero_point,
-                           rt.hop_ms * rt.infer_every, board.get("grammar"))
+                           rt.hop_ms * rt.infer_every, board.get("grammar"), rt.scored)
     rt.buf = buf = array("h", range(BLOCK))    # sized once, no temporary; then silence
     for i in range(BLOCK):
         buf[i] = 0

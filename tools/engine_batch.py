@@ -43,3 +43,54 @@ def run_engine_batch(model_path, x_int8: np.ndarray, heapsize: str = "8M",
                             f"{proc.stderr.decode(errors='replace').strip()}")
         out = np.frombuffer(dst.read_bytes(), np.int8)
     return out.reshape(len(x), -1)
+
+
+_EMBED_SCRIPT = """
+import sys, struct, blob, streaming
+it = streaming.StreamingInterpreter(blob.load(sys.argv[1]))
+width = it.width
+frame = bytearray(width)
+head = bytearray(4)
+with open(sys.argv[2], 'rb') as src, open(sys.argv[3], 'wb') as dst:
+    while src.readinto(head) == 4:
+        n = struct.unpack('<I', head)[0]
+        src.readinto(frame)
+        it.fill(frame)
+        for _ in range(n - 1):
+            src.readinto(frame)
+            it.push(frame)
+            dst.write(it.embedding)
+"""
+
+
+def run_embedding_streams(model_path, streams, heapsize: str = "8M", progress=None) -> list:
+    """Each int8 feature stream (frames, width) through the firmware's streaming engine as the
+    runtime feeds it (its first frame fills the window, as the warm-up's silence does; then one
+    push a hop) -> per stream the embedding after every push: uint8 (frames - 1, size) in the
+    engine's offset form (q + 128), what firmware/enroll.py compares."""
+    size = read_size(model_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
+        with open(src, "wb") as f:
+            for s in streams:
+                s = np.ascontiguousarray(s, np.int8)
+                f.write(np.uint32(len(s)).tobytes() + s.tobytes())
+        env = dict(os.environ, MICROPYPATH=str(FIRMWARE_DIR))
+        proc = run_watched([micropython_binary(), "-X", f"heapsize={heapsize}", "-c", _EMBED_SCRIPT,
+                            str(Path(model_path).resolve()), str(src), str(dst)], env,
+                           watch=src, unit_bytes=max(1, src.stat().st_size // len(streams)),
+                           unit="clip", desc="firmware embeddings", progress=progress)
+        if proc.returncode != 0:
+            raise HarkError(f"the firmware engine failed on {model_path}:\n"
+                            f"{proc.stderr.decode(errors='replace').strip()}")
+        out = np.frombuffer(dst.read_bytes(), np.uint8).reshape(-1, size)
+    ends = np.cumsum([len(s) - 1 for s in streams])
+    return np.split(out, ends[:-1])
+
+
+def read_size(model_path) -> int:
+    from hark.training.blob import read_blob
+    e = read_blob(model_path)[0]["model"].get("embedding")
+    if not e:
+        raise HarkError(f"{model_path} marks no embedding; re-export it with `hark export`")
+    return e["size"]

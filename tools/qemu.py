@@ -77,11 +77,13 @@ class Image:
     """A FAT disk with main.py, the firmware as armv7emsp .mpy, model.hark, config.json, the clip
     and an empty WAV (start-up alone, for instruction counts per hop)."""
 
-    def __init__(self, model, board: dict, wav, firmware_dir: Path = FIRMWARE_DIR):
+    def __init__(self, model, board: dict, wav, firmware_dir: Path = FIRMWARE_DIR, files=None):
+        """files: more {name on the disk: host path} (an enrollment WAV, enrolled.bin)."""
         reason = missing()
         if reason:
             raise HarkError(f"cannot run QEMU: {reason}")
         self._tmp = tempfile.TemporaryDirectory(prefix="hark-qemu-")
+        extra = files
         work = Path(self._tmp.name)
         files = work / "files"
         files.mkdir()
@@ -95,6 +97,8 @@ class Image:
         (files / "empty.wav").write_bytes(_wav_header(0))
         shutil.copyfile(model, files / "model.hark")
         shutil.copyfile(wav, files / "clip.wav")
+        for name, path in (extra or {}).items():
+            shutil.copyfile(path, files / name)
         total = sum(f.stat().st_size for f in files.iterdir())
         self.size = min(DISK_MAX, (total * 5 // 4 + 256 * 1024 + 65535) & ~65535)
         if total + 128 * 1024 > self.size:
@@ -116,10 +120,13 @@ class Image:
     def __exit__(self, *exc):
         self.close()
 
-    def run(self, heap: int, wav="clip.wav", pad_ms=1000, stats=False, timeout=600) -> QemuRun:
-        """main.py on the disk with `heap` bytes of GC heap; parses detections and stats."""
+    def run(self, heap: int, wav="clip.wav", pad_ms=1000, stats=False, timeout=600,
+            more=()) -> QemuRun:
+        """main.py on the disk with `heap` bytes of GC heap; parses detections and stats.
+        more: further main.py arguments (e.g. --enroll WORD)."""
         args = ["hark", "run", f"heap={heap}", f"disk={self.size}", "main.py", "--model", "model.hark",
                 "--board", "config.json", "--wav", wav, "--pad-ms", str(pad_ms)] + ["--stats"] * stats
+        args += list(more)
         cmd = [QEMU, "-machine", "mps2-an386", "-display", "none", "-monitor", "none",
                "-serial", "stdio", "-icount", "shift=0,align=off,sleep=off",
                "-semihosting-config", "enable=on,target=native," + ",".join("arg=" + a for a in args),

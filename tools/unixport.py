@@ -210,9 +210,10 @@ def run_watched(cmd, env, watch=None, unit_bytes=1, unit="B", desc="", progress=
 
 def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=None, pad_ms=0,
                  stats=False, heapcheck=False, compiled=True, firmware_dir: Path = FIRMWARE_DIR,
-                 timeout=None, progress=False) -> Run:
+                 timeout=None, progress=False, enrolled=None, extra=()) -> Run:
     """Run firmware/main.py on a WAV file (or raw s16le `pcm` on stdin); raise HarkError on failure.
-    progress: a bar while it reads the WAV (None: on a terminal only)."""
+    progress: a bar while it reads the WAV (None: on a terminal only). enrolled: the enrolled-words
+    file (firmware/enroll.py) to listen for, None for none; extra: more main.py arguments."""
     model = Path(model)
     if not model.is_file():
         raise HarkError(f"model {model} not found; train and export one (`hark export`) or pass --model")
@@ -230,6 +231,7 @@ def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=No
                "--model", str(model.resolve()), "--board", str(profile), "--pad-ms", str(pad_ms)]
         cmd += ["--wav", str(Path(wav).resolve())] if wav is not None else ["--stdin"]
         cmd += ["--stats"] * stats + ["--heapcheck"] * heapcheck
+        cmd += ["--enrolled", str(Path(enrolled).resolve()) if enrolled else ""] + list(extra)
         env = dict(os.environ, MICROPYPATH=str(code_dir))
         try:
             res = run_watched(cmd, env, watch=wav, unit_bytes=2 * 16000, unit="s",
@@ -253,3 +255,46 @@ def run_firmware(model, board: dict, wav=None, pcm: bytes = None, *, heapsize=No
     run = parse_output(out)
     run.stderr = err
     return run
+
+
+# firmware/enroll.py listens AMBIENT_MS to the room, then SLOT_MS per example
+ENROLL_AMBIENT_S = 0.5
+ENROLL_SLOT_S = 2.0
+
+
+def enrollment_audio(clips, rate=16000):
+    """The clips as the board hears them in enroll mode: the room (silence) first, then each
+    clip centred in its own slot, one per prompt; int16 samples."""
+    import numpy as np
+    import soundfile as sf
+    slot = int(ENROLL_SLOT_S * rate)
+    parts = [np.zeros(int(ENROLL_AMBIENT_S * rate), np.int16)]
+    for path in clips:
+        try:
+            x, sr = sf.read(str(path), dtype="int16")
+        except (OSError, RuntimeError) as exc:
+            raise HarkError(f"{path}: cannot read the clip ({exc})") from None
+        if sr != rate or x.ndim != 1:
+            raise HarkError(f"{path}: {sr} Hz, {x.ndim} channel(s); enrollment clips must be "
+                            f"{rate} Hz mono")
+        if len(x) > slot:
+            raise HarkError(f"{path}: {len(x) / rate:.1f} s; an enrollment clip must be at most "
+                            f"{ENROLL_SLOT_S:g} s (one word)")
+        s = np.zeros(slot, np.int16)
+        at = (slot - len(x)) // 2
+        s[at:at + len(x)] = x
+        parts.append(s)
+    return np.concatenate(parts)
+
+
+def run_enroll(model, board: dict, clips, word: str, enrolled, heapsize=None) -> str:
+    """firmware/enroll.py in the unix port: enroll `word` from recorded clips into the file
+    `enrolled` (kept if it has other words); returns what the firmware printed."""
+    import soundfile as sf
+    audio = enrollment_audio(clips)
+    with tempfile.TemporaryDirectory(prefix="hark-enroll-") as tmp:
+        wav = Path(tmp) / "enroll.wav"
+        sf.write(str(wav), audio, 16000, subtype="PCM_16")
+        run = run_firmware(model, board, wav=wav, heapsize=heapsize, enrolled=enrolled,
+                           extra=["--enroll", word, "--examples", str(len(clips))])
+    return run.stdout

@@ -326,7 +326,8 @@ def from_tflite(tflite_bytes: bytes):
                       "shifts": [sh1, sh2, sho], "activation": act_fn, "act_range": [lo, hi]})
         ops.append(entry)
     graph_output = act(sg.outputs[0])
-    arena_bytes = plan_arena(tensors, ops, alias, graph_input, graph_output)
+    embedding = embedding_tensor(ops)
+    arena_bytes = plan_arena(tensors, ops, alias, graph_input, graph_output, embedding)
     weight_bytes = int(sum(a.nbytes for a in arrays.values()))
     meta = {
         "input": {"shape": tensors[graph_input]["shape"], "scale": tensors[graph_input]["scale"],
@@ -336,7 +337,19 @@ def from_tflite(tflite_bytes: bytes):
         "graph": {"tensors": tensors, "ops": ops, "input": graph_input, "output": graph_output},
         "params": params, "macs": macs, "arena_bytes": arena_bytes, "weight_bytes": weight_bytes,
     }
+    if embedding is not None:
+        t = tensors[embedding]
+        meta["embedding"] = {"size": int(np.prod(t["shape"])), "scale": t["scale"],
+                             "zero_point": t["zero_point"], "offset": t["offset"]}
     return meta, arrays
+
+
+def embedding_tensor(ops):
+    """The input of the last FULLY_CONNECTED op (for tcn and dscnn the pooled features): the
+    model's embedding, which on-device enrollment compares (firmware/enroll.py); None if the
+    graph has no dense layer."""
+    fcs = [op for op in ops if op["type"] == "FULLY_CONNECTED"]
+    return fcs[-1]["inputs"][0] if fcs else None
 
 
 def scratch_bytes(op: dict, tensors: list) -> int:
@@ -357,8 +370,9 @@ def conv_is_direct(op: dict, tensors: list) -> bool:
     return not padded and (kh == 1 or kw == iw)
 
 
-def plan_arena(tensors, ops, alias, graph_input, graph_output) -> int:
-    """Greedy first-fit offsets with lifetime-based reuse; sets tensor/op "offset"; returns size."""
+def plan_arena(tensors, ops, alias, graph_input, graph_output, keep=None) -> int:
+    """Greedy first-fit offsets with lifetime-based reuse; sets tensor/op "offset"; returns size.
+    Tensor `keep` (the embedding) lives to the end, so it can be read after invoke()."""
     def root(t):
         while t in alias:
             t = alias[t]
@@ -376,6 +390,8 @@ def plan_arena(tensors, ops, alias, graph_input, graph_output) -> int:
         for t in op["inputs"] + op["outputs"]:
             use(t, step)
     use(graph_output, len(ops))
+    if keep is not None:
+        use(keep, len(ops))
     buffers = [(max(int(np.prod(tensors[t]["shape"])), 1), life[t], ("t", t)) for t in life]
     for step, op in enumerate(ops):
         size = scratch_bytes(op, tensors)

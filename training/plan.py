@@ -222,7 +222,8 @@ def _layers(G):
 def streaming(g: dict, where: dict):
     """The one-column-per-hop plan (streaming.StreamingInterpreter; see firmware/streaming.py):
     (meta, arrays p.s.steps, p.s.cfg, p.s.rings), meta = {arena_bytes, frames, width,
-    input_cfg: where the input column's 2-value cfg starts in p.s.cfg}. Raises NotStreamable."""
+    input_cfg: where the input column's 2-value cfg starts in p.s.cfg, embedding: the arena
+    offset of the last dense layer's input}. Raises NotStreamable."""
     G = _Graph(g)
     layers, pool, head, width, frames, D, C_end = _layers(G)
 
@@ -283,8 +284,10 @@ def streaming(g: dict, where: dict):
         src = head_off
     else:
         src = bases[last]
+    embedding = None
     for (n, op), dst in zip(head, head_outs):
         if op[_TYPE] == _FC:
+            embedding = src     # the last dense layer's input: graph.embedding_tensor
             _conv(p, n, op, src, dst, -1, op[_POS], 1, op[_DEPTH], op[_POS], 1,
                   macs=op[_POS] * op[_CH] * op[_DEPTH])
         else:
@@ -306,6 +309,8 @@ def streaming(g: dict, where: dict):
     arrays = p.arrays("p.s.")
     arrays["p.s.rings"] = np.array(rings, np.int32)
     meta = {"arena_bytes": size, "frames": frames, "width": width, "input_cfg": input_cfg}
+    if embedding is not None:
+        meta["embedding"] = embedding   # arena offset before firmware/plan.py stores rings once
     return meta, arrays
 
 

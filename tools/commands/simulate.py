@@ -35,7 +35,16 @@ def register(sub):
                         "`python -m hark.training.stream --keep DIR` or `hark bench`): score "
                         "missed commands, false accepts per hour, latency after word end and "
                         "heap drift (bytes allocated per hop), as `make stream-hour` does")
+    p.add_argument("--enroll", type=Path, metavar="DIR",
+                   help="first enroll a new word from the 2-10 clips in DIR (one utterance each, "
+                        "16 kHz mono WAV/FLAC), as `hark enroll` does on a board, then listen for "
+                        "it too (with --word)")
+    p.add_argument("--word", help="the name of the word enrolled from --enroll DIR")
+    p.add_argument("--enrolled", type=Path, metavar="FILE",
+                   help="keep the enrolled words in FILE (default: a temporary file); an existing "
+                        "FILE's words are listened for too")
     p.epilog = ("examples:\n  hark simulate samples/*.wav --score\n"
+                "  hark simulate --enroll clips/marvin --word marvin test/*.wav\n"
                 "  hark simulate DIR/stream.wav --events DIR/stream_events.json")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.set_defaults(func=run)
@@ -68,7 +77,8 @@ def score_events(args, board) -> int:
     import soundfile as sf
     seconds = sf.info(str(args.audio[0])).duration
     result = run_firmware(args.model, board, wav=args.audio[0], heapsize=args.heapsize,
-                          pad_ms=args.pad_ms, stats=True, heapcheck=True, progress=None)
+                          pad_ms=args.pad_ms, stats=True, heapcheck=True, progress=None,
+                          enrolled=args.enrolled)
     score = score_stream(result.detections, events, seconds=seconds)
     stats = result.stats
 
@@ -97,8 +107,33 @@ def _no_samples(path) -> bool:
         return False
 
 
+def enroll_first(args, board, tmp):
+    """--enroll DIR --word NAME: the firmware's enroll mode on the clips; the file it wrote."""
+    from hark.unixport import run_enroll
+    if not args.word:
+        raise HarkError("--enroll DIR needs --word NAME: the name the board will print")
+    if not args.enroll.is_dir():
+        raise HarkError(f"--enroll {args.enroll}: not a folder; give a folder of 2-10 clips")
+    clips = sorted(p for p in args.enroll.iterdir() if p.suffix.lower() in (".wav", ".flac"))
+    if not 2 <= len(clips) <= 10:
+        raise HarkError(f"--enroll {args.enroll}: {len(clips)} WAV/FLAC clips; give 2 to 10 "
+                        "utterances of the word")
+    path = args.enrolled or Path(tmp) / "enrolled.bin"
+    print(run_enroll(args.model, board, clips, args.word, path, args.heapsize).strip())
+    return path
+
+
 def run(args):
+    import tempfile
     board = boards.load(args.board)
+    if args.word and not args.enroll:
+        raise HarkError("--word names the word enrolled from --enroll DIR; give --enroll too")
+    with tempfile.TemporaryDirectory(prefix="hark-sim-") as tmp:
+        args.enrolled = enroll_first(args, board, tmp) if args.enroll else args.enrolled
+        return listen(args, board)
+
+
+def listen(args, board):
     if args.events:
         return score_events(args, board)
     labels = boards.read_blob_meta(args.model)["labels"] if args.score else []
@@ -106,7 +141,8 @@ def run(args):
     unscored = 0
     for path in args.audio:
         result = run_firmware(args.model, board, wav=path, heapsize=args.heapsize,
-                              pad_ms=args.pad_ms, stats=args.stats, progress=None)
+                              pad_ms=args.pad_ms, stats=args.stats, progress=None,
+                              enrolled=args.enrolled)
         if _no_samples(path):      # after the run: a damaged file gets the firmware's message
             raise HarkError(f"{path}: the WAV has no samples (nothing was recorded); record it again")
         heard = [det.label for det in result.detections]

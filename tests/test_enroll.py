@@ -1,0 +1,351 @@
+"""On-device enrollment (issue 16): the embedding every blob marks, the enrolled-word store and
+matcher in the firmware, detection through the same detector, grammar and actions, and the
+host commands (`hark simulate --enroll`, `hark enroll`)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hark.training import embedding
+from hark.training.blob import read_blob
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+
+EMBED = """
+import sys, blob, engine, streaming
+b = blob.load(sys.argv[1])
+it = (streaming.StreamingInterpreter(b) if sys.argv[4] == 's' else engine.Interpreter(b))
+src = open(sys.argv[2], 'rb')
+dst = open(sys.argv[3], 'wb')
+buf = bytearray(it.width if sys.argv[4] == 's' else len(it.input))
+first = True
+while src.readinto(buf) == len(buf):
+    if sys.argv[4] == 's':
+        if first:
+            it.fill(buf)
+            first = False
+        else:
+            it.push(buf)
+    else:
+        it.input[:] = buf
+        it.invoke()
+    dst.write(it.embedding)
+dst.close()
+print(len(it.embedding))
+"""
+
+
+def _firmware_embeddings(mpy, blob_path, x, mode, tmp_path):
+    src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
+    np.ascontiguousarray(x, np.int8).tofile(src)
+    r = mpy(EMBED, blob_path, src, dst, mode)
+    assert r.returncode == 0, r.stderr
+    size = int(r.stdout.split()[-1])
+    return (np.fromfile(dst, np.uint8) ^ 0x80).astype(np.int8).reshape(-1, size)   # offset form
+
+
+@pytest.mark.parametrize("name", ["default", "dscnn"])
+def test_windowed_embedding_matches_tflite_micro_cut_at_that_layer(name, mpy, tmp_path):
+    tflite = (MODELS / f"{name}.tflite").read_bytes()
+    meta = read_blob(MODELS / f"{name}.hark")[0]["model"]
+    assert meta["embedding"]["size"] == 64
+    rng = np.random.default_rng(1)
+    shape = tuple(meta["input"]["shape"][1:])
+    x = np.clip(rng.normal(meta["input"]["zero_point"], rng.uniform(5, 60, (96, 1, 1)),
+                           (96,) + shape), -128, 127).astype(np.int8)
+    ref = embedding.embed(embedding.cut_tflite(tflite), x)
+    got = _firmware_embeddings(mpy, MODELS / f"{name}.hark", x, "w", tmp_path)
+    assert ref.shape == got.shape == (96, 64)
+    assert len(np.unique(ref, axis=0)) > 90        # not a constant: the test can fail
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_streaming_embedding_matches_tflite_micro_at_every_hop(mpy, tmp_path):
+    """The streaming engine's embedding after each push equals TFLite Micro's on the window
+    ending at that hop (the runtime streams the tcn family)."""
+    tflite = (MODELS / "default.tflite").read_bytes()
+    meta = read_blob(MODELS / "default.hark")[0]["model"]
+    n, width = meta["input"]["shape"][1:3]
+    rng = np.random.default_rng(2)
+    frames = np.clip(rng.normal(0, 40, (150, width)), -128, 127).astype(np.int8)
+    pad = np.concatenate([np.repeat(frames[:1], n - 1, axis=0), frames])
+    windows = np.stack([pad[k:k + n] for k in range(len(frames))])
+    ref = embedding.embed(embedding.cut_tflite(tflite), windows)
+    got = _firmware_embeddings(mpy, MODELS / "default.hark", frames, "s", tmp_path)
+    np.testing.assert_array_equal(got, ref)
+
+
+# --- enrollment in the firmware (unix port) ---------------------------------------------------
+
+import hashlib  # noqa: E402
+import subprocess  # noqa: E402
+
+import soundfile as sf  # noqa: E402
+
+from hark import boards  # noqa: E402
+from hark.cli import HarkError, main  # noqa: E402
+from hark.unixport import (ENROLL_AMBIENT_S, ENROLL_SLOT_S, enrollment_audio, run_enroll,  # noqa: E402
+                           run_firmware)
+from test_deploy import _deploy, unix_board  # noqa: E402,F401  (unix_board: the socat fixture)
+
+SAMPLES = REPO / "samples"
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def marvin(tmp_path_factory):
+    """The real marvin clips (one per speaker) as WAV files: 5 to enroll, the rest held out."""
+    from conftest import SHARED_DATA
+    clips = sorted((SHARED_DATA / "marvin").glob("*.flac"))
+    if len(clips) < 8:
+        pytest.skip(f"shared Speech Commands data with marvin clips not found at {SHARED_DATA}")
+    out = tmp_path_factory.mktemp("marvin")
+    wavs = []
+    for c in clips:
+        x = sf.read(str(c), dtype="int16")[0]
+        sf.write(str(out / (c.stem + ".wav")), x, RATE, subtype="PCM_16")
+        wavs.append(out / (c.stem + ".wav"))
+    return wavs[:5], wavs[5:]
+
+
+def _sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _heard(path, enrolled, board="unix", model=MODELS / "default.hark", **kw):
+    return [d.label for d in run_firmware(model, boards.load(board) if isinstance(board, str)
+                                          else board, wav=path, pad_ms=1000, enrolled=enrolled,
+                                          **kw).detections]
+
+
+def _wav(tmp_path, name, *parts):
+    """The WAV files end to end, each followed by 0.6 s of silence."""
+    x = []
+    for p in parts:
+        x += [sf.read(str(p), dtype="int16")[0], np.zeros(int(0.6 * RATE), np.int16)]
+    path = tmp_path / name
+    sf.write(str(path), np.concatenate(x), RATE, subtype="PCM_16")
+    return path
+
+
+def test_enrolled_word_is_detected_after_a_restart_beside_the_model_words(marvin, tmp_path):
+    enroll_clips, held_out = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    out = run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips, "marvin", enrolled)
+    assert out.count("say 'marvin' now") == 5 and "saved 'marvin' (5 examples" in out
+    # every run below is a fresh unix-port process: the words come back from the file
+    assert all(_heard(c, enrolled) == ["marvin"] for c in enroll_clips)
+    assert sum(_heard(c, enrolled) == ["marvin"] for c in held_out) >= 3
+    assert _heard(SAMPLES / "_silence___running_tap.wav", enrolled) == []
+    assert _heard(SAMPLES / "down__0ab3b47d_nohash_1.wav", enrolled) == ["down"]
+    assert _heard(enroll_clips[0], None) == []      # without the file: the model alone
+
+
+def test_failed_enrollment_leaves_the_previous_set_intact(marvin, tmp_path):
+    enroll_clips, _ = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:3], "marvin", enrolled)
+    before = _sha(enrolled)
+    short = tmp_path / "short.wav"      # the room and 2 examples, then the audio ends
+    sf.write(str(short), enrollment_audio(enroll_clips[:2]), RATE, subtype="PCM_16")
+    with pytest.raises(HarkError, match="audio ended after 2 of 5 examples of 'sheila'; nothing was saved"):
+        run_firmware(MODELS / "default.hark", boards.load("unix"), wav=short, enrolled=enrolled,
+                     extra=["--enroll", "sheila", "--examples", "5"])
+    assert _sha(enrolled) == before and not Path(str(enrolled) + ".tmp").exists()
+    with pytest.raises(HarkError, match="'yes' is a label of the model already"):
+        run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:2], "yes", enrolled)
+    assert _sha(enrolled) == before
+
+
+def _mp_main(args, cwd):
+    from hark import FIRMWARE_DIR
+    from hark.unixport import micropython_binary
+    env = {"MICROPYPATH": str(FIRMWARE_DIR), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([micropython_binary(), str(FIRMWARE_DIR / "main.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_damaged_or_foreign_words_are_ignored_with_a_warning(marvin, tmp_path):
+    enroll_clips, _ = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:3], "marvin", enrolled)
+    board = REPO / "boards" / "unix.json"
+    r = _mp_main(["--model", MODELS / "dscnn.hark", "--board", board, "--enrolled", enrolled,
+                  "--wav", SAMPLES / "down__0ab3b47d_nohash_1.wav", "--no-stream"], tmp_path)
+    assert r.returncode == 0 and "recorded with another model" in r.stderr
+    data = bytearray(enrolled.read_bytes())
+    data[-1] ^= 0x40
+    enrolled.write_bytes(bytes(data))
+    r = _mp_main(["--model", MODELS / "default.hark", "--board", board, "--enrolled", enrolled,
+                  "--wav", SAMPLES / "down__0ab3b47d_nohash_1.wav", "--pad-ms", 1000], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "enrolled words ignored" in r.stderr and "checksum mismatch" in r.stderr
+    assert " down " in r.stdout       # the model's words are still heard
+    damaged = enrolled.read_bytes()
+    run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:2], "sheila", enrolled)
+    assert Path(str(enrolled) + ".bad").read_bytes() == damaged   # set aside, not lost
+    r = _mp_main(["--enrolled", enrolled, "--list"], tmp_path)
+    assert "enrolled sheila examples=2" in r.stdout and "1 words" in r.stdout
+
+
+def test_list_and_delete(marvin, tmp_path):
+    enroll_clips, _ = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    model, board = MODELS / "default.hark", boards.load("unix")
+    run_enroll(model, board, enroll_clips[:3], "marvin", enrolled)
+    run_enroll(model, board, enroll_clips[2:5], "sheila", enrolled)
+    r = _mp_main(["--enrolled", enrolled, "--list"], tmp_path)
+    assert "enrolled marvin examples=3" in r.stdout and "enrolled sheila examples=3" in r.stdout
+    assert "2 words, %d bytes" % enrolled.stat().st_size in r.stdout
+    r = _mp_main(["--enrolled", enrolled, "--delete", "bob"], tmp_path)
+    assert r.returncode == 2 and "'bob' is not enrolled; enrolled: marvin, sheila" in r.stderr
+    r = _mp_main(["--enrolled", enrolled, "--delete", "marvin"], tmp_path)
+    assert r.returncode == 0 and "deleted 'marvin'; 1 words enrolled" in r.stdout
+    r = _mp_main(["--enrolled", enrolled, "--list"], tmp_path)
+    assert "marvin" not in r.stdout and "enrolled sheila" in r.stdout
+
+
+def test_listening_with_enrolled_words_allocates_nothing(marvin, tmp_path):
+    enroll_clips, held_out = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips, "marvin", enrolled)
+    stream = _wav(tmp_path, "s.wav", *enroll_clips, *held_out, *sorted(SAMPLES.glob("*.wav"))[:8])
+    run = run_firmware(MODELS / "default.hark", boards.load("unix"), wav=stream, enrolled=enrolled,
+                       heapcheck=True, stats=True)
+    assert [d.label for d in run.detections].count("marvin") >= 5
+    assert run.stats["blocks_checked"] > 500 and run.stats["alloc_bytes"] == 0, run.stats
+
+
+def test_enrolled_word_as_command_after_the_wake_word_and_as_the_wake_word(marvin, tmp_path):
+    enroll_clips, _ = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips, "marvin", enrolled)
+    yes = SAMPLES / "yes__0ab3b47d_nohash_0.wav"
+    board = boards.load("unix")
+    board["grammar"] = {"mode": "wake+command", "wake_word": "yes", "command_window_ms": 3000}
+    assert _heard(_wav(tmp_path, "a.wav", enroll_clips[1]), enrolled, board) == []
+    assert _heard(_wav(tmp_path, "b.wav", yes, enroll_clips[1]), enrolled, board) == ["yes", "marvin"]
+    board["grammar"] = {"mode": "wake", "wake_word": "marvin"}
+    assert _heard(_wav(tmp_path, "c.wav", yes, enroll_clips[1]), enrolled, board) == ["marvin"]
+
+
+def test_matcher_and_calibration_equal_the_benchmark_arithmetic(mpy, tmp_path):
+    """match._nearest and enroll.calibrate against training/enroll_eval.py (the benchmark computes
+    with these numpy twins)."""
+    from hark.training import enroll_eval as ee
+    rng = np.random.default_rng(3)
+    t = rng.integers(0, 256, (7, 64)).astype(np.uint8)
+    h = rng.integers(0, 256, (20, 64)).astype(np.uint8)
+    (tmp_path / "t.bin").write_bytes(t.tobytes())
+    (tmp_path / "h.bin").write_bytes(h.tobytes())
+    r = mpy("import sys, match, enroll\n"
+            "from array import array\n"
+            "t = open(sys.argv[1], 'rb').read()\nh = open(sys.argv[2], 'rb').read()\n"
+            "out = array('i', [0, 0])\n"
+            "for k in range(20):\n"
+            " match._nearest(h[64 * k:64 * k + 64], t, bytes([3, 4]), 2, 64, out)\n"
+            " print(out[0], out[1])\n"
+            "print(enroll.calibrate([t[64 * i:64 * i + 64] for i in range(3)]), enroll.SPREAD_16)\n",
+            tmp_path / "t.bin", tmp_path / "h.bin")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    got = np.array([[int(v) for v in ln.split()] for ln in lines[:20]])
+    d = ee.l1(h, t)
+    np.testing.assert_array_equal(got, np.stack([d[:, :3].min(1), d[:, 3:].min(1)], 1))
+    thr, spread_16 = map(int, lines[20].split())
+    assert thr == ee.threshold(t[:3], spread_16)
+
+
+def test_host_enrollment_slots_match_the_firmware():
+    text = (REPO / "firmware" / "enroll.py").read_text()
+    assert f"SLOT_MS = {int(ENROLL_SLOT_S * 1000)}\n" in text
+    assert f"AMBIENT_MS = {int(ENROLL_AMBIENT_S * 1000)}\n" in text
+
+
+def test_simulate_enroll_command(marvin, capsys):
+    enroll_clips, held_out = marvin
+    code = main(["simulate", "--enroll", str(enroll_clips[0].parent), "--word", "marvin",
+                 str(enroll_clips[0]), str(SAMPLES / "down__0ab3b47d_nohash_1.wav")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "enroll: saved 'marvin' (%d examples" % len(enroll_clips + held_out) in out
+    assert ">>> marvin" in out and ">>> down" in out
+    assert main(["simulate", "--word", "marvin", str(enroll_clips[0])]) == 1
+    assert "give --enroll too" in capsys.readouterr().err
+
+
+def test_hark_enroll_over_the_serial_repl(marvin, unix_board, tmp_path, capsys):
+    """`hark enroll` against the unix port behind socat (a board as mpremote sees it), the
+    firmware deployed by `hark deploy`; the board's microphone is its profile's WAV."""
+    enroll_clips, _ = marvin
+    port, device_dir = unix_board
+    assert _deploy(port, MODELS / "default.hark", tmp_path / "build").returncode == 0
+    sf.write(str(device_dir / "input.wav"), enrollment_audio(enroll_clips[:3]), RATE,
+             subtype="PCM_16")
+    args = ["enroll", "--board", "unix", "--port", str(port)]
+    assert main(args + ["--word", "marvin", "--examples", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "say 'marvin' now (3/3)" in out and "saved 'marvin' (3 examples" in out
+    assert (device_dir / "enrolled.bin").exists()
+    assert main(args + ["--list"]) == 0
+    assert "enrolled marvin examples=3" in capsys.readouterr().out
+    assert main(args + ["--delete", "bob"]) == 1
+    assert "'bob' is not enrolled" in capsys.readouterr().err
+    assert main(args + ["--delete", "marvin"]) == 0
+    assert "deleted 'marvin'" in capsys.readouterr().out
+
+
+def test_enrollment_on_a_cortex_m4f_equals_the_unix_port(marvin, tmp_path):
+    """Enroll mode in 32-bit MicroPython (QEMU, the pyboard's core) computes the threshold the
+    64-bit unix port does; a file enrolled on one port is heard on the other, within the
+    pyboard's heap."""
+    from hark import qemu
+    if qemu.missing():
+        pytest.skip(f"QEMU: {qemu.missing()}")
+    enroll_clips, _ = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    unix = run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:3], "marvin", enrolled)
+    sf.write(str(tmp_path / "enroll.wav"), enrollment_audio(enroll_clips[:3]), RATE, subtype="PCM_16")
+    files = {"enroll.wav": tmp_path / "enroll.wav", "enrolled.bin": enrolled}
+    with qemu.Image(MODELS / "default.hark", boards.load("pyboard"), enroll_clips[0], files=files) as im:
+        made = im.run(256 * 1024, wav="enroll.wav", more=["--enroll", "marvin", "--examples", "3",
+                                                          "--enrolled", "new.bin"])
+        heard = im.run(96 * 1024, more=["--enrolled", "enrolled.bin"])
+    saved = [ln for ln in made.out.splitlines() if ln.startswith("enroll: saved")]
+    assert made.ok and saved == [ln for ln in unix.splitlines() if ln.startswith("enroll: saved")]
+    assert heard.ok and [d.split()[1] for d in heard.detections] == ["marvin"], heard.out[-600:]
+
+
+def test_benchmark_bank_draws_and_distances(tmp_path):
+    """training/enroll_eval.py: per-clip best distance equals brute force; cross-speaker draws
+    enroll k different speakers and test only others; same-speaker draws test that speaker's
+    other clips; a clip the board would refuse (no louder than silence) is never enrolled."""
+    from types import SimpleNamespace
+
+    from hark.training import enroll_eval as ee
+    rng = np.random.default_rng(5)
+    clips, hops = [], []
+    for i in range(12):
+        spk = f"s{i % 4}"
+        path = tmp_path / f"w{i}" / f"{spk}_nohash_{i}.wav"
+        path.parent.mkdir()
+        sf.write(str(path), np.zeros(16000, np.int16), RATE, subtype="PCM_16")
+        clips.append(SimpleNamespace(path=path, word="w" if i < 8 else "x"))
+        h = rng.integers(0, 256, (int(rng.integers(5, 9)), 64)).astype(np.uint8)
+        h[0] = 1                        # the stream's first hop: silence
+        if i == 3:
+            h[1:] = 1                   # a clip with nothing in it
+        hops.append(h)
+    bank = ee.Bank(clips, hops)
+    assert not bank.heard[3] and bank.heard[[0, 1, 2, 4]].all()
+    t = rng.integers(0, 256, (3, 64)).astype(np.uint8)
+    want = [int(np.abs(h.astype(int)[:, None] - t.astype(int)[None]).sum(-1).min()) for h in hops]
+    assert bank.best(t, chunk=7).tolist() == want
+    for enroll, same, other in ee.draws(bank, "w", 2, 10, rng, same_speaker=False):
+        assert 3 not in enroll and len(set(bank.speaker[enroll])) == 2 and len(same) == 0
+        assert not set(bank.speaker[other]) & set(bank.speaker[enroll])
+        assert set(bank.word[other]) == {"w"}
+    for enroll, same, other in ee.draws(bank, "w", 1, 10, rng, same_speaker=True):
+        assert 3 not in enroll and len(set(bank.speaker[np.r_[enroll, same]])) == 1
+        assert not set(bank.speaker[other]) & set(bank.speaker[enroll])
