@@ -90,7 +90,8 @@ def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
 
 @micropython.viper
 def _fft(z: ptr32, tw: ptr16, st: ptr32):
-    """In-place radix-4 DIT FFT of 256 complex values with block floating point."""
+    """In-place radix-4 DIT FFT of 256 complex values with block floating point; tw is the
+    quarter-wave table (blob._compact)."""
     one = 1
     sb = one << 31
     lim = st[_FFT_LIM]
@@ -110,13 +111,28 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
         j = 0
         while j < h:
             if j:
-                k = (j * tstep) << 1
-                w1r = (tw[k] ^ 0x8000) - 0x8000
-                w1i = (tw[k + 1] ^ 0x8000) - 0x8000
-                w2r = (tw[2 * k] ^ 0x8000) - 0x8000
-                w2i = (tw[2 * k + 1] ^ 0x8000) - 0x8000
-                w3r = (tw[3 * k] ^ 0x8000) - 0x8000
-                w3i = (tw[3 * k + 1] ^ 0x8000) - 0x8000
+                # W512^n, 2n, 3n from the quarter-wave cosine table q (q[n] = cos, q[128 - n] =
+                # sin of W512^n for n <= 128; the other quadrants by symmetry)
+                n = j * tstep                   # < 128
+                w1r = tw[n]
+                w1i = 0 - tw[128 - n]
+                n2 = n << 1                     # < 256
+                if n2 <= 128:
+                    w2r = tw[n2]
+                    w2i = 0 - tw[128 - n2]
+                else:
+                    w2r = 0 - tw[256 - n2]
+                    w2i = 0 - tw[n2 - 128]
+                n3 = n2 + n                     # < 384
+                if n3 <= 128:
+                    w3r = tw[n3]
+                    w3i = 0 - tw[128 - n3]
+                elif n3 <= 256:
+                    w3r = 0 - tw[256 - n3]
+                    w3i = 0 - tw[n3 - 128]
+                else:
+                    w3r = 0 - tw[n3 - 256]
+                    w3i = tw[384 - n3]
             i = j
             while i < _N:
                 p = i << 1
@@ -214,8 +230,8 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
         ai = ((z[p + 1] ^ sb) - sb) >> s
         br = ((z[q] ^ sb) - sb) >> s
         bi = ((z[q + 1] ^ sb) - sb) >> s
-        wr = (tw[p] ^ 0x8000) - 0x8000
-        wi = (tw[p + 1] ^ 0x8000) - 0x8000
+        wr = tw[k]                       # W512^k
+        wi = 0 - tw[(_N >> 1) - k]
         orr = ai + bi
         oi = br - ar
         hr = orr >> 15
@@ -225,8 +241,7 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
         x[p] = ar + br + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
         x[p + 1] = ai - bi + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
         if k < _N >> 1:
-            wr = (tw[q] ^ 0x8000) - 0x8000
-            wi = (tw[q + 1] ^ 0x8000) - 0x8000
+            wr = 0 - wr                  # W512^(256 - k) = -cos - j sin
             oi = ar - br
             hi = oi >> 15
             li = oi & 0x7FFF
@@ -337,7 +352,8 @@ class FrontEnd:
     """push() pcm until ready; then frame holds the int8 features of one hop."""
 
     def __init__(self, meta, arrays):
-        """arrays: as blob.load gives them (the window's first half, the DCT matrix as int16)."""
+        """arrays: as blob.load gives them (the window's first half, the twiddles as a quarter-wave
+        cosine table, the DCT matrix as int16)."""
         fm = meta.get("frontend")
         feat = meta.get("features")
         if not fm or not feat:
@@ -351,7 +367,7 @@ class FrontEnd:
             raise ValueError("blob front end does not match its feature spec; "
                              "re-export with `hark export`")
         n_mels, n_mfcc = fm["n_mels"], fm["n_mfcc"]
-        sizes = {"fe.window": _N + 1, "fe.perm": _N, "fe.twiddle": 3 * _N,
+        sizes = {"fe.window": _N + 1, "fe.perm": _N, "fe.twiddle": (_N >> 1) + 1,
                  "fe.mel_start": n_mels, "fe.mel_len": n_mels, "fe.mel_off": n_mels,
                  "fe.log2": (1 << fm["log_table_bits"]) + 1, "fe.dct": n_mfcc * n_mels,
                  "fe.dct_bias": n_mfcc, "fe.dct_shift": n_mfcc, "fe.mel_w": None}
