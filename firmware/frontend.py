@@ -9,15 +9,14 @@ viper int is 32-bit on the boards but 64-bit on the unix port, so signed 32-bit 
 sign-extended with (v ^ 2^31) - 2^31 (a no-op on 32-bit) and signed 16-bit ones with
 (v ^ 2^15) - 2^15 (ptr16 loads are unsigned).
 """
-from array import array
+import sys
 
 import micropython
 
-_VERSION = const(2)
-_N = const(256)          # complex FFT size: the 512 real samples as (even, odd) pairs
 _NFFT = const(512)
+_N = const(256)          # complex FFT size: the 512 real samples as (even, odd) pairs
 
-# int32 state / parameter array
+# int32 state / parameter array (configure.frontend fills it: _FFT_LIM on in its _PARAMS order)
 _FILL = const(0)         # samples in the frame buffer
 _OR = const(1)           # OR of |v| of the data about to enter the next FFT stage
 _TOTAL = const(2)        # total block shift of the frame
@@ -35,7 +34,6 @@ _Q = const(13)
 _NMELS = const(14)
 _NMFCC = const(15)
 _HOP = const(16)
-_NST = const(17)
 
 
 @micropython.viper
@@ -351,49 +349,23 @@ def _dct(lg: ptr32, m: ptr16, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
 class FrontEnd:
     """push() pcm until ready; then frame holds the int8 features of one hop."""
 
+    VERSION = 2         # the blob's frontend version (and n_fft) this arithmetic implements
+    N_FFT = _NFFT
+
     def __init__(self, meta, arrays):
         """arrays: as blob.load gives them (the window's first half, the twiddles as a quarter-wave
         cosine table, the DCT matrix as int16)."""
-        fm = meta.get("frontend")
-        feat = meta.get("features")
-        if not fm or not feat:
-            raise ValueError("blob has no front-end tables or feature spec; "
-                             "re-export the model with `hark export`")
-        if fm["version"] != _VERSION or fm["n_fft"] != _NFFT:
-            raise ValueError("front end version %s / n_fft %s is not supported by this firmware "
-                             "(knows %d / %d); update the firmware or re-export with `hark export`"
-                             % (fm["version"], fm["n_fft"], _VERSION, _NFFT))
-        if fm["hop"] != feat["hop_length"] or fm["n_mfcc"] != feat["n_mfcc"]:
-            raise ValueError("blob front end does not match its feature spec; "
-                             "re-export with `hark export`")
-        n_mels, n_mfcc = fm["n_mels"], fm["n_mfcc"]
-        sizes = {"fe.window": _N + 1, "fe.perm": _N, "fe.twiddle": (_N >> 1) + 1,
-                 "fe.mel_start": n_mels, "fe.mel_len": n_mels, "fe.mel_off": n_mels,
-                 "fe.log2": (1 << fm["log_table_bits"]) + 1, "fe.dct": n_mfcc * n_mels,
-                 "fe.dct_bias": n_mfcc, "fe.dct_shift": n_mfcc, "fe.mel_w": None}
-        for name, size in sizes.items():
-            if name not in arrays or (size is not None and len(arrays[name]) != size):
-                raise ValueError("blob front-end table %s is missing or has the wrong size; "
-                                 "re-export with `hark export`" % name)
-        if sum(arrays["fe.mel_len"]) != len(arrays["fe.mel_w"]):
-            raise ValueError("blob mel tables disagree; re-export with `hark export`")
-        self._t = tuple(arrays[n] for n in (
-            "fe.window", "fe.perm", "fe.twiddle", "fe.mel_start", "fe.mel_len", "fe.mel_w",
-            "fe.mel_off", "fe.log2", "fe.dct", "fe.dct_bias", "fe.dct_shift"))
-        st = array("i", bytes(4 * _NST))
-        for i, key in ((_FFT_LIM, "fft_lim"), (_SPLIT_LIM, "split_lim"), (_MEL_BITS, "mel_bits"),
-                       (_FLOOR, "log_floor"), (_TOP, "log_top"), (_CENTRE, "log_centre"),
-                       (_DCT_IN, "dct_in_shift"), (_TB, "log_table_bits"),
-                       (_IB, "log_interp_bits"), (_Q, "log_q"), (_NMELS, "n_mels"),
-                       (_NMFCC, "n_mfcc"), (_HOP, "hop")):
-            st[i] = fm[key]
-        self._st = st
         # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
-        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak)
+        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak). The two large
+        # ones first, into the room the runtime keeps for them (runtime.FRONTEND_ROOM)
         self._buf = bytearray(2 * _NFFT)
         # the complex FFT, then (in place: bins k and 256 - k replace the values they are made
         # of, _split) the 257 bins of the real one
         self._z = bytearray(8 * (_N + 1))
+        import configure
+        n_mels, n_mfcc = configure.frontend(self, meta, arrays)    # checks; tables, parameters
+        del configure
+        sys.modules.pop("configure", None)  # set-up code: not needed while audio runs
         self._lg = bytearray(4 * n_mels)
         self.frame = bytearray(n_mfcc)
         self.ready = False

@@ -1,0 +1,106 @@
+"""Set-up of the front end and the detector: the checks of the blob's tables and of the detector
+settings, and the arrays their per-hop code reads. frontend.FrontEnd and detector.Detector call
+it and start-up drops it, so this code and its messages are not in the heap while audio runs.
+"""
+from array import array
+
+# the grammar modes; detector.Detector._mode is the index
+MODES = ("commands", "wake", "wake+command")
+# meta["frontend"] values in frontend.py's int32 parameter array, from its index 4 (_FFT_LIM) on
+_PARAMS = ("fft_lim", "split_lim", "mel_bits", "log_floor", "log_top", "log_centre",
+           "dct_in_shift", "log_table_bits", "log_interp_bits", "log_q", "n_mels", "n_mfcc", "hop")
+
+
+def frontend(fe, meta, arrays):
+    """Check the blob's front-end tables and give frontend.FrontEnd `fe` its tables and parameters;
+    returns (n_mels, n_mfcc), the sizes of the buffers it makes."""
+    half = fe.N_FFT // 2
+    fm = meta.get("frontend")
+    feat = meta.get("features")
+    if not fm or not feat:
+        raise ValueError("blob has no front-end tables or feature spec; "
+                         "re-export the model with `hark export`")
+    if fm["version"] != fe.VERSION or fm["n_fft"] != fe.N_FFT:
+        raise ValueError("front end version %s / n_fft %s is not supported by this firmware "
+                         "(knows %d / %d); update the firmware or re-export with `hark export`"
+                         % (fm["version"], fm["n_fft"], fe.VERSION, fe.N_FFT))
+    if fm["hop"] != feat["hop_length"] or fm["n_mfcc"] != feat["n_mfcc"]:
+        raise ValueError("blob front end does not match its feature spec; "
+                         "re-export with `hark export`")
+    n_mels, n_mfcc = fm["n_mels"], fm["n_mfcc"]
+    sizes = {"fe.window": half + 1, "fe.perm": half, "fe.twiddle": (half >> 1) + 1,
+             "fe.mel_start": n_mels, "fe.mel_len": n_mels, "fe.mel_off": n_mels,
+             "fe.log2": (1 << fm["log_table_bits"]) + 1, "fe.dct": n_mfcc * n_mels,
+             "fe.dct_bias": n_mfcc, "fe.dct_shift": n_mfcc, "fe.mel_w": None}
+    for name, size in sizes.items():
+        if name not in arrays or (size is not None and len(arrays[name]) != size):
+            raise ValueError("blob front-end table %s is missing or has the wrong size; "
+                             "re-export with `hark export`" % name)
+    if sum(arrays["fe.mel_len"]) != len(arrays["fe.mel_w"]):
+        raise ValueError("blob mel tables disagree; re-export with `hark export`")
+    fe._t = tuple(arrays[n] for n in (
+        "fe.window", "fe.perm", "fe.twiddle", "fe.mel_start", "fe.mel_len", "fe.mel_w",
+        "fe.mel_off", "fe.log2", "fe.dct", "fe.dct_bias", "fe.dct_shift"))
+    st = array("i", bytes(4 * (4 + len(_PARAMS))))
+    for i, key in enumerate(_PARAMS):
+        st[4 + i] = fm[key]
+    fe._st = st
+    return n_mels, n_mfcc
+
+
+def to_score(value, scale):
+    """A threshold from the config in score units: floats <= 1 are probabilities."""
+    if isinstance(value, float) or value <= 1:
+        return min(255, max(0, int(value / scale + 0.5)))
+    return min(255, int(value))
+
+
+def detector(det, labels, config, scale, zero_point, period_ms, grammar):
+    """Set up detector.Detector `det` (its docstring has the arguments)."""
+    n = len(labels)
+    if n == 0:
+        raise ValueError("detector: the model has no labels")
+    if period_ms <= 0:
+        raise ValueError("detector: period_ms must be > 0, got %r" % (period_ms,))
+    det.labels = labels
+    det.n = n
+    det.window_ms = int(config.get("average_window_ms", 1000))
+    det.suppression_ms = int(config.get("suppression_ms", 1500))
+    if det.window_ms <= 0:
+        raise ValueError("detector: average_window_ms must be > 0, got %d" % det.window_ms)
+    # Results that fit in the window; ask for no more than can ever be there.
+    fit = max(1, (det.window_ms + period_ms - 1) // period_ms)
+    det.minimum_count = max(1, min(int(config.get("minimum_count", 3)), fit))
+    det._cap = fit + 1
+    det._zp = int(zero_point)
+    # Score units -> hundredths of a probability, as a 16.16 fixed-point factor.
+    det._pct_mul = int(scale * 100 * 65536 + 0.5)
+
+    default = to_score(config.get("threshold", 0.8), scale)
+    det.thresholds = array("H", [default] * n)
+    for name, value in (config.get("thresholds") or {}).items():
+        if name not in labels:
+            raise ValueError("detector: threshold for unknown label %r; labels are %s"
+                             % (name, ", ".join(labels)))
+        det.thresholds[labels.index(name)] = to_score(value, scale)
+    det._ignored = bytearray(1 if name.startswith("_") else 0 for name in labels)
+
+    grammar = grammar or {}
+    mode = grammar.get("mode", "commands")
+    if mode not in MODES:
+        raise ValueError("detector: grammar mode %r; use one of %s" % (mode, ", ".join(MODES)))
+    det.mode = mode
+    det._mode = MODES.index(mode)
+    det.wake = -1
+    if det._mode:                   # not "commands"
+        word = grammar.get("wake_word")
+        if word not in labels or word.startswith("_"):
+            raise ValueError("detector: grammar mode %r needs a wake_word among the model's "
+                             "labels (%s), got %r" % (mode, ", ".join(labels), word))
+        det.wake = labels.index(word)
+    det.command_window_ms = int(grammar.get("command_window_ms", 3000))
+
+    det._ring = bytearray(det._cap * n)
+    det._times = array("i", [0] * det._cap)
+    det._sums = array("i", [0] * n)
+    det.reset()
