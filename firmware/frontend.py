@@ -355,17 +355,16 @@ class FrontEnd:
     def __init__(self, meta, arrays):
         """arrays: as blob.load gives them (the window's first half, the twiddles as a quarter-wave
         cosine table, the DCT matrix as int16)."""
+        import configure
+        n_mels, n_mfcc = configure.frontend(self, meta, arrays)    # checks; tables, parameters
+        del configure
+        sys.modules.pop("configure", None)  # set-up code: gone before the buffers are made
         # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
-        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak). The two large
-        # ones first, into the room the runtime keeps for them (runtime.FRONTEND_ROOM)
+        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak)
         self._buf = bytearray(2 * _NFFT)
         # the complex FFT, then (in place: bins k and 256 - k replace the values they are made
         # of, _split) the 257 bins of the real one
         self._z = bytearray(8 * (_N + 1))
-        import configure
-        n_mels, n_mfcc = configure.frontend(self, meta, arrays)    # checks; tables, parameters
-        del configure
-        sys.modules.pop("configure", None)  # set-up code: not needed while audio runs
         self._lg = bytearray(4 * n_mels)
         self.frame = bytearray(n_mfcc)
         self.ready = False
