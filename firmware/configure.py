@@ -1,7 +1,11 @@
-"""Set-up of the front end and the detector: the checks of the blob's tables and of the detector
-settings, and the arrays their per-hop code reads. frontend.FrontEnd and detector.Detector call
-it and start-up drops it, so this code and its messages are not in the heap while audio runs.
+"""Set-up of the listening path's objects: the checks of the blob's front-end tables, of the
+detector settings and of the profile's actions, and what their per-hop code reads.
+frontend.FrontEnd, detector.Detector and actions.from_profile call it. Every entry point ends by
+removing this module from sys.modules (_done), so its code and messages leave the heap as soon as
+the caller lets go of it: none of it runs while audio flows. (Every name a loaded module uses
+stays in the qstr pool for good, so what only the host needs is not here: wavheader.py.)
 """
+import sys
 from array import array
 
 # the grammar modes; detector.Detector._mode is the index
@@ -9,6 +13,10 @@ MODES = ("commands", "wake", "wake+command")
 # meta["frontend"] values in frontend.py's int32 parameter array, from its index 4 (_FFT_LIM) on
 _PARAMS = ("fft_lim", "split_lim", "mel_bits", "log_floor", "log_top", "log_centre",
            "dct_in_shift", "log_table_bits", "log_interp_bits", "log_q", "n_mels", "n_mfcc", "hop")
+
+
+def _done():
+    sys.modules.pop(__name__, None)
 
 
 def frontend(fe, meta, arrays):
@@ -45,6 +53,7 @@ def frontend(fe, meta, arrays):
     for i, key in enumerate(_PARAMS):
         st[4 + i] = fm[key]
     fe._st = st
+    _done()
     return n_mels, n_mfcc
 
 
@@ -104,3 +113,26 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar):
     det._times = array("i", [0] * det._cap)
     det._sums = array("i", [0] * n)
     det.reset()
+    _done()
+
+
+def actions(spec, labels, printer):
+    """actions.from_profile: the profile's actions checked and made."""
+    from actions import Actions, PrintAction
+    spec = spec or {}
+    every = [PrintAction()] if printer else []
+    led = spec.get("led")
+    if led:
+        from pins import LedAction
+        every.append(LedAction(led["pin"], led.get("ms", 200), led.get("active_high", True)))
+    by_label = {}
+    for name, pin in (spec.get("pins") or {}).items():
+        if name not in labels:
+            raise ValueError("actions: pin for unknown label %r; labels are %s" % (name, ", ".join(labels)))
+        from pins import PinAction
+        if isinstance(pin, dict):
+            by_label[name] = PinAction(pin["pin"], pin.get("ms", 500), pin.get("active_high", True))
+        else:
+            by_label[name] = PinAction(pin)
+    _done()
+    return Actions(by_label, every)

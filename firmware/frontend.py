@@ -9,8 +9,6 @@ viper int is 32-bit on the boards but 64-bit on the unix port, so signed 32-bit 
 sign-extended with (v ^ 2^31) - 2^31 (a no-op on 32-bit) and signed 16-bit ones with
 (v ^ 2^15) - 2^15 (ptr16 loads are unsigned).
 """
-import sys
-
 import micropython
 
 _NFFT = const(512)
@@ -357,8 +355,7 @@ class FrontEnd:
         cosine table, the DCT matrix as int16)."""
         import configure
         n_mels, n_mfcc = configure.frontend(self, meta, arrays)    # checks; tables, parameters
-        del configure
-        sys.modules.pop("configure", None)  # set-up code: gone before the buffers are made
+        del configure           # its code leaves the heap before the buffers are made
         # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
         # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak)
         self._buf = bytearray(2 * _NFFT)

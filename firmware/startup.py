@@ -108,7 +108,6 @@ def build(rt, model, board, stream=True):
     rt.labels = eng.labels
     rt.detector = Detector(rt.labels, cfg, eng.output_scale, eng.output_zero_point,
                            rt.hop_ms * rt.infer_every, board.get("grammar"))
-    _drop("configure")      # the set-up code of the front end and the detector
     rt.buf = buf = array("h", range(BLOCK))    # sized once, no temporary; then silence
     for i in range(BLOCK):
         buf[i] = 0
