@@ -14,7 +14,7 @@ import micropython
 _NFFT = const(512)
 _N = const(256)          # complex FFT size: the 512 real samples as (even, odd) pairs
 
-# int32 state / parameter array (configure.frontend fills it: _FFT_LIM on in its _PARAMS order)
+# int32 state / parameter array (fesetup.frontend fills it: _FFT_LIM on in its _PARAMS order)
 _FILL = const(0)         # samples in the frame buffer
 _OR = const(1)           # OR of |v| of the data about to enter the next FFT stage
 _TOTAL = const(2)        # total block shift of the frame
@@ -353,15 +353,16 @@ class FrontEnd:
     def __init__(self, meta, arrays):
         """arrays: as blob.load gives them (the window's first half, the twiddles as a quarter-wave
         cosine table, the DCT matrix as int16)."""
-        import configure
-        n_mels, n_mfcc = configure.frontend(self, meta, arrays)    # checks; tables, parameters
-        del configure           # its code leaves the heap before the buffers are made
         # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
-        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak)
+        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak). The two large
+        # ones before the set-up code loads: start-up's heap has 2 KB in one piece only then
         self._buf = bytearray(2 * _NFFT)
         # the complex FFT, then (in place: bins k and 256 - k replace the values they are made
         # of, _split) the 257 bins of the real one
         self._z = bytearray(8 * (_N + 1))
+        import fesetup
+        n_mels, n_mfcc = fesetup.frontend(self, meta, arrays)  # checks; tables, parameters
+        del fesetup
         self._lg = bytearray(4 * n_mels)
         self.frame = bytearray(n_mfcc)
         self.ready = False
