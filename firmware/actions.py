@@ -54,20 +54,6 @@ class Actions:
 
 def from_profile(spec, labels, printer=True):
     """Actions from a board profile's "actions": {"led": {"pin", "active_high", "ms"},
-    "pins": {label: pin or {"pin", "active_high", "ms"}}}."""
-    spec = spec or {}
-    every = [PrintAction()] if printer else []
-    led = spec.get("led")
-    if led:
-        from pins import LedAction
-        every.append(LedAction(led["pin"], led.get("ms", 200), led.get("active_high", True)))
-    by_label = {}
-    for name, pin in (spec.get("pins") or {}).items():
-        if name not in labels:
-            raise ValueError("actions: pin for unknown label %r; labels are %s" % (name, ", ".join(labels)))
-        from pins import PinAction
-        if isinstance(pin, dict):
-            by_label[name] = PinAction(pin["pin"], pin.get("ms", 500), pin.get("active_high", True))
-        else:
-            by_label[name] = PinAction(pin)
-    return Actions(by_label, every)
+    "pins": {label: pin or {"pin", "active_high", "ms"}}} (configure.actions: set-up code)."""
+    import configure
+    return configure.actions(spec, labels, printer)

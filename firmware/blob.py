@@ -54,8 +54,8 @@ crc32 = _crc32_native or crc32_fallback
 
 
 class Blob:
-    """A loaded blob: .meta (dict), .arrays (name -> array.array of the blob's dtype; fe.window
-    and fe.dct compacted, _compact).
+    """A loaded blob: .meta (dict), .arrays (name -> array.array of the blob's dtype; fe.window,
+    fe.twiddle and fe.dct compacted, _compact).
     No methods on purpose: a method would tie every loaded blob to this module's globals, so
     the loader's code could not be freed after start-up."""
 
@@ -65,14 +65,34 @@ def _typed(code, count):
     return bytearray(count) if code == "B" else array.array(code, range(count))
 
 
+def _quarter_wave(tw, fail):
+    # the twiddles W512^n = cos - j sin (n < 384, Q15) from cos over the first quadrant, n <= 128:
+    # 258 B instead of 1,536 (uint16: cos 0 is 32768); every entry is checked, so the FFT's
+    # twiddles stay exactly the exporter's
+    q = array.array("H", range(129))
+    for n in range(129):
+        q[n] = tw[2 * n] if n else 32768
+    for n in range(1, 384):
+        if n <= 128:
+            c, s = q[n], q[128 - n]
+        elif n <= 256:
+            c, s = -q[256 - n], q[n - 128]
+        else:
+            c, s = -q[n - 256], -q[384 - n]
+        if tw[2 * n] != c or tw[2 * n + 1] != -s:
+            fail("front-end twiddle %d is not the quarter-wave table's; %s" % (n, FIX))
+    return q
+
+
 def _compact(arrays, fail):
-    # Two front-end tables in less heap than the file stores them, made as soon as they are
-    # read (the file's copies then leave holes the engine fills): the symmetric window's first
-    # half (frontend._window reads it up, then down), the DCT matrix as int16 (the exporter
-    # keeps it in range)
+    # Front-end tables in less heap than the file stores them, made as soon as they are read (the
+    # file's copies then leave holes the engine fills): the symmetric window's first half
+    # (frontend._window reads it up, then down), the twiddles' quarter wave, the DCT matrix as
+    # int16 (the exporter keeps it in range)
     win = arrays.get("fe.window")
     dct = arrays.get("fe.dct")
-    if win is None or dct is None or len(win) != 512:
+    tw = arrays.get("fe.twiddle")
+    if win is None or dct is None or tw is None or len(win) != 512 or len(tw) != 768:
         return      # frontend.FrontEnd says what is missing
     for i in range(1, 256):
         if win[i] != win[512 - i]:
@@ -80,6 +100,7 @@ def _compact(arrays, fail):
     if max(dct) > 32767 or min(dct) < -32768:
         fail("front-end DCT matrix does not fit int16; " + FIX)
     arrays["fe.window"] = win[:257]
+    arrays["fe.twiddle"] = _quarter_wave(tw, fail)
     arrays["fe.dct"] = array.array("h", dct)
 
 

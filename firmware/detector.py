@@ -8,31 +8,21 @@ average the detector re-arms, so "yes ... silence ... yes" fires twice.
 
 Scores are kept in "score units": q - output_zero_point clamped to 0..255, so
 for the usual softmax output (scale 1/256, zero point -128) 255 means p ~= 1.
-Thresholds may be given as probabilities (floats <= 1), converted once here,
+Thresholds may be given as probabilities (floats <= 1), converted once at set-up
+(configure.py, with the other checks),
 or directly in score units (ints > 1).
 
 update() is integer-only and allocates nothing: the window is a preallocated
 ring of score rows with running per-label sums.
 """
-from array import array
-
 from micropython import const
 
 # Timestamps are ms modulo 2**29 (~6.2 days) so they stay small ints on 32-bit
 # boards; all comparisons go through differences masked with this.
 TIME_MASK = const(0x1FFFFFFF)
 
-_COMMANDS = const(0)
-_WAKE = const(1)
+_WAKE = const(1)            # _mode: the index in configure.MODES (0: commands)
 _WAKE_COMMAND = const(2)
-MODES = ("commands", "wake", "wake+command")
-
-
-def to_score(value, scale):
-    """A threshold from the config in score units: floats <= 1 are probabilities."""
-    if isinstance(value, float) or value <= 1:
-        return min(255, max(0, int(value / scale + 0.5)))
-    return min(255, int(value))
 
 
 class Detector:
@@ -48,53 +38,8 @@ class Detector:
     """
 
     def __init__(self, labels, config, scale, zero_point, period_ms=20, grammar=None, scored=None):
-        n = len(labels) if scored is None else scored
-        if n == 0:
-            raise ValueError("detector: the model has no labels")
-        if period_ms <= 0:
-            raise ValueError("detector: period_ms must be > 0, got %r" % (period_ms,))
-        self.labels = labels
-        self.n = n
-        self.window_ms = int(config.get("average_window_ms", 1000))
-        self.suppression_ms = int(config.get("suppression_ms", 1500))
-        if self.window_ms <= 0:
-            raise ValueError("detector: average_window_ms must be > 0, got %d" % self.window_ms)
-        # Results that fit in the window; ask for no more than can ever be there.
-        fit = max(1, (self.window_ms + period_ms - 1) // period_ms)
-        self.minimum_count = max(1, min(int(config.get("minimum_count", 3)), fit))
-        self._cap = fit + 1
-        self._zp = int(zero_point)
-        # Score units -> hundredths of a probability, as a 16.16 fixed-point factor.
-        self._pct_mul = int(scale * 100 * 65536 + 0.5)
-
-        default = to_score(config.get("threshold", 0.8), scale)
-        self.thresholds = array("H", [default] * n)
-        for name, value in (config.get("thresholds") or {}).items():
-            if name not in labels[:n]:
-                raise ValueError("detector: threshold for unknown label %r; labels are %s"
-                                 % (name, ", ".join(labels[:n])))
-            self.thresholds[labels.index(name)] = to_score(value, scale)
-        self._ignored = bytearray(1 if name.startswith("_") else 0 for name in labels[:n])
-
-        grammar = grammar or {}
-        mode = grammar.get("mode", "commands")
-        if mode not in MODES:
-            raise ValueError("detector: grammar mode %r; use one of %s" % (mode, ", ".join(MODES)))
-        self.mode = mode
-        self._mode = MODES.index(mode)
-        self.wake = -1
-        if self._mode != _COMMANDS:
-            word = grammar.get("wake_word")
-            if word not in labels or word.startswith("_"):
-                raise ValueError("detector: grammar mode %r needs a wake_word among the model's "
-                                 "labels (%s), got %r" % (mode, ", ".join(labels), word))
-            self.wake = labels.index(word)
-        self.command_window_ms = int(grammar.get("command_window_ms", 3000))
-
-        self._ring = bytearray(self._cap * n)
-        self._times = array("i", [0] * self._cap)
-        self._sums = array("i", [0] * n)
-        self.reset()
+        import configure        # the checks and set-up: start-up drops that module's code
+        configure.detector(self, labels, config, scale, zero_point, period_ms, grammar, scored)
 
     def reset(self):
         """Forget the window and any pending suppression or wake state."""

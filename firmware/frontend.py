@@ -9,15 +9,12 @@ viper int is 32-bit on the boards but 64-bit on the unix port, so signed 32-bit 
 sign-extended with (v ^ 2^31) - 2^31 (a no-op on 32-bit) and signed 16-bit ones with
 (v ^ 2^15) - 2^15 (ptr16 loads are unsigned).
 """
-from array import array
-
 import micropython
 
-_VERSION = const(2)
-_N = const(256)          # complex FFT size: the 512 real samples as (even, odd) pairs
 _NFFT = const(512)
+_N = const(256)          # complex FFT size: the 512 real samples as (even, odd) pairs
 
-# int32 state / parameter array
+# int32 state / parameter array (fesetup.frontend fills it: _FFT_LIM on in its _PARAMS order)
 _FILL = const(0)         # samples in the frame buffer
 _OR = const(1)           # OR of |v| of the data about to enter the next FFT stage
 _TOTAL = const(2)        # total block shift of the frame
@@ -35,7 +32,6 @@ _Q = const(13)
 _NMELS = const(14)
 _NMFCC = const(15)
 _HOP = const(16)
-_NST = const(17)
 
 
 @micropython.viper
@@ -90,7 +86,8 @@ def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
 
 @micropython.viper
 def _fft(z: ptr32, tw: ptr16, st: ptr32):
-    """In-place radix-4 DIT FFT of 256 complex values with block floating point."""
+    """In-place radix-4 DIT FFT of 256 complex values with block floating point; tw is the
+    quarter-wave table (blob._compact)."""
     one = 1
     sb = one << 31
     lim = st[_FFT_LIM]
@@ -110,13 +107,28 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
         j = 0
         while j < h:
             if j:
-                k = (j * tstep) << 1
-                w1r = (tw[k] ^ 0x8000) - 0x8000
-                w1i = (tw[k + 1] ^ 0x8000) - 0x8000
-                w2r = (tw[2 * k] ^ 0x8000) - 0x8000
-                w2i = (tw[2 * k + 1] ^ 0x8000) - 0x8000
-                w3r = (tw[3 * k] ^ 0x8000) - 0x8000
-                w3i = (tw[3 * k + 1] ^ 0x8000) - 0x8000
+                # W512^n, 2n, 3n from the quarter-wave cosine table q (q[n] = cos, q[128 - n] =
+                # sin of W512^n for n <= 128; the other quadrants by symmetry)
+                n = j * tstep                   # < 128
+                w1r = tw[n]
+                w1i = 0 - tw[128 - n]
+                n2 = n << 1                     # < 256
+                if n2 <= 128:
+                    w2r = tw[n2]
+                    w2i = 0 - tw[128 - n2]
+                else:
+                    w2r = 0 - tw[256 - n2]
+                    w2i = 0 - tw[n2 - 128]
+                n3 = n2 + n                     # < 384
+                if n3 <= 128:
+                    w3r = tw[n3]
+                    w3i = 0 - tw[128 - n3]
+                elif n3 <= 256:
+                    w3r = 0 - tw[256 - n3]
+                    w3i = 0 - tw[n3 - 128]
+                else:
+                    w3r = 0 - tw[n3 - 256]
+                    w3i = tw[384 - n3]
             i = j
             while i < _N:
                 p = i << 1
@@ -214,8 +226,8 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
         ai = ((z[p + 1] ^ sb) - sb) >> s
         br = ((z[q] ^ sb) - sb) >> s
         bi = ((z[q + 1] ^ sb) - sb) >> s
-        wr = (tw[p] ^ 0x8000) - 0x8000
-        wi = (tw[p + 1] ^ 0x8000) - 0x8000
+        wr = tw[k]                       # W512^k
+        wi = 0 - tw[(_N >> 1) - k]
         orr = ai + bi
         oi = br - ar
         hr = orr >> 15
@@ -225,8 +237,7 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
         x[p] = ar + br + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
         x[p + 1] = ai - bi + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
         if k < _N >> 1:
-            wr = (tw[q] ^ 0x8000) - 0x8000
-            wi = (tw[q + 1] ^ 0x8000) - 0x8000
+            wr = 0 - wr                  # W512^(256 - k) = -cos - j sin
             oi = ar - br
             hi = oi >> 15
             li = oi & 0x7FFF
@@ -336,48 +347,22 @@ def _dct(lg: ptr32, m: ptr16, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
 class FrontEnd:
     """push() pcm until ready; then frame holds the int8 features of one hop."""
 
+    VERSION = 2         # the blob's frontend version (and n_fft) this arithmetic implements
+    N_FFT = _NFFT
+
     def __init__(self, meta, arrays):
-        """arrays: as blob.load gives them (the window's first half, the DCT matrix as int16)."""
-        fm = meta.get("frontend")
-        feat = meta.get("features")
-        if not fm or not feat:
-            raise ValueError("blob has no front-end tables or feature spec; "
-                             "re-export the model with `hark export`")
-        if fm["version"] != _VERSION or fm["n_fft"] != _NFFT:
-            raise ValueError("front end version %s / n_fft %s is not supported by this firmware "
-                             "(knows %d / %d); update the firmware or re-export with `hark export`"
-                             % (fm["version"], fm["n_fft"], _VERSION, _NFFT))
-        if fm["hop"] != feat["hop_length"] or fm["n_mfcc"] != feat["n_mfcc"]:
-            raise ValueError("blob front end does not match its feature spec; "
-                             "re-export with `hark export`")
-        n_mels, n_mfcc = fm["n_mels"], fm["n_mfcc"]
-        sizes = {"fe.window": _N + 1, "fe.perm": _N, "fe.twiddle": 3 * _N,
-                 "fe.mel_start": n_mels, "fe.mel_len": n_mels, "fe.mel_off": n_mels,
-                 "fe.log2": (1 << fm["log_table_bits"]) + 1, "fe.dct": n_mfcc * n_mels,
-                 "fe.dct_bias": n_mfcc, "fe.dct_shift": n_mfcc, "fe.mel_w": None}
-        for name, size in sizes.items():
-            if name not in arrays or (size is not None and len(arrays[name]) != size):
-                raise ValueError("blob front-end table %s is missing or has the wrong size; "
-                                 "re-export with `hark export`" % name)
-        if sum(arrays["fe.mel_len"]) != len(arrays["fe.mel_w"]):
-            raise ValueError("blob mel tables disagree; re-export with `hark export`")
-        self._t = tuple(arrays[n] for n in (
-            "fe.window", "fe.perm", "fe.twiddle", "fe.mel_start", "fe.mel_len", "fe.mel_w",
-            "fe.mel_off", "fe.log2", "fe.dct", "fe.dct_bias", "fe.dct_shift"))
-        st = array("i", bytes(4 * _NST))
-        for i, key in ((_FFT_LIM, "fft_lim"), (_SPLIT_LIM, "split_lim"), (_MEL_BITS, "mel_bits"),
-                       (_FLOOR, "log_floor"), (_TOP, "log_top"), (_CENTRE, "log_centre"),
-                       (_DCT_IN, "dct_in_shift"), (_TB, "log_table_bits"),
-                       (_IB, "log_interp_bits"), (_Q, "log_q"), (_NMELS, "n_mels"),
-                       (_NMFCC, "n_mfcc"), (_HOP, "hop")):
-            st[i] = fm[key]
-        self._st = st
+        """arrays: as blob.load gives them (the window's first half, the twiddles as a quarter-wave
+        cosine table, the DCT matrix as int16)."""
         # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
-        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak)
+        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak). The two large
+        # ones before the set-up code loads: start-up's heap has 2 KB in one piece only then
         self._buf = bytearray(2 * _NFFT)
         # the complex FFT, then (in place: bins k and 256 - k replace the values they are made
         # of, _split) the 257 bins of the real one
         self._z = bytearray(8 * (_N + 1))
+        import fesetup
+        n_mels, n_mfcc = fesetup.frontend(self, meta, arrays)  # checks; tables, parameters
+        del fesetup
         self._lg = bytearray(4 * n_mels)
         self.frame = bytearray(n_mfcc)
         self.ready = False

@@ -11,20 +11,7 @@ import gc
 import sys
 from array import array
 
-import micropython
-
 from runtime import BLOCK, STAGES
-
-
-@micropython.viper
-def _fill_rows(win, frame, total: int, width: int):
-    """Every row of the window := frame (the stream starts as if after silence)."""
-    w = ptr8(win)
-    f = ptr8(frame)
-    i = 0
-    while i < total:
-        w[i] = f[i % width]
-        i += 1
 
 
 def _drop(name):
@@ -106,14 +93,18 @@ def build(rt, model, board, stream=True, enrolled=""):
         rt.engine = engine.Interpreter(b)
     _drop("plan")
     arrays = b.arrays
-    meta = {"frontend": meta.get("frontend"), "features": meta.get("features")}  # all it needs
+    feat = meta.get("features") or {}
+    meta = {"frontend": meta.get("frontend"),   # all the front end needs (not the normalisation:
+            "features": feat and {k: feat.get(k)   # its floats would pin holes the front end needs)
+                                  for k in ("hop_length", "n_mfcc", "sample_rate")}}
+    del feat
     del b
     gc.collect()
     import frontend
     rt.fe = frontend.FrontEnd(meta, arrays)
     feat = meta.get("features") or {}
     rate = feat.get("sample_rate", 16000)
-    rt.n_fft = feat.get("n_fft", 512)
+    rt.n_fft = meta["frontend"]["n_fft"] if meta["frontend"] else 512   # the one it checked
     rt.hop_ms = feat.get("hop_length", 320) * 1000 // rate
     rt.width = feat.get("n_mfcc", 10)
     del arrays, meta, feat
@@ -164,4 +155,6 @@ def _warm_up(rt):
     if rt.streaming:
         rt.engine.fill(rt.fe.frame)
     else:
-        _fill_rows(rt.engine.input, rt.fe.frame, rt.total, rt.width)
+        from runtime import _push_frame
+        for _ in range(rt.total // rt.width):
+            _push_frame(rt.engine.input, rt.fe.frame, rt.total, rt.width)

@@ -243,17 +243,18 @@ def test_old_micropython_is_refused():
 
 
 def test_ram_counts_only_the_code_resident_at_the_peak(tmp_path):
-    """blob/plan are dropped before the buffers exist, and an I2S board never imports sources."""
+    """blob/plan/configure are dropped before the buffers exist, and an I2S board never imports
+    sources."""
     board = boards.load("esp32-inmp441")
     model = fake_blob(tmp_path / "m.hark", 1000, arena_bytes=1000)
     files = []
-    for name, size in (("engine", 7000), ("blob", 3000), ("plan", 2000), ("sources", 1500),
-                       ("mic", 900)):
+    for name, size in (("engine", 7000), ("blob", 3000), ("plan", 2000), ("configure", 2500),
+                       ("sources", 1500), ("mic", 900)):
         path = tmp_path / f"{name}.mpy"
         path.write_bytes(b"M" * size)
         files.append(path)
     report = boards.fits(board, model, files)
     assert report.ram["code"] == 7000 + 900
-    assert report.flash["firmware"] == 7000 + 3000 + 2000 + 1500 + 900   # all of it on flash
+    assert report.flash["firmware"] == 7000 + 3000 + 2000 + 2500 + 1500 + 900   # all on flash
     board["audio"]["source"] = "wav"
     assert boards.fits(board, model, files).ram["code"] == 7000 + 1500

@@ -270,9 +270,9 @@ def test_32bit_safety(setup):
 
 
 def test_tables_the_loader_cannot_compact_are_refused(setup, mpy):
-    """The loader keeps the window's first half and the DCT matrix as int16; a blob whose
-    window is not symmetric or whose DCT does not fit int16 is a clear error, not a wrong
-    feature."""
+    """The loader keeps the window's first half, the twiddles' quarter wave and the DCT matrix
+    as int16; a blob whose window is not symmetric, whose twiddles are not those of the quarter
+    wave or whose DCT does not fit int16 is a clear error, not a wrong feature."""
     from hark.training import blob as host_blob
     meta, arrays = host_blob.read_blob(setup["blob"])
     code = """
@@ -284,11 +284,13 @@ except ValueError as e:
     print(str(e).split(': ', 1)[1])
 """
     for name, at, value, what in (("fe.window", 3, 7, "window is not symmetric"),
+                                  ("fe.twiddle", 401, 5, "twiddle 200 is not the quarter-wave table's"),
+                                  ("fe.twiddle", 700, 5, "twiddle 350 is not the quarter-wave table's"),
                                   ("fe.dct", 3, 40000, "DCT matrix does not fit int16")):
         bad = dict(arrays)
         bad[name] = arrays[name].copy()
         bad[name][at] = value
-        path = setup["tmp"] / f"bad-{name}.hark"
+        path = setup["tmp"] / f"bad-{name}-{at}.hark"
         host_blob.write_blob(path, meta, bad)
         r = mpy(code, path)
         assert r.returncode == 0, r.stderr

@@ -62,9 +62,11 @@ MPY_OPTIMISE = "-O3"
 
 
 def compile_module(source: Path, arch: str, out: Path, mpy_cross: list = None):
-    """mpy-cross one module; the embedded file name stays short so device tracebacks are readable."""
-    cmd = (mpy_cross or mpy_cross_command()) + [f"-march={arch}", MPY_OPTIMISE, "-s", source.name,
-                                               "-o", str(out), str(source)]
+    """mpy-cross one module. The embedded file name is the .mpy's own (`engine.mpy`): tracebacks
+    name the file on the board, and its qstr is the one the import already made (one qstr fewer
+    in the heap per module: 11 in a board's run)."""
+    cmd = (mpy_cross or mpy_cross_command()) + [f"-march={arch}", MPY_OPTIMISE,
+                                               "-s", source.stem + ".mpy", "-o", str(out), str(source)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise HarkError(f"mpy-cross -march={arch} failed on {source}:\n"

@@ -28,7 +28,8 @@ fe.twiddle i16[768] (W512^k, k < 384, as (cos, -sin)); fe.mel_start u16, fe.mel_
 fe.mel_off i32 (log2 constant, Q15) per band and fe.mel_w u16 (all bands' weights,
 concatenated); fe.log2 u16[129] (log2(1 + i/128), Q15); fe.dct i32[n_mfcc * n_mels] (values
 fit int16), fe.dct_bias i32[n_mfcc], fe.dct_shift u8[n_mfcc]. The device loader keeps the
-window's first half and the DCT as int16 (firmware/blob.py). meta holds the sizes, bounds
+window's first half, the twiddles' quarter wave (cos
+over n <= 128) and the DCT as int16 (firmware/blob.py). meta holds the sizes, bounds
 and shifts named in this docstring.
 """
 import math

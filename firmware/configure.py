@@ -1,0 +1,98 @@
+"""Set-up of the detector and the actions: the checks of the detector settings and of the
+profile's actions, and what their per-hop code reads. detector.Detector and actions.from_profile
+call it. Every entry point ends by removing this module from sys.modules (_done), so its code
+and messages leave the heap as soon as the caller lets go of it: none of it runs while audio
+flows. The front end's set-up is fesetup.py: the front end is made while start-up still holds
+the most heap, so it loads no more set-up code than its own. (Every name a loaded module uses
+stays in the qstr pool for good, so what only the host needs is not here either: wavheader.py.)
+"""
+import sys
+from array import array
+
+# the grammar modes; detector.Detector._mode is the index
+MODES = ("commands", "wake", "wake+command")
+
+
+def _done():
+    sys.modules.pop(__name__, None)
+
+
+def to_score(value, scale):
+    """A threshold from the config in score units: floats <= 1 are probabilities."""
+    if isinstance(value, float) or value <= 1:
+        return min(255, max(0, int(value / scale + 0.5)))
+    return min(255, int(value))
+
+
+def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored):
+    """Set up detector.Detector `det` (its docstring has the arguments)."""
+    n = len(labels) if scored is None else scored
+    if n == 0:
+        raise ValueError("detector: the model has no labels")
+    if period_ms <= 0:
+        raise ValueError("detector: period_ms must be > 0, got %r" % (period_ms,))
+    det.labels = labels
+    det.n = n
+    det.window_ms = int(config.get("average_window_ms", 1000))
+    det.suppression_ms = int(config.get("suppression_ms", 1500))
+    if det.window_ms <= 0:
+        raise ValueError("detector: average_window_ms must be > 0, got %d" % det.window_ms)
+    # Results that fit in the window; ask for no more than can ever be there.
+    fit = max(1, (det.window_ms + period_ms - 1) // period_ms)
+    det.minimum_count = max(1, min(int(config.get("minimum_count", 3)), fit))
+    det._cap = fit + 1
+    det._zp = int(zero_point)
+    # Score units -> hundredths of a probability, as a 16.16 fixed-point factor.
+    det._pct_mul = int(scale * 100 * 65536 + 0.5)
+
+    default = to_score(config.get("threshold", 0.8), scale)
+    det.thresholds = array("H", [default] * n)
+    for name, value in (config.get("thresholds") or {}).items():
+        if name not in labels[:n]:
+            raise ValueError("detector: threshold for unknown label %r; labels are %s"
+                             % (name, ", ".join(labels[:n])))
+        det.thresholds[labels.index(name)] = to_score(value, scale)
+    det._ignored = bytearray(1 if name.startswith("_") else 0 for name in labels[:n])
+
+    grammar = grammar or {}
+    mode = grammar.get("mode", "commands")
+    if mode not in MODES:
+        raise ValueError("detector: grammar mode %r; use one of %s" % (mode, ", ".join(MODES)))
+    det.mode = mode
+    det._mode = MODES.index(mode)
+    det.wake = -1
+    if det._mode:                   # not "commands"
+        word = grammar.get("wake_word")
+        if word not in labels or word.startswith("_"):
+            raise ValueError("detector: grammar mode %r needs a wake_word among the model's "
+                             "labels (%s), got %r" % (mode, ", ".join(labels), word))
+        det.wake = labels.index(word)
+    det.command_window_ms = int(grammar.get("command_window_ms", 3000))
+
+    det._ring = bytearray(det._cap * n)
+    det._times = array("i", [0] * det._cap)
+    det._sums = array("i", [0] * n)
+    det.reset()
+    _done()
+
+
+def actions(spec, labels, printer):
+    """actions.from_profile: the profile's actions checked and made."""
+    from actions import Actions, PrintAction
+    spec = spec or {}
+    every = [PrintAction()] if printer else []
+    led = spec.get("led")
+    if led:
+        from pins import LedAction
+        every.append(LedAction(led["pin"], led.get("ms", 200), led.get("active_high", True)))
+    by_label = {}
+    for name, pin in (spec.get("pins") or {}).items():
+        if name not in labels:
+            raise ValueError("actions: pin for unknown label %r; labels are %s" % (name, ", ".join(labels)))
+        from pins import PinAction
+        if isinstance(pin, dict):
+            by_label[name] = PinAction(pin["pin"], pin.get("ms", 500), pin.get("active_high", True))
+        else:
+            by_label[name] = PinAction(pin)
+    _done()
+    return Actions(by_label, every)
