@@ -61,11 +61,13 @@ def firmware_sweep(model, wav, settings, board, label=None, pad_ms=1000, timeout
     """Detections [[(time_s, label), ...] per setting] of the firmware on a WAV file.
     settings: (average_window_ms, threshold) pairs; the threshold replaces `label`'s own
     threshold (a wake word) or, without a label, the global one (every per-label override
-    dropped). board: a host board profile (its grammar mode applies)."""
+    dropped). board: a host board profile (its grammar applies, else the blob's, as on a
+    device)."""
     from hark.cli import HarkError
     from hark.unixport import compile_firmware, micropython_binary
 
     meta, _ = blobfile.read_blob(model)
+    board = dict(board, grammar=board.get("grammar") or meta.get("grammar"))
     code_dir = compile_firmware()
     with tempfile.TemporaryDirectory(prefix="hark-sweep-") as tmp:
         board_path, args_path = Path(tmp) / "board.json", Path(tmp) / "args.json"
