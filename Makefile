@@ -8,10 +8,22 @@ BIN     = $(VENV)/bin
 DATA   ?= ../shared/data/speech_commands
 SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat qemu-system-arm
 
-.PHONY: demo test venv-demo venv-dev system-deps synth-deps synth train-default train-references wake models bench bench-quick stream-hour crossval mpy clean
+.PHONY: demo demo-assistant test venv-demo venv-dev system-deps synth-deps synth train-default train-references wake assistant assistant-eval models bench bench-quick stream-hour crossval mpy clean
 
 demo: venv-demo
 	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix --score
+	$(MAKE) --no-print-directory demo-assistant
+
+# "hey hark" + command: three commands alone (silent: no wake word before them), then four
+# wake phrase + command pairs (each fires). The unix profile has no grammar of its own, so
+# the one in the blob (wake+command) applies; the commands-only default fires on all seven.
+demo-assistant: venv-demo
+	@echo "--- models/assistant.hark (wake+command grammar from the blob):"
+	$(BIN)/hark simulate samples/assistant/assistant_demo.wav --model models/assistant.hark --board unix
+	$(BIN)/hark simulate samples/assistant/assistant_demo.wav --model models/assistant.hark --board unix \
+	  --events samples/assistant/assistant_demo_events.json
+	@echo "--- the same stream, models/default.hark (commands alone):"
+	$(BIN)/hark simulate samples/assistant/assistant_demo.wav --model models/default.hark --board unix
 
 test: venv-dev system-deps
 	$(BIN)/pytest -q -n 2 --dist loadfile

@@ -107,11 +107,12 @@ def test_sweep_runs_the_blobs_grammar_as_the_firmware_does(assistant_run):
     commands_only = dict(assistant_board(), grammar={"mode": "commands", "wake_word": None,
                                                      "command_window_ms": 0})
     assert {d.label for d in run_firmware(model, commands_only, wav=wav).detections} & {"yes", "no"}
-    settings = [(300, 0.05), (300, 0.6)]
+    settings = [(300, 0.05), (300, 0.6), (300, 0.05, 0.5)]   # (window, wake, other labels)
     swept = firmware_sweep(model, wav, settings, assistant_board(), "hey_hark", pad_ms=1000)
-    for (window, thr), found in zip(settings, swept):
+    for (window, thr, *rest), found in zip(settings, swept):
         board = assistant_board()
-        board["detector"] = {"average_window_ms": window, "thresholds": {"hey_hark": thr}}
+        board["detector"] = {"average_window_ms": window, "thresholds": {"hey_hark": thr},
+                             **({"threshold": rest[0]} if rest else {})}
         direct = run_firmware(model, board, wav=wav, pad_ms=1000)
         assert [(d.time_s, d.label) for d in direct.detections] == found
         last_wake = None
@@ -193,3 +194,32 @@ def test_pair_scores_and_false_alarms():
              "false_commands_per_hour": 0.7}]
     assert operating_point(rows)["threshold"] == 0.9
     assert operating_point(rows, max_wakes=0.5) is None
+
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "samples" / "assistant" / "assistant_demo.wav"
+
+
+def test_shipped_assistant_model_carries_its_grammar_and_recipe():
+    meta, _ = blob.read_blob(REPO / "models" / "assistant.hark")
+    assert meta["grammar"]["mode"] == "wake+command" and meta["grammar"]["wake_word"] == "hey_hark"
+    assert meta["labels"] == ds.LABELS + ["hey_hark"]
+    recipe = json.loads((REPO / "models" / "assistant.train.json").read_text())["config"]
+    assert recipe["wake"] == "hey hark" and recipe["commands"] == ds.COMMANDS
+
+
+def test_demo_commands_alone_stay_silent_and_fire_after_the_wake_word():
+    """make demo: on the bundled stream the assistant model hears nothing until the first wake
+    phrase, then every wake phrase and the command after it; the commands-only default model
+    fires on the commands alone too."""
+    events = json.loads((DEMO.parent / "assistant_demo_events.json").read_text())
+    assert DEMO.stat().st_size < 1_000_000
+    first_wake = min(e["start_s"] for e in events if e["label"] == "hey_hark")
+    alone = [e for e in events if not e["target"]]
+    assert alone and all(e["end_s"] < first_wake for e in alone)
+    board = boards.load("unix")
+    heard = run_firmware(REPO / "models" / "assistant.hark", board, wav=DEMO).detections
+    assert [d.label for d in heard] == [e["label"] for e in events if e["target"]]
+    assert all(d.time_s > first_wake for d in heard)
+    default = run_firmware(REPO / "models" / "default.hark", board, wav=DEMO).detections
+    assert [d.label for d in default if d.time_s < first_wake] == [e["label"] for e in alone]
