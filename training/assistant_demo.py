@@ -20,7 +20,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 ALONE = ("yes__0ab3b47d_nohash_0", "on__6a27a9bf_nohash_0", "stop__1aed7c6d_nohash_0")
 # (held-out voice of the wake phrase, sample command after it)
 PAIRS = (("festival-ked-diphone", "on__439c84f4_nohash_1"),
-         ("espeak-en-us-nyc-linda", "off__6a27a9bf_nohash_0"),
+         ("espeak-en-us-nyc-linda", "off__439c84f4_nohash_1"),
          ("espeak-en-gb-x-rp-m4", "yes__1aed7c6d_nohash_0"),
          ("espeak-en-us-grandma", "stop__62641b88_nohash_0"))
 WORD_DBFS = -22.0

@@ -112,7 +112,8 @@ def count_negatives(detections, wake) -> tuple:
 
 def settings_grid(windows=WINDOWS_MS, thresholds=THRESHOLDS, command_thresholds=COMMAND_THRESHOLDS):
     """(average window ms, wake threshold, command threshold) triples."""
-    return [(w, t, c) for w, t in sweep.settings_grid(windows, thresholds) for c in command_thresholds]
+    return [(int(w), float(t), float(c)) for w, t in sweep.settings_grid(windows, thresholds)
+            for c in command_thresholds]
 
 
 def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALSE_COMMANDS):
@@ -254,9 +255,14 @@ def main(argv=None):
     p.add_argument("--pair-seconds", type=float, default=1500, help="pairs stream length")
     p.add_argument("--windows", default=",".join(map(str, WINDOWS_MS)),
                    help="detector averaging windows in ms to try")
+    p.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)),
+                   help="wake thresholds to try")
+    p.add_argument("--command-thresholds", default=",".join(map(str, COMMAND_THRESHOLDS)),
+                   help="command thresholds to try (every setting costs time in each hop)")
     p.add_argument("--seed", type=int, default=21)
     args = p.parse_args(argv)
-    settings = settings_grid([int(w) for w in args.windows.split(",")])
+    settings = settings_grid(*([float(x) for x in v.split(",")]
+                               for v in (args.windows, args.thresholds, args.command_thresholds)))
     res = evaluate(args.model, args.data, args.eval, args.out, args.hours, args.pair_seconds,
                    args.seed, settings=settings)
     print(table(res))
