@@ -137,13 +137,13 @@ def check_args(args):
     if commands and not args.wake:
         raise HarkError("--commands lists the words that follow a wake word: add --wake PHRASE "
                         "(a commands-only model has the ten standard commands)")
-    if args.wake and len(set(commands)) != len(commands):
-        raise HarkError(f"--commands {args.commands}: a word is listed twice")
-    if args.wake and any(c.startswith("_") for c in commands):
-        raise HarkError(f"--commands {args.commands}: _silence_ and _unknown_ are always labels; "
-                        "list words only")
-    if commands and args.wake:
+    if commands:
         from hark.training.synth import label_for
+        if len(set(commands)) != len(commands):
+            raise HarkError(f"--commands {args.commands}: a word is listed twice")
+        if any(c.startswith("_") for c in commands):
+            raise HarkError(f"--commands {args.commands}: _silence_ and _unknown_ are always "
+                            "labels; list words only")
         if label_for(args.wake) in {label_for(c) for c in commands}:
             raise HarkError(f"--commands {args.commands}: the wake phrase cannot also be a command")
     if args.teacher and args.wake:
