@@ -124,6 +124,26 @@ def test_sweep_runs_the_blobs_grammar_as_the_firmware_does(assistant_run):
                 last_wake = None
 
 
+def test_evaluate_writes_the_tables_and_curves(assistant_run, shared_data, tmp_path):
+    """assistant_eval end to end on a tiny model: pairs from held-out voices, a short negatives
+    stream, every setting scored, JSON + markdown + both DET curves."""
+    from hark.training.assistant_eval import evaluate
+    _, run = assistant_run
+    held_out = tmp_path / "eval"
+    assert main(["synth", "--words", "hey hark:3", "--voice-set", "holdout", "--engines",
+                 "espeak-ng", "--no-augment", "--out", str(held_out)]) == 0
+    settings = [(300, 0.05, 0.05), (300, 0.9, 0.9)]
+    res = evaluate(run / "assistant.hark", shared_data, held_out, tmp_path / "out", hours=0.005,
+                   pair_seconds=20, settings=settings, log=lambda _: None)
+    assert [(r["average_window_ms"], r["threshold"], r["command_threshold"])
+            for r in res["rows"]] == settings
+    assert res["rows"][0]["pairs"] >= 3 and res["grammar"] == GRAMMAR
+    assert res["commands"] == COMMANDS and res["negative_words"] > 0
+    assert res["rows"][0]["wake_recall"] >= res["rows"][1]["wake_recall"]
+    for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
 def test_labels_and_grammar_of_a_wake_and_commands_run():
     assert wake_labels("hey hark", COMMANDS) == LABELS
     assert TrainConfig(data=[], wake="hey hark", commands=COMMANDS).labels == LABELS

@@ -146,7 +146,7 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     command_clips = [c.path for c in d.clips if c.word in commands and c.split in splits]
     board = assistant_board()
 
-    def run(wav):
+    def detections(wav):
         return sweep.firmware_sweep(model, wav, settings, board, wake, PAD_MS)
 
     with tempfile.TemporaryDirectory(prefix="hark-assistant-") as tmp:
@@ -154,22 +154,22 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
         audio, events = pairs_stream(wake_clips, command_clips, bank, pair_seconds, seed,
                                      {c.path: c.word for c in d.clips}, wav)
         secs = len(audio) / RATE + PAD_MS / 1000
-        pairs = [score_pairs(found, events, wake, secs) for found in run(wav)]
+        pairs = [score_pairs(found, events, wake, secs) for found in detections(wav)]
         log(f"pairs stream: {secs / 60:.1f} min, {pairs[0]['pairs']} pairs")
         negatives, neg_hours, neg_words = [], 0.0, 0
         for h in range(int(np.ceil(hours))):
             audio, events = negatives_stream(data_dir, 3600 * min(1.0, hours - h), seed + 1 + h,
                                              splits, wav)
             secs = len(audio) / RATE + PAD_MS / 1000
-            negatives.append([count_negatives(found, wake) for found in run(wav)])
+            negatives.append([count_negatives(found, wake) for found in detections(wav)])
             neg_hours += secs / 3600
             neg_words += len(events)
             log(f"negatives stream {h + 1}: {secs / 60:.1f} min, {len(events)} words, "
                 f"false wakes/commands {[n for n in negatives[-1]]}")
     rows = []
     for i, (window, thr, command_thr) in enumerate(settings):
-        wakes = sum(run[i][0] for run in negatives)
-        cmds = sum(run[i][1] for run in negatives)
+        wakes = sum(hour[i][0] for hour in negatives)
+        cmds = sum(hour[i][1] for hour in negatives)
         rows.append({"average_window_ms": window, "threshold": thr,
                      "command_threshold": command_thr, **pairs[i],
                      "false_wakes": wakes, "false_commands": cmds,
@@ -191,6 +191,10 @@ def _pct(x):
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
+def _ms(x):
+    return "—" if x is None else f"{x:.0f}"
+
+
 def table(result) -> str:
     r0 = result["rows"][0]
     lines = [f"Wake word `{result['wake_word']}` + {len(result['commands'])} commands "
@@ -205,8 +209,7 @@ def table(result) -> str:
              "median / p90 latency ms | false wakes / h | false commands / h |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        lat = ("—" if r["latency_ms_median"] is None
-               else f"{r['latency_ms_median']:.0f} / {r['latency_ms_p90']:.0f}")
+        lat = f"{_ms(r['latency_ms_median'])} / {_ms(r['latency_ms_p90'])}"
         lines.append(f"| {r['average_window_ms']} | {r['threshold']:.2f} | "
                      f"{r['command_threshold']:.2f} | {_pct(r['wake_recall'])} | "
                      f"{_pct(r['command_recall'])} ({_pct(r['command_recall_given_wake'])}) | "
@@ -218,7 +221,7 @@ def table(result) -> str:
               (f"window {op['average_window_ms']} ms, wake threshold {op['threshold']:.2f}, "
                f"command threshold {op['command_threshold']:.2f}: wake "
                f"recall {_pct(op['wake_recall'])}, command recall {_pct(op['command_recall'])}, "
-               f"median latency {op['latency_ms_median']:.0f} ms, "
+               f"median latency {_ms(op['latency_ms_median'])} ms, "
                f"{op['false_wakes_per_hour']:.2f} false wakes/h, "
                f"{op['false_commands_per_hour']:.2f} false commands/h" if op else "none")]
     return "\n".join(lines) + "\n"
