@@ -74,6 +74,8 @@ def build(rt, model, board, stream=True, enrolled=""):
     b = _load(model, ("p.w.",) if stream else ())
     meta = b.meta
     cfg = detector_config(meta, board)
+    # the profile's grammar, or the one the model was trained for (a wake word's blob has it)
+    grammar = board.get("grammar") or meta.get("grammar")
     rt.infer_every = max(1, int(cfg.get("infer_every", 1)))
     rt.streaming = False
     if stream:
@@ -124,7 +126,7 @@ def build(rt, model, board, stream=True, enrolled=""):
     rt.scored = len(eng.labels)
     rt.labels = _enrolled(rt, model, enrolled, eng.labels)
     rt.detector = Detector(rt.labels, cfg, eng.output_scale, eng.output_zero_point,
-                           rt.hop_ms * rt.infer_every, board.get("grammar"), rt.scored)
+                           rt.hop_ms * rt.infer_every, grammar, rt.scored)
     rt.buf = buf = array("h", range(BLOCK))    # sized once, no temporary; then silence
     for i in range(BLOCK):
         buf[i] = 0

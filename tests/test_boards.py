@@ -74,7 +74,8 @@ def test_bad_enum(tmp_path):
 
 
 def test_all_problems_reported_at_once(tmp_path):
-    msg = _broken(tmp_path, lambda b: (b.pop("mcu"), b["grammar"].update(mode="always")))
+    msg = _broken(tmp_path, lambda b: (b.pop("mcu"), b.update(
+        grammar={"mode": "always", "wake_word": None, "command_window_ms": 0})))
     assert "missing key 'mcu'" in msg and "grammar.mode" in msg
 
 
@@ -84,7 +85,8 @@ def test_rp2040_ws_must_follow_sck(tmp_path):
 
 
 def test_wake_mode_needs_wake_word(tmp_path):
-    msg = _broken(tmp_path, lambda b: b["grammar"].update(mode="wake", wake_word=None))
+    msg = _broken(tmp_path, lambda b: b.update(
+        grammar={"mode": "wake", "wake_word": None, "command_window_ms": 0}))
     assert "needs a wake word" in msg
 
 

@@ -78,7 +78,7 @@ def schema_errors(value, schema, path="") -> list:
 def _rule_errors(board) -> list:
     """Rules JSON Schema cannot express: cross-field consistency of a profile."""
     errors = []
-    audio, grammar = board["audio"], board["grammar"]
+    audio, grammar = board["audio"], board["grammar"] or {"mode": "commands"}
     if audio["source"] == "i2s" and audio["i2s"] is None:
         errors.append("audio.i2s: the i2s source needs the pins {id, sck, ws, sd, bits, ibuf}")
     if audio["source"] == "wav" and "path" not in audio:
@@ -225,9 +225,9 @@ def model_errors(board: dict, meta: dict) -> list:
     if not labels:
         return []
     errors = []
-    wake = board["grammar"]["wake_word"]
-    if board["grammar"]["mode"] != "commands" and wake not in labels:
-        errors.append(f"grammar.wake_word '{wake}' is not a label of the model")
+    grammar = board["grammar"]
+    if grammar and grammar["mode"] != "commands" and grammar["wake_word"] not in labels:
+        errors.append(f"grammar.wake_word '{grammar['wake_word']}' is not a label of the model")
     for label in board["actions"]["pins"]:
         if label not in labels:
             errors.append(f"actions.pins: '{label}' is not a label of the model")

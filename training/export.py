@@ -17,9 +17,24 @@ from .features import FeatureSpec, Normalisation
 # <= 300 ms. A 750 ms average waited ~150 ms longer for the same false accepts.
 DETECTOR_DEFAULTS = {"average_window_ms": 500, "threshold": 0.8, "suppression_ms": 1500,
                      "minimum_count": 3, "thresholds": {}}
+# How long after the wake word a command counts (the wake+command grammar).
+COMMAND_WINDOW_MS = 3000
 
 
-def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
+def grammar_for(config: dict, command_window_ms: int = COMMAND_WINDOW_MS):
+    """The detector grammar a run was trained for, stored in the blob so that a board needs no
+    configuration: `wake` for a wake word alone, `wake+command` for a wake word with commands
+    (its label is the last), None for commands alone."""
+    if not config.get("wake"):
+        return None
+    wake = config["labels"][-1]
+    if config.get("commands"):
+        return {"mode": "wake+command", "wake_word": wake, "command_window_ms": command_window_ms}
+    return {"mode": "wake", "wake_word": wake, "command_window_ms": 0}
+
+
+def export(run_dir, out_path, name: str = None, detector: dict = None,
+           command_window_ms: int = COMMAND_WINDOW_MS) -> dict:
     """Convert run_dir/model.keras; write out_path (.hark) and, beside it, the .tflite, the
     float .keras and <name>.train.json (training config and float metrics) for provenance."""
     import shutil
@@ -35,7 +50,8 @@ def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
     tflite = convert.to_int8_tflite(model, [calibration[i:i + 1] for i in range(len(calibration))])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     info = write_model_blob(tflite, spec, norm, config["labels"], out_path,
-                            name or out_path.stem, detector, family=config.get("family"))
+                            name or out_path.stem, detector, family=config.get("family"),
+                            grammar=grammar_for(config, command_window_ms))
     out_path.with_suffix(".tflite").write_bytes(tflite)
     if out_path.with_suffix(".keras").resolve() != (run_dir / "model.keras").resolve():
         shutil.copyfile(run_dir / "model.keras", out_path.with_suffix(".keras"))
@@ -46,7 +62,8 @@ def export(run_dir, out_path, name: str = None, detector: dict = None) -> dict:
     return info
 
 
-def repack(tflite_path, out_path, name: str = None, detector: dict = None) -> dict:
+def repack(tflite_path, out_path, name: str = None, detector: dict = None,
+           command_window_ms: int = COMMAND_WINDOW_MS) -> dict:
     """Write the blob of an already converted model from its .tflite and the .train.json beside
     it (labels, feature spec, normalisation): the same int8 graph in the current blob format,
     with no Keras or re-conversion involved."""
@@ -55,14 +72,16 @@ def repack(tflite_path, out_path, name: str = None, detector: dict = None) -> di
     config = json.loads(recipe.read_text())["config"]
     return write_model_blob(tflite_path.read_bytes(), FeatureSpec.from_dict(config["spec"]),
                             Normalisation.from_dict(config["normalisation"]), config["labels"],
-                            out_path, name or Path(out_path).stem, detector, config.get("family"))
+                            out_path, name or Path(out_path).stem, detector, config.get("family"),
+                            grammar_for(config, command_window_ms))
 
 
 class ExportError(ValueError):
     """A model the device could not run as exported; the message says why and what to do."""
 
 
-def check_compatible(spec: FeatureSpec, norm: Normalisation, labels, model_meta: dict):
+def check_compatible(spec: FeatureSpec, norm: Normalisation, labels, model_meta: dict,
+                     detector: dict = None):
     """Refuse a feature spec the device front end does not compute, or one that does not
     match the model's input, before anything is written."""
     if spec.sample_rate != DEVICE_RATE:
@@ -83,15 +102,20 @@ def check_compatible(spec: FeatureSpec, norm: Normalisation, labels, model_meta:
     if int(model_meta["output"]["shape"][-1]) != len(labels):
         raise ExportError(f"the model has {model_meta['output']['shape'][-1]} outputs but "
                           f"{len(labels)} labels: the .train.json does not belong to this model")
+    unknown = sorted(set((detector or {}).get("thresholds") or {}) - set(labels))
+    if unknown:
+        raise ExportError(f"a threshold for {', '.join(unknown)}, which the model does not "
+                          f"detect; its labels are {', '.join(labels)}")
 
 
 DEVICE_RATE = 16000
 
 
 def write_model_blob(tflite: bytes, spec: FeatureSpec, norm: Normalisation, labels, out_path,
-                     name: str, detector: dict = None, family: str = None) -> dict:
+                     name: str, detector: dict = None, family: str = None,
+                     grammar: dict = None) -> dict:
     model_meta, model_arrays = graph.from_tflite(tflite)
-    check_compatible(spec, norm, labels, model_meta)
+    check_compatible(spec, norm, labels, model_meta, detector)
     fe_meta, fe_arrays = frontend_tables.build(spec, norm, model_meta["input"]["scale"],
                                                model_meta["input"]["zero_point"])
     features = spec.to_dict()
@@ -99,6 +123,8 @@ def write_model_blob(tflite: bytes, spec: FeatureSpec, norm: Normalisation, labe
     meta = {"format": blob.VERSION, "name": name, "family": family, "labels": list(labels),
             "features": features, "frontend": fe_meta, "model": model_meta,
             "detector": {**DETECTOR_DEFAULTS, **(detector or {})}}
+    if grammar:
+        meta["grammar"] = grammar
     data = blob.write_blob(out_path, meta, {**fe_arrays, **model_arrays})
     return {"path": str(out_path), "blob_bytes": len(data), "tflite_bytes": len(tflite),
             "params": model_meta.get("params"), "macs": model_meta.get("macs"),

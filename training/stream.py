@@ -95,6 +95,27 @@ def make_stream(data_dir, seconds: float, seed: int, commands=tuple(ds.COMMANDS)
                           {c.path: c.word for c in d.clips}, out_wav, progress)
 
 
+def place_word(out, level, y, start, rng) -> dict:
+    """Mix clip y (its active part and MARGIN_S around it) into `out` at sample `start`, with a
+    random SNR over the local noise `level` and sometimes reverb. Returns start_s/end_s (the
+    active part), snr_db and stop_s (where the placed audio ends)."""
+    a, b = aug.active_region(y)
+    lo, hi = max(0, a - int(MARGIN_S * RATE)), min(len(y), b + int(MARGIN_S * RATE))
+    y = y[lo:hi].astype(np.float32)
+    if rng.random() < REVERB_PROB:
+        y = aug.reverb(y, rng, rng.uniform(0.1, 0.5))
+    local = float(level[start:start + len(y)].max())
+    word_db = max(20 * np.log10(local + 1e-12) + rng.uniform(*SNR_DB), MIN_WORD_DBFS)
+    y = y * 10 ** ((word_db - _rms_db(y[a - lo:b - lo])) / 20)
+    peak = np.max(np.abs(y))
+    if peak > 0.9:
+        y *= 0.9 / peak
+    out[start:start + len(y)] += y
+    snr = _rms_db(y[a - lo:b - lo]) - 20 * np.log10(local + 1e-12)
+    return {"start_s": round((start + a - lo) / RATE, 3), "end_s": round((start + b - lo) / RATE, 3),
+            "snr_db": round(float(snr), 1), "stop_s": (start + len(y)) / RATE}
+
+
 def compose_stream(targets, distractors, bank, seconds: float, seed: int,
                    target_share: float = 0.6, word_of=None, out_wav=None, progress=None):
     """make_stream from lists of clip paths: `targets` (labelled by their word: word_of[path],
@@ -130,25 +151,13 @@ def compose_stream(targets, distractors, bank, seconds: float, seed: int,
         start = int(cursor * RATE)
         if start + (hi - lo) >= n:
             break
-        y = y[lo:hi].astype(np.float32)
-        if rng.random() < REVERB_PROB:
-            y = aug.reverb(y, rng, rng.uniform(0.1, 0.5))
-        local = float(level[start:start + len(y)].max())
-        word_db = max(20 * np.log10(local + 1e-12) + rng.uniform(*SNR_DB), MIN_WORD_DBFS)
-        y = y * 10 ** ((word_db - _rms_db(y[a - lo:b - lo])) / 20)
-        peak = np.max(np.abs(y))
-        if peak > 0.9:
-            y *= 0.9 / peak
-        out[start:start + len(y)] += y
-        snr = _rms_db(y[a - lo:b - lo]) - 20 * np.log10(local + 1e-12)
         word = word_of.get(path, Path(path).parent.name)
-        events.append({"label": word if is_target else ds.UNKNOWN, "word": word,
-                       "start_s": round((start + a - lo) / RATE, 3),
-                       "end_s": round((start + b - lo) / RATE, 3),
-                       "target": is_target, "reused": path in used, "snr_db": round(float(snr), 1),
-                       "source": str(path)})
+        event = place_word(out, level, y, start, rng)
+        stop = event.pop("stop_s")
+        events.append({"label": word if is_target else ds.UNKNOWN, "word": word, **event,
+                       "target": is_target, "reused": path in used, "source": str(path)})
         used.add(path)
-        cursor = (start + len(y)) / RATE + rng.uniform(*GAP_S)
+        cursor = stop + rng.uniform(*GAP_S)
         if bar is not None:
             bar.update(min(int(cursor), int(seconds)) - bar.n)
     if bar is not None:

@@ -35,9 +35,12 @@ a = json.loads(open(sys.argv[1]).read())
 board = options.load_board(a["board"])
 rt = runtime.Runtime(a["model"], board, printer=False)
 dets = []
-for window, thr in a["settings"]:
+for setting in a["settings"]:
+    window, thr = setting[0], setting[1]
     cfg = dict(a["config"])
     cfg["average_window_ms"] = window
+    if len(setting) > 2:
+        cfg["threshold"] = setting[2]
     cfg["thresholds"] = dict(cfg.get("thresholds") or {})
     if a["label"]:
         cfg["thresholds"][a["label"]] = thr
@@ -61,11 +64,13 @@ def firmware_sweep(model, wav, settings, board, label=None, pad_ms=1000, timeout
     """Detections [[(time_s, label), ...] per setting] of the firmware on a WAV file.
     settings: (average_window_ms, threshold) pairs; the threshold replaces `label`'s own
     threshold (a wake word) or, without a label, the global one (every per-label override
-    dropped). board: a host board profile (its grammar mode applies)."""
+    dropped). A third value, with a label, replaces the global threshold (the other labels'). board: a host board profile (its grammar applies, else the blob's, as on a
+    device)."""
     from hark.cli import HarkError
     from hark.unixport import compile_firmware, micropython_binary
 
     meta, _ = blobfile.read_blob(model)
+    board = dict(board, grammar=board.get("grammar") or meta.get("grammar"))
     code_dir = compile_firmware()
     with tempfile.TemporaryDirectory(prefix="hark-sweep-") as tmp:
         board_path, args_path = Path(tmp) / "board.json", Path(tmp) / "args.json"
@@ -74,7 +79,7 @@ def firmware_sweep(model, wav, settings, board, label=None, pad_ms=1000, timeout
             "model": str(Path(model).resolve()), "board": str(board_path),
             "wav": str(Path(wav).resolve()), "pad_ms": pad_ms, "label": label,
             "config": meta.get("detector") or {},
-            "settings": [[int(w), float(t)] for w, t in settings]}))
+            "settings": [[int(w), *map(float, rest)] for w, *rest in settings]}))
         driver = Path(tmp) / "driver.py"
         driver.write_text(DRIVER)
         res = subprocess.run([micropython_binary(), "-X", "heapsize=2000000", str(driver),

@@ -10,6 +10,11 @@ positives come only from synthetic folders (the phrase's folder), every real wor
 `_unknown_`. Real data has no wake-word clips to validate on, so synthetic clips are split
 by voice (a hash of the voice name, as Speech Commands splits speakers) into 80/10/10 %
 train/validation/test.
+
+Assistant runs (`wake` and `commands`) train one model for the `wake+command` grammar:
+labels [_silence_, _unknown_, *commands, hey_hark]. The commands and `_unknown_` are
+balanced as in a commands-only run; the wake phrase is one more class of that size from its
+synthetic clips, which alone are split by voice (the other synthetic clips all train).
 """
 import hashlib
 import json
@@ -42,7 +47,8 @@ class TrainConfig:
     synth_ratio: float = 1.0            # fraction of available synthetic clips used
     max_per_word: int = 0               # cap clips per word (tiny smoke runs); 0 = all
     exclude_words: list = field(default_factory=list)  # real words held out entirely
-    wake: str = ""                      # wake phrase: labels become wake_labels(wake)
+    wake: str = ""                      # wake phrase: labels become wake_labels(wake, commands)
+    commands: list = field(default_factory=list)  # with wake: the commands after the wake word
     shift_ms: float = 100.0             # time-shift range of augmentation (+-ms)
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     mic_prob: float = 0.0               # chance of a random microphone response per example
@@ -58,13 +64,18 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.wake:
-            self.labels = wake_labels(self.wake)
+            self.labels = wake_labels(self.wake, self.commands)
+
+    @property
+    def wake_only(self) -> bool:
+        return bool(self.wake) and not self.commands
 
 
-def wake_labels(phrase: str) -> list:
-    """The labels of a wake-word model; the phrase's label is its `hark synth` folder name."""
+def wake_labels(phrase: str, commands=()) -> list:
+    """The labels of a wake-word model (and of the commands that follow it); the phrase's
+    label is its `hark synth` folder name."""
     from .synth import label_for
-    return [ds.SILENCE, ds.UNKNOWN, label_for(phrase)]
+    return [ds.SILENCE, ds.UNKNOWN, *commands, label_for(phrase)]
 
 
 def voice_split(path) -> str:
@@ -135,7 +146,7 @@ def _class_plan(real, synth, labels, cfg, rng):
     `real_share` of a class that has synthetic clips, oversampled when they are few."""
     counts = [sum(1 for c in real if c.label == l) for l in labels if l != ds.SILENCE]
     size = cfg.class_size or int(np.median([c for c in counts if c] or [1]))
-    if cfg.wake and not cfg.class_size:  # wake word and silence: half the negatives each
+    if cfg.wake_only and not cfg.class_size:  # wake word and silence: half the negatives each
         size = max(1, (sum(c.label == ds.UNKNOWN for c in real + synth)) // 2)
     plan = {}
     for label in labels:
@@ -146,10 +157,10 @@ def _class_plan(real, synth, labels, cfg, rng):
         s = [s[i] for i in rng.permutation(len(s))[: int(round(len(s) * cfg.synth_ratio))]]
         if not r and not s:
             hint = (f" (`hark synth --words \"{cfg.wake}:600\" --out DIR`, then --synth DIR)"
-                    if cfg.wake else "")
+                    if cfg.wake and label == cfg.labels[-1] else "")
             raise ds.DatasetError(f"no training clips for label {label!r}: add a folder for it "
                                   f"or synthesise some with `hark synth`{hint}")
-        if cfg.wake and label == ds.UNKNOWN:
+        if cfg.wake_only and label == ds.UNKNOWN:
             # Every negative once per view: false accepts come from the variety of non-wake
             # speech, and the synthetic near misses ("hey", "hark", "hey park") must all be in.
             plan[label] = [("real", i) for i in r] + [("synth", i) for i in s]
@@ -281,13 +292,15 @@ def train(cfg: TrainConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
-    # A wake word has no real clips: every real word is a negative.
-    real_sets = [ds.load_dataset(p, cfg.labels, require_labels=not cfg.wake) for p in cfg.data]
+    # A wake word has no real clips: without commands every real word is a negative.
+    real_sets = [ds.load_dataset(p, cfg.labels, require_labels=not cfg.wake_only)
+                 for p in cfg.data]
     synth_sets = [ds.load_dataset(p, cfg.labels, require_labels=False) for p in cfg.synth]
     if cfg.wake:
+        wake = cfg.labels[-1]
         for d in synth_sets:
             for c in d.clips:
-                c.split = voice_split(c.path)
+                c.split = voice_split(c.path) if cfg.wake_only or c.label == wake else "train"
     if cfg.cv_folds:
         apply_cv_fold(real_sets, cfg.cv_folds, cfg.cv_fold)
     noise = [n for d in real_sets for n in ds.load_noise(d)]

@@ -34,12 +34,21 @@ def register(sub):
     p.add_argument("--average-window-ms", type=int,
                    help="detector score averaging window (default: training/export.py "
                         "DETECTOR_DEFAULTS; a wake phrase wants less, see docs/wake.md)")
+    p.add_argument("--label-threshold", action="append", default=[], metavar="LABEL=P",
+                   help="one label's own detector threshold, e.g. hey_hark=0.9 (repeatable)")
+    p.add_argument("--command-window-ms", type=int, default=3000,
+                   help="a model trained with --wake and --commands: how long after the wake "
+                        "word a command counts (stored with the grammar; default 3000)")
     p.set_defaults(func=run)
 
 
 def run(args):
     detector = {k: v for k, v in (("threshold", args.threshold),
                                   ("average_window_ms", args.average_window_ms)) if v is not None}
+    if args.label_threshold:
+        detector["thresholds"] = label_thresholds(args.label_threshold)
+    if args.command_window_ms <= 0:
+        raise HarkError("--command-window-ms must be a whole number of ms > 0")
     bad = detector_errors(detector)
     if bad:
         raise HarkError("; ".join("--" + e.replace("_", "-", 2) for e in bad))
@@ -51,6 +60,18 @@ def run(args):
         raise HarkError(f"{args.tflite or args.run_dir}: {exc}; nothing was written") from None
 
 
+def label_thresholds(items) -> dict:
+    """["hey_hark=0.9", ...] -> {"hey_hark": 0.9}."""
+    out = {}
+    for item in items:
+        label, _, value = item.partition("=")
+        try:
+            out[label.strip()] = float(value)
+        except ValueError:
+            raise HarkError(f"--label-threshold {item!r}: give LABEL=P, e.g. hey_hark=0.9") from None
+    return out
+
+
 def _export(args, detector, export, repack):
     if args.tflite:
         tflite = Path(args.tflite)
@@ -59,7 +80,7 @@ def _export(args, detector, export, repack):
         if not tflite.exists() or not tflite.with_suffix(".train.json").exists():
             raise HarkError(f"--tflite needs {tflite} and {tflite.with_suffix('.train.json')} "
                             "(written by `hark export` beside the blob)")
-        info = repack(tflite, Path(args.out), args.name, detector)
+        info = repack(tflite, Path(args.out), args.name, detector, args.command_window_ms)
         print(f"wrote {info['path']} ({info['blob_bytes']} bytes) from {tflite}")
         return
     if not args.run_dir:
@@ -69,7 +90,7 @@ def _export(args, detector, export, repack):
         raise HarkError(f"{run_dir} is not a training run (no model.keras/config.json); "
                         "train one with `hark train --out DIR`")
     out = Path(args.out) if args.out else run_dir / "model.hark"
-    info = export(run_dir, out, args.name, detector)
+    info = export(run_dir, out, args.name, detector, args.command_window_ms)
     print(f"wrote {info['path']} ({info['blob_bytes']} bytes) and "
           f"{out.with_suffix('.tflite')} ({info['tflite_bytes']} bytes)")
     print(f"params {info['params']}, MACs/inference {info['macs']}, "

@@ -23,6 +23,11 @@ negatives are every real word plus the synthetic unknown words; _unknown_ takes 
 negative once per view, the wake word and _silence_ half as many each (--class-size
 overrides). Synthetic clips are split 80/10/10 by voice for train/validation/test.
 
+Wake word + commands (--wake PHRASE --commands yes,no,...): one model with the commands,
+the phrase, _unknown_ and _silence_ for the wake+command grammar (a command counts only
+just after the wake word); `hark export` stores that grammar in the blob. Classes are
+balanced as for commands alone; only the phrase's synthetic clips are split by voice.
+
 examples:
   hark train --data ../shared/data/speech_commands --out runs/kws
   hark train --data DATA --synth data/synth/commands data/synth/unknown --family dscnn
@@ -30,6 +35,8 @@ examples:
   hark synth --words "hey hark:600" --out data/synth/wake
   hark train --wake "hey hark" --synth data/synth/wake data/synth/unknown --data DATA \
       --width 32 --out runs/wake
+  hark train --wake "hey hark" --commands yes,no,up,down,left,right,on,off,stop,go \
+      --synth data/synth/commands data/synth/unknown data/synth/wake --data DATA --out runs/assistant
 """
 
 
@@ -58,6 +65,9 @@ def register(sub):
     p.add_argument("--wake", default="", metavar="PHRASE",
                    help='train a wake-word model for PHRASE (e.g. "hey hark") from its '
                         "synthetic folder in --synth; all real words become _unknown_")
+    p.add_argument("--commands", default="", metavar="WORDS",
+                   help="with --wake: comma-separated command words (real --data folders) "
+                        "that follow the wake word, e.g. yes,no,on,off")
     p.add_argument("--class-size", type=int, default=0,
                    help="examples per class per view (default: median real count; with "
                         "--wake half the negatives)")
@@ -128,6 +138,19 @@ def check_args(args):
            for k, (ok, what) in RANGES.items() if not ok(getattr(args, k))]
     if bad:
         raise HarkError("; ".join(bad))
+    commands = command_list(args.commands)
+    if commands and not args.wake:
+        raise HarkError("--commands lists the words that follow a wake word: add --wake PHRASE "
+                        "(a commands-only model has the ten standard commands)")
+    if commands:
+        from hark.training.synth import label_for
+        if len(set(commands)) != len(commands):
+            raise HarkError(f"--commands {args.commands}: a word is listed twice")
+        if any(c.startswith("_") for c in commands):
+            raise HarkError(f"--commands {args.commands}: _silence_ and _unknown_ are always "
+                            "labels; list words only")
+        if label_for(args.wake) in {label_for(c) for c in commands}:
+            raise HarkError(f"--commands {args.commands}: the wake phrase cannot also be a command")
     if args.teacher and args.wake:
         raise HarkError("--teacher labels the 12-class command task; a wake-word run has "
                         "no teacher head (leave out --teacher)")
@@ -152,6 +175,10 @@ def check_args(args):
                             "`hark data fetch speech-commands`")
 
 
+def command_list(text: str) -> list:
+    return [w.strip() for w in text.split(",") if w.strip()]
+
+
 def run(args):
     if args.wake and not args.synth:
         raise HarkError(f"--wake needs the synthetic clips of the phrase: `hark synth --words "
@@ -169,7 +196,8 @@ def run(args):
                       learning_rate=args.learning_rate, seed=args.seed, views=args.views,
                       real_share=args.real_share, synth_ratio=args.synth_ratio,
                       max_per_word=args.max_per_word, class_size=args.class_size,
-                      wake=args.wake.strip(), shift_ms=args.shift_ms,
+                      wake=args.wake.strip(), commands=command_list(args.commands),
+                      shift_ms=args.shift_ms,
                       unknown_weight=args.unknown_weight, mic_prob=args.mic_prob,
                       exclude_words=[w for w in args.exclude_words.split(",") if w],
                       teacher=args.teacher, temperature=args.temperature,

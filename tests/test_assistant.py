@@ -1,0 +1,245 @@
+"""Wake word + commands in one model: hark train --wake PHRASE --commands ..., the grammar the
+exporter stores in the blob, the firmware taking it when the board profile has none, and the
+end-to-end scoring of training/assistant_eval.py."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hark import boards
+from hark.cli import main
+from hark.training import blob, dataset as ds
+from hark.training.assistant_eval import (assistant_board, count_negatives, operating_point,
+                                          pairs_stream, score_pairs)
+from hark.training.export import grammar_for
+from hark.training.sweep import firmware_sweep
+from hark.training.train import TrainConfig, _class_plan, wake_labels
+from hark.unixport import run_firmware
+
+COMMANDS = ["yes", "no"]
+LABELS = ["_silence_", "_unknown_", "yes", "no", "hey_hark"]
+GRAMMAR = {"mode": "wake+command", "wake_word": "hey_hark", "command_window_ms": 2500}
+
+
+def _follow_the_audio(path):
+    """One epoch on a few clips gives the same scores for every input: random output weights
+    make the top label change with the audio, so the grammar has detections to gate."""
+    import keras
+    model = keras.models.load_model(path)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    w, b = dense.get_weights()
+    dense.set_weights([np.random.default_rng(0).normal(0, 10, w.shape).astype(w.dtype), b])
+    model.save(path)
+
+
+@pytest.fixture(scope="module")
+def assistant_run(shared_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("assistant")
+    synth = tmp / "synth"
+    assert main(["synth", "--words", "hey hark:8", "--unknown", "6", "--engines", "espeak-ng",
+                 "--no-augment", "--out", str(synth)]) == 0
+    run = tmp / "run"
+    assert main(["train", "--wake", "hey hark", "--commands", ",".join(COMMANDS),
+                 "--synth", str(synth), "--data", str(shared_data), "--out", str(run),
+                 "--epochs", "1", "--max-per-word", "5", "--views", "1", "--class-size", "20",
+                 "--width", "16"]) == 0
+    _follow_the_audio(run / "model.keras")
+    assert main(["export", str(run), "--out", str(run / "assistant.hark"), "--threshold", "0.05",
+                 "--label-threshold", "hey_hark=0.05", "--command-window-ms", "2500"]) == 0
+    # every clip once, 0.3 s apart: with thresholds this low the untrained model fires often
+    gap = np.zeros(4800, np.int16)
+    clips = sorted((synth / "hey_hark").glob("*.wav"))
+    clips += sorted((Path(shared_data) / "yes").glob("*.flac"))[:4]
+    audio = np.concatenate([x for c in clips for x in (sf.read(c, dtype="int16")[0], gap)])
+    sf.write(tmp / "mixed.wav", audio, 16000, subtype="PCM_16")
+    return tmp, run
+
+
+def test_run_has_the_commands_and_the_wake_word(assistant_run):
+    _, run = assistant_run
+    config = json.loads((run / "config.json").read_text())
+    assert config["labels"] == LABELS and config["commands"] == COMMANDS
+    meta, _ = blob.read_blob(run / "assistant.hark")
+    assert meta["labels"] == LABELS
+    assert meta["grammar"] == GRAMMAR
+    assert meta["detector"]["thresholds"] == {"hey_hark": 0.05}
+
+
+def _firmware_mode(mpy, model, board, tmp_path):
+    path = tmp_path / "board.json"
+    path.write_text(json.dumps(board))
+    r = mpy("import runtime, options\n"
+            f"rt = runtime.Runtime({str(model)!r}, options.load_board({str(path)!r}), printer=False)\n"
+            "print(rt.detector.mode, rt.detector.wake, rt.detector.command_window_ms)")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+def test_firmware_takes_the_blobs_grammar_unless_the_profile_has_one(assistant_run, mpy, tmp_path):
+    _, run = assistant_run
+    model = run / "assistant.hark"
+    board = assistant_board()
+    assert board["grammar"] is None
+    assert _firmware_mode(mpy, model, board, tmp_path) == ["wake+command", "4", "2500"]
+    override = dict(board, grammar={"mode": "wake", "wake_word": "yes", "command_window_ms": 0})
+    assert _firmware_mode(mpy, model, override, tmp_path)[:2] == ["wake", "2"]
+
+
+def test_shipped_profiles_defer_to_the_model():
+    """The commands-only boards name no grammar, so an assistant model needs no configuration;
+    a blob without one (the default model) still runs in `commands` mode."""
+    for name in ("unix", "esp32-inmp441", "pyboard", "rp2040"):
+        board = boards.load(name)
+        assert board["grammar"] is None
+        assert boards.model_errors(board, {"labels": ds.LABELS + ["hey_hark"]}) == []
+    # a profile that names its own wake word still needs it among the labels
+    assert "grammar.wake_word 'go'" in boards.model_errors(boards.load("esp32s3"),
+                                                           {"labels": LABELS})[0]
+
+
+def test_sweep_runs_the_blobs_grammar_as_the_firmware_does(assistant_run):
+    """Commands alone fire in `commands` mode; with the blob's grammar none fires without the
+    wake word before it, in the firmware and in the evaluation's detector sweep alike."""
+    tmp, run = assistant_run
+    model, wav = run / "assistant.hark", tmp / "mixed.wav"
+    commands_only = dict(assistant_board(), grammar={"mode": "commands", "wake_word": None,
+                                                     "command_window_ms": 0})
+    assert {d.label for d in run_firmware(model, commands_only, wav=wav).detections} & {"yes", "no"}
+    settings = [(300, 0.05), (300, 0.6), (300, 0.05, 0.5)]   # (window, wake, other labels)
+    swept = firmware_sweep(model, wav, settings, assistant_board(), "hey_hark", pad_ms=1000)
+    for (window, thr, *rest), found in zip(settings, swept):
+        board = assistant_board()
+        board["detector"] = {"average_window_ms": window, "thresholds": {"hey_hark": thr},
+                             **({"threshold": rest[0]} if rest else {})}
+        direct = run_firmware(model, board, wav=wav, pad_ms=1000)
+        assert [(d.time_s, d.label) for d in direct.detections] == found
+        last_wake = None
+        for t, label in found:      # a command only within 2.5 s of a wake word, one per wake
+            if label == "hey_hark":
+                last_wake = t
+            else:
+                assert last_wake is not None and t - last_wake <= 2.5
+                last_wake = None
+
+
+def test_evaluate_writes_the_tables_and_curves(assistant_run, shared_data, tmp_path):
+    """assistant_eval end to end on a tiny model: pairs from held-out voices, a short negatives
+    stream, every setting scored, JSON + markdown + both DET curves."""
+    from hark.training.assistant_eval import evaluate
+    _, run = assistant_run
+    held_out = tmp_path / "eval"
+    assert main(["synth", "--words", "hey hark:3", "--voice-set", "holdout", "--engines",
+                 "espeak-ng", "--no-augment", "--out", str(held_out)]) == 0
+    settings = [(300, 0.05, 0.05), (300, 0.9, 0.9)]
+    res = evaluate(run / "assistant.hark", shared_data, held_out, tmp_path / "out", hours=0.005,
+                   pair_seconds=20, settings=settings, log=lambda _: None)
+    assert [(r["average_window_ms"], r["threshold"], r["command_threshold"])
+            for r in res["rows"]] == settings
+    assert res["rows"][0]["pairs"] >= 3 and res["grammar"] == GRAMMAR
+    assert res["commands"] == COMMANDS and res["negative_words"] > 0
+    assert res["rows"][0]["wake_recall"] >= res["rows"][1]["wake_recall"]
+    for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_labels_and_grammar_of_a_wake_and_commands_run():
+    assert wake_labels("hey hark", COMMANDS) == LABELS
+    assert TrainConfig(data=[], wake="hey hark", commands=COMMANDS).labels == LABELS
+    assert grammar_for({"wake": "hey hark", "commands": COMMANDS, "labels": LABELS}, 2500) == GRAMMAR
+    assert grammar_for({"wake": "hey hark", "commands": [],
+                        "labels": ["_silence_", "_unknown_", "hey_hark"]}) == \
+        {"mode": "wake", "wake_word": "hey_hark", "command_window_ms": 0}
+    assert grammar_for({"wake": "", "labels": ds.LABELS}) is None
+
+
+def test_class_plan_balances_commands_and_the_wake_word():
+    def clip(word, label):
+        return ds.Clip(Path(word), word, label, "train")
+
+    real = [clip("yes", "yes")] * 10 + [clip("no", "no")] * 6 + [clip("dog", "_unknown_")] * 40
+    synth = [clip("hey_hark", "hey_hark")] * 3 + [clip("hey", "_unknown_")] * 50
+    cfg = TrainConfig(data=[], wake="hey hark", commands=COMMANDS, unknown_weight=2.0)
+    plan, size = _class_plan(real, synth, cfg.labels, cfg, np.random.default_rng(0))
+    assert size == 10                               # median real count, not half the negatives
+    assert len(plan["yes"]) == len(plan["no"]) == len(plan["hey_hark"]) == 10
+    assert {k for k, _ in plan["hey_hark"]} == {"synth"}
+    assert len(plan["_unknown_"]) == 20             # unknown_weight, not every negative
+
+
+def test_commands_need_a_wake_word(capsys):
+    assert main(["train", "--commands", "yes,no", "--data", "x", "--synth", "y"]) == 1
+    assert "--wake" in capsys.readouterr().err
+    assert main(["train", "--wake", "hey hark", "--commands", "yes,hey hark", "--data", "x",
+                 "--synth", "y"]) == 1
+    assert "cannot also be a command" in capsys.readouterr().err
+
+
+def test_export_refuses_a_threshold_for_a_label_the_model_lacks(assistant_run, tmp_path, capsys):
+    _, run = assistant_run
+    assert main(["export", str(run), "--out", str(tmp_path / "x.hark"),
+                 "--label-threshold", "hey_mark=0.9"]) == 1
+    assert "hey_mark" in capsys.readouterr().err and not (tmp_path / "x.hark").exists()
+
+
+def test_pairs_stream_puts_a_command_just_after_each_wake_phrase(shared_data, tmp_path):
+    wake = sorted((Path(shared_data) / "go").glob("*.flac"))[:3]      # stands in for the phrase
+    commands = sorted((Path(shared_data) / "yes").glob("*.flac"))[:3]
+    bank = ds.load_noise(ds.load_dataset(shared_data, require_labels=False))
+    word_of = {p: "hey_hark" for p in wake}
+    audio, events = pairs_stream(wake, commands, bank, 40, 3, word_of, tmp_path / "p.wav")
+    assert len(audio) == 40 * 16000 and sf.info(tmp_path / "p.wav").frames == len(audio)
+    assert len(events) >= 10 and len(events) % 2 == 0
+    for w, c in zip(events[0::2], events[1::2]):
+        assert (w["kind"], w["label"], c["kind"], c["label"]) == ("wake", "hey_hark", "command", "yes")
+        assert 0.2 <= c["start_s"] - w["end_s"] <= 0.6 + 0.2 + 0.05   # gap + the clips' margins
+
+
+def test_pair_scores_and_false_alarms():
+    events = [{"kind": "wake", "label": "hey_hark", "start_s": 1.0, "end_s": 1.5, "target": True},
+              {"kind": "command", "label": "yes", "start_s": 1.8, "end_s": 2.2, "target": True},
+              {"kind": "wake", "label": "hey_hark", "start_s": 5.0, "end_s": 5.5, "target": True},
+              {"kind": "command", "label": "no", "start_s": 5.9, "end_s": 6.3, "target": True}]
+    dets = [(1.6, "hey_hark"), (2.4, "yes"), (5.7, "hey_hark"), (6.5, "yes")]
+    s = score_pairs(dets, events, "hey_hark", 10)
+    assert (s["pairs"], s["wake_recall"], s["command_recall"], s["wrong_commands"]) == (2, 1.0, 0.5, 1)
+    assert s["latency_ms_median"] == pytest.approx(200) and s["command_recall_given_wake"] == 0.5
+    assert count_negatives([(1, "hey_hark"), (2, "yes"), (9, "no")], "hey_hark") == (1, 2)
+    rows = [{"threshold": 0.5, "command_recall": 0.95, "false_wakes_per_hour": 3.0,
+             "false_commands_per_hour": 0.3},
+            {"threshold": 0.9, "command_recall": 0.9, "false_wakes_per_hour": 1.0,
+             "false_commands_per_hour": 0.3},
+            {"threshold": 0.8, "command_recall": 0.92, "false_wakes_per_hour": 0.7,
+             "false_commands_per_hour": 0.7}]
+    assert operating_point(rows)["threshold"] == 0.9
+    assert operating_point(rows, max_wakes=0.5) is None
+
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "samples" / "assistant" / "assistant_demo.wav"
+
+
+def test_shipped_assistant_model_carries_its_grammar_and_recipe():
+    meta, _ = blob.read_blob(REPO / "models" / "assistant.hark")
+    assert meta["grammar"]["mode"] == "wake+command" and meta["grammar"]["wake_word"] == "hey_hark"
+    assert meta["labels"] == ds.LABELS + ["hey_hark"]
+    recipe = json.loads((REPO / "models" / "assistant.train.json").read_text())["config"]
+    assert recipe["wake"] == "hey hark" and recipe["commands"] == ds.COMMANDS
+
+
+def test_demo_commands_alone_stay_silent_and_fire_after_the_wake_word():
+    """make demo: on the bundled stream the assistant model hears nothing until the first wake
+    phrase, then every wake phrase and the command after it; the commands-only default model
+    fires on the commands alone too."""
+    events = json.loads((DEMO.parent / "assistant_demo_events.json").read_text())
+    assert DEMO.stat().st_size < 1_000_000
+    first_wake = min(e["start_s"] for e in events if e["label"] == "hey_hark")
+    alone = [e for e in events if not e["target"]]
+    assert alone and all(e["end_s"] < first_wake for e in alone)
+    board = boards.load("unix")
+    heard = run_firmware(REPO / "models" / "assistant.hark", board, wav=DEMO).detections
+    assert [d.label for d in heard] == [e["label"] for e in events if e["target"]]
+    assert all(d.time_s > first_wake for d in heard)
+    default = run_firmware(REPO / "models" / "default.hark", board, wav=DEMO).detections
+    assert [d.label for d in default if d.time_s < first_wake] == [e["label"] for e in alone]
