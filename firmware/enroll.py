@@ -239,6 +239,8 @@ def main(argv):
     import options
     opts = options.parse(argv, {"--enroll": None, "--examples": 5, "--list": False,
                                 "--delete": None})
+    if not (opts["enroll"] or opts["list"] or opts["delete"]):
+        raise ValueError("--examples goes with --enroll WORD")
     path = opts["enrolled"] or PATH
     if opts["list"]:
         show(path)
