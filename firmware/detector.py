@@ -33,8 +33,8 @@ class Detector:
     minimum_count). grammar: {"mode": "commands"|"wake"|"wake+command",
     "wake_word": label, "command_window_ms": ms}. period_ms is the time between
     update() calls; it sizes the ring. scored: how many of the labels the model scores (the
-    rest are enrolled words, match.py, which offer() their detections to the same grammar
-    and suppression); default all.
+    rest are enrolled words, match.py, which offers their detections to the same grammar);
+    default all.
     """
 
     def __init__(self, labels, config, scale, zero_point, period_ms=20, grammar=None, scored=None):
@@ -49,8 +49,6 @@ class Detector:
         self._count = 0
         self._prev = -1
         self._prev_t = 0
-        self._eprev = -1
-        self._eprev_t = 0
         self._armed = False
         self._wake_t = 0
         self.last_label = -1
@@ -109,39 +107,29 @@ class Detector:
             return -1
         if best == self._prev and ((time_ms - self._prev_t) & TIME_MASK) <= self.suppression_ms:
             return -1
-        if self._gate(best, avg, (avg * self._pct_mul + 32768) >> 16, time_ms) < 0:
+        if self.offer(best, avg, (avg * self._pct_mul + 32768) >> 16, time_ms) < 0:
             return -1
         self._prev = best
         self._prev_t = time_ms
         return best
 
-    def offer(self, label, pct, time_ms):
-        """An enrolled word (label index >= the scored labels) matched at time_ms with score pct
-        (hundredths): through the same grammar, suppressed like a model label (its own re-arm: a
-        winning _silence_ or _unknown_ in the model's average does not re-arm it); returns label
-        or -1."""
-        if label == self._eprev and ((time_ms - self._eprev_t) & TIME_MASK) <= self.suppression_ms:
+    def offer(self, label, value, pct, time_ms):
+        """The grammar: whether `label` (score `value` in score units, pct in hundredths) may
+        fire at time_ms; if so it is the last detection and returned, else -1. update() calls it
+        for a model label past its suppression; match.py for an enrolled word (index >= the
+        scored labels), which it suppresses itself."""
+        if self._mode == _WAKE and label != self.wake:
             return -1
-        if self._gate(label, (pct * 255 + 50) // 100, pct, time_ms) < 0:
-            return -1
-        self._eprev = label
-        self._eprev_t = time_ms
-        return label
-
-    def _gate(self, best, score, pct, time_ms):
-        """The grammar: whether label `best` may fire now; records it as the last detection."""
-        if self._mode == _WAKE and best != self.wake:
-            return -1
-        if self._mode == _WAKE_COMMAND and best != self.wake:
+        if self._mode == _WAKE_COMMAND and label != self.wake:
             if not self._armed or ((time_ms - self._wake_t) & TIME_MASK) > self.command_window_ms:
                 self._armed = False
                 return -1
         if self._mode == _WAKE_COMMAND:
             # One command per wake word; the wake word (re)opens the window.
-            self._armed = best == self.wake
+            self._armed = label == self.wake
             self._wake_t = time_ms
-        self.last_label = best
-        self.last_score = score
+        self.last_label = label
+        self.last_score = value
         self.last_pct = pct
         self.last_time_ms = time_ms
-        return best
+        return label

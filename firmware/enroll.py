@@ -234,8 +234,13 @@ def delete(word, path=PATH):
     print("enroll: deleted %r; %d words enrolled" % (word, len(keep)))
 
 
-def main(opts):
+def main(argv):
     """main.py --enroll WORD [--examples N] | --list | --delete WORD (runtime.main)."""
+    import options
+    opts = options.parse(argv, {"--enroll": None, "--examples": 5, "--list": False,
+                                "--delete": None})
+    if not (opts["enroll"] or opts["list"] or opts["delete"]):
+        raise ValueError("--examples goes with --enroll WORD")
     path = opts["enrolled"] or PATH
     if opts["list"]:
         show(path)

@@ -7,6 +7,8 @@ from array import array
 
 import micropython
 
+from detector import TIME_MASK
+
 
 @micropython.viper
 def _nearest(emb: ptr8, templates: ptr8, counts: ptr8, n_words: int, size: int, out: ptr32):
@@ -28,25 +30,31 @@ def _nearest(emb: ptr8, templates: ptr8, counts: ptr8, n_words: int, size: int, 
 
 
 class Matcher:
-    """words: [(name, threshold, templates bytes)] as enroll.load reads them. update(embedding)
-    returns the index of the matching word (the one nearest relative to its threshold) or -1;
-    .pct is then its score in hundredths (100 at distance 0, 50 at the threshold)."""
+    """words: [(name, threshold, templates bytes)] as enrolled.load reads them; emb: the engine's
+    embedding view; det: the detector, whose labels are the model's `scored` ones, then these
+    words. update(t) after an inference offers the nearest matching word (the one nearest
+    relative to its threshold; its score in hundredths: 100 at distance 0, 50 at the threshold)
+    to the detector's grammar, suppressed like a model label but re-armed on its own (a winning
+    _silence_ in the model's average does not re-arm it); returns its label index or -1."""
 
-    def __init__(self, words, size):
-        self.names = [w[0] for w in words]
+    def __init__(self, words, emb, det, scored):
+        self.emb = emb
+        self.det = det
+        self.scored = scored
         self.n = len(words)
-        self.size = size
+        self.size = len(emb)
         self.thresholds = array("i", [max(1, w[1]) for w in words])
-        self.counts = bytearray(len(w[2]) // size for w in words)
+        self.counts = bytearray(len(w[2]) // self.size for w in words)
         self.templates = bytearray(b"".join(w[2] for w in words))
         self.dist = array("i", [0] * len(words))
-        self.pct = 0
+        self._prev = -1
+        self._prev_t = 0
 
-    def update(self, emb):
+    def update(self, t):
         n = self.n
         dist = self.dist
         thr = self.thresholds
-        _nearest(emb, self.templates, self.counts, n, self.size, dist)
+        _nearest(self.emb, self.templates, self.counts, n, self.size, dist)
         best = -1
         best_pct = 0
         for w in range(n):
@@ -56,5 +64,13 @@ class Matcher:
                 if pct > best_pct:
                     best = w
                     best_pct = pct
-        self.pct = best_pct
-        return best
+        if best < 0:
+            return -1
+        det = self.det
+        if best == self._prev and ((t - self._prev_t) & TIME_MASK) <= det.suppression_ms:
+            return -1
+        if det.offer(self.scored + best, (best_pct * 255 + 50) // 100, best_pct, t) < 0:
+            return -1
+        self._prev = best
+        self._prev_t = t
+        return self.scored + best

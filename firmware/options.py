@@ -49,21 +49,33 @@ def make_source(board, wav=None, stdin=False, pad_ms=0):
     return src
 
 
-def parse(argv):
+def parse(argv, keys=None):
+    """The arguments as a dict, or None at an argument only enroll mode knows: runtime.main then
+    hands argv to enroll.main, which passes `keys`, its own options {"--name": default; False
+    for a flag}, so their names stay out of the modules loaded while listening. A value is an
+    int where its default is."""
     opts = {"model": "model.hark", "board": "config.json", "wav": None, "stdin": False,
             "pad_ms": 0, "stats": False, "heapcheck": False, "no_stream": False,
-            "enrolled": "enrolled.bin", "enroll": None, "examples": 5, "list": False,
-            "delete": None}
+            "enrolled": "enrolled.bin"}
+    flags = ("--stats", "--heapcheck", "--stdin", "--no-stream")     # constant tuples: their
+    values = ("--model", "--board", "--wav", "--pad-ms", "--enrolled")  # strings are no qstrs
+    for name, default in (keys or {}).items():
+        opts[name[2:]] = default
+        if default is False:
+            flags += (name,)
+        else:
+            values += (name,)
     i = 0
     while i < len(argv):
         a = argv[i]
         key = a[2:].replace("-", "_")
-        if a in ("--stats", "--heapcheck", "--stdin", "--no-stream", "--list"):
+        if a in flags:
             opts[key] = True
-        elif a in ("--model", "--board", "--wav", "--pad-ms", "--enrolled", "--enroll",
-                   "--examples", "--delete") and i + 1 < len(argv):
+        elif a in values and i + 1 < len(argv):
             i += 1
-            opts[key] = int(argv[i]) if key in ("pad_ms", "examples") else argv[i]
+            opts[key] = int(argv[i]) if type(opts[key]) is int else argv[i]
+        elif keys is None and a in ("--enroll", "--list", "--delete", "--examples"):
+            return None
         else:
             raise ValueError("unknown or incomplete argument %r; usage: main.py --model M.hark "
                              "--board B.json [--wav F.wav | --stdin] [--pad-ms N] [--stats] "

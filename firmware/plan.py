@@ -100,14 +100,14 @@ def _common(it, model, labels):
     it.embedding = None
 
 
-def _embedding(it, model, offset):
-    """it.embedding: a view of the arena bytes of the last dense layer's input (offset form,
-    q + 128) as they stand after an inference; None if the blob marks none."""
+def _embedding(it, model, o):
+    """it.embedding: a view of the arena bytes at offset o, the last dense layer's input (offset
+    form, q + 128) as they stand after an inference; None if the blob marks none."""
     e = model.get("embedding")
-    if e and offset is not None:
-        if not 0 <= offset <= len(it.arena) - e["size"]:
+    if e and o is not None:
+        if not 0 <= o <= len(it.arena) - e["size"]:
             raise ValueError("the embedding runs past the arena; " + _FIX)
-        it.embedding = memoryview(it.arena)[offset:offset + e["size"]]
+        it.embedding = memoryview(it.arena)[o:o + e["size"]]
 
 
 def windowed(it, blob):
@@ -121,12 +121,12 @@ def windowed(it, blob):
     _embedding(it, model, (model.get("embedding") or {}).get("offset"))
 
 
-def _rings_once(steps, cfg, rings, size, offset=None):
+def _rings_once(steps, cfg, rings, size, o=None):
     """The exporter stores each ring twice over (2R columns, written twice, so its last R are
     contiguous); here each ring is stored once, R columns that _advance shifts down one column a
     hop. Moves every arena offset in `cfg` down past the bytes saved (a multiple of 4 per ring:
     every buffer keeps its alignment), points each ring's producer at its top column and its
-    consumer at its base for good; returns (the arena's size, arena offset `offset` moved)."""
+    consumer at its base for good; returns (the arena's size, arena offset `o` moved)."""
     ends = []       # (old end of a ring, bytes saved up to there)
     saved = 0
     for i in range(0, len(rings), 7):
@@ -156,7 +156,7 @@ def _rings_once(steps, cfg, rings, size, offset=None):
         rings[i + 2] = base
         cfg[rings[i + 4]] = base + (rings[i + 1] - 1) * rings[i + 3]
         cfg[rings[i + 5]] = base
-    return size, None if offset is None else moved(offset)
+    return size, None if o is None else moved(o)
 
 
 def streaming(it, blob, every):

@@ -84,8 +84,6 @@ class Runtime:
         acts = self.actions
         names = self.labels
         match = self.matcher        # enrolled words (match.py), None if there are none
-        emb = self.matcher and eng.embedding
-        scored = self.scored
         stream = self.streaming
         win = None if stream else eng.input
         out = eng.output
@@ -157,11 +155,9 @@ class Runtime:
                     if label >= 0:
                         self.detections += 1
                         acts.fire(names[label], det.last_pct, t)
-                    if match is not None:
-                        label = match.update(emb)
-                        if label >= 0 and det.offer(scored + label, match.pct, t) >= 0:
-                            self.detections += 1
-                            acts.fire(names[scored + label], det.last_pct, t)
+                    if match is not None and match.update(t) >= 0:
+                        self.detections += 1
+                        acts.fire(names[det.last_label], det.last_pct, t)
                 acts.poll(t)
                 if stats:
                     t1 = ticks_us()
@@ -209,11 +205,11 @@ def main(argv):
     try:
         import options
         opts = options.parse(argv)
-        if opts["enroll"] or opts["list"] or opts["delete"]:
+        if opts is None:                    # enroll mode: its options are parsed there
             del options
             sys.modules.pop("options", None)
             import enroll
-            return enroll.main(opts)
+            return enroll.main(argv)
         board = options.load_board(opts["board"])
         options.set_clock(board.get("clock_hz"))
         # the source first: the I2S driver's buffer (8 KB on a pyboard) then sits at the start

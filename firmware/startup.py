@@ -43,34 +43,10 @@ def _load(model, skip):
     return b
 
 
-def _enrolled(rt, model, path, labels):
-    """rt.matcher for the words enrolled in `path` (match.py), None if there are none; the
-    file's reader (enrolled.py) is only imported when the file exists, and dropped again."""
-    rt.matcher = None
-    emb = getattr(rt.engine, "embedding", None)   # None: an engine without one (tests)
-    if not path or emb is None:
-        return labels
-    import os
-    try:
-        os.stat(path)
-    except OSError:
-        return labels
-    import enrolled
-    words = enrolled.load(path, model, len(emb), labels, sys.stderr)
-    del enrolled
-    _drop("enrolled")
-    _drop("blob")
-    if not words:
-        return labels
-    import match
-    rt.matcher = match.Matcher(words, len(emb))
-    return labels + rt.matcher.names
-
-
-def build(rt, model, board, stream=True, enrolled=""):
+def build(rt, model, board, stream=True, path=""):
     """Load the model and allocate every buffer of Runtime `rt` (its actions come after this
-    module is dropped), then warm it up. enrolled: the enrolled-words file (enroll.py), "" for
-    none."""
+    module is dropped), then warm it up. path: the enrolled-words file (enroll.py), "" for
+    none; rt.matcher (match.py) then matches its words, None if there are none."""
     b = _load(model, ("p.w.",) if stream else ())
     meta = b.meta
     cfg = detector_config(meta, board)
@@ -123,10 +99,28 @@ def build(rt, model, board, stream=True, enrolled=""):
         raise ValueError("model input of %d bytes is not whole frames of %d features"
                          % (rt.total, rt.width))
     from detector import Detector
-    rt.scored = len(eng.labels)
-    rt.labels = _enrolled(rt, model, enrolled, eng.labels)
+    rt.labels = eng.labels
+    rt.matcher = None
+    words = None
+    emb = getattr(eng, "embedding", None)   # None: an engine without one (tests)
+    if path and emb is not None:
+        import os
+        try:
+            words = os.stat(path)
+        except OSError:
+            pass
+    if words:       # enrolled.py and match.py are only imported when the file exists
+        import enrolled
+        words = enrolled.load(path, model, len(emb), eng.labels, sys.stderr)
+        del enrolled
+        _drop("enrolled")
+        _drop("blob")
+        rt.labels = eng.labels + [w[0] for w in words]
     rt.detector = Detector(rt.labels, cfg, eng.output_scale, eng.output_zero_point,
-                           rt.hop_ms * rt.infer_every, grammar, rt.scored)
+                           rt.hop_ms * rt.infer_every, grammar, len(eng.labels))
+    if words:
+        import match
+        rt.matcher = match.Matcher(words, emb, rt.detector, len(eng.labels))
     rt.buf = buf = array("h", range(BLOCK))    # sized once, no temporary; then silence
     for i in range(BLOCK):
         buf[i] = 0
