@@ -278,11 +278,13 @@ def test_simulate_shows_progress_on_a_long_file(tmp_path, capsys):
 def test_ctrl_c_stops_the_firmware_at_once():
     """Ctrl-C during a firmware run (eval's firmware phase, simulate) kills the unix port
     instead of waiting for it to finish. Run in its own Python: under pytest-xdist the test
-    may not be on the main thread, the only one a Ctrl-C reaches."""
+    may not be on the main thread, the only one a Ctrl-C reaches, and a suite started in the
+    background inherits SIGINT ignored, so the child takes Python's Ctrl-C handler back."""
     import signal
     import sys
     import time
-    code = ("from hark.unixport import micropython_binary, run_watched\n"
+    code = ("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from hark.unixport import micropython_binary, run_watched\n"
             "print('running', flush=True)\n"
             "run_watched([micropython_binary(), '-c', 'import time\\ntime.sleep(30)'], env=None)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
