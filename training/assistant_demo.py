@@ -14,7 +14,7 @@ import numpy as np
 
 from . import augment as aug
 from . import dataset as ds
-from .stream import MARGIN_S, RATE
+from .stream import RATE, to_int16, word_span
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 ALONE = ("yes__0ab3b47d_nohash_0", "on__6a27a9bf_nohash_0", "stop__1aed7c6d_nohash_0")
@@ -31,8 +31,7 @@ NAME = "assistant_demo"
 
 
 def _active(y):
-    a, b = aug.active_region(y)
-    lo, hi = max(0, a - int(MARGIN_S * RATE)), min(len(y), b + int(MARGIN_S * RATE))
+    a, b, lo, hi = word_span(y)
     y = y[lo:hi]
     rms = np.sqrt(np.mean(np.square(y[a - lo:b - lo], dtype=np.float64))) + 1e-12
     return (y * (10 ** (WORD_DBFS / 20) / rms)).astype(np.float32), a - lo, b - lo
@@ -72,11 +71,8 @@ def build(data_dir, eval_dir, out_dir, seed=0):
                        "end_s": round((pos + b) / RATE, 3), "target": target,
                        "source": path.name})
         pos += len(y) + gap
-    audio = np.clip(np.round(out * 32767), -32768, 32767).astype(np.int16)
-    import soundfile as sf
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sf.write(str(out_dir / f"{NAME}.wav"), audio, RATE, subtype="PCM_16")
+    to_int16(out, out_dir / f"{NAME}.wav")
     (out_dir / f"{NAME}_events.json").write_text(json.dumps(events, indent=1))
     return events
 

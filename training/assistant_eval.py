@@ -25,7 +25,7 @@ import numpy as np
 from . import blob as blobfile
 from . import dataset as ds
 from . import sweep
-from .stream import GAP_S, RATE, _noise_bed, _synth_unknown, place_word, score_stream
+from .stream import GAP_S, RATE, _noise_bed, _synth_unknown, place_word, score_stream, to_int16
 from .wake_eval import PAD_MS, TOLERANCE_S, negatives_stream
 
 THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9, 0.98)
@@ -82,11 +82,7 @@ def pairs_stream(wake_clips, command_clips, bank, seconds, seed, word_of=None, o
         events += pair
         cursor += rng.uniform(*GAP_S)
         k += 1
-    audio = np.clip(np.round(out * 32767), -32768, 32767).astype(np.int16)
-    if out_wav is not None:
-        import soundfile as sf
-        sf.write(str(out_wav), audio, RATE, subtype="PCM_16")
-    return audio, events
+    return to_int16(out, out_wav), events
 
 
 def score_pairs(detections, events, wake, seconds) -> dict:

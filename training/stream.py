@@ -95,12 +95,29 @@ def make_stream(data_dir, seconds: float, seed: int, commands=tuple(ds.COMMANDS)
                           {c.path: c.word for c in d.clips}, out_wav, progress)
 
 
-def place_word(out, level, y, start, rng) -> dict:
-    """Mix clip y (its active part and MARGIN_S around it) into `out` at sample `start`, with a
-    random SNR over the local noise `level` and sometimes reverb. Returns start_s/end_s (the
-    active part), snr_db and stop_s (where the placed audio ends)."""
+def word_span(y):
+    """(a, b, lo, hi): the active part of clip y in samples (augment.active_region) and the part
+    a stream takes, MARGIN_S around it."""
     a, b = aug.active_region(y)
-    lo, hi = max(0, a - int(MARGIN_S * RATE)), min(len(y), b + int(MARGIN_S * RATE))
+    return a, b, max(0, a - int(MARGIN_S * RATE)), min(len(y), b + int(MARGIN_S * RATE))
+
+
+def to_int16(out, out_wav=None) -> np.ndarray:
+    """The mixed float stream as int16 samples, also written to out_wav (16-bit WAV) if given."""
+    audio = np.clip(np.round(out * 32767), -32768, 32767).astype(np.int16)
+    if out_wav is not None:
+        import soundfile as sf
+        Path(out_wav).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(out_wav), audio, RATE, subtype="PCM_16")
+    return audio
+
+
+def place_word(out, level, y, start, rng, span=None) -> dict:
+    """Mix clip y (its active part and MARGIN_S around it; span: word_span(y) if the caller has
+    it) into `out` at sample `start`, with a random SNR over the local noise `level` and
+    sometimes reverb. Returns start_s/end_s (the active part), snr_db and stop_s (where the
+    placed audio ends)."""
+    a, b, lo, hi = span or word_span(y)
     y = y[lo:hi].astype(np.float32)
     if rng.random() < REVERB_PROB:
         y = aug.reverb(y, rng, rng.uniform(0.1, 0.5))
@@ -146,13 +163,12 @@ def compose_stream(targets, distractors, bank, seconds: float, seed: int,
         if path not in cache:
             cache[path] = ds.read_audio(path)
         y = cache[path]
-        a, b = aug.active_region(y)
-        lo, hi = max(0, a - int(MARGIN_S * RATE)), min(len(y), b + int(MARGIN_S * RATE))
+        span = word_span(y)
         start = int(cursor * RATE)
-        if start + (hi - lo) >= n:
+        if start + (span[3] - span[2]) >= n:
             break
         word = word_of.get(path, Path(path).parent.name)
-        event = place_word(out, level, y, start, rng)
+        event = place_word(out, level, y, start, rng, span)
         stop = event.pop("stop_s")
         events.append({"label": word if is_target else ds.UNKNOWN, "word": word, **event,
                        "target": is_target, "reused": path in used, "source": str(path)})
@@ -162,12 +178,7 @@ def compose_stream(targets, distractors, bank, seconds: float, seed: int,
             bar.update(min(int(cursor), int(seconds)) - bar.n)
     if bar is not None:
         bar.close()
-    audio = np.clip(np.round(out * 32767), -32768, 32767).astype(np.int16)
-    if out_wav is not None:
-        import soundfile as sf
-        Path(out_wav).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(out_wav), audio, RATE, subtype="PCM_16")
-    return audio, events
+    return to_int16(out, out_wav), events
 
 
 SNR_BANDS = ("<10", "10-20", ">=20", "unknown")
