@@ -25,6 +25,18 @@ with open(sys.argv[2], 'rb') as src, open(sys.argv[3], 'wb') as dst:
 """
 
 
+def _run_script(script, model_path, src, dst, heapsize, unit_bytes, desc, progress):
+    """script (the firmware's modules importable) in the unix port on model, input and output
+    files, with a bar while it reads src; HarkError with its stderr if it fails."""
+    env = dict(os.environ, MICROPYPATH=str(FIRMWARE_DIR))
+    proc = run_watched([micropython_binary(), "-X", f"heapsize={heapsize}", "-c", script,
+                        str(Path(model_path).resolve()), str(src), str(dst)], env,
+                       watch=src, unit_bytes=unit_bytes, unit="clip", desc=desc, progress=progress)
+    if proc.returncode != 0:
+        raise HarkError(f"the firmware engine failed on {model_path}:\n"
+                        f"{proc.stderr.decode(errors='replace').strip()}")
+
+
 def run_engine_batch(model_path, x_int8: np.ndarray, heapsize: str = "8M",
                      progress=None) -> np.ndarray:
     """int8 inputs (n, ...) -> int8 outputs (n, labels) computed by the firmware engine
@@ -33,14 +45,7 @@ def run_engine_batch(model_path, x_int8: np.ndarray, heapsize: str = "8M",
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
         src.write_bytes(x.tobytes())
-        env = dict(os.environ, MICROPYPATH=str(FIRMWARE_DIR))
-        proc = run_watched([micropython_binary(), "-X", f"heapsize={heapsize}", "-c", _SCRIPT,
-                            str(Path(model_path).resolve()), str(src), str(dst)], env,
-                           watch=src, unit_bytes=x.shape[1], unit="clip", desc="firmware",
-                           progress=progress)
-        if proc.returncode != 0:
-            raise HarkError(f"the firmware engine failed on {model_path}:\n"
-                            f"{proc.stderr.decode(errors='replace').strip()}")
+        _run_script(_SCRIPT, model_path, src, dst, heapsize, x.shape[1], "firmware", progress)
         out = np.frombuffer(dst.read_bytes(), np.int8)
     return out.reshape(len(x), -1)
 
@@ -75,14 +80,8 @@ def run_embedding_streams(model_path, streams, heapsize: str = "8M", progress=No
             for s in streams:
                 s = np.ascontiguousarray(s, np.int8)
                 f.write(np.uint32(len(s)).tobytes() + s.tobytes())
-        env = dict(os.environ, MICROPYPATH=str(FIRMWARE_DIR))
-        proc = run_watched([micropython_binary(), "-X", f"heapsize={heapsize}", "-c", _EMBED_SCRIPT,
-                            str(Path(model_path).resolve()), str(src), str(dst)], env,
-                           watch=src, unit_bytes=max(1, src.stat().st_size // len(streams)),
-                           unit="clip", desc="firmware embeddings", progress=progress)
-        if proc.returncode != 0:
-            raise HarkError(f"the firmware engine failed on {model_path}:\n"
-                            f"{proc.stderr.decode(errors='replace').strip()}")
+        _run_script(_EMBED_SCRIPT, model_path, src, dst, heapsize,
+                    max(1, src.stat().st_size // len(streams)), "firmware embeddings", progress)
         out = np.frombuffer(dst.read_bytes(), np.uint8).reshape(-1, size)
     ends = np.cumsum([len(s) - 1 for s in streams])
     return np.split(out, ends[:-1])
