@@ -243,3 +243,28 @@ def test_demo_commands_alone_stay_silent_and_fire_after_the_wake_word():
     assert all(d.time_s > first_wake for d in heard)
     default = run_firmware(REPO / "models" / "default.hark", board, wav=DEMO).detections
     assert [d.label for d in default if d.time_s < first_wake] == [e["label"] for e in alone]
+
+
+def test_bench_measures_the_assistant_at_the_blobs_settings(assistant_run, shared_data, tmp_path):
+    """hark bench's assistant section: the DET rows over the wake threshold at the blob's window
+    and command threshold, the shipped row picked out, and a table that marks it."""
+    from hark.training.bench import assistant_figures, assistant_markdown
+    _, run = assistant_run
+    model = run / "assistant.hark"
+    assert assistant_figures(model, shared_data, tmp_path / "none", tmp_path / "o")["skipped"]
+    held_out = tmp_path / "eval"
+    assert main(["synth", "--words", "hey hark:3", "--voice-set", "holdout", "--engines",
+                 "espeak-ng", "--no-augment", "--out", str(held_out)]) == 0
+    a = assistant_figures(model, shared_data, held_out, tmp_path / "out", hours=0.005,
+                          pair_seconds=20, with_qemu=False)
+    meta, _ = blob.read_blob(model)
+    assert a["shipped_setting"] == {"average_window_ms": meta["detector"]["average_window_ms"],
+                                    "wake_threshold": 0.05, "command_threshold": 0.05}
+    assert {r["average_window_ms"] for r in a["rows"]} == {meta["detector"]["average_window_ms"]}
+    assert {r["command_threshold"] for r in a["rows"]} == {0.05}
+    shipped = next(r for r in a["rows"] if r["threshold"] == 0.05)
+    assert a["wake_recall"] == shipped["wake_recall"] and a["pairs"] >= 3
+    assert a["wake_recall"] >= a["rows"][-1]["wake_recall"]      # lowest threshold hears most
+    md = "\n".join(assistant_markdown(a))
+    assert "0.05 (shipped)" in md and md.count("(shipped)") == 1
+    assert (tmp_path / "out" / "det_wake.png").stat().st_size > 0

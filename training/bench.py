@@ -11,7 +11,12 @@ For each model in models/ (default, dscnn, tiny_conv when present):
   cycles_per_mac_viper / clock_hz (an estimate, not a measurement);
 - 32-bit figures from QEMU's Cortex-M4F with the pyboard profile (tools/qemu.py): smallest heap,
   live heap, instructions per hop per stage, beside `hark deploy`'s RAM estimate (--quick: the
-  default model only; a windowed model takes minutes there).
+  default model only; a windowed model takes minutes there);
+- the wake word + commands model (models/assistant.hark) end to end through the firmware
+  (training/assistant_eval.py) at the blob's own detector settings: wake recall,
+  command-after-wake recall and latency on held-out-voice "hey hark" + real command pairs,
+  false wakes and false commands per hour of real speech, its DET curve over the wake
+  threshold, and its QEMU figures (a full run only: it needs `make synth`'s wake_eval voices).
 Results go to OUT/results.json and OUT/results.md, and into README.md between the bench markers.
 """
 import json
@@ -23,11 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
+from hark import REPO
+
 from . import blob as blobfile
 from . import evaluate, nonspeech, report, stream
 from .dataset import COMMANDS, SILENCE, UNKNOWN
 
 MODEL_NAMES = ("default", "dscnn", "tiny_conv")
+ASSISTANT = "assistant"
+ASSISTANT_HOURS = 1.0            # real speech with no wake phrase, for false wakes/commands
+ASSISTANT_PAIR_SECONDS = 600     # wake phrase + command pairs
+WAKE_EVAL = REPO / "data" / "synth" / "wake_eval"   # held-out voices' wake phrases (make synth)
 SCARCE = ("on", "off", UNKNOWN, SILENCE)
 PLENTIFUL = [c for c in COMMANDS if c not in SCARCE]
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -269,6 +280,69 @@ def qemu_markdown(models: dict) -> list:
     return lines
 
 
+def assistant_figures(path: Path, data_dir, eval_dir, out_dir, hours=ASSISTANT_HOURS,
+                      pair_seconds=ASSISTANT_PAIR_SECONDS, seed=21, with_qemu=True) -> dict:
+    """The assistant flow at the settings the blob ships (its averaging window and command
+    threshold) over the wake thresholds of assistant_eval, so the bench draws the DET curve and
+    reports the shipped point; {"skipped": why} without held-out wake phrases."""
+    from . import assistant_eval
+
+    meta, _ = blobfile.read_blob(path)
+    wake = assistant_eval.grammar_of(meta, path)["wake_word"]
+    det = meta["detector"]
+    shipped = (int(det["average_window_ms"]), float(det.get("thresholds", {}).get(wake, det["threshold"])),
+               float(det["threshold"]))
+    if not any(p.is_dir() for p in Path(eval_dir).glob(wake)):
+        return {"skipped": f"no {eval_dir}/{wake}/ (held-out voices' wake phrases): run `make synth`"}
+    wake_thresholds = sorted(set(assistant_eval.THRESHOLDS) | {shipped[1]})
+    settings = [(shipped[0], t, shipped[2]) for t in wake_thresholds]
+    res = assistant_eval.evaluate(path, data_dir, eval_dir, out_dir, hours, pair_seconds, seed,
+                                  settings=settings, log=lambda _: None)
+    row = res["rows"][settings.index(shipped)]
+    out = {"shipped_setting": dict(zip(("average_window_ms", "wake_threshold", "command_threshold"),
+                                       shipped)),
+           "negative_hours": res["negative_hours"], "negative_words": res["negative_words"],
+           "wake_word": wake, "commands": res["commands"], "rows": res["rows"],
+           **{k: row[k] for k in ("pairs", "wake_recall", "command_recall", "command_recall_given_wake",
+                                  "latency_ms_median", "latency_ms_p90", "false_wakes_per_hour",
+                                  "false_commands_per_hour")},
+           "det_wake_png": str(Path(out_dir) / "det_wake.png")}
+    if with_qemu:
+        out["qemu"] = qemu_figures(path)
+    return out
+
+
+def assistant_markdown(a: dict) -> list:
+    from .assistant_eval import (TARGET_FALSE_COMMANDS, TARGET_FALSE_WAKES, TARGET_LATENCY_MS,
+                                 TARGET_RECALL)
+    if not a:
+        return []
+    if "skipped" in a or "error" in a:
+        return ["", f"**Wake word + commands** (models/{ASSISTANT}.hark): not measured "
+                f"({a.get('skipped') or a.get('error')})."]
+    s = a["shipped_setting"]
+    lines = ["", f"**Wake word + commands** (models/{ASSISTANT}.hark, `{a['wake_word']}` then one of "
+             f"{len(a['commands'])} commands, the blob's `wake+command` grammar and detector: window "
+             f"{s['average_window_ms']} ms, wake threshold {s['wake_threshold']:.2f}, command threshold "
+             f"{s['command_threshold']:.2f}; training/assistant_eval.py through the firmware in the unix "
+             f"port). {a['pairs']} pairs of a held-out-voice wake phrase and a real held-out-speaker "
+             f"command; false alarms over {a['negative_hours']:.2f} h of real speech ({a['negative_words']} "
+             "words of the test/validation lists, noise 5-30 dB SNR, no wake phrase). Targets: "
+             f"recall ≥ {100 * TARGET_RECALL:.0f} %, ≤ {TARGET_FALSE_WAKES:g} false wakes/h, "
+             f"≤ {TARGET_FALSE_COMMANDS:g} false commands/h, median latency ≤ {TARGET_LATENCY_MS} ms. "
+             "The whole DET curve over the wake threshold: det_wake.png in the bench folder; the 3 h, "
+             "three-seed figures: README \"Wake word + commands\".", "",
+             "| wake threshold | wake recall | command after wake | of the wakes heard | median / p90 latency ms | false wakes / h | false commands / h |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in a["rows"]:
+        mark = " (shipped)" if r["threshold"] == s["wake_threshold"] else ""
+        lines.append(f"| {r['threshold']:.2f}{mark} | {_pct(r['wake_recall'])} | {_pct(r['command_recall'])} | "
+                     f"{_pct(r['command_recall_given_wake'])} | {_num(r['latency_ms_median'], '{:.0f}')} / "
+                     f"{_num(r['latency_ms_p90'], '{:.0f}')} | {r['false_wakes_per_hour']:.2f} | "
+                     f"{r['false_commands_per_hour']:.2f} |")
+    return lines
+
+
 def ratios(results: dict, base: str = "default") -> None:
     """Side-by-side ratios of each model to the base model, written into results in place."""
     b = results.get(base)
@@ -416,7 +490,9 @@ def to_markdown(res: dict) -> str:
                          f"{_num(e['est_frontend_ms_per_hop_scaled'], '{:.2f}')} | {e['est_real_time_factor']:.2f} | "
                          f"{_num(e['ram_budget_bytes'])} | "
                          f"{'—' if fits is None else 'yes' if fits else 'no'} |")
-    lines += qemu_markdown(models)
+    assistant = res.get("assistant") or {}
+    lines += qemu_markdown({**models, **({ASSISTANT: assistant} if assistant.get("qemu") else {})})
+    lines += assistant_markdown(assistant)
     errors = {n: r["errors"] for n, r in models.items() if r["errors"]}
     if errors:
         lines += ["", "**Errors**: " + "; ".join(f"{n} {k}: {v}" for n, e in errors.items() for k, v in e.items())]
@@ -436,7 +512,7 @@ def update_readme(readme: Path, markdown: str) -> bool:
 
 
 def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds=None,
-              readme=None, board="unix", progress=True) -> dict:
+              readme=None, board="unix", progress=True, wake_eval=None) -> dict:
     """The whole bench; returns the results dict written to out_dir/results.json."""
     from tqdm import tqdm
 
@@ -519,6 +595,16 @@ def run_bench(data_dir, out_dir, models_dir, quick=False, seed=7, stream_seconds
                 r["errors"]["qemu"] = f"{type(exc).__name__}: {exc}"
         steps.update()
     steps.close()
+    assistant = Path(models_dir) / f"{ASSISTANT}.hark"
+    if assistant.exists():
+        if quick:
+            res["assistant"] = {"skipped": "--quick (a full run measures it over 1 h of speech)"}
+        else:
+            try:
+                res["assistant"] = assistant_figures(assistant, data_dir, wake_eval or WAKE_EVAL,
+                                                     out_dir / ASSISTANT)
+            except Exception as exc:
+                res["assistant"] = {"error": f"{type(exc).__name__}: {exc}"}
     ratios(res["models"])
     res["machine"]["load_avg_end"] = list(os.getloadavg())
     (out_dir / "results.json").write_text(json.dumps(res, indent=1, default=float))

@@ -13,7 +13,11 @@ in one run: accuracy on the dev test list (float Keras model when models/<name>.
 int8 in TFLite Micro with librosa features and with the device's integer front end),
 per-class recall, params/bytes/arena/MACs, the real firmware in the MicroPython unix port on a
 generated long stream (µs per 20 ms hop, real-time factor, peak heap, false rejects and false
-accepts per hour), ratios against the default model and per-board time estimates.
+accepts per hour), ratios against the default model and per-board time estimates; and, in a
+full run, the wake word + commands model (models/assistant.hark) end to end: held-out-voice
+"hey hark" + real command pairs and 1 h of real speech without the wake phrase (wake recall,
+command-after-wake recall, latency, false wakes and false commands per hour, DET curve; needs
+`make synth`'s data/synth/wake_eval, else reported as not measured; adds ~10 min).
 
 Writes OUT/results.json, OUT/results.md, OUT/stream.wav (+ its word times in
 OUT/stream_events.json) and, for a full run, the README's benchmark section (between
@@ -39,6 +43,8 @@ def register(sub):
     p.add_argument("--stream-seconds", type=float, help="length of the generated stream "
                    "(default 600, --quick 45)")
     p.add_argument("--seed", type=int, default=7, help="stream seed (default 7)")
+    p.add_argument("--wake-eval", type=Path, help="held-out voices' wake phrases for the assistant "
+                   "model (default data/synth/wake_eval, made by `make synth`)")
     p.add_argument("--readme", type=Path,
                    help="README whose bench section a full run updates (default the repository's)")
     p.add_argument("--no-readme", action="store_true", help="leave the README alone")
@@ -58,7 +64,7 @@ def run(args):
     readme = args.readme or REPO / "README.md"
     try:
         res = run_bench(args.data, args.out, args.models, quick=args.quick, seed=args.seed,
-                        stream_seconds=args.stream_seconds,
+                        stream_seconds=args.stream_seconds, wake_eval=args.wake_eval,
                         readme=None if args.no_readme or args.quick else readme)
     except DatasetError as exc:
         raise HarkError(str(exc)) from exc
