@@ -1,0 +1,148 @@
+"""`hark firmware build` (tools/firmware.py): the freeze manifest and the port's build. The
+manifest, the target choice and the errors are checked always; building MicroPython itself
+takes minutes of CPU and the arm toolchain, so that test runs only in `make firmware-test`."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hark import FIRMWARE_DIR, MODELS_DIR, SAMPLES_DIR, boards, deploy, firmware, qemu
+from hark.cli import HarkError, main
+
+CLIP = SAMPLES_DIR / "yes__0ab3b47d_nohash_0.wav"
+
+
+def manifest_calls(text: str) -> list:
+    """Run a manifest.py as MicroPython's tools/manifestfile.py does (its include/freeze calls)."""
+    calls = []
+    exec(text, {"include": lambda path, **kw: calls.append(("include", path)),
+                "freeze": lambda path, script=None, opt=None: calls.append(("freeze", path, script, opt))})
+    return calls
+
+
+def test_manifest_freezes_what_deploy_sends_as_mpy(tmp_path):
+    board = boards.load("pyboard")
+    built = deploy.build(board, build_dir=tmp_path)
+    sent = sorted(p.stem + ".py" for p in built if p.suffix == ".mpy")
+    calls = manifest_calls(firmware.manifest_text(firmware.target_for(board)))
+    assert calls[0] == ("include", "$(PORT_DIR)/boards/manifest.py")    # stock features kept
+    (_, path, scripts, opt), = calls[1:]
+    assert Path(path) == FIRMWARE_DIR.resolve()
+    assert sorted(scripts) == sent and "main.py" not in scripts
+    assert opt == 3     # as deploy's mpy-cross -O3
+
+
+def test_stock_manifest_freezes_no_hark_module():
+    calls = manifest_calls(firmware.manifest_text(firmware.QEMU, frozen=False))
+    assert calls == [("include", "$(BOARD_DIR)/manifest.py")]
+
+
+def test_manifest_follows_the_firmware_dir(tmp_path):
+    (tmp_path / "main.py").write_text("import a\n")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    calls = manifest_calls(firmware.manifest_text(firmware.QEMU, firmware_dir=tmp_path))
+    assert calls[1][1:3] == (str(tmp_path.resolve()), ("a.py",))
+
+
+@pytest.mark.parametrize("name, port, board", [("pyboard", "stm32", "PYBV11"), ("rp2040", "rp2", "RPI_PICO"),
+                                               ("esp32-inmp441", "esp32", "ESP32_GENERIC"),
+                                               ("esp32s3", "esp32", "ESP32_GENERIC_S3")])
+def test_profile_picks_the_port(name, port, board):
+    target = firmware.target_for(boards.load(name))
+    assert (target.port, target.board) == (port, board)
+
+
+def test_targets_that_make_no_sense_are_refused():
+    with pytest.raises(HarkError, match="unix port needs no firmware image"):
+        firmware.target_for(boards.load("unix"))
+    with pytest.raises(HarkError, match="--qemu stands in for a Cortex-M4F board"):
+        firmware.target_for(boards.load("rp2040"), qemu=True)
+    assert firmware.target_for(boards.load("pyboard"), qemu=True) is firmware.QEMU
+
+
+def test_board_port_without_a_source_tree_says_how(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HARK_MICROPYTHON", raising=False)
+    assert main(["firmware", "build", "--board", "pyboard", "--frozen", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "--micropython DIR" in err and "FROZEN_MANIFEST=" + str(tmp_path / "manifest.py") in err
+    assert "BOARD=PYBV11" in err and "make -C MICROPYTHON/mpy-cross" in err
+    assert manifest_calls((tmp_path / "manifest.py").read_text())[1][0] == "freeze"
+
+
+def test_missing_toolchain_and_submodules_are_listed(tmp_path, monkeypatch, capsys):
+    source = tmp_path / "micropython"
+    (source / "ports" / "stm32").mkdir(parents=True)
+    (source / "lib" / "stm32lib").mkdir(parents=True)      # an uninitialised submodule is empty
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    code = main(["firmware", "build", "--board", "pyboard", "--frozen", "--micropython", str(source),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "arm-none-eabi-gcc (Debian/Ubuntu: apt-get install gcc-arm-none-eabi" in err
+    assert "lib/stm32lib (in " in err and "submodules" in err and "lib/micropython-lib" in err
+    assert f"make -C {source.resolve()}/ports/stm32 BOARD=PYBV11" in err
+
+
+def test_a_tree_without_the_port_is_named(tmp_path, capsys):
+    (tmp_path / "src" / "ports" / "qemu").mkdir(parents=True)
+    code = main(["firmware", "build", "--board", "rp2040", "--frozen", "--micropython", str(tmp_path / "src"),
+                 "--out", str(tmp_path / "out")])
+    assert code == 1 and "has no ports/rp2" in capsys.readouterr().err
+
+
+def test_manifest_only_prints_the_build(tmp_path, capsys):
+    assert main(["firmware", "build", "--board", "esp32s3", "--frozen", "--manifest-only",
+                 "--micropython", str(tmp_path), "--out", str(tmp_path / "out"), "-j", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"make -C {tmp_path}/ports/esp32 BOARD=ESP32_GENERIC_S3" in out and "-j3" in out
+    assert (tmp_path / "out" / "manifest.py").is_file()
+
+
+def test_help_teaches_the_targets_and_the_next_steps(capsys):
+    with pytest.raises(SystemExit):
+        main(["firmware", "build", "--help"])
+    out = capsys.readouterr().out
+    for text in ("--frozen", "--qemu", "--micropython", "make firmware-deps", "hark flash --board pyboard",
+                 "hark deploy --board pyboard --frozen", "ESP-IDF", "pico-sdk", "run_hark_qemu.sh --elf"):
+        assert text in out, text
+
+
+def test_deploy_frozen_is_refused_for_the_unix_port(capsys):
+    assert main(["deploy", "--board", "unix", "--frozen", "--build-only"]) == 1
+    assert "the unix port has no such image" in capsys.readouterr().err
+
+
+def test_deploy_build_frozen_keeps_main_and_config_only(tmp_path):
+    built = deploy.build(boards.load("pyboard"), build_dir=tmp_path, frozen=True)
+    assert sorted(p.name for p in built) == ["config.json", "main.py"]
+    leftovers = deploy.frozen_leftovers()
+    assert "engine.mpy" in leftovers and "engine.py" in leftovers and "main.py" not in leftovers
+
+
+needs_build = pytest.mark.skipif(
+    not os.environ.get("HARK_FIRMWARE_BUILD") or not shutil.which("arm-none-eabi-gcc") or bool(qemu.missing()),
+    reason="builds MicroPython for QEMU (minutes of CPU): `make firmware-test`, which installs the arm "
+           "toolchain (gcc-arm-none-eabi) and QEMU" if not os.environ.get("HARK_FIRMWARE_BUILD") else
+           f"needs arm-none-eabi-gcc (`make firmware-deps`) and QEMU ({qemu.missing() or 'present'})")
+
+
+@needs_build
+def test_frozen_qemu_image_builds_and_detects_like_the_unix_port(capsys):
+    from hark.unixport import run_firmware
+
+    assert main(["firmware", "build", "--board", "pyboard", "--qemu", "--frozen", "-j", "1"]) == 0
+    out = capsys.readouterr().out
+    elf = firmware.BUILD_ROOT / "qemu-frozen" / "hark-qemu-frozen.elf"
+    assert f"image: {elf}" in out and "B of flash" in out
+    model, board = MODELS_DIR / "default.hark", boards.load("pyboard")
+    unix = run_firmware(model, board, wav=CLIP, pad_ms=1000, heapsize=256 * 1024)
+    with qemu.Image(model, board, CLIP, elf=elf, frozen=True) as image:
+        names = sorted(p for p in os.listdir(image.path.parent / "files") if p.endswith(".mpy"))
+        run = image.run(256 * 1024, stats=True)
+    assert names == [] and run.ok, run.out[-800:]
+    assert run.detections == [str(d) for d in unix.detections]
+    # the firmware's code is in flash: far less live heap than the stock build's ~79 KB
+    with qemu.Image(model, board, CLIP) as image:
+        stock = image.run(256 * 1024, stats=True)
+    assert run.stats["heap_live"] < stock.stats["heap_live"] - 16 * 1024, (run.stats, stock.stats)
