@@ -108,6 +108,46 @@ def test_help_teaches_the_targets_and_the_next_steps(capsys):
         assert text in out, text
 
 
+def test_weights_module_holds_the_blobs_crc_and_weights(tmp_path):
+    from hark.training.blob import read_blob
+    model = MODELS_DIR / "default.hark"
+    path = firmware.weights_module(model, tmp_path)
+    scope = {}
+    exec(compile(path.read_text().split("import blob", 1)[1], str(path), "exec"), scope)
+    assert scope["CRC"] == model.read_bytes()[12:16]
+    assert scope["W"] == read_blob(model)[1]["w"].tobytes()
+    calls = manifest_calls(firmware.manifest_text(firmware.QEMU, weights=path))
+    assert calls[-1] == ("freeze", str(tmp_path.resolve()), "model.py", 3)
+
+
+def test_model_needs_frozen(tmp_path, capsys):
+    assert main(["firmware", "build", "--board", "pyboard", "--qemu", "--model",
+                 str(MODELS_DIR / "default.hark"), "--out", str(tmp_path)]) == 1
+    assert "add --frozen" in capsys.readouterr().err
+
+
+def _with_weights(tmp_path, model):
+    """The firmware with the generated model.py importable beside it, as the frozen image has it."""
+    fw = tmp_path / "fw"
+    shutil.copytree(FIRMWARE_DIR, fw, ignore=shutil.ignore_patterns("frozen", "__pycache__"))
+    shutil.copytree(FIRMWARE_DIR / "frozen", tmp_path / "frozen")
+    firmware.weights_module(model, fw, firmware_dir=tmp_path)
+    return fw
+
+
+def test_frozen_weights_detect_like_the_file_and_refuse_another_model(tmp_path):
+    """firmware/frozen/model.py in the unix port: start-up takes its weights in place of the
+    file's (same detections), and a blob on the filesystem that is not theirs is refused."""
+    from hark.unixport import run_firmware
+    model, board = MODELS_DIR / "default.hark", boards.load("pyboard")
+    fw = _with_weights(tmp_path, model)
+    plain = run_firmware(model, board, wav=CLIP, pad_ms=1000, heapsize=256 * 1024)
+    frozen = run_firmware(model, board, wav=CLIP, pad_ms=1000, heapsize=256 * 1024, firmware_dir=fw)
+    assert frozen.detections == plain.detections and [d.label for d in plain.detections] == ["yes"]
+    with pytest.raises(HarkError, match="the weights frozen into the firmware are another model's"):
+        run_firmware(MODELS_DIR / "tiny_conv.hark", board, wav=CLIP, heapsize=256 * 1024, firmware_dir=fw)
+
+
 def test_deploy_frozen_is_refused_for_the_unix_port(capsys):
     assert main(["deploy", "--board", "unix", "--frozen", "--build-only"]) == 1
     assert "the unix port has no such image" in capsys.readouterr().err
@@ -146,3 +186,22 @@ def test_frozen_qemu_image_builds_and_detects_like_the_unix_port(capsys):
     with qemu.Image(model, board, CLIP) as image:
         stock = image.run(256 * 1024, stats=True)
     assert run.stats["heap_live"] < stock.stats["heap_live"] - 16 * 1024, (run.stats, stock.stats)
+
+
+@needs_build
+def test_frozen_weights_image_keeps_them_out_of_the_heap(capsys):
+    model, board = MODELS_DIR / "default.hark", boards.load("pyboard")
+    for more in (["--model", str(model)], []):     # (make rebuilds only what changed)
+        assert main(["firmware", "build", "--board", "pyboard", "--qemu", "--frozen", "-j", "1"] + more) == 0
+    elf = firmware.BUILD_ROOT / "qemu-frozen-weights" / "hark-qemu-frozen-weights.elf"
+    with qemu.Image(model, board, CLIP, elf=elf, frozen=True) as image:
+        run = image.run(256 * 1024, stats=True)
+    with qemu.Image(model, board, CLIP, elf=firmware.BUILD_ROOT / "qemu-frozen" / "hark-qemu-frozen.elf",
+                    frozen=True) as image:
+        code_only = image.run(256 * 1024, stats=True)
+    assert run.ok and run.detections == code_only.detections, run.out[-800:]
+    # the 27,948 weight bytes are read from flash
+    assert run.stats["heap_live"] < code_only.stats["heap_live"] - 25_000, (run.stats, code_only.stats)
+    with qemu.Image(MODELS_DIR / "tiny_conv.hark", board, CLIP, elf=elf, frozen=True) as image:
+        other = image.run(256 * 1024)
+    assert other.exit == 2 and "the weights frozen into the firmware are another model's" in other.out

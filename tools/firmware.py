@@ -91,7 +91,8 @@ def frozen_modules(firmware_dir: Path = FIRMWARE_DIR) -> list:
     return [p.name for p in firmware_sources(firmware_dir) if p.name != "main.py"]
 
 
-def manifest_text(target: Target, frozen=True, firmware_dir: Path = FIRMWARE_DIR) -> str:
+def manifest_text(target: Target, frozen=True, firmware_dir: Path = FIRMWARE_DIR, weights: Path = None) -> str:
+    """weights: a model.py (weights_module) to freeze as well."""
     lines = ["# Written by `hark firmware build`: the port's stock manifest"
              + (" plus hark's firmware modules (rebuild after changing firmware/)." if frozen else "."),
              f'include("{target.stock}")']
@@ -99,7 +100,26 @@ def manifest_text(target: Target, frozen=True, firmware_dir: Path = FIRMWARE_DIR
         names = ",\n    ".join(repr(n) for n in frozen_modules(firmware_dir))
         lines.append(f"freeze(\n    {str(Path(firmware_dir).resolve())!r},\n    ({names},),\n"
                      f"    opt={MPY_OPT},\n)")
+    if weights:
+        lines.append(f"freeze({str(weights.parent.resolve())!r}, {weights.name!r}, opt={MPY_OPT})")
     return "\n".join(lines) + "\n"
+
+
+def weights_module(model: Path, out: Path, firmware_dir: Path = FIRMWARE_DIR) -> Path:
+    """out/model.py: firmware/frozen/model.py plus the model's CRC field and weight bytes. Frozen,
+    the bytes stay in flash and start-up uses them in place of the file's copy."""
+    from hark.training.blob import BlobError, read_blob
+    try:
+        _, arrays = read_blob(model)
+    except BlobError as exc:
+        raise HarkError(str(exc)) from None
+    if "w" not in arrays:
+        raise HarkError(f"{model} has no weight array 'w'; re-export it with `hark export`")
+    crc = Path(model).read_bytes()[12:16]
+    path = out / "model.py"
+    path.write_text((Path(firmware_dir) / "frozen" / "model.py").read_text()
+                    + f"\n\n# {Path(model).name}\nCRC = {crc!r}\nW = {arrays['w'].tobytes()!r}\n")
+    return path
 
 
 def qemu_dir() -> Path:
@@ -190,18 +210,23 @@ class Built:
 
 def build(board: dict, frozen=True, qemu=False, source: Path = None, out: Path = None,
           firmware_dir: Path = FIRMWARE_DIR, jobs: int = 1, mp_board: str = None,
-          manifest_only=False, say=print) -> Built:
+          manifest_only=False, model: Path = None, say=print) -> Built:
     """Write the manifest into `out`, then build and copy the image there (or, with
-    manifest_only or when the port cannot build here, stop after saying the command)."""
+    manifest_only or when the port cannot build here, stop after saying the command).
+    model: freeze its weights too (weights_module)."""
     target = target_for(board, qemu)
-    kind = "frozen" if frozen else "stock"
+    if model and not frozen:
+        raise HarkError("--model freezes the model's weights beside the firmware modules: add --frozen")
+    kind = ("frozen" if frozen else "stock") + ("-weights" if model else "")
     name = f"{'qemu' if qemu else board['name']}-{kind}"
     out = Path(out or BUILD_ROOT / name)
     out.mkdir(parents=True, exist_ok=True)
+    weights = weights_module(Path(model), out, firmware_dir) if model else None
     manifest = out / "manifest.py"
-    manifest.write_text(manifest_text(target, frozen, firmware_dir))
-    say(f"wrote {manifest}" + (f" ({len(frozen_modules(firmware_dir))} firmware modules frozen)"
-                              if frozen else " (stock: no hark modules)"))
+    manifest.write_text(manifest_text(target, frozen, firmware_dir, weights))
+    say(f"wrote {manifest}" + (f" ({len(frozen_modules(firmware_dir))} firmware modules frozen"
+                               + (f", and the weights of {model}" if model else "") + ")"
+                               if frozen else " (stock: no hark modules)"))
     if source is None and os.environ.get("HARK_MICROPYTHON"):
         source = Path(os.environ["HARK_MICROPYTHON"])
     build_dir = f"build-{mp_board or target.board}-hark-{kind}"

@@ -26,6 +26,7 @@ and the error lists what to install and the exact make command.
 examples:
   make firmware-deps                                     # arm toolchain (Debian)
   hark firmware build --board pyboard --qemu --frozen    # build/firmware/qemu-frozen/*.elf
+  hark firmware build --board pyboard --qemu --frozen --model models/default.hark   # weights too
   ../shared/tools/qemu-m4/run_hark_qemu.sh --elf build/firmware/qemu-frozen/hark-qemu-frozen.elf \\
       --frozen --wav samples/yes__0ab3b47d_nohash_0.wav --min-heap
   hark firmware build --board pyboard --frozen --micropython ~/micropython
@@ -46,6 +47,10 @@ def register(sub):
     b.add_argument("--frozen", action="store_true",
                    help="freeze firmware/*.py except main.py (the modules `hark deploy` sends as .mpy); "
                         "without it the image is the port's stock firmware, for comparison")
+    b.add_argument("--model", type=Path,
+                   help="with --frozen: freeze this model's weights (its array w) as well, so they stay "
+                        "in flash instead of the heap; the board must then run this same model (the "
+                        "firmware checks the blob's CRC at start-up)")
     b.add_argument("--qemu", action="store_true",
                    help="build for QEMU's mps2-an386 (the pyboard's core) to measure heap and "
                         "instructions (tools/qemu.py, run_hark_qemu.sh --elf)")
@@ -71,7 +76,7 @@ def run_build(args):
     board = boards.load(args.board)
     built = build(board, frozen=args.frozen, qemu=args.qemu, source=args.micropython, out=args.out,
                   firmware_dir=args.firmware_dir, jobs=args.jobs, mp_board=args.mp_board,
-                  manifest_only=args.manifest_only)
+                  manifest_only=args.manifest_only, model=args.model)
     if built.image:
         sizes = built.sizes
         flash = f", {sizes['flash_bytes']:,} B of flash (text {sizes['text']:,} + data {sizes['data']:,})" \
