@@ -81,6 +81,7 @@ def test_missing_toolchain_and_submodules_are_listed(tmp_path, monkeypatch, caps
     assert code == 1
     assert "arm-none-eabi-gcc (Debian/Ubuntu: apt-get install gcc-arm-none-eabi" in err
     assert "lib/stm32lib (in " in err and "submodules" in err and "lib/micropython-lib" in err
+    assert "board PYBV11 (not in " in err
     assert f"make -C {source.resolve()}/ports/stm32 BOARD=PYBV11" in err
 
 
@@ -89,6 +90,13 @@ def test_a_tree_without_the_port_is_named(tmp_path, capsys):
     code = main(["firmware", "build", "--board", "rp2040", "--frozen", "--micropython", str(tmp_path / "src"),
                  "--out", str(tmp_path / "out")])
     assert code == 1 and "has no ports/rp2" in capsys.readouterr().err
+
+
+def test_an_unpatched_tree_for_qemu_is_named(tmp_path, capsys):
+    (tmp_path / "src" / "ports" / "qemu" / "boards").mkdir(parents=True)
+    code = main(["firmware", "build", "--board", "pyboard", "--qemu", "--frozen",
+                 "--micropython", str(tmp_path / "src"), "--out", str(tmp_path / "out")])
+    assert code == 1 and "board HARK_AN386" in (err := capsys.readouterr().err) and "hark-qemu.patch" in err
 
 
 def test_manifest_only_prints_the_build(tmp_path, capsys):

@@ -24,6 +24,7 @@ from pathlib import Path
 from hark import FIRMWARE_DIR, REPO
 from hark.cli import HarkError
 from hark.deploy import firmware_sources
+from hark.qemu import qemu_dir
 
 BUILD_ROOT = REPO / "build" / "firmware"
 ARM_GCC = "Debian/Ubuntu: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi (`make firmware-deps`)"
@@ -42,24 +43,25 @@ class Target:
     after: str          # what to do with the image
 
 
+FLASH_THEN_DEPLOY = "hark flash --board {profile} --firmware {image}, then hark deploy --board {profile}{frozen}"
 TARGETS = {
     "STM32F405": Target("stm32", "PYBV11", "firmware.dfu", "$(PORT_DIR)/boards/manifest.py",
                         (("arm-none-eabi-gcc", ARM_GCC),), ("lib/stm32lib", "lib/micropython-lib"),
-                        "hark flash --board {profile} --firmware {image}"),
+                        FLASH_THEN_DEPLOY),
     "RP2040": Target("rp2", "RPI_PICO", "firmware.uf2", "$(PORT_DIR)/boards/manifest.py",
                      (("arm-none-eabi-gcc", ARM_GCC), ("cmake", "apt-get install cmake")),
                      ("lib/pico-sdk", "lib/tinyusb", "lib/micropython-lib"),
-                     "hark flash --board {profile} --firmware {image}"),
+                     FLASH_THEN_DEPLOY),
     "ESP32": Target("esp32", "ESP32_GENERIC", "firmware.bin", "$(PORT_DIR)/boards/manifest.py",
                     (("idf.py", "ESP-IDF (the version ports/esp32/README.md names; source its "
                                 "export.sh so idf.py is on PATH)"),),
                     ("lib/berkeley-db-1.xx", "lib/micropython-lib"),
-                    "hark flash --board {profile} --firmware {image}"),
+                    FLASH_THEN_DEPLOY),
     "ESP32-S3": Target("esp32", "ESP32_GENERIC_S3", "firmware.bin", "$(PORT_DIR)/boards/manifest.py",
                        (("idf.py", "ESP-IDF (the version ports/esp32/README.md names; source its "
                                    "export.sh so idf.py is on PATH)"),),
                        ("lib/berkeley-db-1.xx", "lib/micropython-lib"),
-                       "hark flash --board {profile} --firmware {image}"),
+                       FLASH_THEN_DEPLOY),
 }
 # The pyboard's core in QEMU (the port's board from hark-qemu.patch; its stock manifest freezes
 # only the boot script that mounts the disk)
@@ -122,11 +124,6 @@ def weights_module(model: Path, out: Path, firmware_dir: Path = FIRMWARE_DIR) ->
     return path
 
 
-def qemu_dir() -> Path:
-    from hark.qemu import qemu_dir as shared
-    return shared()
-
-
 def bundled_source(root: Path = BUILD_ROOT) -> Path:
     """The MicroPython source of ../shared/tools/qemu-m4 extracted and patched (once) under build/."""
     archive = qemu_dir() / QEMU_SOURCE
@@ -157,20 +154,25 @@ def bundled_source(root: Path = BUILD_ROOT) -> Path:
     return src
 
 
-def missing(target: Target, source: Path) -> list:
+def missing(target: Target, source: Path, mp_board: str = None) -> list:
     """What the build lacks here, each with how to get it ([] when it can build)."""
     out = []
     port = source / "ports" / target.port
     if not port.is_dir():
         return [f"{source} has no ports/{target.port}: pass --micropython with a MicroPython "
                 f"checkout (git clone of micropython/micropython)"]
+    board = mp_board or target.board
+    if not (port / "boards" / board).is_dir():
+        fix = (f"apply {qemu_dir() / 'hark-qemu.patch'} (patch -p1), or leave out --micropython"
+               if target is QEMU else "pick one of its boards with --mp-board")
+        out.append(f"board {board} (not in {port / 'boards'}: {fix})")
     for exe, how in target.tools:
         if not shutil.which(exe):
             out.append(f"{exe} ({how})")
     for sub in target.submodules:
         d = source / sub
         if not d.is_dir() or not any(d.iterdir()):
-            out.append(f"{sub} (in {source}: make -C ports/{target.port} BOARD={target.board} submodules)")
+            out.append(f"{sub} (in {source}: make -C ports/{target.port} BOARD={board} submodules)")
     return out
 
 
@@ -244,7 +246,7 @@ def build(board: dict, frozen=True, qemu=False, source: Path = None, out: Path =
         source = bundled_source()
     source = Path(source).resolve()
     result.commands = make_commands(target, source, manifest, build_dir, jobs, mp_board)
-    lacks = missing(target, source)
+    lacks = missing(target, source, mp_board)
     if lacks:
         raise HarkError(f"cannot build the {target.port} image here; missing:\n  " + "\n  ".join(lacks)
                         + f"\nthe manifest is written ({manifest}); once they are there, build with:\n  "
