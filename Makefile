@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 DATA   ?= ../shared/data/speech_commands
 SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat qemu-system-arm
 
-.PHONY: demo demo-assistant test venv-demo venv-dev system-deps synth-deps synth train-default train-references wake assistant assistant-eval models bench bench-quick stream-hour crossval mpy clean
+.PHONY: demo demo-assistant test venv-demo venv-dev system-deps firmware-deps firmware-test synth-deps synth train-default train-references wake assistant assistant-eval models bench bench-quick stream-hour crossval mpy clean
 
 demo: venv-demo
 	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix --score
@@ -52,6 +52,20 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	fi
+
+# The arm toolchain for `hark firmware build` (firmware frozen into a MicroPython image; not
+# needed by `make test`), and the test that builds the QEMU image with it and runs it (a few
+# minutes of CPU: MicroPython is compiled once, then only the frozen modules).
+FIRMWARE_PACKAGES = gcc-arm-none-eabi libnewlib-arm-none-eabi patch
+firmware-deps:
+	@missing=""; for p in $(FIRMWARE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(FIRMWARE_PACKAGES) >/dev/null; \
+	fi
+
+firmware-test: venv-dev system-deps firmware-deps
+	HARK_FIRMWARE_BUILD=1 nice -n 5 $(BIN)/pytest -q tests/test_firmware_build.py
 
 # More voices for `hark synth` (not needed by `make test`): MBROLA, RHVoice and SVOX Pico
 # from Debian contrib/non-free (enabled in the Debian source if it is not), Kokoro from PyPI.

@@ -33,9 +33,13 @@ def detector_config(meta, board):
 
 def _load(model, skip):
     gc.collect()
-    import blob
-    b = blob.load(model, skip=skip)
-    del blob
+    try:
+        from model import load      # the weights frozen into flash (firmware/frozen/model.py)
+    except ImportError:
+        from blob import load
+    b = load(model, skip=skip)
+    del load
+    _drop("model")
     _drop("blob")
     # collect at each stage: the next stage's buffers then fill the holes the last one left,
     # before small objects scatter into them (the heap never compacts)

@@ -137,6 +137,22 @@ def test_deploy_end_to_end(unix_board, model, tmp_path):
     assert "0 file(s) updated" in again.stdout
 
 
+def test_frozen_deploy_removes_the_copies_that_would_shadow_the_image(unix_board, model, tmp_path):
+    """After `hark firmware build --frozen` the board's .mpy files (imported before frozen modules:
+    the working directory comes first on sys.path) must go; main.py, config and model stay."""
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    from hark.deploy import deploy
+    port, device_dir = unix_board
+    assert _deploy(port, model, tmp_path / "build").returncode == 0
+    (device_dir / "engine.py").write_text("stale = 1\n")
+    assert (device_dir / "engine.mpy").is_file()
+    with redirect_stdout(StringIO()):
+        deploy(boards.load("unix"), str(port), model, build_dir=tmp_path / "build", frozen=True)
+    assert sorted(p.name for p in device_dir.iterdir()) == ["config.json", "main.py", "model.hark"]
+
+
 def test_interrupted_deploy_keeps_the_old_files(unix_board, tmp_path):
     port, device_dir = unix_board
     old_model = fake_blob(tmp_path / "old.hark", payload_bytes=20_000, seed=1)

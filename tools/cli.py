@@ -8,7 +8,7 @@ from hark import __version__
 
 # Subcommand -> module in hark.commands, in the order a user meets them.
 COMMANDS = ["data", "synth", "train", "export", "eval", "simulate", "bench",
-            "deploy", "flash", "monitor", "record", "enroll"]
+            "deploy", "flash", "firmware", "monitor", "record", "enroll"]
 
 EPILOG = """\
 typical session:

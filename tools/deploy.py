@@ -73,11 +73,13 @@ def compile_module(source: Path, arch: str, out: Path, mpy_cross: list = None):
                         f"{(result.stderr or result.stdout).strip()}")
 
 
-def build(board: dict, firmware_dir: Path = FIRMWARE_DIR, build_dir: Path = BUILD_DIR) -> list:
+def build(board: dict, firmware_dir: Path = FIRMWARE_DIR, build_dir: Path = BUILD_DIR,
+          frozen=False) -> list:
     """Compile the firmware for the board into build/<board>/ (emptied first); returns the files.
 
     main.py stays source: MicroPython runs main.py at boot, never main.mpy. With mpy_arch null the
-    modules are copied as .py and compiled on the device.
+    modules are copied as .py and compiled on the device. frozen: the board's image holds the
+    modules (`hark firmware build --frozen`), so main.py alone.
     """
     out_dir = Path(build_dir) / board["name"]
     if out_dir.exists():
@@ -85,6 +87,8 @@ def build(board: dict, firmware_dir: Path = FIRMWARE_DIR, build_dir: Path = BUIL
     out_dir.mkdir(parents=True)
     built = []
     for source in firmware_sources(firmware_dir):
+        if frozen and source.name != "main.py":
+            continue
         if source.name == "main.py" or board["mpy_arch"] is None:
             target = out_dir / source.name
             shutil.copyfile(source, target)
@@ -146,8 +150,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def upload(device, board: dict, files: dict, say=print) -> list:
-    """Copy {device name: local path} to the board atomically-by-rename; returns the names copied."""
+def upload(device, board: dict, files: dict, say=print, remove=()) -> list:
+    """Copy {device name: local path} to the board atomically-by-rename; returns the names copied.
+    remove: names to delete once the new files are in place (if present)."""
     info = device.probe()
     device.check_board(board, info, mpy_sub_version() if board["mpy_arch"] else None)
     say(f"board: {info['machine']} ({info['platform']}, .mpy v{info['mpy_version']} {info['arch']}), "
@@ -176,7 +181,7 @@ def upload(device, board: dict, files: dict, say=print) -> list:
     for name in files.keys() - changed.keys():
         say(f"  same  :{name}")
     # A .py next to a .mpy of the same module wins the import: remove the stale sources.
-    shadows = [name[:-4] + ".py" for name in files if name.endswith(".mpy")]
+    shadows = [name[:-4] + ".py" for name in files if name.endswith(".mpy")] + list(remove)
     pairs = [(TMP_PREFIX + name, name) for name in changed]
     device.exec(f"import os\nfor t, f in {pairs!r}:\n try:\n  os.rename(t, f)\n except OSError:\n"
                 f"  os.remove(f)\n  os.rename(t, f)\nfor s in {shadows!r}:\n try:\n  os.remove(s)\n"
@@ -198,19 +203,26 @@ def missing_audio_file(device, board: dict, say=print) -> bool:
     return not found
 
 
+def frozen_leftovers(firmware_dir: Path = FIRMWARE_DIR) -> list:
+    """A board whose image holds the modules must lose its .mpy/.py copies of them: the working
+    directory comes before the frozen modules on sys.path, so a stale copy would be imported."""
+    return [p.stem + ext for p in firmware_sources(firmware_dir) if p.name != "main.py"
+            for ext in (".mpy", ".py")]
+
+
 def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Path = FIRMWARE_DIR,
-           build_dir: Path = BUILD_DIR, force=False, say=print):
+           build_dir: Path = BUILD_DIR, force=False, say=print, frozen=False):
     from hark.device import Device  # pyserial/mpremote only when a board is involved
 
     model = Path(model)
-    built = build(board, firmware_dir, build_dir)
+    built = build(board, firmware_dir, build_dir, frozen)
     report = check_fits(board, model, built, force, say)
     say(str(report))
     files = {path.name: path for path in built}
     files[MODEL_NAME] = model
     unix = board["mcu"] == "unix"
     with Device(port) as device:
-        copied = upload(device, board, files, say)
+        copied = upload(device, board, files, say, frozen_leftovers(firmware_dir) if frozen else ())
         say(f"deployed to {device.port}: {len(copied)} file(s) updated, "
             f"{len(files) - len(copied)} unchanged")
         missing_audio_file(device, board, say)

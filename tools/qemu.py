@@ -77,11 +77,17 @@ class Image:
     """A FAT disk with main.py, the firmware as armv7emsp .mpy, model.hark, config.json, the clip
     and an empty WAV (start-up alone, for instruction counts per hop)."""
 
-    def __init__(self, model, board: dict, wav, firmware_dir: Path = FIRMWARE_DIR, files=None):
-        """files: more {name on the disk: host path} (an enrollment WAV, enrolled.bin)."""
+    def __init__(self, model, board: dict, wav, firmware_dir: Path = FIRMWARE_DIR, files=None,
+                 elf: Path = None, frozen=False):
+        """files: more {name on the disk: host path} (an enrollment WAV, enrolled.bin).
+        elf: another MicroPython build for mps2-an386 (`hark firmware build --qemu`); frozen: its
+        image holds the firmware modules, so only main.py of them goes on the disk."""
         reason = missing()
         if reason:
             raise HarkError(f"cannot run QEMU: {reason}")
+        self.elf = Path(elf) if elf else qemu_dir() / "firmware" / ELF
+        if not self.elf.is_file():
+            raise HarkError(f"{self.elf} not found; build it with `hark firmware build --board pyboard --qemu`")
         self._tmp = tempfile.TemporaryDirectory(prefix="hark-qemu-")
         extra = files
         work = Path(self._tmp.name)
@@ -91,6 +97,8 @@ class Image:
         for src in firmware_sources(firmware_dir):
             if src.name == "main.py":
                 shutil.copyfile(src, files / "main.py")
+                continue
+            if frozen:
                 continue
             compile_module(src, ARCH, files / (src.stem + ".mpy"), [mpy_cross])
         (files / "config.json").write_text(json.dumps(board_config(board)))
@@ -131,7 +139,7 @@ class Image:
                "-serial", "stdio", "-icount", "shift=0,align=off,sleep=off",
                "-semihosting-config", "enable=on,target=native," + ",".join("arg=" + a for a in args),
                "-device", f"loader,file={self.path},addr={DISK_ADDR:#x},force-raw=on",
-               "-kernel", str(qemu_dir() / "firmware" / ELF)]
+               "-kernel", str(self.elf)]
         try:
             res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -166,10 +174,12 @@ def min_heap(image: Image, ref: QemuRun, lo=16 * 1024, hi=256 * 1024) -> int:
                     f"up to {heap}")
 
 
-def measure(model, board: dict, wav, firmware_dir: Path = FIRMWARE_DIR) -> dict:
+def measure(model, board: dict, wav, firmware_dir: Path = FIRMWARE_DIR, elf: Path = None,
+            frozen=False) -> dict:
     """The 32-bit figures of one model on one board profile: detections, smallest heap, live heap,
-    instructions per 20 ms hop (whole loop, and per stage from --stats) and start-up."""
-    with Image(model, board, wav, firmware_dir) as image:
+    instructions per 20 ms hop (whole loop, and per stage from --stats) and start-up.
+    elf, frozen: as Image's (a frozen firmware build)."""
+    with Image(model, board, wav, firmware_dir, elf=elf, frozen=frozen) as image:
         big = image.run(256 * 1024, stats=True)
         if not big.ok:
             tail = "\n".join(big.out.strip().splitlines()[-6:])

@@ -26,6 +26,10 @@ def register(sub):
                         "needed); exits 1 if the model would be refused")
     p.add_argument("--force", action="store_true",
                    help="deploy even if the budget check says the model does not fit")
+    p.add_argument("--frozen", action="store_true",
+                   help="the board runs an image with the firmware frozen in (`hark firmware build "
+                        "--frozen`): copy main.py, config.json and the model only, and delete the "
+                        "modules' .mpy/.py copies, which would be imported instead of the frozen ones")
     p.add_argument("--write-package-json", action="store_true",
                    help="regenerate package.json (mip) from firmware/*.py and exit")
     p.set_defaults(func=run)
@@ -40,11 +44,14 @@ def run(args):
     if not args.board:
         raise HarkError(f"--board is required; boards: {', '.join(boards.available())}")
     board = boards.load(args.board)
+    if args.frozen and board["mcu"] == "unix":
+        raise HarkError("--frozen is for a board flashed with `hark firmware build --frozen`; the unix "
+                        "port has no such image and needs the modules (drop --frozen)")
     if args.build_only:
-        built = build(board, args.firmware_dir, args.build_dir)
+        built = build(board, args.firmware_dir, args.build_dir, args.frozen)
         for path in built:
             print(f"{path} {path.stat().st_size} bytes")
         print(check_fits(board, args.model, built, args.force))
         return 0
-    deploy(board, args.port, args.model, args.firmware_dir, args.build_dir, args.force)
+    deploy(board, args.port, args.model, args.firmware_dir, args.build_dir, args.force, frozen=args.frozen)
     return 0
