@@ -6,10 +6,11 @@
 # - all arithmetic is integer and every intermediate stays below 2**31 in magnitude, so the
 #   viper code gives the same answers with the 32-bit ints of a board as with the 64-bit
 #   ints of the unix port. TFLite Micro's 64-bit SaturatingRoundingDoublingHighMul is
-#   rebuilt from 16/8-bit limbs (tests/test_engine.py mirrors it with 31-bit checks).
-# - signed int32 values in blob arrays are read as two uint16 halves (ptr32 loads are
-#   zero-extended on 64-bit ports), int8 shifts as (v ^ 0x80) - 0x80; constants >= 2**30 are
-#   built at run time because they are not small ints on 32-bit ports.
+#   rebuilt from 16-bit limbs, its rounding shift folded in (requantisation, _dwconv) or from
+#   16/8-bit limbs (softmax); tests/test_engine.py mirrors both with 31-bit checks.
+# - signed int32 values in blob arrays are read as (v ^ 2**31) - 2**31 (ptr32 loads are
+#   zero-extended on 64-bit ports; a no-op on 32-bit ones), int8 shifts as (v ^ 0x80) - 0x80;
+#   constants >= 2**30 are built at run time because they are not small ints on 32-bit ports.
 # - per-op config arrays hold only non-negative ints (shifts are stored + 32) for the same reason.
 # - invoke() allocates nothing: every op is a preplanned call with preallocated arguments
 #   (the exporter plans them, training/plan.py; firmware/plan.py points them at the arrays).
@@ -41,7 +42,7 @@ def _copy_out(arena: ptr8, cfg: ptr32, dst: ptr8, a: ptr8, b: ptr8, c: ptr8):
 
 
 @micropython.viper
-def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: ptr8):
+def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: ptr8):
     # CONV_2D and FULLY_CONNECTED: per position, one contiguous patch of K bytes (direct from
     # the input or gathered into scratch with zero-point padding), then Cout dot products.
     in_off = cfg[0]
@@ -66,7 +67,7 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
     direct = cfg[19]
     K = cfg[20]
     one = 1
-    h30 = one << 30
+    sb = one << 31
     K4 = K & ~3
     rowlen = kw * cin
     o = 0
@@ -151,51 +152,27 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
                     a3 += x * w3[i]
                     i += 1
                 w0 = ptr8(int(w0) + nb * K)
-                for j in range(nb):
-                    if j == 0:
-                        acc = a0
-                    elif j == 1:
-                        acc = a1
-                    elif j == 2:
-                        acc = a2
-                    else:
-                        acc = a3
-                    c = cb + j
-                    acc = acc - su + ((((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c])
-                    # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe ---
+                for c in range(cb, cb + nb):
+                    b = bias[c]
+                    acc = a0 - su + ((b ^ sb) - sb)
+                    a0 = a1         # the next channel's sum moves up
+                    a1 = a2
+                    a2 = a3
+                    # --- MultiplyByQuantizedMultiplier(acc, mult[c], shift[c]): see _dwconv ---
                     m = mult[c]
                     s = (shift[c] ^ 0x80) - 0x80
-                    rs = 0
                     if s > 0:
                         acc = acc << s
-                    else:
-                        rs = 0 - s
-                    neg = 0
-                    if acc < 0:
-                        acc = 0 - acc
-                        neg = 1
-                    u1 = acc >> 16
-                    u0 = acc & 0xFFFF
-                    m1 = m >> 16
+                        s = 0
+                    xl = ((acc & 0xFFFF) ^ 0x8000) - 0x8000
+                    xh = (acc >> 16) - (xl >> 16)
                     m0 = m & 0xFFFF
-                    t = (u0 & 0xFF) * m0 + h30 - neg
-                    t = (u0 >> 8) * m0 + (t >> 8)
-                    t = t >> 8
-                    s1 = u1 * m0
-                    s2 = u0 * m1
-                    r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (t >> 15)
-                         + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15))
-                    if neg:
-                        r = 0 - r
-                    if rs > 0:
-                        mask = (((one << (rs - 1)) - 1) << 1) + 1    # 2**rs - 1 without overflow
-                        th = mask >> 1
-                        if r < 0:
-                            th += 1
-                        rem = r & mask
-                        r = r >> rs
-                        if rem > th:
-                            r += 1
+                    a = xh * m0
+                    r = (a >> 15) + ((((xl * m0) >> 16) + xl * (m >> 16) + (a & 0x7FFF) + 0x4000) >> 15)
+                    if s:
+                        r = (xh * (m >> 16) + ((r + (one << (0 - s - 1)) + (acc >> 31)) >> 1)) >> (0 - s - 1)
+                    else:
+                        r = ((xh * (m >> 16)) << 1) + r
                     r += zout
                     if r < lo:
                         r = lo
@@ -207,7 +184,7 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: 
 
 
 @micropython.viper
-def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift: ptr8):
+def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: ptr8):
     # DEPTHWISE_CONV_2D, depth multiplier 1, any kernel/stride, SAME or VALID padding.
     src = ptr8(int(arena) + cfg[0])
     out = ptr8(int(arena) + cfg[1])
@@ -227,7 +204,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift
     lo = cfg[17]
     hi = cfg[18]
     one = 1
-    h30 = one << 30
+    sb = one << 31
     K = kh * kw
     o = 0
     for oy in range(OH):
@@ -289,51 +266,36 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr16, mult: ptr32, shift
                         z3 += v3
                         t += 1
                         pp += C
-                for j in range(nb):
-                    if j == 0:
-                        acc = a0 - (z0 << 7)
-                    elif j == 1:
-                        acc = a1 - (z1 << 7)
-                    elif j == 2:
-                        acc = a2 - (z2 << 7)
-                    else:
-                        acc = a3 - (z3 << 7)
-                    c = cb + j
-                    acc += (((bias[2 * c + 1] ^ 0x8000) - 0x8000) << 16) | bias[2 * c]
-                    # --- MultiplyByQuantizedMultiplier(acc, m, s), 31-bit safe (as in _conv) ---
+                for c in range(cb, cb + nb):
+                    b = bias[c]
+                    acc = a0 - (z0 << 7) + ((b ^ sb) - sb)
+                    a0 = a1         # the next channel's sums move up
+                    a1 = a2
+                    a2 = a3
+                    z0 = z1
+                    z1 = z2
+                    z2 = z3
+                    # --- MultiplyByQuantizedMultiplier(acc, m, s) in 32-bit ints, TFLM's double
+                    # rounding included: with acc = xh * 2^16 + xl (xl signed 16-bit) and
+                    # m = m1 * 2^16 + m0, SaturatingRoundingDoublingHighMul(acc, m) =
+                    # floor((acc * m + 2^30) / 2^31) = 2 * xh * m1 + r, r = floor((xh * m0 + xl * m1
+                    # + floor(xl * m0 / 2^16) + 2^14) / 2^15); RoundingDivideByPOT(y, e) =
+                    # floor((y + 2^(e-1) - (acc < 0)) / 2^e). Every partial result stays below
+                    # 2^31 (tests/test_engine.py mirrors this with the bounds checked) ---
                     m = mult[c]
                     s = (shift[c] ^ 0x80) - 0x80
-                    rs = 0
                     if s > 0:
                         acc = acc << s
-                    else:
-                        rs = 0 - s
-                    neg = 0
-                    if acc < 0:
-                        acc = 0 - acc
-                        neg = 1
-                    u1 = acc >> 16
-                    u0 = acc & 0xFFFF
-                    m1 = m >> 16
+                        s = 0
+                    xl = ((acc & 0xFFFF) ^ 0x8000) - 0x8000
+                    xh = (acc >> 16) - (xl >> 16)
                     m0 = m & 0xFFFF
-                    t = (u0 & 0xFF) * m0 + h30 - neg
-                    t = (u0 >> 8) * m0 + (t >> 8)
-                    t = t >> 8
-                    s1 = u1 * m0
-                    s2 = u0 * m1
-                    r = (((u1 * m1) << 1) + (s1 >> 15) + (s2 >> 15) + (t >> 15)
-                         + (((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15))
-                    if neg:
-                        r = 0 - r
-                    if rs > 0:
-                        mask = (((one << (rs - 1)) - 1) << 1) + 1    # 2**rs - 1 without overflow
-                        th = mask >> 1
-                        if r < 0:
-                            th += 1
-                        rem = r & mask
-                        r = r >> rs
-                        if rem > th:
-                            r += 1
+                    a = xh * m0
+                    r = (a >> 15) + ((((xl * m0) >> 16) + xl * (m >> 16) + (a & 0x7FFF) + 0x4000) >> 15)
+                    if s:
+                        r = (xh * (m >> 16) + ((r + (one << (0 - s - 1)) + (acc >> 31)) >> 1)) >> (0 - s - 1)
+                    else:
+                        r = ((xh * (m >> 16)) << 1) + r
                     r += zout
                     if r < lo:
                         r = lo
