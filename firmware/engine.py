@@ -134,10 +134,10 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
                     y = xp[1]
                     z = xp[2]
                     v = xp[3]
-                    a0 += x * e0[0] + y * e0[1] + z * e0[2] + v * e0[3]
-                    a1 += x * e1[0] + y * e1[1] + z * e1[2] + v * e1[3]
-                    a2 += x * e2[0] + y * e2[1] + z * e2[2] + v * e2[3]
-                    a3 += x * e3[0] + y * e3[1] + z * e3[2] + v * e3[3]
+                    a0 = x * e0[0] + y * e0[1] + z * e0[2] + v * e0[3] + a0
+                    a1 = x * e1[0] + y * e1[1] + z * e1[2] + v * e1[3] + a1
+                    a2 = x * e2[0] + y * e2[1] + z * e2[2] + v * e2[3] + a2
+                    a3 = x * e3[0] + y * e3[1] + z * e3[2] + v * e3[3] + a3
                     xp = ptr8(int(xp) + 4)
                     e0 = ptr8(int(e0) + 4)
                     e1 = ptr8(int(e1) + 4)

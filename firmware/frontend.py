@@ -87,7 +87,7 @@ def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
 @micropython.viper
 def _fft(z: ptr32, tw: ptr16, st: ptr32):
     """In-place radix-4 DIT FFT of 256 complex values with block floating point; tw is the
-    quarter-wave table (blob._compact)."""
+    quarter-wave table (blob._twiddles)."""
     one = 1
     sb = one << 31
     lim = st[_FFT_LIM]
@@ -350,16 +350,18 @@ class FrontEnd:
     VERSION = 2         # the blob's frontend version (and n_fft) this arithmetic implements
     N_FFT = _NFFT
 
-    def __init__(self, meta, arrays):
+    def __init__(self, meta, arrays, bufs=None):
         """arrays: as blob.load gives them (the window's first half, the twiddles as a quarter-wave
-        cosine table, the DCT matrix as int16)."""
+        cosine table, the DCT matrix as int16). bufs: the two buffers below, made by the caller
+        while its heap still has room for them in one piece (startup.build), or None."""
         # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
-        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak). The two large
-        # ones before the set-up code loads: start-up's heap has 2 KB in one piece only then
-        self._buf = bytearray(2 * _NFFT)
-        # the complex FFT, then (in place: bins k and 256 - k replace the values they are made
-        # of, _split) the 257 bins of the real one
-        self._z = bytearray(8 * (_N + 1))
+        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak). The frame's
+        # samples, and the complex FFT, then (in place: bins k and 256 - k replace the values they
+        # are made of, _split) the 257 bins of the real one
+        self._buf, self._z = bufs or (bytearray(2 * _NFFT), bytearray(8 * (_N + 1)))
+        if len(self._buf) != 2 * _NFFT or len(self._z) != 8 * (_N + 1):
+            raise ValueError("front-end buffers of %d and %d bytes; it needs %d and %d"
+                             % (len(self._buf), len(self._z), 2 * _NFFT, 8 * (_N + 1)))
         import fesetup
         n_mels, n_mfcc = fesetup.frontend(self, meta, arrays)  # checks; tables, parameters
         del fesetup
