@@ -95,6 +95,7 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
     total = 0
     h = 1
     tstep = _N >> 1                      # twiddle step: W512^(j * 128 / h)
+    stop = int(z) + (_N << 3)
     while h < _N:
         # shift so every |component| <= 2^lim (o = OR of v ^ (v >> 31) over the data)
         s = 0
@@ -103,7 +104,8 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
         total += s
         o = 0
         span = h << 2
-        d = h << 1                       # distance of the four inputs in int32 slots
+        db = h << 3                      # bytes from one of the four inputs to the next
+        step = span << 3
         j = 0
         while j < h:
             if j:
@@ -129,17 +131,21 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
                 else:
                     w3r = 0 - tw[n3 - 256]
                     w3i = tw[384 - n3]
-            i = j
-            while i < _N:
-                p = i << 1
-                ar = ((z[p] ^ sb) - sb) >> s
-                ai = ((z[p + 1] ^ sb) - sb) >> s
-                b1r = ((z[p + d] ^ sb) - sb) >> s
-                b1i = ((z[p + d + 1] ^ sb) - sb) >> s
-                b2r = ((z[p + 2 * d] ^ sb) - sb) >> s
-                b2i = ((z[p + 2 * d + 1] ^ sb) - sb) >> s
-                b3r = ((z[p + 3 * d] ^ sb) - sb) >> s
-                b3i = ((z[p + 3 * d + 1] ^ sb) - sb) >> s
+            # the butterflies j, j + span, ...: their four inputs (complex, int32 pairs) through
+            # pointers d pairs apart, loaded and stored at constant offsets
+            q0 = ptr32(int(z) + (j << 3))
+            while int(q0) < stop:
+                q1 = ptr32(int(q0) + db)
+                q2 = ptr32(int(q1) + db)
+                q3 = ptr32(int(q2) + db)
+                ar = ((q0[0] ^ sb) - sb) >> s
+                ai = ((q0[1] ^ sb) - sb) >> s
+                b1r = ((q1[0] ^ sb) - sb) >> s
+                b1i = ((q1[1] ^ sb) - sb) >> s
+                b2r = ((q2[0] ^ sb) - sb) >> s
+                b2i = ((q2[1] ^ sb) - sb) >> s
+                b3r = ((q3[0] ^ sb) - sb) >> s
+                b3i = ((q3[1] ^ sb) - sb) >> s
                 if j:
                     # (b * w) / 2^15 rounded, b = hi * 2^15 + lo: every product < 2^31
                     hr = b1r >> 15
@@ -169,30 +175,30 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
                 t3r = b1r - b3r
                 t3i = b1i - b3i
                 v = t0r + t2r
-                z[p] = v
+                q0[0] = v
                 o |= v ^ (v >> 31)
                 v = t0i + t2i
-                z[p + 1] = v
+                q0[1] = v
                 o |= v ^ (v >> 31)
                 v = t1r + t3i
-                z[p + d] = v
+                q1[0] = v
                 o |= v ^ (v >> 31)
                 v = t1i - t3r
-                z[p + d + 1] = v
+                q1[1] = v
                 o |= v ^ (v >> 31)
                 v = t0r - t2r
-                z[p + 2 * d] = v
+                q2[0] = v
                 o |= v ^ (v >> 31)
                 v = t0i - t2i
-                z[p + 2 * d + 1] = v
+                q2[1] = v
                 o |= v ^ (v >> 31)
                 v = t1r - t3i
-                z[p + 3 * d] = v
+                q3[0] = v
                 o |= v ^ (v >> 31)
                 v = t1i + t3r
-                z[p + 3 * d + 1] = v
+                q3[1] = v
                 o |= v ^ (v >> 31)
-                i += span
+                q0 = ptr32(int(q0) + step)
             j += 1
         h = span
         tstep >>= 2
@@ -270,22 +276,23 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
         k0 = start[b] << 1
         k1 = k0 + (length[b] << 1)
         o = 0
-        k = k0
-        while k < k1:
-            v = (x[k] ^ sb) - sb
-            o |= v ^ (v >> 31)
-            k += 1
+        end = int(x) + (k1 << 2)
+        xp = ptr32(int(x) + (k0 << 2))
+        while int(xp) < end:
+            v = (xp[0] ^ sb) - sb
+            o = (v ^ (v >> 31)) | o
+            xp = ptr32(int(xp) + 4)
         s = 0
         while (o >> s) >> mel_bits:      # at most a few steps: o < 2^31
             s += 1
         acc = 0
-        k = k0
-        while k < k1:
-            vr = ((x[k] ^ sb) - sb) >> s
-            vi = ((x[k + 1] ^ sb) - sb) >> s
-            acc += ((((vr * vr) >> 1) + ((vi * vi) >> 1) + 0x4000) >> 15) * w[pos]
+        xp = ptr32(int(x) + (k0 << 2))
+        while int(xp) < end:
+            vr = ((xp[0] ^ sb) - sb) >> s
+            vi = ((xp[1] ^ sb) - sb) >> s
+            acc = ((((vr * vr) >> 1) + ((vi * vi) >> 1) + 0x4000) >> 15) * w[pos] + acc
             pos += 1
-            k += 2
+            xp = ptr32(int(xp) + 8)
         if acc == 0:
             v = floor
         else:
