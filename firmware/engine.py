@@ -211,6 +211,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
         y0 = oy * sh - pt
         for ox in range(OW):
             x0 = ox * sw - pl
+            inside = y0 >= 0 and y0 + kh <= H and x0 >= 0 and x0 + kw <= W
             # four channels per pass: one tap loop feeds four accumulators; taps outside
             # the image read the input zero point, as TFLite's zero padding means
             cb = 0
@@ -235,46 +236,36 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
                 a1 = 0
                 a2 = 0
                 a3 = 0
-                z0 = 0
-                z1 = 0
-                z2 = 0
-                z3 = 0
                 t = 0
                 for ky in range(kh):
                     iy = y0 + ky
                     row_in = iy >= 0 and iy < H
-                    pp = (iy * W + x0) * C + cb
+                    sp = ptr8(int(src) + (iy * W + x0) * C + cb)
                     for kx in range(kw):
                         ix = x0 + kx
-                        if row_in and ix >= 0 and ix < W:
-                            v0 = src[pp]
-                            v1 = src[pp + d1]
-                            v2 = src[pp + d2]
-                            v3 = src[pp + d3]
+                        if inside or (row_in and ix >= 0 and ix < W):
+                            v0 = sp[0]
+                            v1 = sp[d1]
+                            v2 = sp[d2]
+                            v3 = sp[d3]
                         else:
                             v0 = zin
                             v1 = zin
                             v2 = zin
                             v3 = zin
-                        a0 += v0 * w0[t]
-                        z0 += v0
-                        a1 += v1 * w1[t]
-                        z1 += v1
-                        a2 += v2 * w2[t]
-                        z2 += v2
-                        a3 += v3 * w3[t]
-                        z3 += v3
+                        # u * (w' - 128) = u * w: sum(u * w') - 128 * sum(u) in one step
+                        a0 = v0 * (w0[t] - 128) + a0
+                        a1 = v1 * (w1[t] - 128) + a1
+                        a2 = v2 * (w2[t] - 128) + a2
+                        a3 = v3 * (w3[t] - 128) + a3
                         t += 1
-                        pp += C
+                        sp = ptr8(int(sp) + C)
                 for c in range(cb, cb + nb):
                     b = bias[c]
-                    acc = a0 - (z0 << 7) + ((b ^ sb) - sb)
-                    a0 = a1         # the next channel's sums move up
+                    acc = a0 + ((b ^ sb) - sb)
+                    a0 = a1         # the next channel's sum moves up
                     a1 = a2
                     a2 = a3
-                    z0 = z1
-                    z1 = z2
-                    z2 = z3
                     # --- MultiplyByQuantizedMultiplier(acc, m, s) in 32-bit ints, TFLM's double
                     # rounding included: with acc = xh * 2^16 + xl (xl signed 16-bit) and
                     # m = m1 * 2^16 + m0, SaturatingRoundingDoublingHighMul(acc, m) =

@@ -73,11 +73,11 @@ def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
         r = rev[n] << 1
         v = ((buf[0] ^ 0x8000) - 0x8000) * win[0]
         z[r] = v
-        o |= v ^ (v >> 31)
+        o = (v ^ (v >> 31)) | o
         w1 = ptr16(int(win) + d)
         v = ((buf[1] ^ 0x8000) - 0x8000) * w1[0]
         z[r + 1] = v
-        o |= v ^ (v >> 31)
+        o = (v ^ (v >> 31)) | o
         buf = ptr16(int(buf) + 4)
         win = ptr16(int(win) + 2 * d)
         n += 1
@@ -176,28 +176,28 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
                 t3i = b1i - b3i
                 v = t0r + t2r
                 q0[0] = v
-                o |= v ^ (v >> 31)
+                o = (v ^ (v >> 31)) | o
                 v = t0i + t2i
                 q0[1] = v
-                o |= v ^ (v >> 31)
+                o = (v ^ (v >> 31)) | o
                 v = t1r + t3i
                 q1[0] = v
-                o |= v ^ (v >> 31)
+                o = (v ^ (v >> 31)) | o
                 v = t1i - t3r
                 q1[1] = v
-                o |= v ^ (v >> 31)
+                o = (v ^ (v >> 31)) | o
                 v = t0r - t2r
                 q2[0] = v
-                o |= v ^ (v >> 31)
+                o = (v ^ (v >> 31)) | o
                 v = t0i - t2i
                 q2[1] = v
-                o |= v ^ (v >> 31)
+                o = (v ^ (v >> 31)) | o
                 v = t1r - t3i
                 q3[0] = v
-                o |= v ^ (v >> 31)
+                o = (v ^ (v >> 31)) | o
                 v = t1i + t3r
                 q3[1] = v
-                o |= v ^ (v >> 31)
+                o = (v ^ (v >> 31)) | o
                 q0 = ptr32(int(q0) + step)
             j += 1
         h = span
@@ -225,13 +225,13 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
     x[2 * _N] = (ar - ai) << 1
     x[2 * _N + 1] = 0
     k = 1
+    p = ptr32(int(z) + 8)                # bin k, then up
+    q = ptr32(int(z) + 8 * (_N - 1))     # bin 256 - k, then down
     while k <= _N >> 1:                  # bins k and 256 - k share their two inputs
-        p = k << 1
-        q = (_N - k) << 1
-        ar = ((z[p] ^ sb) - sb) >> s
-        ai = ((z[p + 1] ^ sb) - sb) >> s
-        br = ((z[q] ^ sb) - sb) >> s
-        bi = ((z[q + 1] ^ sb) - sb) >> s
+        ar = ((p[0] ^ sb) - sb) >> s
+        ai = ((p[1] ^ sb) - sb) >> s
+        br = ((q[0] ^ sb) - sb) >> s
+        bi = ((q[1] ^ sb) - sb) >> s
         wr = tw[k]                       # W512^k
         wi = 0 - tw[(_N >> 1) - k]
         orr = ai + bi
@@ -240,15 +240,17 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
         hi = oi >> 15
         lr = orr & 0x7FFF
         li = oi & 0x7FFF
-        x[p] = ar + br + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
-        x[p + 1] = ai - bi + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
+        p[0] = ar + br + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
+        p[1] = ai - bi + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
         if k < _N >> 1:
             wr = 0 - wr                  # W512^(256 - k) = -cos - j sin
             oi = ar - br
             hi = oi >> 15
             li = oi & 0x7FFF
-            x[q] = br + ar + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
-            x[q + 1] = bi - ai + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
+            q[0] = br + ar + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
+            q[1] = bi - ai + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
+        p = ptr32(int(p) + 8)
+        q = ptr32(int(q) - 8)
         k += 1
 
 
@@ -339,7 +341,7 @@ def _dct(lg: ptr32, m: ptr16, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
         acc = (bias[j] ^ sb) - sb
         b = 0
         while b < nmels:
-            acc += ((m[r] ^ 0x8000) - 0x8000) * ((lg[b] ^ sb) - sb)
+            acc = ((m[r] ^ 0x8000) - 0x8000) * ((lg[b] ^ sb) - sb) + acc
             r += 1
             b += 1
         acc >>= shift[j]
