@@ -167,12 +167,14 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
                     xl = ((acc & 0xFFFF) ^ 0x8000) - 0x8000
                     xh = (acc >> 16) - (xl >> 16)
                     m0 = m & 0xFFFF
+                    m = m >> 16
                     a = xh * m0
-                    r = (a >> 15) + ((((xl * m0) >> 16) + xl * (m >> 16) + (a & 0x7FFF) + 0x4000) >> 15)
+                    r = (a >> 15) + ((((xl * m0) >> 16) + xl * m + (a & 0x7FFF) + 0x4000) >> 15)
                     if s:
-                        r = (xh * (m >> 16) + ((r + (one << (0 - s - 1)) + (acc >> 31)) >> 1)) >> (0 - s - 1)
+                        s = -1 - s
+                        r = (xh * m + ((r + (one << s) + (acc >> 31)) >> 1)) >> s
                     else:
-                        r = ((xh * (m >> 16)) << 1) + r
+                        r = ((xh * m) << 1) + r
                     r += zout
                     if r < lo:
                         r = lo
@@ -206,6 +208,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
     one = 1
     sb = one << 31
     K = kh * kw
+    WC = W * C
     o = 0
     for oy in range(OH):
         y0 = oy * sh - pt
@@ -237,10 +240,11 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
                 a2 = 0
                 a3 = 0
                 t = 0
+                rp = ptr8(int(src) + (y0 * W + x0) * C + cb)    # tap (0, 0), maybe outside
                 for ky in range(kh):
                     iy = y0 + ky
-                    row_in = iy >= 0 and iy < H
-                    sp = ptr8(int(src) + (iy * W + x0) * C + cb)
+                    row_in = inside or (iy >= 0 and iy < H)
+                    sp = rp
                     for kx in range(kw):
                         ix = x0 + kx
                         if inside or (row_in and ix >= 0 and ix < W):
@@ -260,6 +264,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
                         a3 = v3 * (w3[t] - 128) + a3
                         t += 1
                         sp = ptr8(int(sp) + C)
+                    rp = ptr8(int(rp) + WC)
                 for c in range(cb, cb + nb):
                     b = bias[c]
                     acc = a0 + ((b ^ sb) - sb)
@@ -281,12 +286,14 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
                     xl = ((acc & 0xFFFF) ^ 0x8000) - 0x8000
                     xh = (acc >> 16) - (xl >> 16)
                     m0 = m & 0xFFFF
+                    m = m >> 16
                     a = xh * m0
-                    r = (a >> 15) + ((((xl * m0) >> 16) + xl * (m >> 16) + (a & 0x7FFF) + 0x4000) >> 15)
+                    r = (a >> 15) + ((((xl * m0) >> 16) + xl * m + (a & 0x7FFF) + 0x4000) >> 15)
                     if s:
-                        r = (xh * (m >> 16) + ((r + (one << (0 - s - 1)) + (acc >> 31)) >> 1)) >> (0 - s - 1)
+                        s = -1 - s
+                        r = (xh * m + ((r + (one << s) + (acc >> 31)) >> 1)) >> s
                     else:
-                        r = ((xh * (m >> 16)) << 1) + r
+                        r = ((xh * m) << 1) + r
                     r += zout
                     if r < lo:
                         r = lo
