@@ -46,7 +46,8 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
     # CONV_2D and FULLY_CONNECTED: per position, one contiguous patch of K bytes (direct from
     # the input or gathered into scratch with zero-point padding), then Cout dot products.
     in_off = cfg[0]
-    out = ptr8(int(arena) + cfg[1])
+    base = int(arena)     # `arena` itself steps through the input below
+    out = ptr8(base + cfg[1])
     scratch = cfg[2]
     H = cfg[3]
     W = cfg[4]
@@ -74,9 +75,9 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
     for oy in range(OH):
         for ox in range(OW):
             if direct:
-                p = ptr8(int(arena) + in_off + (oy * sh * W + ox * sw) * cin)
+                p = ptr8(base + in_off + (oy * sh * W + ox * sw) * cin)
             else:
-                p = ptr8(int(arena) + scratch)
+                p = ptr8(base + scratch)
                 q = 0
                 for ky in range(kh):
                     iy = oy * sh - pt + ky
@@ -86,7 +87,7 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
                             p[q + j] = zin
                         q += rowlen
                         continue
-                    src = ptr8(int(arena) + in_off + (iy * W) * cin)
+                    src = ptr8(base + in_off + (iy * W) * cin)
                     for kx in range(kw):
                         if ix < 0 or ix >= W:
                             for j in range(cin):
@@ -123,22 +124,24 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
                 a3 = 0
                 # pointers that step 4 bytes a pass: loads at constant offsets are the cheapest
                 # viper has (~15 instructions per MAC on armv7emsp against ~20 indexed)
-                xp = p
+                # the input pointer is `arena`: viper keeps only its first two parameters in
+                # registers, and the input bytes are the loop's most used loads
+                arena = p
                 e0 = w0
                 e1 = w1
                 e2 = w2
                 e3 = w3
                 stop = int(p) + K4
-                while int(xp) < stop:
-                    x = xp[0]
-                    y = xp[1]
-                    z = xp[2]
-                    v = xp[3]
+                while int(arena) < stop:
+                    x = arena[0]
+                    y = arena[1]
+                    z = arena[2]
+                    v = arena[3]
                     a0 = x * e0[0] + y * e0[1] + z * e0[2] + v * e0[3] + a0
                     a1 = x * e1[0] + y * e1[1] + z * e1[2] + v * e1[3] + a1
                     a2 = x * e2[0] + y * e2[1] + z * e2[2] + v * e2[3] + a2
                     a3 = x * e3[0] + y * e3[1] + z * e3[2] + v * e3[3] + a3
-                    xp = ptr8(int(xp) + 4)
+                    arena = ptr8(int(arena) + 4)
                     e0 = ptr8(int(e0) + 4)
                     e1 = ptr8(int(e1) + 4)
                     e2 = ptr8(int(e2) + 4)
@@ -160,21 +163,20 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
                     a2 = a3
                     # --- MultiplyByQuantizedMultiplier(acc, mult[c], shift[c]): see _dwconv ---
                     m = mult[c]
-                    s = (shift[c] ^ 0x80) - 0x80
-                    if s > 0:
+                    s = shift[c]                # int8 as a byte: < 128 is a left shift
+                    if s < 128:
                         acc = acc << s
-                        s = 0
                     xl = ((acc & 0xFFFF) ^ 0x8000) - 0x8000
                     xh = (acc >> 16) - (xl >> 16)
                     m0 = m & 0xFFFF
                     m = m >> 16
                     a = xh * m0
                     r = (a >> 15) + ((((xl * m0) >> 16) + xl * m + (a & 0x7FFF) + 0x4000) >> 15)
-                    if s:
-                        s = -1 - s
-                        r = (xh * m + ((r + (one << s) + (acc >> 31)) >> 1)) >> s
-                    else:
+                    if s < 128:
                         r = ((xh * m) << 1) + r
+                    else:
+                        s = 255 - s             # e - 1 for the right shift e = -shift
+                        r = (xh * m + ((r + (1 << s) + (acc >> 31)) >> 1)) >> s
                     r += zout
                     if r < lo:
                         r = lo
@@ -244,14 +246,14 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
                 for ky in range(kh):
                     iy = y0 + ky
                     row_in = inside or (iy >= 0 and iy < H)
-                    sp = rp
+                    arena = rp                  # the tap pointer (a register: see _conv)
                     for kx in range(kw):
                         ix = x0 + kx
                         if inside or (row_in and ix >= 0 and ix < W):
-                            v0 = sp[0]
-                            v1 = sp[d1]
-                            v2 = sp[d2]
-                            v3 = sp[d3]
+                            v0 = arena[0]
+                            v1 = arena[d1]
+                            v2 = arena[d2]
+                            v3 = arena[d3]
                         else:
                             v0 = zin
                             v1 = zin
@@ -263,7 +265,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
                         a2 = v2 * (w2[t] - 128) + a2
                         a3 = v3 * (w3[t] - 128) + a3
                         t += 1
-                        sp = ptr8(int(sp) + C)
+                        arena = ptr8(int(arena) + C)
                     rp = ptr8(int(rp) + WC)
                 for c in range(cb, cb + nb):
                     b = bias[c]
@@ -279,21 +281,20 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
                     # floor((y + 2^(e-1) - (acc < 0)) / 2^e). Every partial result stays below
                     # 2^31 (tests/test_engine.py mirrors this with the bounds checked) ---
                     m = mult[c]
-                    s = (shift[c] ^ 0x80) - 0x80
-                    if s > 0:
+                    s = shift[c]                # int8 as a byte: < 128 is a left shift
+                    if s < 128:
                         acc = acc << s
-                        s = 0
                     xl = ((acc & 0xFFFF) ^ 0x8000) - 0x8000
                     xh = (acc >> 16) - (xl >> 16)
                     m0 = m & 0xFFFF
                     m = m >> 16
                     a = xh * m0
                     r = (a >> 15) + ((((xl * m0) >> 16) + xl * m + (a & 0x7FFF) + 0x4000) >> 15)
-                    if s:
-                        s = -1 - s
-                        r = (xh * m + ((r + (one << s) + (acc >> 31)) >> 1)) >> s
-                    else:
+                    if s < 128:
                         r = ((xh * m) << 1) + r
+                    else:
+                        s = 255 - s             # e - 1 for the right shift e = -shift
+                        r = (xh * m + ((r + (1 << s) + (acc >> 31)) >> 1)) >> s
                     r += zout
                     if r < lo:
                         r = lo

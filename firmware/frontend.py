@@ -280,10 +280,11 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
         o = 0
         end = int(x) + (k1 << 2)
         xp = ptr32(int(x) + (k0 << 2))
-        while int(xp) < end:
+        while int(xp) < end:            # a bin (re, im) a pass
             v = (xp[0] ^ sb) - sb
-            o = (v ^ (v >> 31)) | o
-            xp = ptr32(int(xp) + 4)
+            u = (xp[1] ^ sb) - sb
+            o = (v ^ (v >> 31)) | (u ^ (u >> 31)) | o
+            xp = ptr32(int(xp) + 8)
         s = 0
         while (o >> s) >> mel_bits:      # at most a few steps: o < 2^31
             s += 1
@@ -335,15 +336,15 @@ def _dct(lg: ptr32, m: ptr16, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
     sb = one << 31
     nmels = st[_NMELS]
     nmfcc = st[_NMFCC]
+    end = int(lg) + 4 * nmels
     j = 0
-    r = 0
     while j < nmfcc:
         acc = (bias[j] ^ sb) - sb
-        b = 0
-        while b < nmels:
-            acc = ((m[r] ^ 0x8000) - 0x8000) * ((lg[b] ^ sb) - sb) + acc
-            r += 1
-            b += 1
+        p = lg                          # row j of the matrix (m steps on) against the bands
+        while int(p) < end:
+            acc = ((m[0] ^ 0x8000) - 0x8000) * ((p[0] ^ sb) - sb) + acc
+            m = ptr16(int(m) + 2)
+            p = ptr32(int(p) + 4)
         acc >>= shift[j]
         if acc < -128:
             acc = -128
