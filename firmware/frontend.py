@@ -62,32 +62,37 @@ def _keep_tail(buf: ptr16, st: ptr32):
 @micropython.viper
 def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
     """Window (|v| < 2^31) into digit-reversed complex order; OR of |v| for the first shift.
-    win is the symmetric window's first half, w[0..256] (w[i] = w[512 - i]): read up to the
-    middle, then back down."""
+    win is the symmetric window's first half, w[0..256] (w[i] = w[512 - i]): samples 2n, 2n + 1
+    take win[0], win[1] going up to the middle, then win[1], win[0] coming back down."""
     o = 0
     n = 0
-    d = 2                       # bytes from one sample's weight to the next sample's
     while n < _N:
         if n == _N >> 1:
-            d = -2
-        r = rev[n] << 1
-        v = ((buf[0] ^ 0x8000) - 0x8000) * win[0]
-        z[r] = v
-        o = (v ^ (v >> 31)) | o
-        w1 = ptr16(int(win) + d)
-        v = ((buf[1] ^ 0x8000) - 0x8000) * w1[0]
-        z[r + 1] = v
-        o = (v ^ (v >> 31)) | o
+            win = ptr16(int(win) - 2)   # w[511 - 2n] for n = 128: its pair is w[512 - 2n]
+        p = ptr32(int(z) + (rev[n] << 3))
+        if n < _N >> 1:
+            v = ((buf[0] ^ 0x8000) - 0x8000) * win[0]
+            u = ((buf[1] ^ 0x8000) - 0x8000) * win[1]
+            win = ptr16(int(win) + 4)
+        else:
+            v = ((buf[0] ^ 0x8000) - 0x8000) * win[1]
+            u = ((buf[1] ^ 0x8000) - 0x8000) * win[0]
+            win = ptr16(int(win) - 4)
+        p[0] = v
+        p[1] = u
+        o = (v ^ (v >> 31)) | (u ^ (u >> 31)) | o
         buf = ptr16(int(buf) + 4)
-        win = ptr16(int(win) + 2 * d)
         n += 1
     st[_OR] = o
 
 
 @micropython.viper
-def _fft(z: ptr32, tw: ptr16, st: ptr32):
+def _fft(z: ptr32, st: ptr32, tw: ptr16):
     """In-place radix-4 DIT FFT of 256 complex values with block floating point; tw is the
-    quarter-wave table (blob._twiddles)."""
+    quarter-wave table (blob._twiddles). z and st, the first two parameters (the ones viper keeps
+    in registers), step through the first two of each butterfly's four inputs."""
+    base = int(z)
+    state = int(st)
     one = 1
     sb = one << 31
     lim = st[_FFT_LIM]
@@ -95,7 +100,7 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
     total = 0
     h = 1
     tstep = _N >> 1                      # twiddle step: W512^(j * 128 / h)
-    stop = int(z) + (_N << 3)
+    stop = base + (_N << 3)
     while h < _N:
         # shift so every |component| <= 2^lim (o = OR of v ^ (v >> 31) over the data)
         s = 0
@@ -133,15 +138,15 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
                     w3i = tw[384 - n3]
             # the butterflies j, j + span, ...: their four inputs (complex, int32 pairs) through
             # pointers d pairs apart, loaded and stored at constant offsets
-            q0 = ptr32(int(z) + (j << 3))
-            while int(q0) < stop:
-                q1 = ptr32(int(q0) + db)
-                q2 = ptr32(int(q1) + db)
+            z = ptr32(base + (j << 3))
+            while int(z) < stop:
+                st = ptr32(int(z) + db)
+                q2 = ptr32(int(st) + db)
                 q3 = ptr32(int(q2) + db)
-                ar = ((q0[0] ^ sb) - sb) >> s
-                ai = ((q0[1] ^ sb) - sb) >> s
-                b1r = ((q1[0] ^ sb) - sb) >> s
-                b1i = ((q1[1] ^ sb) - sb) >> s
+                ar = ((z[0] ^ sb) - sb) >> s
+                ai = ((z[1] ^ sb) - sb) >> s
+                b1r = ((st[0] ^ sb) - sb) >> s
+                b1i = ((st[1] ^ sb) - sb) >> s
                 b2r = ((q2[0] ^ sb) - sb) >> s
                 b2i = ((q2[1] ^ sb) - sb) >> s
                 b3r = ((q3[0] ^ sb) - sb) >> s
@@ -175,16 +180,16 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
                 t3r = b1r - b3r
                 t3i = b1i - b3i
                 v = t0r + t2r
-                q0[0] = v
+                z[0] = v
                 o = (v ^ (v >> 31)) | o
                 v = t0i + t2i
-                q0[1] = v
+                z[1] = v
                 o = (v ^ (v >> 31)) | o
                 v = t1r + t3i
-                q1[0] = v
+                st[0] = v
                 o = (v ^ (v >> 31)) | o
                 v = t1i - t3r
-                q1[1] = v
+                st[1] = v
                 o = (v ^ (v >> 31)) | o
                 v = t0r - t2r
                 q2[0] = v
@@ -198,10 +203,11 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
                 v = t1i + t3r
                 q3[1] = v
                 o = (v ^ (v >> 31)) | o
-                q0 = ptr32(int(q0) + step)
+                z = ptr32(int(z) + step)
             j += 1
         h = span
         tstep >>= 2
+    st = ptr32(state)
     lim = st[_SPLIT_LIM]
     s = 0
     while (o >> s) >> lim:
@@ -211,9 +217,10 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
 
 
 @micropython.viper
-def _split(x: ptr32, tw: ptr16, st: ptr32):
+def _split(x: ptr32, st: ptr32, tw: ptr16):
     """257 bins of the real 512-point FFT (times 2) from the 256-point complex one, in place:
-    bins k and 256 - k are computed from the two values they overwrite (bin 256 is the 257th)."""
+    bins k and 256 - k are computed from the two values they overwrite (bin 256 is the 257th).
+    Then x and st, the first two parameters (viper keeps those in registers), step through them."""
     z = x       # read as the complex FFT, written (x) as the real one's bins
     one = 1
     sb = one << 31
@@ -225,13 +232,13 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
     x[2 * _N] = (ar - ai) << 1
     x[2 * _N + 1] = 0
     k = 1
-    p = ptr32(int(z) + 8)                # bin k, then up
-    q = ptr32(int(z) + 8 * (_N - 1))     # bin 256 - k, then down
+    x = ptr32(int(z) + 8)                # bin k, then up
+    st = ptr32(int(z) + 8 * (_N - 1))    # bin 256 - k, then down
     while k <= _N >> 1:                  # bins k and 256 - k share their two inputs
-        ar = ((p[0] ^ sb) - sb) >> s
-        ai = ((p[1] ^ sb) - sb) >> s
-        br = ((q[0] ^ sb) - sb) >> s
-        bi = ((q[1] ^ sb) - sb) >> s
+        ar = ((x[0] ^ sb) - sb) >> s
+        ai = ((x[1] ^ sb) - sb) >> s
+        br = ((st[0] ^ sb) - sb) >> s
+        bi = ((st[1] ^ sb) - sb) >> s
         wr = tw[k]                       # W512^k
         wi = 0 - tw[(_N >> 1) - k]
         orr = ai + bi
@@ -240,24 +247,27 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
         hi = oi >> 15
         lr = orr & 0x7FFF
         li = oi & 0x7FFF
-        p[0] = ar + br + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
-        p[1] = ai - bi + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
+        x[0] = ar + br + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
+        x[1] = ai - bi + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
         if k < _N >> 1:
             wr = 0 - wr                  # W512^(256 - k) = -cos - j sin
             oi = ar - br
             hi = oi >> 15
             li = oi & 0x7FFF
-            q[0] = br + ar + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
-            q[1] = bi - ai + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
-        p = ptr32(int(p) + 8)
-        q = ptr32(int(q) - 8)
+            st[0] = br + ar + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
+            st[1] = bi - ai + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
+        x = ptr32(int(x) + 8)
+        st = ptr32(int(st) - 8)
         k += 1
 
 
 @micropython.viper
-def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr16,
+def _mel_log(x: ptr32, w: ptr16, start: ptr16, length: ptr8, off: ptr32, lt: ptr16,
              lg: ptr32, st: ptr32):
-    """Per band: shift to 15-bit amplitudes, weighted power sum, log2, clamp, round for the DCT."""
+    """Per band: shift to 15-bit amplitudes, weighted power sum, log2, clamp, round for the DCT.
+    x and w step through the bins and the weights: viper keeps its first two parameters in
+    registers."""
+    base = int(x)
     one = 1
     sb = one << 31
     mel_bits = st[_MEL_BITS]
@@ -272,30 +282,29 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
     tmask = (one << tb) - 1
     imask = (one << ib) - 1
     nmels = st[_NMELS]
-    pos = 0
     b = 0
     while b < nmels:
         k0 = start[b] << 1
         k1 = k0 + (length[b] << 1)
         o = 0
-        end = int(x) + (k1 << 2)
-        xp = ptr32(int(x) + (k0 << 2))
-        while int(xp) < end:            # a bin (re, im) a pass
-            v = (xp[0] ^ sb) - sb
-            u = (xp[1] ^ sb) - sb
+        end = base + (k1 << 2)
+        x = ptr32(base + (k0 << 2))
+        while int(x) < end:             # a bin (re, im) a pass
+            v = (x[0] ^ sb) - sb
+            u = (x[1] ^ sb) - sb
             o = (v ^ (v >> 31)) | (u ^ (u >> 31)) | o
-            xp = ptr32(int(xp) + 8)
+            x = ptr32(int(x) + 8)
         s = 0
         while (o >> s) >> mel_bits:      # at most a few steps: o < 2^31
             s += 1
         acc = 0
-        xp = ptr32(int(x) + (k0 << 2))
-        while int(xp) < end:
-            vr = ((xp[0] ^ sb) - sb) >> s
-            vi = ((xp[1] ^ sb) - sb) >> s
-            acc = ((((vr * vr) >> 1) + ((vi * vi) >> 1) + 0x4000) >> 15) * w[pos] + acc
-            pos += 1
-            xp = ptr32(int(xp) + 8)
+        x = ptr32(base + (k0 << 2))
+        while int(x) < end:
+            vr = ((x[0] ^ sb) - sb) >> s
+            vi = ((x[1] ^ sb) - sb) >> s
+            acc = ((((vr * vr) >> 1) + ((vi * vi) >> 1) + 0x4000) >> 15) * w[0] + acc
+            w = ptr16(int(w) + 2)
+            x = ptr32(int(x) + 8)
         if acc == 0:
             v = floor
         else:
@@ -401,9 +410,9 @@ class FrontEnd:
         z = self._z
         lg = self._lg
         _window(self._buf, win, rev, z, st)
-        _fft(z, tw, st)
-        _split(z, tw, st)
-        _mel_log(z, start, length, w, off, lt, lg, st)
+        _fft(z, st, tw)
+        _split(z, st, tw)
+        _mel_log(z, w, start, length, off, lt, lg, st)
         _dct(lg, m, bias, shift, self.frame, st)
         _keep_tail(self._buf, st)
         self.ready = True
