@@ -21,7 +21,7 @@ import micropython
 
 
 @micropython.viper
-def _copy_in(arena: ptr8, cfg: ptr32, src: ptr8, a: ptr8, b: ptr8, c: ptr8):
+def _copy_in(arena: ptr8, src: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c: ptr8):
     # int8 bytes -> offset form (q + 128 == byte ^ 0x80)
     dst = ptr8(int(arena) + cfg[0])
     n = cfg[1]
@@ -32,7 +32,7 @@ def _copy_in(arena: ptr8, cfg: ptr32, src: ptr8, a: ptr8, b: ptr8, c: ptr8):
 
 
 @micropython.viper
-def _copy_out(arena: ptr8, cfg: ptr32, dst: ptr8, a: ptr8, b: ptr8, c: ptr8):
+def _copy_out(arena: ptr8, dst: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c: ptr8):
     src = ptr8(int(arena) + cfg[0])
     n = cfg[1]
     i = 0
@@ -42,11 +42,12 @@ def _copy_out(arena: ptr8, cfg: ptr32, dst: ptr8, a: ptr8, b: ptr8, c: ptr8):
 
 
 @micropython.viper
-def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: ptr8):
+def _conv(arena: ptr8, filt: ptr8, cfg: ptr32, bias: ptr32, mult: ptr32, shift: ptr8):
     # CONV_2D and FULLY_CONNECTED: per position, one contiguous patch of K bytes (direct from
     # the input or gathered into scratch with zero-point padding), then Cout dot products.
     in_off = cfg[0]
-    base = int(arena)     # `arena` itself steps through the input below
+    base = int(arena)     # `arena` and `filt` step through the input and weights below
+    wb = int(filt)
     out = ptr8(base + cfg[1])
     scratch = cfg[2]
     H = cfg[3]
@@ -100,10 +101,10 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
                         ix += 1
             su = 0
             for j in range(K):
-                su += p[j]
+                su = p[j] + su
             su = su << 7
             # four output channels per pass share each input byte load
-            w0 = filt
+            w0 = ptr8(wb)
             cb = 0
             while cb < cout:
                 nb = cout - cb
@@ -124,10 +125,10 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
                 a3 = 0
                 # pointers that step 4 bytes a pass: loads at constant offsets are the cheapest
                 # viper has (~15 instructions per MAC on armv7emsp against ~20 indexed)
-                # the input pointer is `arena`: viper keeps only its first two parameters in
-                # registers, and the input bytes are the loop's most used loads
+                # the input and first channel's weight pointers are `arena` and `filt`: viper
+                # keeps only its first two parameters in registers
                 arena = p
-                e0 = w0
+                filt = w0
                 e1 = w1
                 e2 = w2
                 e3 = w3
@@ -137,22 +138,22 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
                     y = arena[1]
                     z = arena[2]
                     v = arena[3]
-                    a0 = x * e0[0] + y * e0[1] + z * e0[2] + v * e0[3] + a0
+                    a0 = x * filt[0] + y * filt[1] + z * filt[2] + v * filt[3] + a0
                     a1 = x * e1[0] + y * e1[1] + z * e1[2] + v * e1[3] + a1
                     a2 = x * e2[0] + y * e2[1] + z * e2[2] + v * e2[3] + a2
                     a3 = x * e3[0] + y * e3[1] + z * e3[2] + v * e3[3] + a3
                     arena = ptr8(int(arena) + 4)
-                    e0 = ptr8(int(e0) + 4)
+                    filt = ptr8(int(filt) + 4)
                     e1 = ptr8(int(e1) + 4)
                     e2 = ptr8(int(e2) + 4)
                     e3 = ptr8(int(e3) + 4)
                 i = K4
                 while i < K:
                     x = p[i]
-                    a0 += x * w0[i]
-                    a1 += x * w1[i]
-                    a2 += x * w2[i]
-                    a3 += x * w3[i]
+                    a0 = x * w0[i] + a0
+                    a1 = x * w1[i] + a1
+                    a2 = x * w2[i] + a2
+                    a3 = x * w3[i] + a3
                     i += 1
                 w0 = ptr8(int(w0) + nb * K)
                 for c in range(cb, cb + nb):
@@ -188,7 +189,7 @@ def _conv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: 
 
 
 @micropython.viper
-def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift: ptr8):
+def _dwconv(arena: ptr8, filt: ptr8, cfg: ptr32, bias: ptr32, mult: ptr32, shift: ptr8):
     # DEPTHWISE_CONV_2D, depth multiplier 1, any kernel/stride, SAME or VALID padding.
     src = ptr8(int(arena) + cfg[0])
     out = ptr8(int(arena) + cfg[1])
@@ -211,6 +212,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
     sb = one << 31
     K = kh * kw
     WC = W * C
+    wb = int(filt)
     o = 0
     for oy in range(OH):
         y0 = oy * sh - pt
@@ -233,10 +235,10 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
                     d2 = 2
                 if nb > 3:
                     d3 = 3
-                w0 = ptr8(int(filt) + cb * K)
-                w1 = ptr8(int(w0) + d1 * K)
-                w2 = ptr8(int(w0) + d2 * K)
-                w3 = ptr8(int(w0) + d3 * K)
+                filt = ptr8(wb + cb * K)        # the group's first channel (a register)
+                w1 = ptr8(int(filt) + d1 * K)
+                w2 = ptr8(int(filt) + d2 * K)
+                w3 = ptr8(int(filt) + d3 * K)
                 a0 = 0
                 a1 = 0
                 a2 = 0
@@ -260,7 +262,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
                             v2 = zin
                             v3 = zin
                         # u * (w' - 128) = u * w: sum(u * w') - 128 * sum(u) in one step
-                        a0 = v0 * (w0[t] - 128) + a0
+                        a0 = v0 * (filt[t] - 128) + a0
                         a1 = v1 * (w1[t] - 128) + a1
                         a2 = v2 * (w2[t] - 128) + a2
                         a3 = v3 * (w3[t] - 128) + a3
@@ -306,7 +308,7 @@ def _dwconv(arena: ptr8, cfg: ptr32, filt: ptr8, bias: ptr32, mult: ptr32, shift
 
 
 @micropython.viper
-def _pool(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c_: ptr8, d: ptr8):
+def _pool(arena: ptr8, a: ptr8, cfg: ptr32, b: ptr8, c_: ptr8, d: ptr8):
     # AVERAGE_POOL_2D (TFLM rounding division over the in-image taps) and MAX_POOL_2D.
     src = ptr8(int(arena) + cfg[0])
     out = ptr8(int(arena) + cfg[1])
@@ -362,7 +364,7 @@ def _pool(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c_: ptr8, d: ptr8):
 
 
 @micropython.viper
-def _softmax(arena: ptr8, cfg: ptr32, exp: ptr32, a: ptr8, b: ptr8, d: ptr8):
+def _softmax(arena: ptr8, exp: ptr32, cfg: ptr32, a: ptr8, b: ptr8, d: ptr8):
     # TFLM int8 SOFTMAX: exp(diff) in Q0.31 comes from the host table; the sum, its
     # reciprocal (gemmlowp Newton-Raphson) and the output scaling run here in int32.
     src = ptr8(int(arena) + cfg[0])
@@ -485,4 +487,4 @@ class Interpreter:
         """Run the graph on .input; results in .output. Allocates nothing."""
         arena = self.arena
         for kernel, cfg, a, b, c, d, _ in self._plan:
-            kernel(arena, cfg, a, b, c, d)
+            kernel(arena, a, cfg, b, c, d)

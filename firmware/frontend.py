@@ -47,15 +47,24 @@ def _fill(buf: ptr16, pcm: ptr16, st: ptr32, pos: int, end: int) -> int:
 
 @micropython.viper
 def _keep_tail(buf: ptr16, st: ptr32):
-    """Move the overlap (n_fft - hop samples) to the front for the next frame."""
+    """Move the overlap (n_fft - hop samples) to the front for the next frame (two samples a
+    word when the hop is even: the buffer is word-aligned)."""
     hop = st[_HOP]
-    d = buf
-    s = ptr16(int(buf) + 2 * hop)
     stop = int(buf) + 2 * _NFFT
-    while int(s) < stop:
-        d[0] = s[0]
-        d = ptr16(int(d) + 2)
-        s = ptr16(int(s) + 2)
+    if hop & 1 == 0:
+        d = ptr32(buf)
+        s = ptr32(int(buf) + 2 * hop)
+        while int(s) < stop:
+            d[0] = s[0]
+            d = ptr32(int(d) + 4)
+            s = ptr32(int(s) + 4)
+    else:
+        d16 = buf
+        s16 = ptr16(int(buf) + 2 * hop)
+        while int(s16) < stop:
+            d16[0] = s16[0]
+            d16 = ptr16(int(d16) + 2)
+            s16 = ptr16(int(s16) + 2)
     st[_FILL] = _NFFT - hop
 
 
@@ -339,21 +348,24 @@ def _mel_log(x: ptr32, w: ptr16, start: ptr16, length: ptr8, off: ptr32, lt: ptr
 
 
 @micropython.viper
-def _dct(lg: ptr32, m: ptr16, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
-    """DCT, normalisation and input quantisation as one integer matrix (int16); clamp to int8."""
+def _dct(m: ptr16, lg: ptr32, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
+    """DCT, normalisation and input quantisation as one integer matrix (int16); clamp to int8.
+    m and lg, the first two parameters (viper keeps those in registers), step through a row of
+    the matrix and the bands."""
     one = 1
     sb = one << 31
     nmels = st[_NMELS]
     nmfcc = st[_NMFCC]
-    end = int(lg) + 4 * nmels
+    base = int(lg)
+    end = base + 4 * nmels
     j = 0
     while j < nmfcc:
         acc = (bias[j] ^ sb) - sb
-        p = lg                          # row j of the matrix (m steps on) against the bands
-        while int(p) < end:
-            acc = ((m[0] ^ 0x8000) - 0x8000) * ((p[0] ^ sb) - sb) + acc
+        lg = ptr32(base)
+        while int(lg) < end:
+            acc = ((m[0] ^ 0x8000) - 0x8000) * ((lg[0] ^ sb) - sb) + acc
             m = ptr16(int(m) + 2)
-            p = ptr32(int(p) + 4)
+            lg = ptr32(int(lg) + 4)
         acc >>= shift[j]
         if acc < -128:
             acc = -128
@@ -413,7 +425,7 @@ class FrontEnd:
         _fft(z, st, tw)
         _split(z, st, tw)
         _mel_log(z, w, start, length, off, lt, lg, st)
-        _dct(lg, m, bias, shift, self.frame, st)
+        _dct(m, lg, bias, shift, self.frame, st)
         _keep_tail(self._buf, st)
         self.ready = True
         return pos

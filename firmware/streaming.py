@@ -95,10 +95,10 @@ class StreamingInterpreter:
         arena = self.arena
         due = self._due
         _advance(arena, self._rings, self._n_rings)
-        engine._copy_in(arena, self._in_cfg, frame, arena, arena, arena)
+        engine._copy_in(arena, frame, self._in_cfg, arena, arena, arena)
         for kernel, cfg, a, b, c, d, period in self._plan:
             if due % period == 0:
-                kernel(arena, cfg, a, b, c, d)
+                kernel(arena, a, cfg, b, c, d)
         self._due = due - 1 if due else self.every - 1
 
     def fill(self, frame):

@@ -324,7 +324,7 @@ cfg = array.array('i', [0, 4, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 128, 128, 0
 out = []
 for line in open(sys.argv[1]):
     acc, m, s = [int(v) for v in line.split()]
-    engine._conv(arena, cfg, filt, array.array('i', [acc]), array.array('i', [m]),
+    engine._conv(arena, filt, cfg, array.array('i', [acc]), array.array('i', [m]),
                  array.array('i', [s]))
     out.append(str(arena[4]))
 print(' '.join(out))
