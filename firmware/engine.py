@@ -339,15 +339,16 @@ def _pool(arena: ptr8, a: ptr8, cfg: ptr32, b: ptr8, c_: ptr8, d: ptr8):
             for c in range(C):
                 acc = 0
                 for ky in range(ya, yb):
-                    p = ((y0 + ky) * W + x0 + xa) * C + c
+                    # the tap pointer is `arena`, a register (see _conv)
+                    arena = ptr8(int(src) + ((y0 + ky) * W + x0 + xa) * C + c)
                     for kx in range(xa, xb):
-                        v = src[p]
+                        v = arena[0]
                         if is_max:
                             if v > acc:
                                 acc = v
                         else:
-                            acc += v
-                        p += C
+                            acc = v + acc
+                        arena = ptr8(int(arena) + C)
                 if not is_max:
                     acc -= n << 7
                     if acc > 0:
