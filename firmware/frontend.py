@@ -37,12 +37,21 @@ _HOP = const(16)
 @micropython.viper
 def _fill(buf: ptr16, pcm: ptr16, st: ptr32, pos: int, end: int) -> int:
     fill = st[_FILL]
-    while fill < _NFFT and pos < end:
-        buf[fill] = pcm[pos]
-        fill += 1
-        pos += 1
-    st[_FILL] = fill
-    return pos
+    n = _NFFT - fill
+    if n > end - pos:
+        n = end - pos
+    if n < 0:
+        n = 0
+    st[_FILL] = fill + n
+    # buf and pcm, the first two parameters (registers), step through the samples
+    buf = ptr16(int(buf) + 2 * fill)
+    pcm = ptr16(int(pcm) + 2 * pos)
+    stop = int(pcm) + 2 * n
+    while int(pcm) < stop:
+        buf[0] = pcm[0]
+        buf = ptr16(int(buf) + 2)
+        pcm = ptr16(int(pcm) + 2)
+    return pos + n
 
 
 @micropython.viper
