@@ -55,7 +55,7 @@ crc32 = _crc32_native or crc32_fallback
 
 class Blob:
     """A loaded blob: .meta (dict), .arrays (name -> array.array of the blob's dtype; fe.window,
-    fe.twiddle and fe.dct compacted, _compact).
+    fe.twiddle and fe.dct compacted as they are read: _window, _twiddles, _dct).
     No methods on purpose: a method would tie every loaded blob to this module's globals, so
     the loader's code could not be freed after start-up."""
 
@@ -65,43 +65,64 @@ def _typed(code, count):
     return bytearray(count) if code == "B" else array.array(code, range(count))
 
 
-def _quarter_wave(tw, fail):
-    # the twiddles W512^n = cos - j sin (n < 384, Q15) from cos over the first quadrant, n <= 128:
-    # 258 B instead of 1,536 (uint16: cos 0 is 32768); every entry is checked, so the FFT's
-    # twiddles stay exactly the exporter's
+def _window(read, fail):
+    # fe.window (512 uint16, symmetric: w[i] = w[512 - i]) as its first half, w[0..256]: the
+    # second half streams through a small buffer and is only compared
+    win = array.array("H", range(257))
+    read(win, 514)
+    part = array.array("H", range(85))
+    for at in range(257, 512, 85):
+        read(part, 170)
+        for i in range(85):
+            if part[i] != win[512 - at - i]:
+                fail("front-end window is not symmetric; " + FIX)
+    return win
+
+
+def _twiddles(read, back, fail):
+    # fe.twiddle (W512^n = cos - j sin, n < 384, Q15, int16 pairs) as cos over the first
+    # quadrant, n <= 128: 258 B instead of 1,536 (uint16: cos 0 is 32768). Two passes through a
+    # small buffer: the quadrant, then every entry checked against it, so the FFT's twiddles
+    # stay exactly the exporter's
     q = array.array("H", range(129))
-    for n in range(129):
-        q[n] = tw[2 * n] if n else 32768
-    for n in range(1, 384):
-        if n <= 128:
-            c, s = q[n], q[128 - n]
-        elif n <= 256:
-            c, s = -q[256 - n], q[n - 128]
-        else:
-            c, s = -q[n - 256], -q[384 - n]
-        if tw[2 * n] != c or tw[2 * n + 1] != -s:
-            fail("front-end twiddle %d is not the quarter-wave table's; %s" % (n, FIX))
+    part = array.array("h", range(128))
+    q[0] = 32768
+    for at in range(0, 258, 128):   # entries 0..383: cos n for n <= 128 (n = 128: index 256)
+        read(part, 256)
+        for i in range(0, 128, 2):
+            if 0 < at + i <= 256:
+                q[(at + i) >> 1] = part[i] & 0xFFFF
+    back(768)
+    for at in range(0, 768, 128):
+        read(part, 256)
+        for i in range(0, 128, 2):
+            n = (at + i) >> 1
+            if not n:
+                continue
+            if n <= 128:
+                c, s = q[n], q[128 - n]
+            elif n <= 256:
+                c, s = -q[256 - n], q[n - 128]
+            else:
+                c, s = -q[n - 256], -q[384 - n]
+            if part[i] != c or part[i + 1] != -s:
+                fail("front-end twiddle %d is not the quarter-wave table's; %s" % (n, FIX))
     return q
 
 
-def _compact(arrays, fail):
-    # Front-end tables in less heap than the file stores them, made as soon as they are read (the
-    # file's copies then leave holes the engine fills): the symmetric window's first half
-    # (frontend._window reads it up, then down), the twiddles' quarter wave, the DCT matrix as
-    # int16 (the exporter keeps it in range)
-    win = arrays.get("fe.window")
-    dct = arrays.get("fe.dct")
-    tw = arrays.get("fe.twiddle")
-    if win is None or dct is None or tw is None or len(win) != 512 or len(tw) != 768:
-        return      # frontend.FrontEnd says what is missing
-    for i in range(1, 256):
-        if win[i] != win[512 - i]:
-            fail("front-end window is not symmetric; " + FIX)
-    if max(dct) > 32767 or min(dct) < -32768:
-        fail("front-end DCT matrix does not fit int16; " + FIX)
-    arrays["fe.window"] = win[:257]
-    arrays["fe.twiddle"] = _quarter_wave(tw, fail)
-    arrays["fe.dct"] = array.array("h", dct)
+def _dct(read, count, fail):
+    # fe.dct (int32 in the file) as int16: the exporter keeps it in range
+    m = array.array("h", range(count))
+    part = array.array("i", range(40))
+    for at in range(0, count, 40):
+        n = min(40, count - at)
+        read(part, 4 * n)
+        for i in range(n):
+            v = part[i]
+            if v > 32767 or v < -32768:
+                fail("front-end DCT matrix does not fit int16; " + FIX)
+            m[at + i] = v
+    return m
 
 
 def load(path, crc_fn=None, skip=()):
@@ -161,6 +182,11 @@ def load(path, crc_fn=None, skip=()):
                      % (what if arg is None else what % arg, FIX))
             pos += n
 
+        def back(n):
+            nonlocal pos
+            f.seek(-n, 1)
+            pos -= n
+
         def read_u32(what, arg=None):
             read_into(small, 4, what, arg)
             return struct.unpack("<I", small)[0]
@@ -203,8 +229,18 @@ def load(path, crc_fn=None, skip=()):
                     pos += nbytes
                     break
             else:
-                arr = _typed(code, count)
-                read_into(arr, nbytes, "array %r", name)
+                # front-end tables in less heap than the file stores them, read through small
+                # buffers: no full-size copy is made, so none leaves a hole in the heap
+                # (frontend.py reads them in these forms; other sizes are its to refuse)
+                if name == "fe.window" and code == "H" and count == 512:
+                    arr = _window(lambda buf, n: read_into(buf, n, "array %r", name), fail)
+                elif name == "fe.twiddle" and code == "h" and count == 768:
+                    arr = _twiddles(lambda buf, n: read_into(buf, n, "array %r", name), back, fail)
+                elif name == "fe.dct" and code == "i":
+                    arr = _dct(lambda buf, n: read_into(buf, n, "array %r", name), count, fail)
+                else:
+                    arr = _typed(code, count)
+                    read_into(arr, nbytes, "array %r", name)
                 arrays[name] = arr
             skip_pad("array %r", name)
         if pos != total:
@@ -219,7 +255,6 @@ def load(path, crc_fn=None, skip=()):
         for key in ("format", "labels", "model"):
             if key not in meta:
                 fail("meta lacks required key %r; %s" % (key, FIX))
-        _compact(arrays, fail)
         b = Blob()
         b.meta = meta
         b.arrays = arrays

@@ -15,6 +15,7 @@ or directly in score units (ints > 1).
 update() is integer-only and allocates nothing: the window is a preallocated
 ring of score rows with running per-label sums.
 """
+import micropython
 from micropython import const
 
 # Timestamps are ms modulo 2**29 (~6.2 days) so they stay small ints on 32-bit
@@ -23,6 +24,34 @@ TIME_MASK = const(0x1FFFFFFF)
 
 _WAKE = const(1)            # _mode: the index in configure.MODES (0: commands)
 _WAKE_COMMAND = const(2)
+
+
+@micropython.viper
+def _drop(a: ptr8, b: ptr32, base: int, n: int):
+    """Take ring row `base` (n score units from there) out of the running sums."""
+    for i in range(n):
+        b[i] = b[i] - a[base + i]
+
+
+@micropython.viper
+def _add(scores: ptr8, a: ptr8, b: ptr32, base: int, n: int, zp: int) -> int:
+    """Write one row of int8 scores as score units (q - zp clamped to 0..255) into the ring at
+    `base` and add it to the running sums; returns the top label (the first of equals)."""
+    best = 0
+    top = -1
+    for i in range(n):
+        v = ((scores[i] ^ 0x80) - 0x80) - zp
+        if v < 0:
+            v = 0
+        elif v > 255:
+            v = 255
+        a[base + i] = v
+        v += b[i]
+        b[i] = v
+        if v > top:
+            best = i
+            top = v
+    return best
 
 
 class Detector:
@@ -68,33 +97,14 @@ class Detector:
             head = self._head
             if self._count < cap and ((time_ms - times[head]) & TIME_MASK) < self.window_ms:
                 break
-            base = head * n
-            for i in range(n):
-                sums[i] -= ring[base + i]
+            _drop(ring, sums, head * n, n)
             self._head = head + 1 if head + 1 < cap else 0
             self._count -= 1
         slot = self._head + self._count
         if slot >= cap:
             slot -= cap
-        base = slot * n
-        zp = self._zp
-        best = 0
-        best_sum = -1
-        for i in range(n):      # add the row and find the top label in one pass
-            s = scores[i]
-            if s > 127:
-                s -= 256
-            s -= zp
-            if s < 0:
-                s = 0
-            elif s > 255:
-                s = 255
-            ring[base + i] = s
-            s += sums[i]
-            sums[i] = s
-            if s > best_sum:
-                best = i
-                best_sum = s
+        best = _add(scores, ring, sums, slot * n, n, self._zp)   # the row in, the top label
+        best_sum = sums[best]
         times[slot] = time_ms
         self._count += 1
         if self._count < self.minimum_count:

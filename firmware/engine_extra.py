@@ -6,7 +6,7 @@ import micropython
 
 
 @micropython.viper
-def _mean(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c_: ptr8, d: ptr8):
+def _mean(arena: ptr8, a: ptr8, cfg: ptr32, b: ptr8, c_: ptr8, d: ptr8):
     # MEAN over all positions (TFLite QuantizedMeanOrSum): 1/count folded into the multiplier.
     src = ptr8(int(arena) + cfg[0])
     out = ptr8(int(arena) + cfg[1])
@@ -66,7 +66,7 @@ def _mbqm(x: int, m1: int, m0: int, shift: int) -> int:
 
 
 @micropython.viper
-def _add(arena: ptr8, cfg: ptr32, a: ptr8, b: ptr8, c: ptr8, d: ptr8):
+def _add(arena: ptr8, a: ptr8, cfg: ptr32, b: ptr8, c: ptr8, d: ptr8):
     # ADD of equal shapes, TFLM int8 scheme: left shift 20, rescale both, sum, rescale.
     x1 = ptr8(int(arena) + cfg[0])
     x2 = ptr8(int(arena) + cfg[1])

@@ -37,57 +37,80 @@ _HOP = const(16)
 @micropython.viper
 def _fill(buf: ptr16, pcm: ptr16, st: ptr32, pos: int, end: int) -> int:
     fill = st[_FILL]
-    while fill < _NFFT and pos < end:
-        buf[fill] = pcm[pos]
-        fill += 1
-        pos += 1
-    st[_FILL] = fill
-    return pos
+    n = _NFFT - fill
+    if n > end - pos:
+        n = end - pos
+    if n < 0:
+        n = 0
+    st[_FILL] = fill + n
+    # buf and pcm, the first two parameters (registers), step through the samples
+    buf = ptr16(int(buf) + 2 * fill)
+    pcm = ptr16(int(pcm) + 2 * pos)
+    stop = int(pcm) + 2 * n
+    while int(pcm) < stop:
+        buf[0] = pcm[0]
+        buf = ptr16(int(buf) + 2)
+        pcm = ptr16(int(pcm) + 2)
+    return pos + n
 
 
 @micropython.viper
 def _keep_tail(buf: ptr16, st: ptr32):
-    """Move the overlap (n_fft - hop samples) to the front for the next frame."""
+    """Move the overlap (n_fft - hop samples) to the front for the next frame (two samples a
+    word when the hop is even: the buffer is word-aligned)."""
     hop = st[_HOP]
-    d = buf
-    s = ptr16(int(buf) + 2 * hop)
     stop = int(buf) + 2 * _NFFT
-    while int(s) < stop:
-        d[0] = s[0]
-        d = ptr16(int(d) + 2)
-        s = ptr16(int(s) + 2)
+    if hop & 1 == 0:
+        d = ptr32(buf)
+        s = ptr32(int(buf) + 2 * hop)
+        while int(s) < stop:
+            d[0] = s[0]
+            d = ptr32(int(d) + 4)
+            s = ptr32(int(s) + 4)
+    else:
+        d16 = buf
+        s16 = ptr16(int(buf) + 2 * hop)
+        while int(s16) < stop:
+            d16[0] = s16[0]
+            d16 = ptr16(int(d16) + 2)
+            s16 = ptr16(int(s16) + 2)
     st[_FILL] = _NFFT - hop
 
 
 @micropython.viper
 def _window(buf: ptr16, win: ptr16, rev: ptr8, z: ptr32, st: ptr32):
     """Window (|v| < 2^31) into digit-reversed complex order; OR of |v| for the first shift.
-    win is the symmetric window's first half, w[0..256] (w[i] = w[512 - i]): read up to the
-    middle, then back down."""
+    win is the symmetric window's first half, w[0..256] (w[i] = w[512 - i]): samples 2n, 2n + 1
+    take win[0], win[1] going up to the middle, then win[1], win[0] coming back down."""
     o = 0
     n = 0
-    d = 2                       # bytes from one sample's weight to the next sample's
     while n < _N:
         if n == _N >> 1:
-            d = -2
-        r = rev[n] << 1
-        v = ((buf[0] ^ 0x8000) - 0x8000) * win[0]
-        z[r] = v
-        o |= v ^ (v >> 31)
-        w1 = ptr16(int(win) + d)
-        v = ((buf[1] ^ 0x8000) - 0x8000) * w1[0]
-        z[r + 1] = v
-        o |= v ^ (v >> 31)
+            win = ptr16(int(win) - 2)   # w[511 - 2n] for n = 128: its pair is w[512 - 2n]
+        p = ptr32(int(z) + (rev[n] << 3))
+        if n < _N >> 1:
+            v = ((buf[0] ^ 0x8000) - 0x8000) * win[0]
+            u = ((buf[1] ^ 0x8000) - 0x8000) * win[1]
+            win = ptr16(int(win) + 4)
+        else:
+            v = ((buf[0] ^ 0x8000) - 0x8000) * win[1]
+            u = ((buf[1] ^ 0x8000) - 0x8000) * win[0]
+            win = ptr16(int(win) - 4)
+        p[0] = v
+        p[1] = u
+        o = (v ^ (v >> 31)) | (u ^ (u >> 31)) | o
         buf = ptr16(int(buf) + 4)
-        win = ptr16(int(win) + 2 * d)
         n += 1
     st[_OR] = o
 
 
 @micropython.viper
-def _fft(z: ptr32, tw: ptr16, st: ptr32):
+def _fft(z: ptr32, st: ptr32, tw: ptr16):
     """In-place radix-4 DIT FFT of 256 complex values with block floating point; tw is the
-    quarter-wave table (blob._compact)."""
+    quarter-wave table (blob._twiddles). z and st, the first two parameters (the ones viper keeps
+    in registers), step through the first two of each butterfly's four inputs."""
+    base = int(z)
+    state = int(st)
     one = 1
     sb = one << 31
     lim = st[_FFT_LIM]
@@ -95,6 +118,7 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
     total = 0
     h = 1
     tstep = _N >> 1                      # twiddle step: W512^(j * 128 / h)
+    stop = base + (_N << 3)
     while h < _N:
         # shift so every |component| <= 2^lim (o = OR of v ^ (v >> 31) over the data)
         s = 0
@@ -103,7 +127,8 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
         total += s
         o = 0
         span = h << 2
-        d = h << 1                       # distance of the four inputs in int32 slots
+        db = h << 3                      # bytes from one of the four inputs to the next
+        step = span << 3
         j = 0
         while j < h:
             if j:
@@ -129,17 +154,21 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
                 else:
                     w3r = 0 - tw[n3 - 256]
                     w3i = tw[384 - n3]
-            i = j
-            while i < _N:
-                p = i << 1
-                ar = ((z[p] ^ sb) - sb) >> s
-                ai = ((z[p + 1] ^ sb) - sb) >> s
-                b1r = ((z[p + d] ^ sb) - sb) >> s
-                b1i = ((z[p + d + 1] ^ sb) - sb) >> s
-                b2r = ((z[p + 2 * d] ^ sb) - sb) >> s
-                b2i = ((z[p + 2 * d + 1] ^ sb) - sb) >> s
-                b3r = ((z[p + 3 * d] ^ sb) - sb) >> s
-                b3i = ((z[p + 3 * d + 1] ^ sb) - sb) >> s
+            # the butterflies j, j + span, ...: their four inputs (complex, int32 pairs) through
+            # pointers d pairs apart, loaded and stored at constant offsets
+            z = ptr32(base + (j << 3))
+            while int(z) < stop:
+                st = ptr32(int(z) + db)
+                q2 = ptr32(int(st) + db)
+                q3 = ptr32(int(q2) + db)
+                ar = ((z[0] ^ sb) - sb) >> s
+                ai = ((z[1] ^ sb) - sb) >> s
+                b1r = ((st[0] ^ sb) - sb) >> s
+                b1i = ((st[1] ^ sb) - sb) >> s
+                b2r = ((q2[0] ^ sb) - sb) >> s
+                b2i = ((q2[1] ^ sb) - sb) >> s
+                b3r = ((q3[0] ^ sb) - sb) >> s
+                b3i = ((q3[1] ^ sb) - sb) >> s
                 if j:
                     # (b * w) / 2^15 rounded, b = hi * 2^15 + lo: every product < 2^31
                     hr = b1r >> 15
@@ -169,33 +198,30 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
                 t3r = b1r - b3r
                 t3i = b1i - b3i
                 v = t0r + t2r
-                z[p] = v
-                o |= v ^ (v >> 31)
-                v = t0i + t2i
-                z[p + 1] = v
-                o |= v ^ (v >> 31)
+                u = t0i + t2i
+                z[0] = v
+                z[1] = u
+                o = (v ^ (v >> 31)) | (u ^ (u >> 31)) | o
                 v = t1r + t3i
-                z[p + d] = v
-                o |= v ^ (v >> 31)
-                v = t1i - t3r
-                z[p + d + 1] = v
-                o |= v ^ (v >> 31)
+                u = t1i - t3r
+                st[0] = v
+                st[1] = u
+                o = (v ^ (v >> 31)) | (u ^ (u >> 31)) | o
                 v = t0r - t2r
-                z[p + 2 * d] = v
-                o |= v ^ (v >> 31)
-                v = t0i - t2i
-                z[p + 2 * d + 1] = v
-                o |= v ^ (v >> 31)
+                u = t0i - t2i
+                q2[0] = v
+                q2[1] = u
+                o = (v ^ (v >> 31)) | (u ^ (u >> 31)) | o
                 v = t1r - t3i
-                z[p + 3 * d] = v
-                o |= v ^ (v >> 31)
-                v = t1i + t3r
-                z[p + 3 * d + 1] = v
-                o |= v ^ (v >> 31)
-                i += span
+                u = t1i + t3r
+                q3[0] = v
+                q3[1] = u
+                o = (v ^ (v >> 31)) | (u ^ (u >> 31)) | o
+                z = ptr32(int(z) + step)
             j += 1
         h = span
         tstep >>= 2
+    st = ptr32(state)
     lim = st[_SPLIT_LIM]
     s = 0
     while (o >> s) >> lim:
@@ -205,9 +231,10 @@ def _fft(z: ptr32, tw: ptr16, st: ptr32):
 
 
 @micropython.viper
-def _split(x: ptr32, tw: ptr16, st: ptr32):
+def _split(x: ptr32, st: ptr32, tw: ptr16):
     """257 bins of the real 512-point FFT (times 2) from the 256-point complex one, in place:
-    bins k and 256 - k are computed from the two values they overwrite (bin 256 is the 257th)."""
+    bins k and 256 - k are computed from the two values they overwrite (bin 256 is the 257th).
+    Then x and st, the first two parameters (viper keeps those in registers), step through them."""
     z = x       # read as the complex FFT, written (x) as the real one's bins
     one = 1
     sb = one << 31
@@ -219,13 +246,13 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
     x[2 * _N] = (ar - ai) << 1
     x[2 * _N + 1] = 0
     k = 1
+    x = ptr32(int(z) + 8)                # bin k, then up
+    st = ptr32(int(z) + 8 * (_N - 1))    # bin 256 - k, then down
     while k <= _N >> 1:                  # bins k and 256 - k share their two inputs
-        p = k << 1
-        q = (_N - k) << 1
-        ar = ((z[p] ^ sb) - sb) >> s
-        ai = ((z[p + 1] ^ sb) - sb) >> s
-        br = ((z[q] ^ sb) - sb) >> s
-        bi = ((z[q + 1] ^ sb) - sb) >> s
+        ar = ((x[0] ^ sb) - sb) >> s
+        ai = ((x[1] ^ sb) - sb) >> s
+        br = ((st[0] ^ sb) - sb) >> s
+        bi = ((st[1] ^ sb) - sb) >> s
         wr = tw[k]                       # W512^k
         wi = 0 - tw[(_N >> 1) - k]
         orr = ai + bi
@@ -234,22 +261,27 @@ def _split(x: ptr32, tw: ptr16, st: ptr32):
         hi = oi >> 15
         lr = orr & 0x7FFF
         li = oi & 0x7FFF
-        x[p] = ar + br + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
-        x[p + 1] = ai - bi + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
+        x[0] = ar + br + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
+        x[1] = ai - bi + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
         if k < _N >> 1:
             wr = 0 - wr                  # W512^(256 - k) = -cos - j sin
             oi = ar - br
             hi = oi >> 15
             li = oi & 0x7FFF
-            x[q] = br + ar + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
-            x[q + 1] = bi - ai + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
+            st[0] = br + ar + hr * wr - hi * wi + ((lr * wr - li * wi + 0x4000) >> 15)
+            st[1] = bi - ai + hr * wi + hi * wr + ((lr * wi + li * wr + 0x4000) >> 15)
+        x = ptr32(int(x) + 8)
+        st = ptr32(int(st) - 8)
         k += 1
 
 
 @micropython.viper
-def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr16,
+def _mel_log(x: ptr32, w: ptr16, start: ptr16, length: ptr8, off: ptr32, lt: ptr16,
              lg: ptr32, st: ptr32):
-    """Per band: shift to 15-bit amplitudes, weighted power sum, log2, clamp, round for the DCT."""
+    """Per band: shift to 15-bit amplitudes, weighted power sum, log2, clamp, round for the DCT.
+    x and w step through the bins and the weights: viper keeps its first two parameters in
+    registers."""
+    base = int(x)
     one = 1
     sb = one << 31
     mel_bits = st[_MEL_BITS]
@@ -264,28 +296,29 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
     tmask = (one << tb) - 1
     imask = (one << ib) - 1
     nmels = st[_NMELS]
-    pos = 0
     b = 0
     while b < nmels:
         k0 = start[b] << 1
         k1 = k0 + (length[b] << 1)
         o = 0
-        k = k0
-        while k < k1:
-            v = (x[k] ^ sb) - sb
-            o |= v ^ (v >> 31)
-            k += 1
+        end = base + (k1 << 2)
+        x = ptr32(base + (k0 << 2))
+        while int(x) < end:             # a bin (re, im) a pass
+            v = (x[0] ^ sb) - sb
+            u = (x[1] ^ sb) - sb
+            o = (v ^ (v >> 31)) | (u ^ (u >> 31)) | o
+            x = ptr32(int(x) + 8)
         s = 0
         while (o >> s) >> mel_bits:      # at most a few steps: o < 2^31
             s += 1
         acc = 0
-        k = k0
-        while k < k1:
-            vr = ((x[k] ^ sb) - sb) >> s
-            vi = ((x[k + 1] ^ sb) - sb) >> s
-            acc += ((((vr * vr) >> 1) + ((vi * vi) >> 1) + 0x4000) >> 15) * w[pos]
-            pos += 1
-            k += 2
+        x = ptr32(base + (k0 << 2))
+        while int(x) < end:
+            vr = ((x[0] ^ sb) - sb) >> s
+            vi = ((x[1] ^ sb) - sb) >> s
+            acc = ((((vr * vr) >> 1) + ((vi * vi) >> 1) + 0x4000) >> 15) * w[0] + acc
+            w = ptr16(int(w) + 2)
+            x = ptr32(int(x) + 8)
         if acc == 0:
             v = floor
         else:
@@ -320,21 +353,24 @@ def _mel_log(x: ptr32, start: ptr16, length: ptr8, w: ptr16, off: ptr32, lt: ptr
 
 
 @micropython.viper
-def _dct(lg: ptr32, m: ptr16, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
-    """DCT, normalisation and input quantisation as one integer matrix (int16); clamp to int8."""
+def _dct(m: ptr16, lg: ptr32, bias: ptr32, shift: ptr8, out: ptr8, st: ptr32):
+    """DCT, normalisation and input quantisation as one integer matrix (int16); clamp to int8.
+    m and lg, the first two parameters (viper keeps those in registers), step through a row of
+    the matrix and the bands."""
     one = 1
     sb = one << 31
     nmels = st[_NMELS]
     nmfcc = st[_NMFCC]
+    base = int(lg)
+    end = base + 4 * nmels
     j = 0
-    r = 0
     while j < nmfcc:
         acc = (bias[j] ^ sb) - sb
-        b = 0
-        while b < nmels:
-            acc += ((m[r] ^ 0x8000) - 0x8000) * ((lg[b] ^ sb) - sb)
-            r += 1
-            b += 1
+        lg = ptr32(base)
+        while int(lg) < end:
+            acc = ((m[0] ^ 0x8000) - 0x8000) * ((lg[0] ^ sb) - sb) + acc
+            m = ptr16(int(m) + 2)
+            lg = ptr32(int(lg) + 4)
         acc >>= shift[j]
         if acc < -128:
             acc = -128
@@ -350,16 +386,18 @@ class FrontEnd:
     VERSION = 2         # the blob's frontend version (and n_fft) this arithmetic implements
     N_FFT = _NFFT
 
-    def __init__(self, meta, arrays):
+    def __init__(self, meta, arrays, bufs=None):
         """arrays: as blob.load gives them (the window's first half, the twiddles as a quarter-wave
-        cosine table, the DCT matrix as int16)."""
+        cosine table, the DCT matrix as int16). bufs: the two buffers below, made by the caller
+        while its heap still has room for them in one piece (startup.build), or None."""
         # int16/int32 buffers only viper code reads: zeroed bytearrays need no temporary copy
-        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak). The two large
-        # ones before the set-up code loads: start-up's heap has 2 KB in one piece only then
-        self._buf = bytearray(2 * _NFFT)
-        # the complex FFT, then (in place: bins k and 256 - k replace the values they are made
-        # of, _split) the 257 bins of the real one
-        self._z = bytearray(8 * (_N + 1))
+        # (array(t, bytes(n)) briefly holds both, 2 KB more at the start-up peak). The frame's
+        # samples, and the complex FFT, then (in place: bins k and 256 - k replace the values they
+        # are made of, _split) the 257 bins of the real one
+        self._buf, self._z = bufs or (bytearray(2 * _NFFT), bytearray(8 * (_N + 1)))
+        if len(self._buf) != 2 * _NFFT or len(self._z) != 8 * (_N + 1):
+            raise ValueError("front-end buffers of %d and %d bytes; it needs %d and %d"
+                             % (len(self._buf), len(self._z), 2 * _NFFT, 8 * (_N + 1)))
         import fesetup
         n_mels, n_mfcc = fesetup.frontend(self, meta, arrays)  # checks; tables, parameters
         del fesetup
@@ -389,10 +427,10 @@ class FrontEnd:
         z = self._z
         lg = self._lg
         _window(self._buf, win, rev, z, st)
-        _fft(z, tw, st)
-        _split(z, tw, st)
-        _mel_log(z, start, length, w, off, lt, lg, st)
-        _dct(lg, m, bias, shift, self.frame, st)
+        _fft(z, st, tw)
+        _split(z, st, tw)
+        _mel_log(z, w, start, length, off, lt, lg, st)
+        _dct(m, lg, bias, shift, self.frame, st)
         _keep_tail(self._buf, st)
         self.ready = True
         return pos

@@ -52,6 +52,9 @@ def build(rt, model, board, stream=True, path=""):
     module is dropped), then warm it up. path: the enrolled-words file (enroll.py), "" for
     none; rt.matcher (match.py) then matches its words, None if there are none."""
     b = _load(model, ("p.w.",) if stream else ())
+    # the front end's two large buffers (1 KB, 2 KB) now, while the heap above the weights is one
+    # free block: later they would need holes that large among start-up's leftovers
+    bufs = (bytearray(2 * 512), bytearray(8 * 257))    # frontend.FrontEnd checks the sizes
     meta = b.meta
     cfg = detector_config(meta, board)
     # the profile's grammar, or the one the model was trained for (a wake word's blob has it)
@@ -83,13 +86,13 @@ def build(rt, model, board, stream=True, path=""):
     del b
     gc.collect()
     import frontend
-    rt.fe = frontend.FrontEnd(meta, arrays)
+    rt.fe = frontend.FrontEnd(meta, arrays, bufs)
     feat = meta.get("features") or {}
     rate = feat.get("sample_rate", 16000)
     rt.n_fft = meta["frontend"]["n_fft"] if meta["frontend"] else 512   # the one it checked
     rt.hop_ms = feat.get("hop_length", 320) * 1000 // rate
     rt.width = feat.get("n_mfcc", 10)
-    del arrays, meta, feat
+    del arrays, meta, feat, bufs
     gc.collect()
     eng = rt.engine
     if rt.streaming:

@@ -271,7 +271,7 @@ def test_firmware_compiles_for(arch, tmp_path):
         assert r.returncode == 0, f"{mod} for {arch}: {r.stderr}"
 
 
-# --- requantisation: the engine's 31-bit limb arithmetic against exact 64-bit TFLite maths ---
+# --- requantisation: the engine's 32-bit limb arithmetic against exact 64-bit TFLite maths ---
 
 INT31 = 1 << 31
 
@@ -287,31 +287,17 @@ def _mbqm_limbs(acc, m, shift):
     def ok(v):
         assert -INT31 <= v < INT31, v
         return v
-    h30 = 1 << 30
-    rs = 0
     if shift > 0:
         acc = ok(acc << shift)
-    else:
-        rs = -shift
-    neg = 0
-    if acc < 0:
-        acc, neg = ok(-acc), 1
-    u1, u0, m1, m0 = acc >> 16, acc & 0xFFFF, m >> 16, m & 0xFFFF
-    t = ok(ok((u0 & 0xFF) * m0) + h30 - neg)
-    t = ok(ok((u0 >> 8) * m0) + (t >> 8)) >> 8
-    s1, s2 = ok(u1 * m0), ok(u0 * m1)
-    r = ok(ok(u1 * m1) << 1)
-    for part in (s1 >> 15, s2 >> 15, t >> 15,
-                 ok((s1 & 0x7FFF) + (s2 & 0x7FFF) + (t & 0x7FFF)) >> 15):
-        r = ok(r + part)
-    if neg:
-        r = -r
-    if rs > 0:
-        mask = ok(ok(ok((1 << (rs - 1)) - 1) << 1) + 1)
-        th = (mask >> 1) + (1 if r < 0 else 0)
-        rem = r & mask
-        r = (r >> rs) + (1 if rem > th else 0)
-    return r
+        shift = 0
+    xl = ((acc & 0xFFFF) ^ 0x8000) - 0x8000
+    xh = (acc >> 16) - (xl >> 16)
+    m0, m1 = m & 0xFFFF, m >> 16
+    a = ok(xh * m0)
+    r = (a >> 15) + (ok(ok((ok(xl * m0) >> 16) + ok(xl * m1)) + (a & 0x7FFF) + 0x4000) >> 15)
+    if shift:
+        return ok(ok(xh * m1) + (ok(r + (1 << (-shift - 1)) + (acc >> 31)) >> 1)) >> (-shift - 1)
+    return ok(ok(ok(xh * m1) << 1) + r)
 
 
 @settings(max_examples=1500, deadline=None)
@@ -338,7 +324,7 @@ cfg = array.array('i', [0, 4, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 128, 128, 0
 out = []
 for line in open(sys.argv[1]):
     acc, m, s = [int(v) for v in line.split()]
-    engine._conv(arena, cfg, filt, array.array('i', [acc]), array.array('i', [m]),
+    engine._conv(arena, filt, cfg, array.array('i', [acc]), array.array('i', [m]),
                  array.array('i', [s]))
     out.append(str(arena[4]))
 print(' '.join(out))

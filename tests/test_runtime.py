@@ -44,7 +44,7 @@ def load(path, skip=()):
 # Frame k (k = 1 is the warm-up frame) carries k & 0x7F and whether its hop was loud.
 FAKE_FRONTEND = '''
 class FrontEnd:
-    def __init__(self, meta, arrays):
+    def __init__(self, meta, arrays, bufs=None):
         self.frame = bytearray(10)
         self.ready = False
         self.need = 512
