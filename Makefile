@@ -110,11 +110,14 @@ train-default: venv-dev
 	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn64-12
 	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
 
-# Speaker-grouped cross-validation of the shipped recipe, without and with the speech teacher (its
-# soft labels as they are and corrected; after `make synth`; 3 folds x 3 seeds each, 40-60 min per recipe on 2 cores). Every real on, off
+# Speaker-grouped cross-validation of the recipes: espeak-ng/flite/festival voices only, with the speech
+# teacher (its soft labels as they are and corrected), with the new voice families, and both (after
+# `make synth`; 3 folds x 3 seeds each, 30-60 min per recipe on 2 cores). Every real on, off
 # and unknown-word clip is tested by models that never trained on its speaker; runs/cv/*/cv.md.
-RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown --family tcn --width 64 \
-	  --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000
+MODEL_ARGS = --family tcn --width 64 --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000
+RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown $(MODEL_ARGS)
+VOICES_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
+	  data/synth/voices/unknown $(MODEL_ARGS)
 CROSSVAL = $(BIN)/python -m hark.training.crossval --folds 3 --seeds 0 1 2
 crossval: venv-dev
 	$(CROSSVAL) --out runs/cv/A_shipped --name "shipped recipe" -- $(RECIPE)
@@ -124,6 +127,10 @@ crossval: venv-dev
 	  $(RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct all
 	$(CROSSVAL) --out runs/cv/F_teacher_correct_words --name "same, soft labels corrected (words)" -- \
 	  $(RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
+	$(CROSSVAL) --out runs/cv/G_new_voices --name "+ new voice families (MBROLA, RHVoice, Pico, Kokoro)" -- \
+	  $(VOICES_RECIPE)
+	$(CROSSVAL) --out runs/cv/H_new_voices_teacher --name "+ new voice families + teacher (word errors corrected)" -- \
+	  $(VOICES_RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
 
 # Rewrite the shipped blobs from their .tflite + .train.json in the current blob format (after a
 # format change): the int8 graphs stay exactly as converted.
