@@ -299,14 +299,19 @@ def main(argv=None):
     factors = [int(f) for f in args.factors.split(",")]
     neg_hours = {h: float(bank.seconds[bank.half == h].sum() / 3600) for h in (0, 1)}
     novel = [w for w in NOVEL if (bank.word == w).sum() >= 6]
-    commands = [w for w in ("yes", "no", "up", "down", "left", "right", "stop", "go")
-                if (bank.word == w).sum() > 100]
+    labels = set(read_blob(args.model)[0]["labels"])
+    plentiful = [w for w in ("yes", "no", "up", "down", "left", "right", "stop", "go")
+                 if (bank.word == w).sum() > 100]
     protocols = {
         "novel": ("Words the model has no class for, examples from different speakers (this data "
                   "has one clip per speaker of these words)", novel, (3, 5), False),
         "same_speaker": ("Same-speaker enrollment, ablation on command words (speakers with more "
                          "than k clips; the model WAS trained on these words: an upper bound)",
-                         commands, (3, 4), True)}
+                         [w for w in plentiful if w in labels], (3, 4), True),
+        "same_speaker_unseen": ("Same-speaker enrollment of plentiful words the model never heard "
+                                "(ablation: trained with --unseen-words; speakers with more than k "
+                                "clips)", [w for w in plentiful if w not in labels], (3, 4), True)}
+    protocols = {k: v for k, v in protocols.items() if v[1]}
     result = {"model": str(args.model), "negatives_hours": neg_hours, "protocols": {}}
     for name, (title, words, ks, same) in protocols.items():
         rows = evaluate(bank, words, ks, args.draws, factors, args.seed, same)
