@@ -230,6 +230,20 @@ def test_enrolled_word_as_command_after_the_wake_word_and_as_the_wake_word(marvi
     assert _heard(_wav(tmp_path, "c.wav", yes, enroll_clips[1]), enrolled, board) == ["marvin"]
 
 
+def test_enrolling_the_word_the_profile_names_as_wake_word(marvin, tmp_path):
+    """A profile (deployed with enroll.words) whose wake word and pin name a word not enrolled yet:
+    enrollment ignores the grammar and pins, then listening uses them."""
+    enroll_clips, _ = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    board = boards.load("unix")
+    board["grammar"] = {"mode": "wake+command", "wake_word": "marvin", "command_window_ms": 3000}
+    board["enroll"] = {"words": ["marvin"]}
+    out = run_enroll(MODELS / "default.hark", board, enroll_clips, "marvin", enrolled)
+    assert "saved 'marvin'" in out
+    yes = SAMPLES / "yes__0ab3b47d_nohash_0.wav"
+    assert _heard(_wav(tmp_path, "a.wav", enroll_clips[1], yes), enrolled, board) == ["marvin", "yes"]
+
+
 def test_matcher_and_calibration_equal_the_benchmark_arithmetic(mpy, tmp_path):
     """match._nearest and enroll.calibrate against training/enroll_eval.py (the benchmark computes
     with these numpy twins)."""
@@ -341,7 +355,7 @@ def test_benchmark_bank_draws_and_distances(tmp_path):
     assert not bank.heard[3] and bank.heard[[0, 1, 2, 4]].all()
     t = rng.integers(0, 256, (3, 64)).astype(np.uint8)
     want = [int(np.abs(h.astype(int)[:, None] - t.astype(int)[None]).sum(-1).min()) for h in hops]
-    assert bank.best(t, chunk=7).tolist() == want
+    assert bank.best(t).tolist() == want
     for enroll, same, other in ee.draws(bank, "w", 2, 10, rng, same_speaker=False):
         assert 3 not in enroll and len(set(bank.speaker[enroll])) == 2 and len(same) == 0
         assert not set(bank.speaker[other]) & set(bank.speaker[enroll])
