@@ -69,7 +69,7 @@ def test_trainer_pulls_the_embedding_of_a_word_together():
                              for w in range(4)]).astype(np.float32)
     pool.words, pool.views = ["a", "b", "c", "d"], 1
     pool.clips_of = [list(range(6 * w, 6 * w + 6)) for w in range(4)]
-    embed = keras.Model(model.inputs, metric.embedding_output(model))
+    embed = keras.Model(model.inputs[0], metric.embedding_output(model))
     same = np.equal.outer(np.arange(24) // 6, np.arange(24) // 6)
 
     def separation():

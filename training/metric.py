@@ -97,7 +97,7 @@ class Trainer:
         import tensorflow as tf
 
         self.model, self.pool, self.way, self.shots = model, pool, min(way, len(pool)), shots
-        both = keras.Model(model.inputs, [model.outputs[0], embedding_output(model)])
+        both = keras.Model(model.inputs[0], [model.outputs[0], embedding_output(model)])
         self.log_scale = tf.Variable(np.log(10.0), dtype=tf.float32, name="proto_log_scale")
         self.optimizer = keras.optimizers.Adam(schedule)
         variables = both.trainable_variables + [self.log_scale]
@@ -127,7 +127,8 @@ class Trainer:
             sums += [float(v) for v in self._step(xb, y[b])]
             n += 1
         loss, emb_loss, acc = sums / max(n, 1)
-        return {"loss": loss, "embedding_loss": emb_loss, "accuracy": acc}
+        return {"loss": loss, "embedding_loss": emb_loss, "accuracy": acc,
+                "embedding_scale": float(np.exp(self.log_scale.numpy()))}
 
 
 def build_pool(sources, noise, spec, cfg, augment_config, rng) -> EpisodePool:

@@ -413,7 +413,7 @@ def train(cfg: TrainConfig) -> dict:
         pool.x = norm.apply(pool.x)
         trainer = Trainer(model, pool, schedule, cfg.embedding_weight, cfg.embedding_way,
                           cfg.embedding_shots)
-        history["embedding_loss"] = []
+        history["embedding_loss"], history["embedding_scale"] = [], []
         order_rng = np.random.default_rng([cfg.seed, 16])
     best, best_weights = -1.0, None
     fit_start = time.time()
