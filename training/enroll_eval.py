@@ -265,6 +265,8 @@ def compare(outs, shipped_factor=10) -> str:
     protocol and the 12-class dev test accuracy."""
     columns = []
     for out in outs:
+        if not (Path(out) / "enroll_eval.json").exists():
+            raise SystemExit(f"{out}: no enroll_eval.json; run the benchmark with --out {out} first")
         result = json.loads((Path(out) / "enroll_eval.json").read_text())
         run = Path(result["model"]).parent / "metrics.json"
         col = {"12-class accuracy, dev test": (
