@@ -326,6 +326,25 @@ def footprint(model, clips, board="pyboard") -> dict:
     return out
 
 
+def protocols_for(bank, labels) -> dict:
+    """{name: (title, words, examples, same speaker)}: the words the model has no class for, from
+    other speakers; the plentiful command words, same speaker, split into those the model was
+    trained on (an upper bound) and those it never heard (a model trained with --unseen-words)."""
+    novel = [w for w in NOVEL if (bank.word == w).sum() >= 6]
+    plentiful = [w for w in ("yes", "no", "up", "down", "left", "right", "stop", "go")
+                 if (bank.word == w).sum() > 100]
+    protocols = {
+        "novel": ("Words the model has no class for, examples from different speakers (this data "
+                  "has one clip per speaker of these words)", novel, (3, 5), False),
+        "same_speaker": ("Same-speaker enrollment, ablation on command words (speakers with more "
+                         "than k clips; the model WAS trained on these words: an upper bound)",
+                         [w for w in plentiful if w in labels], (3, 4), True),
+        "same_speaker_unseen": ("Same-speaker enrollment of plentiful words the model never heard "
+                                "(ablation: trained with --unseen-words; speakers with more than k "
+                                "clips)", [w for w in plentiful if w not in labels], (3, 4), True)}
+    return {k: v for k, v in protocols.items() if v[1]}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default.hark")
@@ -360,20 +379,10 @@ def main(argv=None):
     bank = Bank(clips, hops)
     factors = [int(f) for f in args.factors.split(",")]
     neg_hours = {h: float(bank.seconds[bank.half == h].sum() / 3600) for h in (0, 1)}
-    novel = [w for w in NOVEL if (bank.word == w).sum() >= 6]
-    labels = set(read_blob(args.model)[0]["labels"])
-    plentiful = [w for w in ("yes", "no", "up", "down", "left", "right", "stop", "go")
-                 if (bank.word == w).sum() > 100]
-    protocols = {
-        "novel": ("Words the model has no class for, examples from different speakers (this data "
-                  "has one clip per speaker of these words)", novel, (3, 5), False),
-        "same_speaker": ("Same-speaker enrollment, ablation on command words (speakers with more "
-                         "than k clips; the model WAS trained on these words: an upper bound)",
-                         [w for w in plentiful if w in labels], (3, 4), True),
-        "same_speaker_unseen": ("Same-speaker enrollment of plentiful words the model never heard "
-                                "(ablation: trained with --unseen-words; speakers with more than k "
-                                "clips)", [w for w in plentiful if w not in labels], (3, 4), True)}
-    protocols = {k: v for k, v in protocols.items() if v[1]}
+    protocols = protocols_for(bank, set(read_blob(args.model)[0]["labels"]))
+    if "novel" not in protocols:
+        raise SystemExit(f"{args.data}: none of {', '.join(NOVEL)} has 6 clips; the benchmark "
+                         "enrolls them")
     result = {"model": str(args.model), "negatives_hours": neg_hours, "protocols": {}}
     for name, (title, words, ks, same) in protocols.items():
         rows = evaluate(bank, words, ks, args.draws, factors, args.seed, same)
@@ -381,7 +390,7 @@ def main(argv=None):
         result["protocols"][name] = {
             "title": title, "words": ", ".join(words), "picked": picked,
             "table": [summarise(rows, k, f) for k in ks for f in factors], "rows": rows}
-    clip = per_clip(bank, novel, 5, args.draws, args.seed)
+    clip = per_clip(bank, protocols["novel"][1], 5, args.draws, args.seed)
     result["per_clip_recall_at_1pct"] = clip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "enroll_eval.json").write_text(json.dumps(result, indent=1))
