@@ -7,8 +7,9 @@ falls wherever _unknown_ is. Each training step here also draws an episode: `way
 clips of each averaged into a prototype and one more clip per word as the query, which must be
 nearest (L1, the distance firmware/match.py uses) to its own word's prototype. The words are every
 word of the training folders (real train split and synthetic pools, commands and unknown words
-alike) and of the extra `embedding_synth` folders, except `HELD_OUT`: the words the enrollment
-benchmark (training/enroll_eval.py) measures stay unseen by this objective.
+alike) and of the extra `embedding_synth` folders, except the held-out ones (HELD_OUT unless the
+run names others): the words the enrollment benchmark (training/enroll_eval.py) measures stay
+unseen by this objective.
 """
 import numpy as np
 
@@ -18,7 +19,6 @@ from .features import batch_features, fit_clip
 # enroll_eval.NOVEL and the other auxiliary words of Speech Commands v2 (some only in the full set)
 HELD_OUT = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
             "backward", "follow", "forward", "learn", "visual")
-LOSSES = ("proto",)
 
 
 def pool_clips(clips, held_out=HELD_OUT, per_word=24, shots=2, rng=None) -> dict:
@@ -43,15 +43,16 @@ class EpisodePool:
 
     def __init__(self, audio_by_word: dict, noise, spec, views, augment_config, rng):
         self.words = sorted(audio_by_word)
-        clips, owner = [], []
-        for wi, word in enumerate(self.words):
+        self.views = views
+        self.clips_of = []      # per word, its recordings' numbers (x holds views rows each)
+        clips = []
+        for word in self.words:
+            first = len(clips) // views
+            self.clips_of.append(list(range(first, first + len(audio_by_word[word]))))
             for y in audio_by_word[word]:
                 for _ in range(views):
                     clips.append(aug.augment(fit_clip(y, spec), rng, noise, augment_config))
-                    owner.append((wi, len(owner) // views))
         self.x = batch_features(clips, spec) if clips else np.zeros((0, *spec.shape), np.float32)
-        self.views = views
-        self.clips_of = [sorted({c for w, c in owner if w == wi}) for wi in range(len(self.words))]
 
     def __len__(self):
         return len(self.words)
