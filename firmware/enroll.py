@@ -168,6 +168,10 @@ def enroll(word, examples=5, model="model.hark", board="config.json", path=PATH,
     if not 2 <= examples <= MAX_EXAMPLES:
         raise ValueError("examples: give 2..%d, got %d" % (MAX_EXAMPLES, examples))
     prof = options.load_board(board)
+    # the grammar and pins may name words only enrolling makes known (this one, say): the
+    # prompts need the audio and the LED alone
+    prof["grammar"] = None
+    prof["actions"] = {"led": (prof.get("actions") or {}).get("led")}
     source = options.make_source(prof, wav, stdin, 0)
     try:
         rt = Runtime(model, prof, printer=False, enrolled="")

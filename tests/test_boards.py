@@ -260,3 +260,27 @@ def test_ram_counts_only_the_code_resident_at_the_peak(tmp_path):
     assert report.flash["firmware"] == 7000 + 3000 + 2000 + 2500 + 1500 + 900   # all on flash
     board["audio"]["source"] = "wav"
     assert boards.fits(board, model, files).ram["code"] == 7000 + 1500
+
+
+def test_profile_may_name_the_words_it_will_have_enrolled():
+    """A wake word or action pin naming a word of enroll.words passes `hark deploy`'s check; one
+    the profile does not list, or a model label listed as a word to enroll, does not."""
+    meta = {"labels": ["_silence_", "_unknown_", "yes", "no"]}
+    board = boards.load("esp32-inmp441")
+    board["grammar"] = {"mode": "wake+command", "wake_word": "marvin", "command_window_ms": 3000}
+    board["actions"]["pins"] = {"sheila": 26, "yes": 27}
+    errors = boards.model_errors(board, meta)
+    assert "grammar.wake_word 'marvin' is not a label of the model" in errors[0]
+    assert "actions.pins: 'sheila'" in errors[1]
+    board["enroll"] = {"words": ["marvin", "sheila"]}
+    assert boards.model_errors(board, meta) == []
+    board["enroll"] = {"words": ["marvin", "sheila", "yes"]}
+    assert "enroll.words: 'yes' is a label of the model already" in boards.model_errors(board, meta)[0]
+
+
+def test_enroll_words_must_be_names_the_firmware_takes(tmp_path):
+    msg = _broken(tmp_path, lambda b: b.update(enroll={"words": ["ok", "hey there", "_x"]}))
+    assert "enroll.words: 'hey there' must be 1..32 letters" in msg and "'_x'" in msg
+    assert "'ok'" not in msg
+    msg = _broken(tmp_path, lambda b: b.update(enroll={"word": "marvin"}))
+    assert "enroll: missing key 'words'" in msg

@@ -1,6 +1,7 @@
 """Building the firmware for every architecture and deploying it, end to end, to the real
 MicroPython unix port behind a pseudo-terminal (socat), the way mpremote talks to a board."""
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -151,6 +152,24 @@ def test_frozen_deploy_removes_the_copies_that_would_shadow_the_image(unix_board
     with redirect_stdout(StringIO()):
         deploy(boards.load("unix"), str(port), model, build_dir=tmp_path / "build", frozen=True)
     assert sorted(p.name for p in device_dir.iterdir()) == ["config.json", "main.py", "model.hark"]
+
+
+def test_deploy_a_profile_naming_a_word_to_enroll(unix_board, tmp_path):
+    """A wake word the model lacks is refused unless the profile's enroll.words lists it; then
+    deploy goes through and says to enroll it."""
+    port, _ = unix_board
+    board = json.loads((boards.BOARDS_DIR / "unix.json").read_text())
+    board["grammar"] = {"mode": "wake", "wake_word": "marvin", "command_window_ms": 0}
+    profile = tmp_path / "unix.json"
+    profile.write_text(json.dumps(board))
+    model = MODELS_DIR / "default.hark"
+    refused = _deploy(port, model, tmp_path / "build", board=str(profile))
+    assert refused.returncode == 1
+    board["enroll"] = {"words": ["marvin"]}
+    profile.write_text(json.dumps(board))
+    result = _deploy(port, model, tmp_path / "build", board=str(profile))
+    assert result.returncode == 0
+    assert "enroll.words: marvin: teach each one with `hark enroll --board unix" in result.stdout
 
 
 def test_interrupted_deploy_keeps_the_old_files(unix_board, tmp_path):

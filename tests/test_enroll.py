@@ -79,6 +79,7 @@ def test_streaming_embedding_matches_tflite_micro_at_every_hop(mpy, tmp_path):
 # --- enrollment in the firmware (unix port) ---------------------------------------------------
 
 import hashlib  # noqa: E402
+import json  # noqa: E402
 import subprocess  # noqa: E402
 
 import soundfile as sf  # noqa: E402
@@ -230,6 +231,20 @@ def test_enrolled_word_as_command_after_the_wake_word_and_as_the_wake_word(marvi
     assert _heard(_wav(tmp_path, "c.wav", yes, enroll_clips[1]), enrolled, board) == ["marvin"]
 
 
+def test_enrolling_the_word_the_profile_names_as_wake_word(marvin, tmp_path):
+    """A profile (deployed with enroll.words) whose wake word and pin name a word not enrolled yet:
+    enrollment ignores the grammar and pins, then listening uses them."""
+    enroll_clips, _ = marvin
+    enrolled = tmp_path / "enrolled.bin"
+    board = boards.load("unix")
+    board["grammar"] = {"mode": "wake+command", "wake_word": "marvin", "command_window_ms": 3000}
+    board["enroll"] = {"words": ["marvin"]}
+    out = run_enroll(MODELS / "default.hark", board, enroll_clips, "marvin", enrolled)
+    assert "saved 'marvin'" in out
+    yes = SAMPLES / "yes__0ab3b47d_nohash_0.wav"
+    assert _heard(_wav(tmp_path, "a.wav", enroll_clips[1], yes), enrolled, board) == ["marvin", "yes"]
+
+
 def test_matcher_and_calibration_equal_the_benchmark_arithmetic(mpy, tmp_path):
     """match._nearest and enroll.calibrate against training/enroll_eval.py (the benchmark computes
     with these numpy twins)."""
@@ -341,7 +356,7 @@ def test_benchmark_bank_draws_and_distances(tmp_path):
     assert not bank.heard[3] and bank.heard[[0, 1, 2, 4]].all()
     t = rng.integers(0, 256, (3, 64)).astype(np.uint8)
     want = [int(np.abs(h.astype(int)[:, None] - t.astype(int)[None]).sum(-1).min()) for h in hops]
-    assert bank.best(t, chunk=7).tolist() == want
+    assert bank.best(t).tolist() == want
     for enroll, same, other in ee.draws(bank, "w", 2, 10, rng, same_speaker=False):
         assert 3 not in enroll and len(set(bank.speaker[enroll])) == 2 and len(same) == 0
         assert not set(bank.speaker[other]) & set(bank.speaker[enroll])
@@ -349,3 +364,50 @@ def test_benchmark_bank_draws_and_distances(tmp_path):
     for enroll, same, other in ee.draws(bank, "w", 1, 10, rng, same_speaker=True):
         assert 3 not in enroll and len(set(bank.speaker[np.r_[enroll, same]])) == 1
         assert not set(bank.speaker[other]) & set(bank.speaker[enroll])
+
+
+def test_benchmark_compare_puts_models_side_by_side(tmp_path):
+    """enroll_eval --compare: a column per model, its 12-class accuracy from the run beside the
+    blob, the firmware's factor and the picked one per protocol; a missing folder is one line."""
+    from hark.training import enroll_eval as ee
+
+    def stat(v):
+        return [v, 0.1, 20]
+
+    for name, recall, acc in (("a", 0.5, 0.9), ("b", 0.25, None)):
+        run = tmp_path / name
+        run.mkdir()
+        if acc:
+            (run / "metrics.json").write_text(json.dumps({"float_test": {"accuracy": acc}}))
+        table = [{"k": 3, "factor": f, "draws": 20, "recall_same": stat(None),
+                  "recall_other": stat(recall * f / 10), "fa_per_hour": [f * 10.0, 1.0, 20],
+                  "fa_per_hour_median": f * 5.0} for f in (2, 10)]
+        result = {"model": str(run / "model.hark"), "per_clip_recall_at_1pct": {"mean": recall},
+                  "protocols": {"novel": {"picked": {"3": 2}, "table": table}}}
+        (tmp_path / f"out_{name}").mkdir()
+        (tmp_path / f"out_{name}" / "enroll_eval.json").write_text(json.dumps(result))
+    lines = ee.compare([tmp_path / "out_a", tmp_path / "out_b"]).splitlines()
+    assert lines[0] == "| | out_a | out_b |"
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:]}
+    assert rows["12-class accuracy, dev test"] == ["90.0 %", "- |"]
+    assert rows["novel, 3 examples: recall at 10/16 (FA/h mean, median)"][0] == "50.0 ± 10.0 (100, 50)"
+    assert rows["novel, 3 examples: recall at <= 1 FA/h (factor, FA/h)"][1] == "5.0 ± 10.0 (2/16, 20.0) |"
+    assert rows["per-clip protocol, 5 examples, 1 % FA"] == ["50.0 %", "25.0 % |"]
+    with pytest.raises(SystemExit, match="no enroll_eval.json"):
+        ee.compare([tmp_path / "a"])
+
+
+def test_benchmark_protocols_follow_the_models_labels():
+    """Plentiful words the model has a class for are the same-speaker upper bound; those it was
+    trained without (--unseen-words) get a protocol of their own; the novel words need 6 clips."""
+    from types import SimpleNamespace
+
+    from hark.training import enroll_eval as ee
+    from hark.training.dataset import LABELS
+    words = ["marvin"] * 6 + ["cat"] * 5 + ["left"] * 101 + ["go"] * 101 + ["yes"] * 101
+    bank = SimpleNamespace(word=np.array(words))
+    full = ee.protocols_for(bank, set(LABELS))
+    assert full["novel"][1] == ["marvin"] and full["same_speaker"][1] == ["yes", "left", "go"]
+    assert "same_speaker_unseen" not in full
+    ablated = ee.protocols_for(bank, set(LABELS) - {"left", "go"})
+    assert ablated["same_speaker"][1] == ["yes"] and ablated["same_speaker_unseen"][1] == ["left", "go"]

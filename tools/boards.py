@@ -93,6 +93,11 @@ def _rule_errors(board) -> list:
         errors.append("grammar.command_window_ms: mode 'wake+command' needs a window > 0 ms")
     detector = board["detector"]
     errors += detector_errors(detector.get("overrides", detector), "detector.")
+    for word in enroll_words(board):    # firmware/enroll.py _check_name
+        if not (0 < len(word) <= 32 and all(c.isalnum() or c in "_-" for c in word)
+                and word.isascii() and not word.startswith("_")):
+            errors.append(f"enroll.words: '{word}' must be 1..32 letters, digits, - or _ "
+                          "(not starting with _)")
     return errors + pin_clashes(board)
 
 
@@ -219,20 +224,30 @@ def read_blob_meta(path) -> dict:
     return meta
 
 
+def enroll_words(board: dict) -> list:
+    """The words the profile says a user will enroll (its "enroll" key)."""
+    return list((board.get("enroll") or {}).get("words", []))
+
+
 def model_errors(board: dict, meta: dict) -> list:
-    """Labels the profile names (wake word, action pins) that the model cannot detect."""
+    """Labels the profile names (wake word, action pins) that the model cannot detect: neither
+    its labels nor the words the profile will have enrolled."""
     labels = meta.get("labels")
     if not labels:
         return []
-    errors = []
+    errors = [f"enroll.words: '{w}' is a label of the model already; enroll words it does not know"
+              for w in enroll_words(board) if w in labels]
+    known = labels + enroll_words(board)
+    what = "a label of the model" + (" or a word of enroll.words" if enroll_words(board) else "")
     grammar = board["grammar"]
-    if grammar and grammar["mode"] != "commands" and grammar["wake_word"] not in labels:
-        errors.append(f"grammar.wake_word '{grammar['wake_word']}' is not a label of the model")
+    if grammar and grammar["mode"] != "commands" and grammar["wake_word"] not in known:
+        errors.append(f"grammar.wake_word '{grammar['wake_word']}' is not {what}")
     for label in board["actions"]["pins"]:
-        if label not in labels:
-            errors.append(f"actions.pins: '{label}' is not a label of the model")
+        if label not in known:
+            errors.append(f"actions.pins: '{label}' is not {what}")
     if errors:
-        errors.append(f"the model's labels: {', '.join(labels)}")
+        errors.append(f"the model's labels: {', '.join(labels)} (a word to enroll goes in the "
+                      "profile's enroll.words)")
     return errors
 
 

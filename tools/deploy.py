@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from hark import FIRMWARE_DIR, MODELS_DIR, REPO, __version__
-from hark.boards import fits, kb
+from hark.boards import enroll_words, fits, kb
 from hark.cli import HarkError
 
 BUILD_DIR = REPO / "build"
@@ -226,6 +226,11 @@ def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Pa
         say(f"deployed to {device.port}: {len(copied)} file(s) updated, "
             f"{len(files) - len(copied)} unchanged")
         missing_audio_file(device, board, say)
+        words = enroll_words(board)
+        if words:
+            say(f"enroll.words: {', '.join(words)}: teach each one with `hark enroll --board "
+                f"{board['name']} --word WORD`; until then a wake word or pin naming it stops "
+                "main.py at start")
         if unix:
             say("unix port: not restarted (a soft reset would end its process); "
                 "run `micropython main.py` in its directory")

@@ -27,6 +27,7 @@ import numpy as np
 from . import augment as aug
 from . import dataset as ds
 from .features import DEFAULT_SPEC, FeatureSpec, Normalisation, batch_features, fit_clip
+from .metric import HELD_OUT
 
 
 @dataclass
@@ -60,11 +61,20 @@ class TrainConfig:
     teacher_correct: str = ""           # "all" / "words": swap label and teacher's wrong top class
     cv_folds: int = 0                   # speaker-grouped cross-validation of scarce words:
     cv_fold: int = 0                    # this fold's speakers are the test set
+    embedding_loss: str = ""            # "proto": metric learning on the embedding (metric.py)
+    embedding_weight: float = 0.5       # its share beside the classifier's cross-entropy
+    embedding_way: int = 20             # words per episode
+    embedding_shots: int = 2            # clips per prototype (one more is the query)
+    embedding_per_word: int = 24        # at most this many clips of a word in the pool
+    embedding_synth: list = field(default_factory=list)  # folders for the episodes only
+    embedding_holdout: list = field(default_factory=lambda: list(HELD_OUT))  # never in episodes
+    unseen_words: list = field(default_factory=list)  # ablation: out of the labels and all data
     spec: dict = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self):
         if self.wake:
             self.labels = wake_labels(self.wake, self.commands)
+        self.labels = [l for l in self.labels if l not in self.unseen_words]
 
     @property
     def wake_only(self) -> bool:
@@ -279,6 +289,26 @@ def load_split_audio(datasets, split, cfg, rng, desc, exclude=()):
     return audio, kept
 
 
+def episode_pool(cfg, sources, noise, spec):
+    """The words of the metric-learning episodes: the run's own training clips (sources) and the
+    clips of cfg.embedding_synth, augmented as the classifier's are, from a generator of their
+    own so that the classifier's examples stay those of the same run without it."""
+    from .metric import build_pool
+
+    rng = np.random.default_rng([cfg.seed, 16])
+    extra = [ds.load_dataset(p, cfg.labels, require_labels=False) for p in cfg.embedding_synth]
+    if extra:
+        sources = sources + [load_split_audio(extra, None, cfg, rng, "reading episode words",
+                                              exclude=cfg.unseen_words)]
+    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob)
+    pool = build_pool(sources, noise, spec, cfg, augment_config, rng)
+    if len(pool) < 2:
+        raise ds.DatasetError(f"--embedding-loss needs clips of at least 2 words with "
+                              f"{cfg.embedding_shots + 1}+ clips each outside the held-out words; "
+                              f"add folders with --embedding-synth")
+    return pool
+
+
 def _duration(seconds: float) -> str:
     minutes, sec = divmod(int(round(seconds)), 60)
     return f"{minutes} min {sec:02d} s" if minutes else f"{sec} s"
@@ -311,9 +341,10 @@ def train(cfg: TrainConfig) -> dict:
         print(f"warning: {where}: silence and noise augmentation use synthetic hiss only")
 
     train_audio, train_clips = load_split_audio(real_sets, "train", cfg, rng, "reading train",
-                                                exclude=cfg.exclude_words)
-    synth_audio, synth_clips = load_split_audio(synth_sets, "train" if cfg.wake else None, cfg,
-                                                rng, "reading synth") if synth_sets else ([], [])
+                                                exclude=cfg.exclude_words + cfg.unseen_words)
+    synth_audio, synth_clips = load_split_audio(
+        synth_sets, "train" if cfg.wake else None, cfg, rng, "reading synth",
+        exclude=cfg.unseen_words) if synth_sets else ([], [])
     eval_sets = real_sets + synth_sets if cfg.wake else real_sets
     val_audio, val_clips = load_split_audio(eval_sets, "validation", cfg, rng, "reading val")
     test_audio, test_clips = load_split_audio(eval_sets, "test", cfg, rng, "reading test")
@@ -347,6 +378,11 @@ def train(cfg: TrainConfig) -> dict:
     x_test, y_test, test_clips_audio = eval_set(test_audio, test_clips, noise, cfg.labels, rng,
                                                 spec)
 
+    pool = None
+    if cfg.embedding_loss:
+        pool = episode_pool(cfg, [(train_audio, train_clips), (synth_audio, synth_clips)],
+                            noise, spec)
+        print(f"episode pool: {len(pool)} words, {len(pool.x)} examples", flush=True)
     norm = Normalisation.fit(x_train)
     model = models.build(cfg.family, x_train.shape[1:], len(cfg.labels), cfg.width)
     steps = cfg.epochs * int(np.ceil(len(x_train) / cfg.views / cfg.batch_size))
@@ -372,18 +408,32 @@ def train(cfg: TrainConfig) -> dict:
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     per_view = len(x_train) // cfg.views
     history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    if pool:
+        from .metric import Trainer
+        pool.x = norm.apply(pool.x)
+        trainer = Trainer(model, pool, schedule, cfg.embedding_weight, cfg.embedding_way,
+                          cfg.embedding_shots)
+        history["embedding_loss"], history["embedding_scale"] = [], []
+        order_rng = np.random.default_rng([cfg.seed, 16])
     best, best_weights = -1.0, None
     fit_start = time.time()
     for epoch in range(cfg.epochs):
         view = epoch % cfg.views  # each epoch sees a different augmentation of every example
         sl = slice(view * per_view, (view + 1) * per_view)
-        h = fit_model.fit(xn_train[sl], t_train[sl], batch_size=cfg.batch_size, epochs=1,
-                          validation_data=(xn_val, t_val), shuffle=True, verbose=0)
+        if pool:
+            h = trainer.epoch(xn_train[sl], t_train[sl], cfg.batch_size, order_rng)
+            h.update(zip(("val_loss", "val_accuracy"),
+                         model.evaluate(xn_val, t_val, batch_size=256, verbose=0)))
+            h = {k: [v] for k, v in h.items()}
+        else:
+            h = fit_model.fit(xn_train[sl], t_train[sl], batch_size=cfg.batch_size, epochs=1,
+                              validation_data=(xn_val, t_val), shuffle=True, verbose=0).history
         for k in history:
-            history[k].append(float(h.history[k][0]))
+            history[k].append(float(h[k][0]))
         per_epoch = (time.time() - fit_start) / (epoch + 1)
         print(f"epoch {epoch + 1}/{cfg.epochs}  loss {history['loss'][-1]:.3f}  "
               f"acc {history['accuracy'][-1]:.3f}  val_acc {history['val_accuracy'][-1]:.3f}  "
+              + (f"embedding loss {history['embedding_loss'][-1]:.3f}  " if pool else "") +
               f"({per_epoch:.0f} s/epoch, {_duration(per_epoch * (cfg.epochs - epoch - 1))} left)",
               flush=True)
         if history["val_accuracy"][-1] >= best:

@@ -119,6 +119,31 @@ def register(sub):
         "`python -m hark.training.crossval` runs every fold and seed and sums the results.")
     c.add_argument("--cv-folds", type=int, default=0, metavar="K")
     c.add_argument("--cv-fold", type=int, default=0, metavar="I", help="0..K-1")
+    m = p.add_argument_group(
+        "embedding for enrolled words (issue 16)",
+        "A metric-learning objective beside the classifier on the pooled features the blob marks "
+        "as the embedding, so words the model has no class for (enrolled on the device) are told "
+        "apart: each step also draws a prototypical episode of WAY words from every word of "
+        "--data's train split, --synth and --embedding-synth, except the held-out words.")
+    m.add_argument("--unseen-words", default="", metavar="WORDS",
+                   help="ablation: drop these words from the labels and from every training "
+                        "source (real, synthetic, episodes), so that enrolling a plentiful word "
+                        "(several clips per speaker) measures a word the model never heard")
+    m.add_argument("--embedding-loss", default="", choices=["", "proto"])
+    m.add_argument("--embedding-weight", type=float, default=0.5, metavar="W",
+                   help="weight of the episode loss beside the cross-entropy (default 0.5)")
+    m.add_argument("--embedding-way", type=int, default=20, metavar="N",
+                   help="words per episode (default 20)")
+    m.add_argument("--embedding-shots", type=int, default=2, metavar="K",
+                   help="clips averaged into a word's prototype; one more is the query (default 2)")
+    m.add_argument("--embedding-synth", nargs="*", default=[], metavar="DIR",
+                   help="more folders of words (e.g. other voices' `hark synth --unknown` pools) "
+                        "used by the episodes only")
+    m.add_argument("--embedding-holdout", default="", metavar="WORDS",
+                   help="words never in an episode, so enrolling them measures unseen words "
+                        "(default: bed,bird,cat,dog,happy,house,marvin,sheila,tree,wow, which "
+                        "the enrollment benchmark measures, and backward,follow,forward,learn,"
+                        "visual)")
     p.set_defaults(func=run)
 
 
@@ -128,7 +153,9 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"), "batch_size": (lambda v: v >= 1,
           "width": (lambda v: v >= 0, ">= 0 (0: the family default)"),
           "max_per_word": (lambda v: v >= 0, ">= 0"), "class_size": (lambda v: v >= 0, ">= 0"),
           "shift_ms": (lambda v: v >= 0, ">= 0"), "unknown_weight": (lambda v: v > 0, "> 0"),
-          "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1")}
+          "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+          "embedding_weight": (lambda v: v > 0, "> 0"), "embedding_way": (lambda v: v >= 2, ">= 2"),
+          "embedding_shots": (lambda v: v >= 1, ">= 1")}
 
 
 def check_args(args):
@@ -160,6 +187,11 @@ def check_args(args):
         raise HarkError("--teacher-extra, --teacher-filter and --teacher-correct need --teacher")
     if not 0.0 <= args.teacher_filter < 1.0:
         raise HarkError("--teacher-filter is a probability in [0, 1)")
+    if args.embedding_loss and (args.teacher or args.wake):
+        raise HarkError("--embedding-loss trains beside the 12-class cross-entropy only: leave "
+                        "out --teacher and --wake")
+    if args.embedding_synth and not args.embedding_loss:
+        raise HarkError("--embedding-synth feeds the episodes of --embedding-loss proto: add it")
     if args.cv_folds and not 0 <= args.cv_fold < args.cv_folds or args.cv_folds == 1:
         raise HarkError("--cv-folds K needs K >= 2 and --cv-fold between 0 and K-1")
     if args.teacher:
@@ -168,7 +200,7 @@ def check_args(args):
             model_dir()
         except TeacherUnavailable as exc:
             raise HarkError(str(exc)) from exc
-    for folder in args.data + args.synth:
+    for folder in args.data + args.synth + args.embedding_synth:
         if not Path(folder).is_dir():
             raise HarkError(f"{folder}: no such folder. Point --data/--synth at a Speech "
                             "Commands-layout folder (<word>/<clip>.wav) or run "
@@ -203,7 +235,13 @@ def run(args):
                       teacher=args.teacher, temperature=args.temperature,
                       soft_weight=args.soft_weight, teacher_extra=args.teacher_extra,
                       teacher_filter=args.teacher_filter, teacher_correct=args.teacher_correct,
-                      cv_folds=args.cv_folds, cv_fold=args.cv_fold)
+                      cv_folds=args.cv_folds, cv_fold=args.cv_fold,
+                      embedding_loss=args.embedding_loss, embedding_weight=args.embedding_weight,
+                      embedding_way=args.embedding_way, embedding_shots=args.embedding_shots,
+                      embedding_synth=args.embedding_synth,
+                      unseen_words=command_list(args.unseen_words))
+    if args.embedding_holdout:
+        cfg.embedding_holdout = command_list(args.embedding_holdout)
     if args.fmax:
         if not 0 < args.fmax <= 8000:
             raise HarkError("--fmax must be in (0, 8000] Hz at 16 kHz audio")
