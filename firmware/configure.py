@@ -9,7 +9,7 @@ stays in the qstr pool for good, so what only the host needs is not here either:
 import sys
 from array import array
 
-# the grammar modes; detector.Detector._mode is the index
+# the grammar modes (detector.Detector.offer compares its mode with them)
 MODES = ("commands", "wake", "wake+command")
 
 
@@ -32,7 +32,6 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
     if period_ms <= 0:
         raise ValueError("detector: period_ms must be > 0, got %r" % (period_ms,))
     det.labels = labels
-    det.n = n
     det.window_ms = int(config.get("average_window_ms", 1000))
     det.suppression_ms = int(config.get("suppression_ms", 1500))
     if det.window_ms <= 0:
@@ -40,7 +39,7 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
     # Results that fit in the window; ask for no more than can ever be there.
     fit = max(1, (det.window_ms + period_ms - 1) // period_ms)
     det.minimum_count = max(1, min(int(config.get("minimum_count", 3)), fit))
-    det._cap = fit + 1
+    cap = fit + 1                   # the ring's rows (len(det._times))
     det._zp = int(zero_point)
     # Score units -> hundredths of a probability, as a 16.16 fixed-point factor.
     det._pct_mul = int(scale * 100 * 65536 + 0.5)
@@ -59,9 +58,8 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
     if mode not in MODES:
         raise ValueError("detector: grammar mode %r; use one of %s" % (mode, ", ".join(MODES)))
     det.mode = mode
-    det._mode = MODES.index(mode)
     det.wake = -1
-    if det._mode:                   # not "commands"
+    if mode != "commands":
         word = grammar.get("wake_word")
         if word not in labels or word.startswith("_"):
             raise ValueError("detector: grammar mode %r needs a wake_word among the model's "
@@ -69,8 +67,8 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
         det.wake = labels.index(word)
     det.command_window_ms = int(grammar.get("command_window_ms", 3000))
 
-    det._ring = bytearray(det._cap * n)
-    det._times = array("i", [0] * det._cap)
+    det._ring = bytearray(cap * n)
+    det._times = array("i", [0] * cap)
     det._sums = array("i", [0] * n)
     det.reset()
     _done()

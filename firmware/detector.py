@@ -22,8 +22,6 @@ from micropython import const
 # boards; all comparisons go through differences masked with this.
 TIME_MASK = const(0x1FFFFFFF)
 
-_WAKE = const(1)            # _mode: the index in configure.MODES (0: commands)
-_WAKE_COMMAND = const(2)
 
 
 @micropython.viper
@@ -72,14 +70,14 @@ class Detector:
 
     def reset(self):
         """Forget the window and any pending suppression or wake state."""
-        for i in range(self.n):
-            self._sums[i] = 0
+        sums = self._sums
+        for i in range(len(sums)):
+            sums[i] = 0
         self._head = 0
         self._count = 0
         self._prev = -1
         self._prev_t = 0
-        self._armed = False
-        self._wake_t = 0
+        self._wake_t = -1       # when the wake word opened the command window; -1: not open
         self.last_label = -1
         self.last_score = 0
         self.last_pct = 0
@@ -87,11 +85,11 @@ class Detector:
 
     def update(self, scores, time_ms):
         """Add one row of int8 scores (a bytearray) at time_ms; return the label fired or -1."""
-        n = self.n
-        cap = self._cap
         ring = self._ring
         sums = self._sums
         times = self._times
+        n = len(sums)
+        cap = len(times)
         # Drop results that left the window (or the oldest one if the ring is full).
         while self._count:
             head = self._head
@@ -128,16 +126,16 @@ class Detector:
         fire at time_ms; if so it is the last detection and returned, else -1. update() calls it
         for a model label past its suppression; match.py for an enrolled word (index >= the
         scored labels), which it suppresses itself."""
-        if self._mode == _WAKE and label != self.wake:
+        mode = self.mode
+        if mode == "wake" and label != self.wake:
             return -1
-        if self._mode == _WAKE_COMMAND and label != self.wake:
-            if not self._armed or ((time_ms - self._wake_t) & TIME_MASK) > self.command_window_ms:
-                self._armed = False
+        if mode == "wake+command":
+            if label != self.wake and (self._wake_t < 0 or ((time_ms - self._wake_t) & TIME_MASK)
+                                       > self.command_window_ms):
+                self._wake_t = -1
                 return -1
-        if self._mode == _WAKE_COMMAND:
             # One command per wake word; the wake word (re)opens the window.
-            self._armed = label == self.wake
-            self._wake_t = time_ms
+            self._wake_t = time_ms if label == self.wake else -1
         self.last_label = label
         self.last_score = value
         self.last_pct = pct
