@@ -1,8 +1,8 @@
-"""Set-up of the detector and the actions: the checks of the detector settings and of the
-profile's actions, and what their per-hop code reads. detector.Detector and actions.from_profile
-call it. Every entry point ends by removing this module from sys.modules (_done), so its code
-and messages leave the heap as soon as the caller lets go of it: none of it runs while audio
-flows. The front end's set-up is fesetup.py: the front end is made while start-up still holds
+"""Set-up of the detector: the checks of the detector settings, and what its per-hop code
+reads. detector.Detector calls it (the actions' set-up is actsetup.py: the actions are made last,
+when a module this size finds no hole). It ends by removing this module from sys.modules
+(_done), so its code and messages leave the heap as soon as the caller lets go of it: none of it
+runs while audio flows. The front end's set-up is fesetup.py: the front end is made while start-up still holds
 the most heap, so it loads no more set-up code than its own. (Every name a loaded module uses
 stays in the qstr pool for good, so what only the host needs is not here either: wavheader.py.)
 """
@@ -72,25 +72,3 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
     det._sums = array("i", [0] * n)
     det.reset()
     _done()
-
-
-def actions(spec, labels, printer):
-    """actions.from_profile: the profile's actions checked and made."""
-    from actions import Actions, PrintAction
-    spec = spec or {}
-    every = [PrintAction()] if printer else []
-    led = spec.get("led")
-    if led:
-        from pins import LedAction
-        every.append(LedAction(led["pin"], led.get("ms", 200), led.get("active_high", True)))
-    by_label = {}
-    for name, pin in (spec.get("pins") or {}).items():
-        if name not in labels:
-            raise ValueError("actions: pin for unknown label %r; labels are %s" % (name, ", ".join(labels)))
-        from pins import PinAction
-        if isinstance(pin, dict):
-            by_label[name] = PinAction(pin["pin"], pin.get("ms", 500), pin.get("active_high", True))
-        else:
-            by_label[name] = PinAction(pin)
-    _done()
-    return Actions(by_label, every)
