@@ -32,17 +32,18 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
     if period_ms <= 0:
         raise ValueError("detector: period_ms must be > 0, got %r" % (period_ms,))
     det.labels = labels
-    det.window_ms = int(config.get("average_window_ms", 1000))
+    window_ms = int(config.get("average_window_ms", 1000))
     det.suppression_ms = int(config.get("suppression_ms", 1500))
-    if det.window_ms <= 0:
-        raise ValueError("detector: average_window_ms must be > 0, got %d" % det.window_ms)
+    if window_ms <= 0:
+        raise ValueError("detector: average_window_ms must be > 0, got %d" % window_ms)
     # Results that fit in the window; ask for no more than can ever be there.
-    fit = max(1, (det.window_ms + period_ms - 1) // period_ms)
-    det.minimum_count = max(1, min(int(config.get("minimum_count", 3)), fit))
+    fit = max(1, (window_ms + period_ms - 1) // period_ms)
+    # detector._v: head, count, prev, prev_t, wake_t (reset() sets them), the zero point,
+    # score units -> hundredths of a probability as a 16.16 fixed-point factor, the window,
+    # the minimum count
+    det._v = array("i", (0, 0, -1, 0, -1, int(zero_point), int(scale * 100 * 65536 + 0.5),
+                         window_ms, max(1, min(int(config.get("minimum_count", 3)), fit))))
     cap = fit + 1                   # the ring's rows (len(det._times))
-    det._zp = int(zero_point)
-    # Score units -> hundredths of a probability, as a 16.16 fixed-point factor.
-    det._pct_mul = int(scale * 100 * 65536 + 0.5)
 
     default = to_score(config.get("threshold", 0.8), scale)
     det.thresholds = array("H", [default] * n)
