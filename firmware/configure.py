@@ -31,7 +31,6 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
         raise ValueError("detector: the model has no labels")
     if period_ms <= 0:
         raise ValueError("detector: period_ms must be > 0, got %r" % (period_ms,))
-    det.labels = labels
     window_ms = int(config.get("average_window_ms", 1000))
     det.suppression_ms = int(config.get("suppression_ms", 1500))
     if window_ms <= 0:
@@ -43,7 +42,7 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
     # the minimum count
     det._v = array("i", (0, 0, -1, 0, -1, int(zero_point), int(scale * 100 * 65536 + 0.5),
                          window_ms, max(1, min(int(config.get("minimum_count", 3)), fit))))
-    cap = fit + 1                   # the ring's rows (len(det._times))
+    cap = fit + 1                   # the ring's rows
 
     default = to_score(config.get("threshold", 0.8), scale)
     det.thresholds = array("H", [default] * n)
@@ -52,7 +51,9 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
             raise ValueError("detector: threshold for unknown label %r; labels are %s"
                              % (name, ", ".join(labels[:n])))
         det.thresholds[labels.index(name)] = to_score(value, scale)
-    det._ignored = bytearray(1 if name.startswith("_") else 0 for name in labels[:n])
+    for i in range(n):
+        if labels[i].startswith("_"):
+            det.thresholds[i] += 256    # never fires (Detector.update reads bit 8)
 
     grammar = grammar or {}
     mode = grammar.get("mode", "commands")
@@ -69,7 +70,6 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
     det.command_window_ms = int(grammar.get("command_window_ms", 3000))
 
     det._ring = bytearray(cap * n)
-    det._times = array("i", [0] * cap)
-    det._sums = array("i", [0] * n)
+    det._sums = array("i", [0] * (n + cap))    # the labels' sums, then the rows' times
     det.reset()
     _done()

@@ -100,14 +100,13 @@ class Detector:
         """Add one row of int8 scores (a bytearray) at time_ms; return the label fired or -1."""
         v = self._v
         ring = self._ring
-        sums = self._sums
-        times = self._times
-        n = len(sums)
-        cap = len(times)
+        sums = self._sums       # the labels' running sums, then the ring rows' times
+        n = len(self.thresholds)
+        cap = len(sums) - n
         # Drop results that left the window (or the oldest one if the ring is full).
         while v[_COUNT]:
             head = v[_HEAD]
-            if v[_COUNT] < cap and ((time_ms - times[head]) & TIME_MASK) < v[_WINDOW_MS]:
+            if v[_COUNT] < cap and ((time_ms - sums[n + head]) & TIME_MASK) < v[_WINDOW_MS]:
                 break
             _drop(ring, sums, head * n, n)
             v[_HEAD] = head + 1 if head + 1 < cap else 0
@@ -117,14 +116,15 @@ class Detector:
             slot -= cap
         best = _add(scores, ring, sums, slot * n, n, v[_ZP])   # the row in, the top label
         best_sum = sums[best]
-        times[slot] = time_ms
+        sums[n + slot] = time_ms
         v[_COUNT] += 1
         if v[_COUNT] < v[_MINIMUM_COUNT]:
             return -1
         avg = best_sum // v[_COUNT]
-        if avg < self.thresholds[best]:
+        t = self.thresholds[best]
+        if avg < t & 255:
             return -1
-        if self._ignored[best]:
+        if t > 255:     # _silence_, _unknown_: never fire; winning the average re-arms
             v[_PREV] = -1
             return -1
         if best == v[_PREV] and ((time_ms - v[_PREV_T]) & TIME_MASK) <= self.suppression_ms:
