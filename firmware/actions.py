@@ -54,6 +54,6 @@ class Actions:
 
 def from_profile(spec, labels, printer=True):
     """Actions from a board profile's "actions": {"led": {"pin", "active_high", "ms"},
-    "pins": {label: pin or {"pin", "active_high", "ms"}}} (configure.actions: set-up code)."""
-    import configure
-    return configure.actions(spec, labels, printer)
+    "pins": {label: pin or {"pin", "active_high", "ms"}}} (actsetup.actions: set-up code)."""
+    import actsetup
+    return actsetup.actions(spec, labels, printer)

@@ -1,15 +1,15 @@
-"""Set-up of the detector and the actions: the checks of the detector settings and of the
-profile's actions, and what their per-hop code reads. detector.Detector and actions.from_profile
-call it. Every entry point ends by removing this module from sys.modules (_done), so its code
-and messages leave the heap as soon as the caller lets go of it: none of it runs while audio
-flows. The front end's set-up is fesetup.py: the front end is made while start-up still holds
+"""Set-up of the detector: the checks of the detector settings, and what its per-hop code
+reads. detector.Detector calls it (the actions' set-up is actsetup.py: the actions are made last,
+when a module this size finds no hole). It ends by removing this module from sys.modules
+(_done), so its code and messages leave the heap as soon as the caller lets go of it: none of it
+runs while audio flows. The front end's set-up is fesetup.py: the front end is made while start-up still holds
 the most heap, so it loads no more set-up code than its own. (Every name a loaded module uses
 stays in the qstr pool for good, so what only the host needs is not here either: wavheader.py.)
 """
 import sys
 from array import array
 
-# the grammar modes; detector.Detector._mode is the index
+# the grammar modes (detector.Detector.offer compares its mode with them)
 MODES = ("commands", "wake", "wake+command")
 
 
@@ -31,19 +31,18 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
         raise ValueError("detector: the model has no labels")
     if period_ms <= 0:
         raise ValueError("detector: period_ms must be > 0, got %r" % (period_ms,))
-    det.labels = labels
-    det.n = n
-    det.window_ms = int(config.get("average_window_ms", 1000))
+    window_ms = int(config.get("average_window_ms", 1000))
     det.suppression_ms = int(config.get("suppression_ms", 1500))
-    if det.window_ms <= 0:
-        raise ValueError("detector: average_window_ms must be > 0, got %d" % det.window_ms)
+    if window_ms <= 0:
+        raise ValueError("detector: average_window_ms must be > 0, got %d" % window_ms)
     # Results that fit in the window; ask for no more than can ever be there.
-    fit = max(1, (det.window_ms + period_ms - 1) // period_ms)
-    det.minimum_count = max(1, min(int(config.get("minimum_count", 3)), fit))
-    det._cap = fit + 1
-    det._zp = int(zero_point)
-    # Score units -> hundredths of a probability, as a 16.16 fixed-point factor.
-    det._pct_mul = int(scale * 100 * 65536 + 0.5)
+    fit = max(1, (window_ms + period_ms - 1) // period_ms)
+    # detector._v: head, count, prev, prev_t, wake_t (reset() sets them), the zero point,
+    # score units -> hundredths of a probability as a 16.16 fixed-point factor, the window,
+    # the minimum count
+    det._v = array("i", (0, 0, -1, 0, -1, int(zero_point), int(scale * 100 * 65536 + 0.5),
+                         window_ms, max(1, min(int(config.get("minimum_count", 3)), fit))))
+    cap = fit + 1                   # the ring's rows
 
     default = to_score(config.get("threshold", 0.8), scale)
     det.thresholds = array("H", [default] * n)
@@ -52,16 +51,17 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
             raise ValueError("detector: threshold for unknown label %r; labels are %s"
                              % (name, ", ".join(labels[:n])))
         det.thresholds[labels.index(name)] = to_score(value, scale)
-    det._ignored = bytearray(1 if name.startswith("_") else 0 for name in labels[:n])
+    for i in range(n):
+        if labels[i].startswith("_"):
+            det.thresholds[i] += 256    # never fires (Detector.update reads bit 8)
 
     grammar = grammar or {}
     mode = grammar.get("mode", "commands")
     if mode not in MODES:
         raise ValueError("detector: grammar mode %r; use one of %s" % (mode, ", ".join(MODES)))
     det.mode = mode
-    det._mode = MODES.index(mode)
     det.wake = -1
-    if det._mode:                   # not "commands"
+    if mode != "commands":
         word = grammar.get("wake_word")
         if word not in labels or word.startswith("_"):
             raise ValueError("detector: grammar mode %r needs a wake_word among the model's "
@@ -69,30 +69,7 @@ def detector(det, labels, config, scale, zero_point, period_ms, grammar, scored)
         det.wake = labels.index(word)
     det.command_window_ms = int(grammar.get("command_window_ms", 3000))
 
-    det._ring = bytearray(det._cap * n)
-    det._times = array("i", [0] * det._cap)
-    det._sums = array("i", [0] * n)
+    det._ring = bytearray(cap * n)
+    det._sums = array("i", [0] * (n + cap))    # the labels' sums, then the rows' times
     det.reset()
     _done()
-
-
-def actions(spec, labels, printer):
-    """actions.from_profile: the profile's actions checked and made."""
-    from actions import Actions, PrintAction
-    spec = spec or {}
-    every = [PrintAction()] if printer else []
-    led = spec.get("led")
-    if led:
-        from pins import LedAction
-        every.append(LedAction(led["pin"], led.get("ms", 200), led.get("active_high", True)))
-    by_label = {}
-    for name, pin in (spec.get("pins") or {}).items():
-        if name not in labels:
-            raise ValueError("actions: pin for unknown label %r; labels are %s" % (name, ", ".join(labels)))
-        from pins import PinAction
-        if isinstance(pin, dict):
-            by_label[name] = PinAction(pin["pin"], pin.get("ms", 500), pin.get("active_high", True))
-        else:
-            by_label[name] = PinAction(pin)
-    _done()
-    return Actions(by_label, every)

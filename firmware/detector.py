@@ -21,9 +21,19 @@ from micropython import const
 # Timestamps are ms modulo 2**29 (~6.2 days) so they stay small ints on 32-bit
 # boards; all comparisons go through differences masked with this.
 TIME_MASK = const(0x1FFFFFFF)
+# Detector._v, one array("i") of the state and the settings update() reads (as nine attributes
+# they would grow its dict past 17 slots while start-up holds the most heap; configure.detector
+# fills it in this order)
+_HEAD = const(0)        # the oldest row in the ring
+_COUNT = const(1)       # rows in the ring
+_PREV = const(2)        # the label last fired (-1: none), for its suppression
+_PREV_T = const(3)
+_WAKE_T = const(4)      # when the wake word opened the command window; -1: not open
+_ZP = const(5)          # the output's zero point
+_PCT_MUL = const(6)     # score units -> hundredths of a probability, 16.16 fixed point
+_WINDOW_MS = const(7)
+_MINIMUM_COUNT = const(8)
 
-_WAKE = const(1)            # _mode: the index in configure.MODES (0: commands)
-_WAKE_COMMAND = const(2)
 
 
 @micropython.viper
@@ -72,14 +82,15 @@ class Detector:
 
     def reset(self):
         """Forget the window and any pending suppression or wake state."""
-        for i in range(self.n):
-            self._sums[i] = 0
-        self._head = 0
-        self._count = 0
-        self._prev = -1
-        self._prev_t = 0
-        self._armed = False
-        self._wake_t = 0
+        sums = self._sums
+        for i in range(len(sums)):
+            sums[i] = 0
+        v = self._v
+        v[_HEAD] = 0
+        v[_COUNT] = 0
+        v[_PREV] = -1
+        v[_PREV_T] = 0
+        v[_WAKE_T] = -1
         self.last_label = -1
         self.last_score = 0
         self.last_pct = 0
@@ -87,40 +98,41 @@ class Detector:
 
     def update(self, scores, time_ms):
         """Add one row of int8 scores (a bytearray) at time_ms; return the label fired or -1."""
-        n = self.n
-        cap = self._cap
+        v = self._v
         ring = self._ring
-        sums = self._sums
-        times = self._times
+        sums = self._sums       # the labels' running sums, then the ring rows' times
+        n = len(self.thresholds)
+        cap = len(sums) - n
         # Drop results that left the window (or the oldest one if the ring is full).
-        while self._count:
-            head = self._head
-            if self._count < cap and ((time_ms - times[head]) & TIME_MASK) < self.window_ms:
+        while v[_COUNT]:
+            head = v[_HEAD]
+            if v[_COUNT] < cap and ((time_ms - sums[n + head]) & TIME_MASK) < v[_WINDOW_MS]:
                 break
             _drop(ring, sums, head * n, n)
-            self._head = head + 1 if head + 1 < cap else 0
-            self._count -= 1
-        slot = self._head + self._count
+            v[_HEAD] = head + 1 if head + 1 < cap else 0
+            v[_COUNT] -= 1
+        slot = v[_HEAD] + v[_COUNT]
         if slot >= cap:
             slot -= cap
-        best = _add(scores, ring, sums, slot * n, n, self._zp)   # the row in, the top label
+        best = _add(scores, ring, sums, slot * n, n, v[_ZP])   # the row in, the top label
         best_sum = sums[best]
-        times[slot] = time_ms
-        self._count += 1
-        if self._count < self.minimum_count:
+        sums[n + slot] = time_ms
+        v[_COUNT] += 1
+        if v[_COUNT] < v[_MINIMUM_COUNT]:
             return -1
-        avg = best_sum // self._count
-        if avg < self.thresholds[best]:
+        avg = best_sum // v[_COUNT]
+        t = self.thresholds[best]
+        if avg < t & 255:
             return -1
-        if self._ignored[best]:
-            self._prev = -1
+        if t > 255:     # _silence_, _unknown_: never fire; winning the average re-arms
+            v[_PREV] = -1
             return -1
-        if best == self._prev and ((time_ms - self._prev_t) & TIME_MASK) <= self.suppression_ms:
+        if best == v[_PREV] and ((time_ms - v[_PREV_T]) & TIME_MASK) <= self.suppression_ms:
             return -1
-        if self.offer(best, avg, (avg * self._pct_mul + 32768) >> 16, time_ms) < 0:
+        if self.offer(best, avg, (avg * v[_PCT_MUL] + 32768) >> 16, time_ms) < 0:
             return -1
-        self._prev = best
-        self._prev_t = time_ms
+        v[_PREV] = best
+        v[_PREV_T] = time_ms
         return best
 
     def offer(self, label, value, pct, time_ms):
@@ -128,16 +140,17 @@ class Detector:
         fire at time_ms; if so it is the last detection and returned, else -1. update() calls it
         for a model label past its suppression; match.py for an enrolled word (index >= the
         scored labels), which it suppresses itself."""
-        if self._mode == _WAKE and label != self.wake:
+        mode = self.mode
+        if mode == "wake" and label != self.wake:
             return -1
-        if self._mode == _WAKE_COMMAND and label != self.wake:
-            if not self._armed or ((time_ms - self._wake_t) & TIME_MASK) > self.command_window_ms:
-                self._armed = False
+        if mode == "wake+command":
+            v = self._v
+            if label != self.wake and (v[_WAKE_T] < 0 or ((time_ms - v[_WAKE_T]) & TIME_MASK)
+                                       > self.command_window_ms):
+                v[_WAKE_T] = -1
                 return -1
-        if self._mode == _WAKE_COMMAND:
             # One command per wake word; the wake word (re)opens the window.
-            self._armed = label == self.wake
-            self._wake_t = time_ms
+            v[_WAKE_T] = time_ms if label == self.wake else -1
         self.last_label = label
         self.last_score = value
         self.last_pct = pct

@@ -184,18 +184,16 @@ class Runtime:
 
 
 def _out_of_memory(what):
-    """Report a MemoryError; called after the except block, so the half-built objects its
-    traceback held are collectable. If even the message does not fit, a fixed one is printed."""
+    """Report a MemoryError; called after the except block with the pipeline let go of, so the
+    half-built objects its traceback held are collectable and the report (stats.py: its message
+    is not in the heap while audio runs) finds room. If even that fails, a short one is printed."""
     gc.collect()
     try:
-        free = gc.mem_free()
-        total = free + gc.mem_alloc()
-        print("hark: out of memory %s (heap %d bytes, %d free after collect): the model and "
-              "buffers need more RAM than this heap; use a smaller model or a board with more RAM"
-              % (what, total, free), file=err)
+        from stats import out_of_memory
+        out_of_memory(what, err)
     except MemoryError:
-        print("hark: out of memory: the model and buffers need more RAM than this heap; use a "
-              "smaller model or a board with more RAM", file=err)
+        print("hark: out of memory", what, "(use a smaller model or a board with more RAM)",
+              file=err)
 
 
 def main(argv):
@@ -240,6 +238,7 @@ def main(argv):
     finally:
         source.close()
     if out_of_memory:
+        rt = None
         _out_of_memory("while running")
         return 3
     if opts["stats"] or opts["heapcheck"]:

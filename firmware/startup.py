@@ -89,7 +89,7 @@ def build(rt, model, board, stream=True, path=""):
     rt.fe = frontend.FrontEnd(meta, arrays, bufs)
     feat = meta.get("features") or {}
     rate = feat.get("sample_rate", 16000)
-    rt.n_fft = meta["frontend"]["n_fft"] if meta["frontend"] else 512   # the one it checked
+    n_fft = meta["frontend"]["n_fft"] if meta["frontend"] else 512   # the one it checked
     rt.hop_ms = feat.get("hop_length", 320) * 1000 // rate
     rt.width = feat.get("n_mfcc", 10)
     del arrays, meta, feat, bufs
@@ -142,16 +142,17 @@ def build(rt, model, board, stream=True, path=""):
     rt.max_block_us = 0
     rt.heap_live = 0
     rt.heap_peak = 0
-    _warm_up(rt)
+    _warm_up(rt, n_fft)
 
 
-def _warm_up(rt):
-    """Feed one frame of digital silence and fill the whole input window with it."""
+def _warm_up(rt, n_fft):
+    """Feed one frame (n_fft samples) of digital silence and fill the whole input window with
+    it. (n_fft is not kept in rt: a 24th attribute would grow its dict at the end of start-up.)"""
     buf = rt.buf
-    need = rt.n_fft
+    need = n_fft
     while not rt.fe.ready:
         if need <= 0:
-            raise ValueError("front end produced no frame from %d samples" % rt.n_fft)
+            raise ValueError("front end produced no frame from %d samples" % n_fft)
         m = min(need, BLOCK)
         rt.fe.push(buf, 0, m)
         need -= m

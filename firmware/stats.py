@@ -1,5 +1,6 @@
 """The `stats ...` lines of --stats and --heapcheck (parsed by tools/unixport.py), printed once
-after the run; imported only then, so this code is not in the heap while audio runs."""
+after the run, and the out-of-memory report; imported only then, so this code is not in the heap
+while audio runs."""
 import gc
 
 from runtime import STAGES, WARM_BLOCKS
@@ -39,3 +40,16 @@ def report(rt, stats=False, heapcheck=False):
         counted = max(0, rt.blocks - WARM_BLOCKS)
         print("stats alloc_bytes=%d alloc_blocks=%d blocks_checked=%d"
               % (rt.alloc_bytes, rt.alloc_blocks, counted))
+
+
+def out_of_memory(what, err):
+    """runtime._out_of_memory's message: what failed, the heap, what to do."""
+    try:
+        free = gc.mem_free()
+        total = free + gc.mem_alloc()
+        print("hark: out of memory %s (heap %d bytes, %d free after collect): the model and "
+              "buffers need more RAM than this heap; use a smaller model or a board with more RAM"
+              % (what, total, free), file=err)
+    except MemoryError:
+        print("hark: out of memory: the model and buffers need more RAM than this heap; use a "
+              "smaller model or a board with more RAM", file=err)

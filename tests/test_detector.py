@@ -17,7 +17,7 @@ t = args["t0"]
 for row in args["rows"]:
     r = bytearray(row)
     if det.update(r, t) >= 0:
-        events.append([det.last_time_ms, det.labels[det.last_label], det.last_score, det.last_pct])
+        events.append([det.last_time_ms, args["labels"][det.last_label], det.last_score, det.last_pct])
     t = (t + args["period"]) & 0x1FFFFFFF
 print(json.dumps(events))
 """

@@ -21,7 +21,7 @@ from hark.unixport import run_firmware
 
 RATE = 16000
 OWN = ["main.py", "runtime.py", "options.py", "startup.py", "stats.py", "detector.py", "configure.py",
-       "fesetup.py", "sources.py", "wavheader.py", "mic.py", "micsetup.py", "actions.py", "pins.py"]
+       "actsetup.py", "fesetup.py", "sources.py", "wavheader.py", "mic.py", "micsetup.py", "actions.py", "pins.py"]
 REAL = ["blob.py", "engine.py", "frontend.py"]
 MODEL = Path(os.environ.get("HARK_TEST_MODEL") or MODELS_DIR / "default.hark")  # shipped model unless told
 SMALLEST = min((boards.load(n) for n in boards.available()), key=lambda b: b["ram_budget_bytes"])

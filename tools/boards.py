@@ -358,14 +358,14 @@ def ring_bytes_saved(model_path) -> int:
 def resident_modules(board: dict, firmware_files, extra_kernels=True) -> list:
     """The firmware files whose code is in RAM when the heap peaks (buffers and I2S allocated):
     start-up drops options before the model loads and blob, plan, configure and fesetup before that
-    peak, stats is imported after the run, only one audio module is ever imported (a board's, mic,
-    whose micsetup is dropped once the microphone runs, or the host's, sources, whose wavheader is
+    peak (actsetup, the actions' set-up, right after it), stats is imported after the run, only
+    one audio module is ever imported (a board's, mic, whose micsetup is dropped once the microphone runs, or the host's, sources, whose wavheader is
     dropped once the file is open), and engine_extra only for a model whose plan calls it.
     Enrolled words (match) are not counted: a board has none when deployed, and `hark enroll`
     adds them later (README: RAM per enrolled word); enroll runs only in enroll mode."""
     i2s = board["audio"].get("source", "i2s") == "i2s"
-    unused = {"options", "blob", "plan", "configure", "fesetup", "wavheader", "micsetup", "stats",
-              "enroll", "enrolled", "match",
+    unused = {"options", "blob", "plan", "configure", "actsetup", "fesetup", "wavheader", "micsetup",
+              "stats", "enroll", "enrolled", "match",
               "sources" if i2s else "mic"}
     if not extra_kernels:
         unused.add("engine_extra")
