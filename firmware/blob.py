@@ -2,6 +2,7 @@
 # The file is read once, each array straight into its own typed array (no second copy);
 # the CRC is checked first in a streaming pass through a 256-byte buffer.
 import array
+import gc
 import json
 import struct
 
@@ -146,7 +147,9 @@ def load(path, crc_fn=None, skip=()):
             fail("file is only %d bytes, too short for a hark blob; %s" % (size, FIX))
         if head[:4] != MAGIC:
             fail("not a hark model blob (magic %r, expected %r); %s" % (bytes(head[:4]), MAGIC, FIX))
-        version, _, total, want_crc = struct.unpack("<HHII", head[4:16])
+        # the CRC as 16-bit halves: as one uint32 it would be a heap int (above 2**30) or not
+        # depending on the file's bytes, and so would move where everything after it lands
+        version, _, total, want_lo, want_hi = struct.unpack("<HHIHH", head[4:16])
         if total != size:
             fail("length field says %d bytes but the file has %d (%s); %s"
                  % (total, size, "truncated" if size < total else "trailing bytes", FIX))
@@ -161,9 +164,13 @@ def load(path, crc_fn=None, skip=()):
                 fail("file is truncated while reading; %s" % FIX)
             crc = crc_fn(memoryview(chunk)[:n], crc)
             left -= n
-        del chunk
-        if crc & 0xFFFFFFFF != want_crc:
+        if crc & 0xFFFF != want_lo or (crc >> 16) & 0xFFFF != want_hi:
             fail("CRC-32 mismatch (file corrupted); %s and copy it again" % FIX)
+        # the running CRC is a heap int whenever it is >= 2**30 (3 chunks in 4, as the file's
+        # bytes fall): collect that garbage now, or where the next collect comes (and so where
+        # the weights land) would depend on the model's values
+        del chunk, crc
+        gc.collect()
         if version != VERSION:
             fail("blob format version %d is not supported (this firmware reads %d); %s"
                  % (version, VERSION, FIX if version < VERSION else "update the firmware"))
