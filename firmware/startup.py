@@ -77,6 +77,8 @@ def build(rt, model, board, stream=True, path=""):
         import engine
         rt.engine = engine.Interpreter(b)
     _drop("plan")
+    gc.collect()
+    import frontend
     arrays = b.arrays
     feat = meta.get("features") or {}
     meta = {"frontend": meta.get("frontend"),   # all the front end needs (not the normalisation:
@@ -85,7 +87,6 @@ def build(rt, model, board, stream=True, path=""):
     del feat
     del b
     gc.collect()
-    import frontend
     rt.fe = frontend.FrontEnd(meta, arrays, bufs)
     feat = meta.get("features") or {}
     rate = feat.get("sample_rate", 16000)
