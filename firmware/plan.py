@@ -68,21 +68,22 @@ def _steps(it, blob, prefix, every):
         if not 0 <= at <= end <= len(cfg):
             raise ValueError("plan step %d reads config %d..%d of %d; %s"
                              % (s // _STEP, at, end, len(cfg), _FIX))
-        args = [dummy, dummy, dummy, dummy]
         for i in range(4):
-            a = steps[s + 5 + i]
-            if a >= len(w):
+            if steps[s + 5 + i] >= len(w):
                 raise ValueError("plan step %d reads weights at %d of %d; %s"
-                                 % (s // _STEP, a, len(w), _FIX))
-            if a >= 0:
-                args[i] = wv[a:]
-        if k < 2:   # copy_in, copy_out
-            args[0] = it.output if k else it.input
+                                 % (s // _STEP, steps[s + 5 + i], len(w), _FIX))
+        # no list of the arguments: its garbage would leave holes between the plan's tuples
+        a = it.output if k == 1 else it.input if k == 0 else _arg(wv, steps[s + 5], dummy)
         period = _gcd(every, steps[s + 3])
         macs += steps[s + 4] * (every // period)
-        plan.append((kernels[k], mv[at:end], args[0], args[1], args[2], args[3], period))
+        plan.append((kernels[k], mv[at:end], a, _arg(wv, steps[s + 6], dummy),
+                     _arg(wv, steps[s + 7], dummy), _arg(wv, steps[s + 8], dummy), period))
     del arrays[prefix + "steps"]    # read once: its heap is free for what start-up makes next
     return tuple(plan), macs // every
+
+
+def _arg(wv, a, dummy):
+    return wv[a:] if a >= 0 else dummy
 
 
 def _numel(shape):
@@ -178,6 +179,8 @@ def streaming(it, blob, every):
             raise ValueError("streaming ring %d points past the plan's config; %s" % (i // 7, _FIX))
     size, emb = _rings_once(blob.arrays["p.s.steps"], cfgs, rings, s["arena_bytes"],
                             s.get("embedding"))
+    import gc   # _rings_once's garbage (ring ends, closure) out of the arena's way
+    gc.collect()
     it.arena = bytearray(size)
     _embedding(it, model, emb)
     it._plan, it.macs = _steps(it, blob, "p.s.", every)
