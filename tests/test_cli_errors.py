@@ -263,12 +263,14 @@ def test_read_position_of_a_process():
 
 
 def test_simulate_shows_progress_on_a_long_file(tmp_path, capsys):
-    """A minute of audio: the bar follows the firmware's read position in the WAV."""
+    """Ten minutes of audio: the bar follows the firmware's read position in the WAV. (The
+    streaming firmware reads a minute in ~0.2 s, one poll of the bar: too short to be sure
+    to see it move.)"""
     import re
     from hark import boards
     from hark.unixport import run_firmware
     wav = tmp_path / "long.wav"
-    write(wav, 0.05 * np.random.default_rng(1).standard_normal(16000 * 60))
+    write(wav, 0.05 * np.random.default_rng(1).standard_normal(16000 * 600))
     run_firmware(MODEL, boards.load("unix"), wav=wav, progress=True)
     err = capsys.readouterr().err
     shown = [int(p) for p in re.findall(r"long\.wav:\s+(\d+)%", err)]
