@@ -129,6 +129,8 @@ crossval: venv-dev
 	  $(RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
 	$(CROSSVAL) --out runs/cv/G_new_voices --name "+ new voice families (MBROLA, RHVoice, Pico, Kokoro)" -- \
 	  $(VOICES_RECIPE)
+	$(CROSSVAL) --out runs/cv/I_new_voices_onoff --name "+ new voice families' on/off only" -- \
+	  --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands $(MODEL_ARGS)
 	$(CROSSVAL) --out runs/cv/H_new_voices_teacher --name "+ new voice families + teacher (word errors corrected)" -- \
 	  $(VOICES_RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
 
