@@ -284,3 +284,18 @@ def test_enroll_words_must_be_names_the_firmware_takes(tmp_path):
     assert "'ok'" not in msg
     msg = _broken(tmp_path, lambda b: b.update(enroll={"word": "marvin"}))
     assert "enroll: missing key 'words'" in msg
+
+
+ENROLL_NAMES = ["ok", "marvin", "a-b_c", "x" * 32, "x" * 33, "", "hey there", "_x", "x.y",
+                "caf\u00e9", "\u0665", "d\u00f8g", "A9"]
+
+
+def test_host_enroll_name_rule_is_the_firmwares(mpy):
+    """tools/boards.py enroll_name_ok copies firmware/enroll.py _check_name (with no labels):
+    the same names pass both, run in the real unix port."""
+    code = ("import sys, json, enroll\nok = []\nfor w in json.loads(sys.argv[1]):\n try:\n"
+            "  enroll._check_name(w, [])\n  ok.append(True)\n except ValueError:\n"
+            "  ok.append(False)\nprint(json.dumps(ok))")
+    r = mpy(code, json.dumps(ENROLL_NAMES))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [boards.enroll_name_ok(w) for w in ENROLL_NAMES]

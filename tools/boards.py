@@ -93,9 +93,8 @@ def _rule_errors(board) -> list:
         errors.append("grammar.command_window_ms: mode 'wake+command' needs a window > 0 ms")
     detector = board["detector"]
     errors += detector_errors(detector.get("overrides", detector), "detector.")
-    for word in enroll_words(board):    # firmware/enroll.py _check_name
-        if not (0 < len(word) <= 32 and all(c.isalnum() or c in "_-" for c in word)
-                and word.isascii() and not word.startswith("_")):
+    for word in enroll_words(board):
+        if not enroll_name_ok(word):
             errors.append(f"enroll.words: '{word}' must be 1..32 letters, digits, - or _ "
                           "(not starting with _)")
     return errors + pin_clashes(board)
@@ -222,6 +221,13 @@ def read_blob_meta(path) -> dict:
     if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list):
         raise HarkError(f"{path}: the meta has no list of labels; re-export with `hark export`")
     return meta
+
+
+def enroll_name_ok(word: str) -> bool:
+    """The names firmware/enroll.py's _check_name takes (MicroPython's isalpha/isdigit are ASCII
+    only): a host copy, so a profile is refused before deploy; tests/test_boards.py ties the two."""
+    return (0 < len(word) <= 32 and word.isascii() and not word.startswith("_")
+            and all(c.isalnum() or c in "_-" for c in word))
 
 
 def enroll_words(board: dict) -> list:
