@@ -56,6 +56,12 @@ def firmware_sources(firmware_dir: Path = FIRMWARE_DIR) -> list:
     return sources
 
 
+def module_sources(firmware_dir: Path = FIRMWARE_DIR) -> list:
+    """The modules deploy sends as .mpy (and `hark firmware build --frozen` freezes): every
+    firmware .py but main.py, which MicroPython runs from the filesystem."""
+    return [p for p in firmware_sources(firmware_dir) if p.name != "main.py"]
+
+
 # -O3 drops the line-number tables (tracebacks name the function, not the line): ~0.5 KB less
 # bytecode in a board's heap, and the firmware has no asserts or __debug__ branches it would drop
 MPY_OPTIMISE = "-O3"
@@ -86,10 +92,11 @@ def build(board: dict, firmware_dir: Path = FIRMWARE_DIR, build_dir: Path = BUIL
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     built = []
+    modules = module_sources(firmware_dir)
     for source in firmware_sources(firmware_dir):
-        if frozen and source.name != "main.py":
+        if frozen and source in modules:
             continue
-        if source.name == "main.py" or board["mpy_arch"] is None:
+        if source not in modules or board["mpy_arch"] is None:
             target = out_dir / source.name
             shutil.copyfile(source, target)
         else:
@@ -206,8 +213,7 @@ def missing_audio_file(device, board: dict, say=print) -> bool:
 def frozen_leftovers(firmware_dir: Path = FIRMWARE_DIR) -> list:
     """A board whose image holds the modules must lose its .mpy/.py copies of them: the working
     directory comes before the frozen modules on sys.path, so a stale copy would be imported."""
-    return [p.stem + ext for p in firmware_sources(firmware_dir) if p.name != "main.py"
-            for ext in (".mpy", ".py")]
+    return [p.stem + ext for p in module_sources(firmware_dir) for ext in (".mpy", ".py")]
 
 
 def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Path = FIRMWARE_DIR,

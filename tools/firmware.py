@@ -23,13 +23,15 @@ from pathlib import Path
 
 from hark import FIRMWARE_DIR, REPO
 from hark.cli import HarkError
-from hark.deploy import firmware_sources
+from hark.deploy import MPY_OPTIMISE, module_sources
 from hark.qemu import qemu_dir
 
 BUILD_ROOT = REPO / "build" / "firmware"
 ARM_GCC = "Debian/Ubuntu: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi (`make firmware-deps`)"
 QEMU_SOURCE = "micropython-1c3c201-src.tar.xz"
-MPY_OPT = 3     # as hark deploy's mpy-cross -O3: no line-number tables
+MPY_OPT = int(MPY_OPTIMISE[2:])     # hark deploy's mpy-cross -O level: no line-number tables
+IDF = ("idf.py", "ESP-IDF (the version ports/esp32/README.md names; source its export.sh so "
+       "idf.py is on PATH)")
 
 
 @dataclass(frozen=True)
@@ -53,15 +55,9 @@ TARGETS = {
                      ("lib/pico-sdk", "lib/tinyusb", "lib/micropython-lib"),
                      FLASH_THEN_DEPLOY),
     "ESP32": Target("esp32", "ESP32_GENERIC", "firmware.bin", "$(PORT_DIR)/boards/manifest.py",
-                    (("idf.py", "ESP-IDF (the version ports/esp32/README.md names; source its "
-                                "export.sh so idf.py is on PATH)"),),
-                    ("lib/berkeley-db-1.xx", "lib/micropython-lib"),
-                    FLASH_THEN_DEPLOY),
+                    (IDF,), ("lib/berkeley-db-1.xx", "lib/micropython-lib"), FLASH_THEN_DEPLOY),
     "ESP32-S3": Target("esp32", "ESP32_GENERIC_S3", "firmware.bin", "$(PORT_DIR)/boards/manifest.py",
-                       (("idf.py", "ESP-IDF (the version ports/esp32/README.md names; source its "
-                                   "export.sh so idf.py is on PATH)"),),
-                       ("lib/berkeley-db-1.xx", "lib/micropython-lib"),
-                       FLASH_THEN_DEPLOY),
+                       (IDF,), ("lib/berkeley-db-1.xx", "lib/micropython-lib"), FLASH_THEN_DEPLOY),
 }
 # The pyboard's core in QEMU (the port's board from hark-qemu.patch; its stock manifest freezes
 # only the boot script that mounts the disk)
@@ -88,9 +84,8 @@ def target_for(board: dict, qemu=False) -> Target:
 
 
 def frozen_modules(firmware_dir: Path = FIRMWARE_DIR) -> list:
-    """The module files `hark deploy` sends as .mpy: every firmware .py except main.py, which
-    MicroPython runs from the filesystem."""
-    return [p.name for p in firmware_sources(firmware_dir) if p.name != "main.py"]
+    """The module files `hark deploy` sends as .mpy (deploy.module_sources)."""
+    return [p.name for p in module_sources(firmware_dir)]
 
 
 def manifest_text(target: Target, frozen=True, firmware_dir: Path = FIRMWARE_DIR, weights: Path = None) -> str:
