@@ -139,6 +139,8 @@ def test_evaluate_writes_the_tables_and_curves(assistant_run, shared_data, tmp_p
             for r in res["rows"]] == settings
     assert res["rows"][0]["pairs"] >= 3 and res["grammar"] == GRAMMAR
     assert res["commands"] == COMMANDS and res["negative_words"] > 0
+    # the JSON is committed under bench/: no path of the machine that measured it
+    assert not any(Path(res[k]).is_absolute() for k in ("model", "data", "eval"))
     assert res["rows"][0]["wake_recall"] >= res["rows"][1]["wake_recall"]
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0

@@ -17,6 +17,7 @@ gives the whole DET curve.
 """
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -171,8 +172,9 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                      "false_wakes": wakes, "false_commands": cmds,
                      "false_wakes_per_hour": wakes / neg_hours,
                      "false_commands_per_hour": cmds / neg_hours})
-    result = {"model": str(model), "wake_word": wake, "commands": commands, "grammar": grammar,
-              "data": str(data_dir), "eval": str(eval_dir), "splits": list(splits), "seed": seed,
+    result = {"model": os.path.relpath(model), "wake_word": wake, "commands": commands,
+              "grammar": grammar, "data": os.path.relpath(data_dir),
+              "eval": os.path.relpath(eval_dir), "splits": list(splits), "seed": seed,
               "negative_hours": neg_hours, "negative_words": neg_words,
               "pair_stream_minutes": pair_seconds / 60,
               "engine": "firmware (MicroPython unix port, streaming int8, firmware detector)",
