@@ -250,7 +250,7 @@ def score_stream(detections, events, tolerance: float = 1.0, seconds: float = No
 
 TARGET_FA_PER_HOUR = 0.5
 TARGET_RECALL = 0.95
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.825, 0.85, 0.875, 0.9, 0.95)
 WINDOWS_MS = (300, 500, 750, 1000)
 
 
@@ -271,7 +271,7 @@ def det_table(rows, hours) -> str:
              "|---:|---:|---:|---:|---:|"]
     for r in rows:
         lat = "—" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:.0f}"
-        lines.append(f"| {r['average_window_ms']} | {r['threshold']:.2f} | "
+        lines.append(f"| {r['average_window_ms']} | {r['threshold']:g} | "
                      f"{100 * r['recall']:.1f}% ({r['hits']}/{r['targets']}) | "
                      f"{r['fa_per_hour']:.1f} | {lat} |")
     return "\n".join(lines) + "\n"

@@ -111,11 +111,11 @@ def plot_det(rows, path, title, xlabel, ylabel, hours, target_fa=None, target_re
         miss = [100 * (1 - r["recall"]) for r in mine]
         ax.plot(fa, miss, "o-", ms=3, label=f"average over {window} ms")
         for x, y, r in zip(fa, miss, mine):
-            ax.annotate(f"{r['threshold']:.2f}", (x, y), textcoords="offset points",
+            ax.annotate(f"{r['threshold']:g}", (x, y), textcoords="offset points",
                         xytext=(3, 3), fontsize=6)
     if chosen:
         ax.plot([max(chosen["fa_per_hour"], floor)], [100 * (1 - chosen["recall"])], "k*", ms=12,
-                label=f"chosen: {chosen['average_window_ms']} ms, {chosen['threshold']:.2f}")
+                label=f"chosen: {chosen['average_window_ms']} ms, {chosen['threshold']:g}")
     if target_fa is not None:
         ax.axvline(target_fa, color="grey", ls="--", lw=0.8)
     if target_recall is not None:
