@@ -122,11 +122,41 @@ def test_train_with_teacher_reports_teacher_and_student(shared_data, tmp_path, m
     assert total == 4 and kept <= total
 
 
+@pytest.mark.slow
+def test_soft_weight_zero_uses_the_teacher_only_as_a_judge(shared_data, tmp_path, monkeypatch):
+    """With --soft-weight 0 the teacher labels the synthetic clips once (to judge them) and the
+    test set (to report itself), never the training examples: their labels would be unused."""
+    from hark.cli import main
+    from hark.training.distill import Teacher
+
+    monkeypatch.setenv("HARK_CACHE", str(tmp_path / "cache"))
+    labelled = []
+    logits = Teacher.logits
+    monkeypatch.setattr(Teacher, "logits",
+                        lambda self, clips: labelled.append(len(clips)) or logits(self, clips))
+    synth_folder = tmp_path / "synth"
+    (synth_folder / "off").mkdir(parents=True)
+    for i, clip in enumerate(sorted((shared_data / "off").glob("*.flac"))[:5]):
+        (synth_folder / "off" / f"voice{i}_nohash_0.flac").write_bytes(clip.read_bytes())
+    out = tmp_path / "run"
+    rc = main(["train", "--data", str(shared_data), "--out", str(out), "--epochs", "1",
+               "--max-per-word", "6", "--width", "8", "--teacher", "oww-embedding",
+               "--soft-weight", "0", "--teacher-filter", "0.3", "--cv-folds", "3",
+               "--cv-fold", "0", "--synth", str(synth_folder)])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())["float_test"]
+    assert labelled == [5, metrics["n"]]
+    assert metrics["teacher"]["synthetic_kept"]["off"][1] == 5
+
+
 def test_teacher_flags_are_checked_before_work(tmp_path, capsys):
     from hark.cli import main
 
     assert main(["train", "--data", str(tmp_path), "--teacher-extra", "5"]) == 1
     assert "need --teacher" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--teacher", "oww-embedding",
+                 "--soft-weight", "0", "--teacher-extra", "5"]) == 1
+    assert "--soft-weight 0" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--cv-folds", "3", "--cv-fold", "3"]) == 1
 
 
