@@ -183,3 +183,30 @@ def test_teacher_correction_can_be_limited_to_some_top_classes():
     got = correct_soft(soft, np.array([0, 0]), tops=[2])
     np.testing.assert_array_equal(got[0], soft[0])
     np.testing.assert_array_equal(got[1], soft[1, [2, 1, 0]])
+
+
+def test_judge_counts_what_the_teacher_filter_keeps_per_engine(tmp_path):
+    """The judge's "kept" is the filter's rule: own-label probability >= P, even when another
+    word is the teacher's top choice."""
+    import soundfile as sf
+    from hark.training.judge import judge, markdown
+
+    labels = list(ds.LABELS)
+    (tmp_path / "off").mkdir()
+    rows = ["path,word,label,voice,engine"]
+    for name in ("a", "b", "c"):
+        sf.write(tmp_path / "off" / f"{name}_nohash_0.wav", np.zeros(16000, np.float32), 16000)
+        rows.append(f"off/{name}_nohash_0.wav,off,off,{name},mbrola")
+    (tmp_path / "voices.csv").write_text("\n".join(rows) + "\n")
+
+    class Teacher:     # a: heard as off; b: up first but off at 0.4; c: off at 0.1
+        def logits(self, clips):
+            p = np.full((3, len(labels)), 1e-6)
+            for row, (off, up) in enumerate([(0.9, 0.1), (0.4, 0.6), (0.1, 0.9)]):
+                p[row, labels.index("off")], p[row, labels.index("up")] = off, up
+            return np.log(p)
+
+    result = judge(Teacher(), [tmp_path], labels, {"off"}, min_prob=0.3)
+    assert result[("mbrola", "off")] == {"n": 3, "heard_right": 1, "kept": 2,
+                                         "top_error": ("up", 2)}
+    assert "| mbrola | off | 3 | 33 % | 67 % | up (2) |" in markdown(result, 0.3)
