@@ -210,3 +210,7 @@ def test_judge_counts_what_the_teacher_filter_keeps_per_engine(tmp_path):
     assert result[("mbrola", "off")] == {"n": 3, "heard_right": 1, "kept": 2,
                                          "top_error": ("up", 2)}
     assert "| mbrola | off | 3 | 33 % | 67 % | up (2) |" in markdown(result, 0.3)
+    (tmp_path / "off").rename(tmp_path / "scoff")           # now unknown words, as one
+    (tmp_path / "voices.csv").write_text("\n".join(rows).replace("off/", "scoff/") + "\n")
+    result = judge(Teacher(), [tmp_path], labels, {ds.UNKNOWN}, min_prob=0.3)
+    assert list(result) == [("mbrola", ds.UNKNOWN)] and result[("mbrola", ds.UNKNOWN)]["n"] == 3

@@ -35,13 +35,14 @@ def voice_table(folder: Path) -> dict:
 
 def judge(teacher, folders, labels, words, min_prob: float = 0.3) -> dict:
     """{(engine, word): {"n", "heard_right", "kept", "top_error"}} over the folders' clips of
-    words; "kept": clips given at least min_prob of their own label, which is what
-    `hark train --teacher-filter min_prob` keeps."""
+    words ("_unknown_" among them: every unknown word, counted as one); "kept": clips given at
+    least min_prob of their own label, which is what `hark train --teacher-filter min_prob`
+    keeps."""
     results = defaultdict(lambda: {"n": 0, "heard_right": 0, "kept": 0, "errors": Counter()})
     for folder in map(Path, folders):
         engines = voice_table(folder)
         clips = [c for c in ds.load_dataset(folder, labels, require_labels=False).clips
-                 if c.word in words]
+                 if c.word in words or (c.label == ds.UNKNOWN and ds.UNKNOWN in words)]
         audio, kept, _ = ds.load_clips(clips)
         if not kept:
             continue
@@ -49,7 +50,7 @@ def judge(teacher, folders, labels, words, min_prob: float = 0.3) -> dict:
         for c, p in zip(kept, probs):
             h = p.argmax()
             rel = f"{c.word}/{c.path.name}"
-            r = results[(engines.get(rel, "?"), c.word)]
+            r = results[(engines.get(rel, "?"), ds.UNKNOWN if c.label == ds.UNKNOWN else c.word)]
             r["n"] += 1
             r["kept"] += int(p[labels.index(c.label)] >= min_prob)
             if labels[h] == c.label:
@@ -77,7 +78,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", help="synthetic folders from `hark synth`")
     parser.add_argument("--data", required=True, help="real Speech Commands-layout folder")
-    parser.add_argument("--words", default="on,off", help="words to judge (default on,off)")
+    parser.add_argument("--words", default="on,off",
+                        help="words to judge, _unknown_ for all unknown words (default on,off)")
     parser.add_argument("--min-prob", type=float, default=0.3, metavar="P",
                         help="also count the clips `hark train --teacher-filter P` keeps "
                              "(default 0.3)")
