@@ -91,7 +91,8 @@ def register(sub):
         "distillation from a pretrained speech teacher",
         "The teacher is Google's speech embedding (bundled by openwakeword==0.4.0, run with "
         "onnxruntime) with a small head trained here on the run's real training clips. It "
-        "labels every augmented example; the student learns from both labels. Embeddings are "
+        "labels every training clip; the student learns from both labels (with --soft-weight "
+        "0 the teacher only judges synthetic clips: --teacher-filter). Embeddings are "
         "cached in ~/.cache/hark/teacher ($HARK_CACHE), so a rerun with the same seed is fast.")
     t.add_argument("--teacher", default="", choices=["", "oww-embedding"],
                    help="distil from this teacher (default: none)")
