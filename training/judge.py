@@ -3,7 +3,8 @@ many real speakers hear each voice family's "on" as on, its "off" as off?
 
     python -m hark.training.judge --data DATA data/synth/commands data/synth_new/commands
 
-The teacher head is trained on DATA's training split (cached, as in `hark train --teacher`);
+The teacher head is trained on DATA's training split (cached, as in `hark train --teacher`;
+with --cv-folds K --cv-fold I, the same head as that cross-validation fold's run);
 every clip of the synthetic folders is labelled, and the table gives per engine and word the
 share heard as the word itself and the most common other label. A voice whose words the
 teacher mishears (most MBROLA voices' "off" is heard as "up", REFERENCE.md) teaches a student
@@ -21,6 +22,7 @@ from . import dataset as ds
 from .distill import train_teacher
 from .features import fit_clip
 from .teacher import soft_targets
+from .train import apply_cv_fold
 
 
 def voice_table(folder: Path) -> dict:
@@ -83,10 +85,16 @@ def main(argv=None):
     parser.add_argument("--min-prob", type=float, default=0.3, metavar="P",
                         help="also count the clips `hark train --teacher-filter P` keeps "
                              "(default 0.3)")
+    parser.add_argument("--cv-folds", type=int, default=0, metavar="K",
+                        help="judge with the head that `hark train --cv-folds K --cv-fold I` "
+                             "trains (its fold's speakers left out), not the training split's")
+    parser.add_argument("--cv-fold", type=int, default=0, metavar="I")
     parser.add_argument("--out", help="also write the table to this .md file")
     args = parser.parse_args(argv)
     labels = list(ds.LABELS)
     real = ds.load_dataset(args.data, labels)
+    if args.cv_folds:
+        apply_cv_fold([real], args.cv_folds, args.cv_fold)
     train_audio, train_clips, _ = ds.load_clips(real.split("train"))
     val_audio, val_clips, _ = ds.load_clips(real.split("validation"))
     noise = ds.load_noise(real)
