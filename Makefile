@@ -114,9 +114,10 @@ train-default: venv-dev
 	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
 
 # Speaker-grouped cross-validation of the recipes: espeak-ng/flite/festival voices only, with the speech
-# teacher (its soft labels as they are and corrected), with the new voice families, and both (after
-# `make synth`; 3 folds x 3 seeds each, 30-60 min per recipe on 2 cores). Every real on, off
-# and unknown-word clip is tested by models that never trained on its speaker; runs/cv/*/cv.md.
+# teacher (its soft labels as they are and corrected), with the new voice families, both, the
+# teacher only judging the synthetic clips and a random control for it (after `make synth`; 3
+# folds x 3 seeds each, 30-60 min per recipe on 2 cores). Every real on, off and unknown-word
+# clip is tested by models that never trained on its speaker; runs/cv/*/cv.md.
 MODEL_ARGS = --family tcn --width 64 --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000
 RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown $(MODEL_ARGS)
 VOICES_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
@@ -136,6 +137,10 @@ crossval: venv-dev
 	  --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands $(MODEL_ARGS)
 	$(CROSSVAL) --out runs/cv/H_new_voices_teacher --name "+ new voice families + teacher (word errors corrected)" -- \
 	  $(VOICES_RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
+	$(CROSSVAL) --out runs/cv/J_teacher_filter --name "G + teacher as judge (synthetic clips below 0.3 dropped)" -- \
+	  $(VOICES_RECIPE) --teacher oww-embedding --soft-weight 0 --teacher-filter 0.3
+	$(CROSSVAL) --out runs/cv/K_random_drop --name "G with 40 % of the synthetic clips at random (control for J)" -- \
+	  $(VOICES_RECIPE) --synth-ratio 0.4
 
 # Rewrite the shipped blobs from their .tflite + .train.json in the current blob format (after a
 # format change): the int8 graphs stay exactly as converted.

@@ -122,11 +122,41 @@ def test_train_with_teacher_reports_teacher_and_student(shared_data, tmp_path, m
     assert total == 4 and kept <= total
 
 
+@pytest.mark.slow
+def test_soft_weight_zero_uses_the_teacher_only_as_a_judge(shared_data, tmp_path, monkeypatch):
+    """With --soft-weight 0 the teacher labels the synthetic clips once (to judge them) and the
+    test set (to report itself), never the training examples: their labels would be unused."""
+    from hark.cli import main
+    from hark.training.distill import Teacher
+
+    monkeypatch.setenv("HARK_CACHE", str(tmp_path / "cache"))
+    labelled = []
+    logits = Teacher.logits
+    monkeypatch.setattr(Teacher, "logits",
+                        lambda self, clips: labelled.append(len(clips)) or logits(self, clips))
+    synth_folder = tmp_path / "synth"
+    (synth_folder / "off").mkdir(parents=True)
+    for i, clip in enumerate(sorted((shared_data / "off").glob("*.flac"))[:5]):
+        (synth_folder / "off" / f"voice{i}_nohash_0.flac").write_bytes(clip.read_bytes())
+    out = tmp_path / "run"
+    rc = main(["train", "--data", str(shared_data), "--out", str(out), "--epochs", "1",
+               "--max-per-word", "6", "--width", "8", "--teacher", "oww-embedding",
+               "--soft-weight", "0", "--teacher-filter", "0.3", "--cv-folds", "3",
+               "--cv-fold", "0", "--synth", str(synth_folder)])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())["float_test"]
+    assert labelled == [5, metrics["n"]]
+    assert metrics["teacher"]["synthetic_kept"]["off"][1] == 5
+
+
 def test_teacher_flags_are_checked_before_work(tmp_path, capsys):
     from hark.cli import main
 
     assert main(["train", "--data", str(tmp_path), "--teacher-extra", "5"]) == 1
     assert "need --teacher" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--teacher", "oww-embedding",
+                 "--soft-weight", "0", "--teacher-extra", "5"]) == 1
+    assert "--soft-weight 0" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--cv-folds", "3", "--cv-fold", "3"]) == 1
 
 
@@ -153,3 +183,34 @@ def test_teacher_correction_can_be_limited_to_some_top_classes():
     got = correct_soft(soft, np.array([0, 0]), tops=[2])
     np.testing.assert_array_equal(got[0], soft[0])
     np.testing.assert_array_equal(got[1], soft[1, [2, 1, 0]])
+
+
+def test_judge_counts_what_the_teacher_filter_keeps_per_engine(tmp_path):
+    """The judge's "kept" is the filter's rule: own-label probability >= P, even when another
+    word is the teacher's top choice."""
+    import soundfile as sf
+    from hark.training.judge import judge, markdown
+
+    labels = list(ds.LABELS)
+    (tmp_path / "off").mkdir()
+    rows = ["path,word,label,voice,engine"]
+    for name in ("a", "b", "c"):
+        sf.write(tmp_path / "off" / f"{name}_nohash_0.wav", np.zeros(16000, np.float32), 16000)
+        rows.append(f"off/{name}_nohash_0.wav,off,off,{name},mbrola")
+    (tmp_path / "voices.csv").write_text("\n".join(rows) + "\n")
+
+    class Teacher:     # a: heard as off; b: up first but off at 0.4; c: off at 0.1
+        def logits(self, clips):
+            p = np.full((3, len(labels)), 1e-6)
+            for row, (off, up) in enumerate([(0.9, 0.1), (0.4, 0.6), (0.1, 0.9)]):
+                p[row, labels.index("off")], p[row, labels.index("up")] = off, up
+            return np.log(p)
+
+    result = judge(Teacher(), [tmp_path], labels, {"off"}, min_prob=0.3)
+    assert result[("mbrola", "off")] == {"n": 3, "heard_right": 1, "kept": 2,
+                                         "top_error": ("up", 2)}
+    assert "| mbrola | off | 3 | 33 % | 67 % | up (2) |" in markdown(result, 0.3)
+    (tmp_path / "off").rename(tmp_path / "scoff")           # now unknown words, as one
+    (tmp_path / "voices.csv").write_text("\n".join(rows).replace("off/", "scoff/") + "\n")
+    result = judge(Teacher(), [tmp_path], labels, {ds.UNKNOWN}, min_prob=0.3)
+    assert list(result) == [("mbrola", ds.UNKNOWN)] and result[("mbrola", ds.UNKNOWN)]["n"] == 3

@@ -370,9 +370,13 @@ def train(cfg: TrainConfig) -> dict:
             teacher.metrics["synthetic_kept"] = judged
             print("synthetic clips the teacher accepts: " + ", ".join(
                 f"{w} {k}/{n}" for w, (k, n) in sorted(judged.items())), flush=True)
+        # Trained or loaded from the cache, the head must not change how the student starts.
+        keras.utils.set_random_seed(cfg.seed)
+    # --soft-weight 0: the teacher only judges synthetic clips; the student trains as without it
+    distil = teacher if cfg.soft_weight > 0 else None
     x_train, y_train, z_train = build_training_set(
         train_audio, train_clips, synth_audio, synth_clips, noise, cfg.labels, cfg, rng,
-        teacher)
+        distil)
     spec = FeatureSpec.from_dict(cfg.spec)
     x_val, y_val, _ = eval_set(val_audio, val_clips, noise, cfg.labels, rng, spec)
     x_test, y_test, test_clips_audio = eval_set(test_audio, test_clips, noise, cfg.labels, rng,
@@ -389,7 +393,7 @@ def train(cfg: TrainConfig) -> dict:
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(steps, 1), alpha=0.02)
     xn_train, xn_val, xn_test = (norm.apply(x) for x in (x_train, x_val, x_test))
     fit_model, t_train, t_val = model, y_train, y_val
-    if teacher:
+    if distil:
         from .distill import correct_soft, distill_loss, pack, packed_accuracy, soft_targets
         n = len(cfg.labels)
         # The student learns from logits; the saved model (same weights) keeps its softmax.

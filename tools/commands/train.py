@@ -91,14 +91,16 @@ def register(sub):
         "distillation from a pretrained speech teacher",
         "The teacher is Google's speech embedding (bundled by openwakeword==0.4.0, run with "
         "onnxruntime) with a small head trained here on the run's real training clips. It "
-        "labels every augmented example; the student learns from both labels. Embeddings are "
+        "labels every training clip; the student learns from both labels (with --soft-weight "
+        "0 the teacher only judges synthetic clips: --teacher-filter). Embeddings are "
         "cached in ~/.cache/hark/teacher ($HARK_CACHE), so a rerun with the same seed is fast.")
     t.add_argument("--teacher", default="", choices=["", "oww-embedding"],
                    help="distil from this teacher (default: none)")
     t.add_argument("--temperature", type=float, default=2.0,
                    help="softening of the teacher's labels (default 2)")
     t.add_argument("--soft-weight", type=float, default=0.5,
-                   help="share of the loss on the teacher's labels, 0..1 (default 0.5)")
+                   help="share of the loss on the teacher's labels, 0..1 (default 0.5; 0: "
+                        "the teacher only judges synthetic clips, see --teacher-filter)")
     t.add_argument("--teacher-extra", type=int, default=0, metavar="N",
                    help="N clips per view that only the teacher labels: overlapping word "
                         "pairs, words half out of the window, fragments in noise, "
@@ -187,6 +189,9 @@ def check_args(args):
         raise HarkError("--teacher-extra, --teacher-filter and --teacher-correct need --teacher")
     if not 0.0 <= args.teacher_filter < 1.0:
         raise HarkError("--teacher-filter is a probability in [0, 1)")
+    if args.soft_weight == 0 and (args.teacher_extra or args.teacher_correct):
+        raise HarkError("--soft-weight 0 leaves the teacher only --teacher-filter: its labels "
+                        "(--teacher-extra, --teacher-correct) would be ignored; raise --soft-weight")
     if args.embedding_loss and (args.teacher or args.wake):
         raise HarkError("--embedding-loss trains beside the 12-class cross-entropy only: leave "
                         "out --teacher and --wake")
