@@ -124,24 +124,45 @@ def test_sweep_runs_the_blobs_grammar_as_the_firmware_does(assistant_run):
                 last_wake = None
 
 
-def test_evaluate_writes_the_tables_and_curves(assistant_run, shared_data, tmp_path):
-    """assistant_eval end to end on a tiny model: pairs from held-out voices, a short negatives
-    stream, every setting scored, JSON + markdown + both DET curves."""
+def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_data, tmp_path):
+    """assistant_eval end to end on a tiny model: a validation and a test part (other wake
+    renderings, other real lists, other seeds), every setting scored on both, the operating
+    point chosen on the validation rows and reported with the test row of the same setting;
+    JSON + markdown + both DET curves."""
     from hark.training.assistant_eval import evaluate
     _, run = assistant_run
-    held_out = tmp_path / "eval"
-    assert main(["synth", "--words", "hey hark:3", "--voice-set", "holdout", "--engines",
-                 "espeak-ng", "--no-augment", "--out", str(held_out)]) == 0
-    settings = [(300, 0.05, 0.05), (300, 0.9, 0.9)]
-    res = evaluate(run / "assistant.hark", shared_data, held_out, tmp_path / "out", hours=0.005,
-                   pair_seconds=20, settings=settings, log=lambda _: None)
-    assert [(r["average_window_ms"], r["threshold"], r["command_threshold"])
-            for r in res["rows"]] == settings
-    assert res["rows"][0]["pairs"] >= 3 and res["grammar"] == GRAMMAR
-    assert res["commands"] == COMMANDS and res["negative_words"] > 0
-    assert res["rows"][0]["wake_recall"] >= res["rows"][1]["wake_recall"]
+    for name, seed in (("eval", "1"), ("val", "2")):
+        assert main(["synth", "--words", "hey hark:3", "--voice-set", "holdout", "--engines",
+                     "espeak-ng", "--no-augment", "--seed", seed, "--out", str(tmp_path / name)]) == 0
+    settings = [(300, 0.05, 0.05), (300, 0.9, 0.9), (500, 0.99, 0.99)]
+    res = evaluate(run / "assistant.hark", shared_data, tmp_path / "eval", tmp_path / "out",
+                   hours=0.005, pair_seconds=20, settings=settings, log=lambda _: None,
+                   validation_eval=tmp_path / "val", validation_hours=0.005)
+    val = res["validation"]
+    for rows in (res["rows"], val["rows"]):
+        assert [(r["average_window_ms"], r["threshold"], r["command_threshold"])
+                for r in rows] == settings
+        assert rows[0]["pairs"] >= 3 and rows[0]["wake_recall"] >= rows[1]["wake_recall"]
+    assert (res["splits"], val["splits"]) == (["test"], ["validation"])
+    assert res["seed"] != val["seed"] and res["negative_words"] > 0 < val["negative_words"]
+    assert res["grammar"] == GRAMMAR and res["commands"] == COMMANDS
+    op = res["operating_point"]
+    assert op is not None and op["validation"] in val["rows"]
+    i = val["rows"].index(op["validation"])
+    assert {k: v for k, v in op.items() if k != "validation"} == res["rows"][i]
+    md = (tmp_path / "out" / "assistant_eval.md").read_text()
+    assert "chosen on VALIDATION" in md and "| **test** |" in md
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_evaluate_refuses_overlapping_parts(assistant_run, shared_data, tmp_path):
+    from hark.cli import HarkError
+    from hark.training.assistant_eval import evaluate
+    _, run = assistant_run
+    with pytest.raises(HarkError, match="overlap"):
+        evaluate(run / "assistant.hark", shared_data, tmp_path, tmp_path / "out",
+                 splits=("test", "validation"), validation_eval=tmp_path)
 
 
 def test_labels_and_grammar_of_a_wake_and_commands_run():
@@ -226,6 +247,21 @@ def test_shipped_assistant_model_carries_its_grammar_and_recipe():
     assert meta["labels"] == ds.LABELS + ["hey_hark"]
     recipe = json.loads((REPO / "models" / "assistant.train.json").read_text())["config"]
     assert recipe["wake"] == "hey hark" and recipe["commands"] == ds.COMMANDS
+
+
+def test_shipped_assistant_runs_the_operating_point_chosen_on_validation():
+    """The blob's detector is the setting docs/assistant/assistant_eval.json chose on the
+    validation part, and the Makefile exports it: losing it in either fails here."""
+    meta, _ = blob.read_blob(REPO / "models" / "assistant.hark")
+    res = json.loads((REPO / "docs" / "assistant" / "assistant_eval.json").read_text())
+    op, det = res["operating_point"], meta["detector"]
+    assert res["validation"]["splits"] == ["validation"] and res["splits"] == ["test"]
+    assert det["average_window_ms"] == op["average_window_ms"]
+    assert det["threshold"] == pytest.approx(op["command_threshold"])
+    assert det["thresholds"]["hey_hark"] == pytest.approx(op["threshold"])
+    make = (REPO / "Makefile").read_text()
+    assert (f"ASSISTANT_DETECTOR ?= --average-window-ms {op['average_window_ms']} --threshold "
+            f"{op['command_threshold']:g} --label-threshold hey_hark={op['threshold']:g}") in make
 
 
 def test_demo_commands_alone_stay_silent_and_fire_after_the_wake_word():
