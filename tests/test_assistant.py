@@ -151,7 +151,7 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     i = val["rows"].index(op["validation"])
     assert {k: v for k, v in op.items() if k != "validation"} == res["rows"][i]
     md = (tmp_path / "out" / "assistant_eval.md").read_text()
-    assert "chosen on VALIDATION" in md and "| **test** |" in md
+    assert "chosen on VALIDATION" in md and "| test |" in md
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 

@@ -281,7 +281,7 @@ def table(result) -> str:
         if op:
             lines += ["| part |" + cols, "|---|---:|---:|---:|---:|---:|",
                       f"| validation | {_figures(op['validation'])} |",
-                      f"| **test** | **{_figures(op)}** |", ""]
+                      f"| test | {_figures(op)} |", ""]
     lines += ["Every setting, TEST part" + (" (validation figures in the JSON)" if val else "") + ":",
               "", head + cols, "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
