@@ -38,7 +38,7 @@ f.close()
 print(rt.hop_ms * rt.infer_every)
 """
 
-# Runs in the unix port: one firmware Detector per setting (its config and grammar), fed the
+# Runs in the unix port: one firmware Detector per config (the board's grammar), fed the
 # score rows of a file at the times the Runtime feeds them; prints `setting time_ms pct
 # label_index` per detection.
 DETECTORS_DRIVER = """
@@ -51,8 +51,8 @@ a = json.loads(open(sys.argv[1]).read())
 board = options.load_board(a["board"])
 rt = runtime.Runtime(a["model"], board, printer=False)
 period = rt.hop_ms * rt.infer_every
-dets = [Detector(rt.labels, s["config"], rt.engine.output_scale, rt.engine.output_zero_point,
-                 period, s["grammar"]) for s in a["settings"]]
+dets = [Detector(rt.labels, cfg, rt.engine.output_scale, rt.engine.output_zero_point,
+                 period, board.get("grammar")) for cfg in a["configs"]]
 row = bytearray(len(rt.engine.output))
 f = open(a["rows"], "rb")
 t = 0
@@ -127,18 +127,15 @@ def detector_config(meta, setting, label=None) -> dict:
     return cfg
 
 
-def detector_sweep(model, rows_path, configs, board, grammars=None, timeout=None) -> list:
+def detector_sweep(model, rows_path, configs, board, timeout=None) -> list:
     """Detections [[(time_s, label), ...] per detector config] of firmware Detectors fed the
-    score rows firmware_scores wrote. grammars: one per config (default: the board's, else
-    the blob's)."""
+    score rows firmware_scores wrote, in the board's grammar (else the blob's)."""
     meta, _ = blobfile.read_blob(model)
-    grammar = board.get("grammar") or meta.get("grammar")
-    grammars = grammars or [grammar] * len(configs)
     with tempfile.TemporaryDirectory(prefix="hark-board-") as tmp:
         out = _unix_port(DETECTORS_DRIVER, {
             "model": str(Path(model).resolve()), "board": _board_file(board, meta, tmp),
             "rows": str(Path(rows_path).resolve()),
-            "settings": [{"config": c, "grammar": g} for c, g in zip(configs, grammars)]},
+            "configs": configs},
             timeout)
     found = [[] for _ in configs]
     for line in out.split("\n"):
