@@ -161,8 +161,11 @@ def test_evaluate_refuses_overlapping_parts(assistant_run, shared_data, tmp_path
     from hark.training.assistant_eval import evaluate
     _, run = assistant_run
     with pytest.raises(HarkError, match="overlap"):
+        evaluate(run / "assistant.hark", shared_data, tmp_path / "a", tmp_path / "out",
+                 splits=("test", "validation"), validation_eval=tmp_path / "b")
+    with pytest.raises(HarkError, match="their own wake phrases"):
         evaluate(run / "assistant.hark", shared_data, tmp_path, tmp_path / "out",
-                 splits=("test", "validation"), validation_eval=tmp_path)
+                 validation_eval=tmp_path / ".")
 
 
 def test_labels_and_grammar_of_a_wake_and_commands_run():

@@ -196,10 +196,14 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     wake = grammar["wake_word"]
     commands = [l for l in meta["labels"] if not l.startswith("_") and l != wake]
     d = ds.load_dataset(data_dir, require_labels=False)
-    if validation_eval is not None and set(splits) & set(validation_splits):
+    if validation_eval is not None:
         from hark.cli import HarkError
-        raise HarkError(f"the test lists {'/'.join(splits)} and the validation lists "
-                        f"{'/'.join(validation_splits)} overlap; give each part its own")
+        if set(splits) & set(validation_splits):
+            raise HarkError(f"the test lists {'/'.join(splits)} and the validation lists "
+                            f"{'/'.join(validation_splits)} overlap; give each part its own")
+        if Path(validation_eval).resolve() == Path(eval_dir).resolve():
+            raise HarkError(f"{eval_dir}: the test and validation parts need their own wake "
+                            "phrases; make the validation ones with another --seed of hark synth")
     board = assistant_board()
     configs = [sweep.detector_config(meta, s, wake) for s in settings]
     parts = {}
