@@ -11,8 +11,9 @@ import soundfile as sf
 from hark import boards
 from hark.cli import main
 from hark.training import blob, dataset as ds
-from hark.training.assistant_eval import (assistant_board, count_negatives, operating_point,
-                                          pairs_stream, score_pairs)
+from hark.training.assistant_eval import (assistant_board, count_negatives, miss_reasons,
+                                          operating_point, pairs_stream, score_pairs,
+                                          window_averages)
 from hark.training.export import grammar_for
 from hark.training.sweep import firmware_sweep
 from hark.training.train import TrainConfig, _class_plan, wake_labels
@@ -150,8 +151,10 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     assert op is not None and op["validation"] in val["rows"]
     i = val["rows"].index(op["validation"])
     assert {k: v for k, v in op.items() if k != "validation"} == res["rows"][i]
+    assert res["misses"]["test"]["pairs"] == op["pairs"]
+    assert res["misses"]["test"]["wake_missed"] == op["pairs"] - op["wake_hits"]
     md = (tmp_path / "out" / "assistant_eval.md").read_text()
-    assert "chosen on VALIDATION" in md and "| test |" in md
+    assert "chosen on VALIDATION" in md and "| test |" in md and "Why pairs are missed" in md
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
@@ -238,6 +241,36 @@ def test_pair_scores_and_false_alarms():
              "false_commands_per_hour": 0.7}]
     assert operating_point(rows)["threshold"] == 0.9
     assert operating_point(rows, max_wakes=0.5) is None
+
+
+def test_miss_reasons_tell_a_wrong_command_from_a_low_score_and_a_quiet_wake():
+    """Four pairs, 1 s each, 50 score rows per second: a hit, a wrong command first, a command
+    whose average stays far under its threshold, and a wake phrase just under its own."""
+    labels = LABELS                                 # _silence_ _unknown_ yes no hey_hark
+    units = np.zeros((200, 5), np.int64)
+    units[:, 0] = 255
+
+    def say(label, first, last, level):
+        units[first:last] = 0
+        units[first:last, labels.index(label)] = level
+    say("hey_hark", 0, 10, 255), say("yes", 20, 30, 255)        # pair 1: heard, right command
+    say("hey_hark", 50, 60, 255), say("no", 70, 80, 255)        # pair 2: wrong command
+    say("hey_hark", 100, 110, 255), say("yes", 120, 130, 50)    # pair 3: command far under
+    say("hey_hark", 150, 160, 115)                              # pair 4: wake 0.45 < 0.5
+    output = {"period_ms": 20, "scale": 1 / 256, "zero_point": -128}
+    scores = (units - 128).astype(np.int8)
+    assert window_averages(scores, output, 100)[9, 4] == pytest.approx(1, abs=0.01)
+    events = []
+    for k, word in enumerate(["yes", "yes", "yes", "no"]):
+        events += [{"label": "hey_hark", "start_s": k, "end_s": k + 0.2},
+                   {"label": word, "start_s": k + 0.4, "end_s": k + 0.6}]
+    found = [(0.2, "hey_hark"), (0.5, "yes"), (1.2, "hey_hark"), (1.5, "no"), (2.2, "hey_hark")]
+    part = {"pair_detections": [found], "pair_scores": scores, "output": output,
+            "pair_events": events}
+    m = miss_reasons(part, 0, labels, "hey_hark", (100, 0.5, 0.6))
+    assert (m["pairs"], m["wake_missed"], m["wake_near"], m["wake_far"]) == (4, 1, 1, 0)
+    assert (m["command_missed"], m["wrong_first"], m["command_far"], m["command_near"]) == (2, 1, 1, 0)
+    assert m["command_over_threshold_not_fired"] == 0
 
 
 REPO = Path(__file__).resolve().parents[1]

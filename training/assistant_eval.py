@@ -134,14 +134,18 @@ def measure_part(model, d, wake, commands, wake_clips, splits, hours, pair_secon
     bank = ds.load_noise(d)
     wav, rows = Path(tmp) / "stream.wav", Path(tmp) / "rows.bin"
 
+    output = {}
+
     def detections():
-        sweep.firmware_scores(model, wav, rows, board, PAD_MS)
+        output.update(sweep.firmware_scores(model, wav, rows, board, PAD_MS))
         return sweep.detector_sweep(model, rows, configs, board)
 
-    audio, events = pairs_stream(wake_clips, command_clips, bank, pair_seconds, seed,
-                                 {c.path: c.word for c in d.clips}, wav)
+    audio, pair_events = pairs_stream(wake_clips, command_clips, bank, pair_seconds, seed,
+                                      {c.path: c.word for c in d.clips}, wav)
     secs = len(audio) / RATE + PAD_MS / 1000
-    pairs = [score_pairs(found, events, wake, secs) for found in detections()]
+    found = detections()
+    pairs = [score_pairs(dets, pair_events, wake, secs) for dets in found]
+    scores = np.fromfile(rows, np.int8).reshape(-1, len(blobfile.read_blob(model)[0]["labels"]))
     log(f"{name} pairs stream: {secs / 60:.1f} min, {pairs[0]['pairs']} pairs")
     negatives, neg_hours, neg_words = [], 0.0, 0
     for h in range(int(np.ceil(hours))):
@@ -154,7 +158,8 @@ def measure_part(model, d, wake, commands, wake_clips, splits, hours, pair_secon
         log(f"{name} negatives stream {h + 1}: {secs / 60:.1f} min, {len(events)} words")
     return {"splits": list(splits), "seed": seed, "negative_hours": neg_hours,
             "negative_words": neg_words, "pair_stream_minutes": pair_seconds / 60,
-            "pairs": pairs, "negatives": negatives}
+            "pairs": pairs, "negatives": negatives, "pair_events": pair_events,
+            "pair_detections": found, "pair_scores": scores, "output": output}
 
 
 def part_rows(settings, part) -> list:
@@ -169,6 +174,61 @@ def part_rows(settings, part) -> list:
                      "false_wakes_per_hour": wakes / part["negative_hours"],
                      "false_commands_per_hour": cmds / part["negative_hours"]})
     return rows
+
+
+def window_averages(scores, output, window_ms) -> np.ndarray:
+    """Each label's score averaged over the trailing window at every row, as probabilities:
+    what the firmware detector compares with its thresholds (it averages score units, q minus
+    the zero point clamped to 0..255, over the rows inside its window)."""
+    units = np.clip(scores.astype(np.int64) - output["zero_point"], 0, 255)
+    k = max(1, int(window_ms) // output["period_ms"])
+    sums = np.vstack([np.zeros((1, units.shape[1]), np.int64), np.cumsum(units, axis=0)])
+    hi = np.arange(1, len(units) + 1)
+    lo = np.maximum(0, hi - k)
+    return (sums[hi] - sums[lo]) / (hi - lo)[:, None] * output["scale"]
+
+
+def miss_reasons(part, index, labels, wake, setting, near=0.1) -> dict:
+    """Why pairs are missed at one setting (average window, wake threshold, command
+    threshold), from the firmware detector's detections and the window averages of the score
+    rows (part: measure_part's, index: the setting's place among its configs). Missed wake
+    phrases: their best average `near` the threshold or further below (or at
+    it, under another label). Commands missed after a heard wake: a wrong command fired first
+    (one per wake word), the right one's best average stayed under the threshold (near it or
+    further), or it was over it but not fired (under another label in the average, or outside
+    the command window: the grammar's timing)."""
+    window, wake_thr, command_thr = setting
+    found = part["pair_detections"][index]
+    avg = window_averages(part["pair_scores"], part["output"], window)
+    t = np.arange(1, len(avg) + 1) * part["output"]["period_ms"] / 1000
+    w = labels.index(wake)
+    out = dict.fromkeys(("pairs", "wake_missed", "wake_near", "wake_far", "wake_masked",
+                         "command_missed", "wrong_first", "command_near", "command_far",
+                         "command_over_threshold_not_fired"), 0)
+    events = part["pair_events"]
+    for wake_event, command in zip(events[0::2], events[1::2]):
+        out["pairs"] += 1
+        end = wake_event["end_s"] + TOLERANCE_S
+        heard = [s for s, label in found if label == wake and wake_event["start_s"] <= s <= end]
+        if not heard:
+            best = avg[(t >= wake_event["start_s"]) & (t <= end), w].max()
+            out["wake_missed"] += 1
+            out["wake_masked" if best >= wake_thr else
+                "wake_near" if best >= wake_thr - near else "wake_far"] += 1
+            continue
+        end = command["end_s"] + TOLERANCE_S
+        fired = [(s, label) for s, label in found if heard[0] < s <= end and label != wake]
+        if any(label == command["label"] and s >= command["start_s"] for s, label in fired):
+            continue
+        out["command_missed"] += 1
+        if fired:
+            out["wrong_first"] += 1
+            continue
+        span = (t >= max(heard[0], command["start_s"])) & (t <= end)
+        best = avg[span, labels.index(command["label"])].max() if span.any() else 0.0
+        out["command_over_threshold_not_fired" if best >= command_thr else
+            "command_near" if best >= command_thr - near else "command_far"] += 1
+    return out
 
 
 def _wake_clips(eval_dir, wake):
@@ -216,19 +276,22 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
         parts["test"] = measure_part(model, d, wake, commands, _wake_clips(eval_dir, wake), splits,
                                      hours, pair_seconds, seed, configs, board, tmp, log, "test")
     rows = {name: part_rows(settings, part) for name, part in parts.items()}
-    op = None
+    op, misses = None, None
     if "validation" in rows:
         chosen = operating_point(rows["validation"])
         if chosen is not None:
             i = rows["validation"].index(chosen)
             op = dict(rows["test"][i], validation=chosen)
+            misses = {name: miss_reasons(part, i, meta["labels"], wake, settings[i])
+                      for name, part in parts.items()}
     test = parts["test"]
     result = {"model": str(model), "wake_word": wake, "commands": commands, "grammar": grammar,
               "data": str(data_dir), "eval": str(eval_dir), "splits": list(splits), "seed": seed,
               "negative_hours": test["negative_hours"], "negative_words": test["negative_words"],
               "pair_stream_minutes": pair_seconds / 60,
               "engine": "firmware (MicroPython unix port, streaming int8, firmware detector)",
-              "detector": meta.get("detector"), "rows": rows["test"], "operating_point": op}
+              "detector": meta.get("detector"), "rows": rows["test"], "operating_point": op,
+              "misses": misses}
     if "validation" in parts:
         v = parts["validation"]
         result["validation"] = {"eval": str(validation_eval), "splits": v["splits"],
@@ -246,6 +309,18 @@ def _pct(x):
 
 def _ms(x):
     return "—" if x is None else f"{x:.0f}"
+
+
+MISSES = (("pairs", "pairs"), ("wake_missed", "wake phrases missed"),
+          ("wake_far", "— best average more than 0.1 under the wake threshold"),
+          ("wake_near", "— within 0.1 under it"),
+          ("wake_masked", "— over it, under another label"),
+          ("command_missed", "commands missed after a heard wake phrase"),
+          ("wrong_first", "— another command fired first (one per wake word)"),
+          ("command_far", "— best average more than 0.1 under the command threshold"),
+          ("command_near", "— within 0.1 under it"),
+          ("command_over_threshold_not_fired",
+           "— over it, not fired (another label on top, or outside the command window)"))
 
 
 def _figures(r) -> str:
@@ -286,6 +361,14 @@ def table(result) -> str:
             lines += ["| part |" + cols, "|---|---:|---:|---:|---:|---:|",
                       f"| validation | {_figures(op['validation'])} |",
                       f"| test | {_figures(op)} |", ""]
+    misses = result.get("misses")
+    if misses:
+        lines += ["Why pairs are missed at the operating point (firmware detections; the "
+                  "averages are the score rows' over the detector's window):", "",
+                  "| | validation | test |", "|---|---:|---:|"]
+        for key, what in MISSES:
+            lines.append(f"| {what} | {misses['validation'][key]} | {misses['test'][key]} |")
+        lines.append("")
     lines += ["Every setting, TEST part" + (" (validation figures in the JSON)" if val else "") + ":",
               "", head + cols, "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:

@@ -35,7 +35,7 @@ src = options.make_source(board, a["wav"], False, a["pad_ms"])
 rt.run(src)
 src.close()
 f.close()
-print(rt.hop_ms * rt.infer_every)
+print(rt.hop_ms * rt.infer_every, rt.engine.output_scale, rt.engine.output_zero_point)
 """
 
 # Runs in the unix port: one firmware Detector per config (the board's grammar), fed the
@@ -98,16 +98,18 @@ def _board_file(board, meta, folder) -> str:
     return str(path)
 
 
-def firmware_scores(model, wav, rows_path, board, pad_ms=1000, timeout=None) -> int:
+def firmware_scores(model, wav, rows_path, board, pad_ms=1000, timeout=None) -> dict:
     """Run a WAV file once through the firmware (front end, int8 engine) and write its rows of
-    int8 model scores to rows_path; returns the ms between rows."""
+    int8 model scores to rows_path; returns the ms between rows (period_ms) and the output's
+    scale and zero_point."""
     meta, _ = blobfile.read_blob(model)
     with tempfile.TemporaryDirectory(prefix="hark-board-") as tmp:
         out = _unix_port(SCORES_DRIVER, {
             "model": str(Path(model).resolve()), "board": _board_file(board, meta, tmp),
             "wav": str(Path(wav).resolve()), "pad_ms": pad_ms,
             "rows": str(Path(rows_path).resolve())}, timeout)
-    return int(out.split()[-1])
+    period, scale, zero_point = out.split()[-3:]
+    return {"period_ms": int(period), "scale": float(scale), "zero_point": int(zero_point)}
 
 
 def detector_config(meta, setting, label=None) -> dict:
