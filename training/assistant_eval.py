@@ -3,17 +3,20 @@ grammar: a command counts only within the blob's command window after the wake w
 
 Two kinds of stream (training/stream.py, words over background noise at 5-30 dB SNR):
 - pairs: the wake phrase from `hark synth --voice-set holdout` (voices never trained on), then,
-  0.2-0.6 s after it, a real command from the dataset's test and validation lists (speakers
-  never trained on); wake recall, command-after-wake recall (the right command fired within
-  1 s of its end) and the latency from the end of the command;
+  0.2-0.6 s after it, a real command from the dataset's held-out lists (speakers never trained
+  on); wake recall, command-after-wake recall (the right command fired within 1 s of its end)
+  and the latency from the end of the command;
 - negatives: real Speech Commands clips of every word, commands included, from the same lists,
   with no wake phrase (training/wake_eval.py negatives_stream), one stream per hour: every
   wake detection is a false wake, every command detection a false command.
 
-Each stream runs once through the firmware in the MicroPython unix port (device front end,
-streaming int8 engine); its score rows feed one firmware Detector per (averaging window,
-wake threshold, command threshold) in the blob's grammar (training/sweep.py), so one pass
-gives the whole DET curve.
+Both kinds come in two parts that share no speaker and no clip: VALIDATION (the dataset's
+validation list, wake phrases of --validation-eval: the held-out voices rendered with another
+synth seed, other stream seeds), where the operating point is chosen, and TEST (the test list,
+wake phrases of --eval), where it is reported. Each stream runs once through the firmware in
+the MicroPython unix port (device front end, streaming int8 engine); its score rows then feed
+one firmware Detector per (averaging window, wake threshold, command threshold) in the blob's
+grammar (training/sweep.py), so one pass gives the whole DET curve.
 """
 import argparse
 import json
@@ -29,9 +32,11 @@ from . import sweep
 from .stream import GAP_S, RATE, _noise_bed, _synth_unknown, place_word, score_stream, to_int16
 from .wake_eval import PAD_MS, TOLERANCE_S, negatives_stream
 
-THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9, 0.98)
-COMMAND_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
-WINDOWS_MS = (300, 400, 500)
+THRESHOLDS = (0.1, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 0.98)
+COMMAND_THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8)
+WINDOWS_MS = (300, 400, 500, 600, 700)
+TEST = ("test",)                # the real lists each part's commands and negatives come from
+VALIDATION = ("validation",)
 PAIR_GAP_S = (0.2, 0.6)         # from the end of the wake phrase to the start of the command
 TARGET_FALSE_WAKES = 1.0        # per hour
 TARGET_FALSE_COMMANDS = 0.5     # per hour
@@ -122,10 +127,128 @@ def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALS
                                   r["threshold"])) if ok else None
 
 
+def measure_part(model, d, wake, commands, wake_clips, splits, hours, pair_seconds, seed,
+                 configs, board, tmp, log=print, name="test") -> dict:
+    """One part's pairs stream and `hours` of negatives through the firmware: the pair scores
+    and the false wakes and commands of every detector config."""
+    command_clips = [c.path for c in d.clips if c.word in commands and c.split in splits]
+    bank = ds.load_noise(d)
+    wav, rows = Path(tmp) / "stream.wav", Path(tmp) / "rows.bin"
+
+    output = {}
+
+    def detections():
+        output.update(sweep.firmware_scores(model, wav, rows, board, PAD_MS))
+        return sweep.detector_sweep(model, rows, configs, board)
+
+    audio, pair_events = pairs_stream(wake_clips, command_clips, bank, pair_seconds, seed,
+                                      {c.path: c.word for c in d.clips}, wav)
+    secs = len(audio) / RATE + PAD_MS / 1000
+    found = detections()
+    pairs = [score_pairs(dets, pair_events, wake, secs) for dets in found]
+    scores = np.fromfile(rows, np.int8).reshape(-1, len(blobfile.read_blob(model)[0]["labels"]))
+    log(f"{name} pairs stream: {secs / 60:.1f} min, {pairs[0]['pairs']} pairs")
+    negatives, neg_hours, neg_words = [], 0.0, 0
+    for h in range(int(np.ceil(hours))):
+        audio, events = negatives_stream(d.root, 3600 * min(1.0, hours - h), seed + 1 + h,
+                                         splits, wav)
+        secs = len(audio) / RATE + PAD_MS / 1000
+        negatives.append([count_negatives(found, wake) for found in detections()])
+        neg_hours += secs / 3600
+        neg_words += len(events)
+        log(f"{name} negatives stream {h + 1}: {secs / 60:.1f} min, {len(events)} words")
+    return {"splits": list(splits), "seed": seed, "negative_hours": neg_hours,
+            "negative_words": neg_words, "pair_stream_minutes": pair_seconds / 60,
+            "pairs": pairs, "negatives": negatives, "pair_events": pair_events,
+            "pair_detections": found, "pair_scores": scores, "output": output}
+
+
+def part_rows(settings, part) -> list:
+    """One row of figures per setting from measure_part's scores."""
+    rows = []
+    for i, (window, thr, command_thr) in enumerate(settings):
+        wakes = sum(hour[i][0] for hour in part["negatives"])
+        cmds = sum(hour[i][1] for hour in part["negatives"])
+        rows.append({"average_window_ms": window, "threshold": thr,
+                     "command_threshold": command_thr, **part["pairs"][i],
+                     "false_wakes": wakes, "false_commands": cmds,
+                     "false_wakes_per_hour": wakes / part["negative_hours"],
+                     "false_commands_per_hour": cmds / part["negative_hours"]})
+    return rows
+
+
+def window_averages(scores, output, window_ms) -> np.ndarray:
+    """Each label's score averaged over the trailing window at every row, as probabilities:
+    what the firmware detector compares with its thresholds (it averages score units, q minus
+    the zero point clamped to 0..255, over the rows inside its window)."""
+    units = np.clip(scores.astype(np.int64) - output["zero_point"], 0, 255)
+    k = max(1, int(window_ms) // output["period_ms"])
+    sums = np.vstack([np.zeros((1, units.shape[1]), np.int64), np.cumsum(units, axis=0)])
+    hi = np.arange(1, len(units) + 1)
+    lo = np.maximum(0, hi - k)
+    return (sums[hi] - sums[lo]) / (hi - lo)[:, None] * output["scale"]
+
+
+def miss_reasons(part, index, labels, wake, setting, near=0.1) -> dict:
+    """Why pairs are missed at one setting (average window, wake threshold, command
+    threshold), from the firmware detector's detections and the window averages of the score
+    rows (part: measure_part's, index: the setting's place among its configs). Missed wake
+    phrases: their best average `near` the threshold or further below (or at
+    it, under another label). Commands missed after a heard wake: a wrong command fired first
+    (one per wake word), the right one's best average stayed under the threshold (near it or
+    further), or it was over it but not fired (under another label in the average, or outside
+    the command window: the grammar's timing)."""
+    window, wake_thr, command_thr = setting
+    found = part["pair_detections"][index]
+    avg = window_averages(part["pair_scores"], part["output"], window)
+    t = np.arange(1, len(avg) + 1) * part["output"]["period_ms"] / 1000
+    w = labels.index(wake)
+    out = dict.fromkeys(("pairs", "wake_missed", "wake_near", "wake_far", "wake_masked",
+                         "command_missed", "wrong_first", "command_near", "command_far",
+                         "command_over_threshold_not_fired"), 0)
+    events = part["pair_events"]
+    for wake_event, command in zip(events[0::2], events[1::2]):
+        out["pairs"] += 1
+        end = wake_event["end_s"] + TOLERANCE_S
+        heard = [s for s, label in found if label == wake and wake_event["start_s"] <= s <= end]
+        if not heard:
+            best = avg[(t >= wake_event["start_s"]) & (t <= end), w].max()
+            out["wake_missed"] += 1
+            out["wake_masked" if best >= wake_thr else
+                "wake_near" if best >= wake_thr - near else "wake_far"] += 1
+            continue
+        end = command["end_s"] + TOLERANCE_S
+        fired = [(s, label) for s, label in found if heard[0] < s <= end and label != wake]
+        if any(label == command["label"] and s >= command["start_s"] for s, label in fired):
+            continue
+        out["command_missed"] += 1
+        if fired:
+            out["wrong_first"] += 1
+            continue
+        span = (t >= max(heard[0], command["start_s"])) & (t <= end)
+        best = avg[span, labels.index(command["label"])].max() if span.any() else 0.0
+        out["command_over_threshold_not_fired" if best >= command_thr else
+            "command_near" if best >= command_thr - near else "command_far"] += 1
+    return out
+
+
+def _wake_clips(eval_dir, wake):
+    clips = [p for p in _synth_unknown(eval_dir) if p.parent.name == wake]
+    if not clips:
+        raise ds.DatasetError(f"{eval_dir}: no {wake}/ clips from held-out voices; make them with "
+                              f"`hark synth --words \"{wake.replace('_', ' ')}:200\" "
+                              "--voice-set holdout --out DIR`")
+    return clips
+
+
 def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, seed=21,
-             splits=("test", "validation"), settings=None, log=print) -> dict:
-    """Both streams through the firmware; writes out_dir/assistant_eval.json, .md and the DET
-    curves det_wake.png (wake threshold) and det_command.png (the whole flow)."""
+             splits=TEST, settings=None, log=print, validation_eval=None, validation_hours=2.0,
+             validation_seed=31, validation_splits=VALIDATION) -> dict:
+    """The TEST part (wake phrases of eval_dir, real speech of `splits`) and, given
+    validation_eval, the VALIDATION part through the firmware; the operating point is chosen
+    on the validation rows and reported with the test row of the same setting. Writes
+    out_dir/assistant_eval.json, .md and the DET curves det_wake.png (wake threshold) and
+    det_command.png (the whole flow) of the test part."""
     settings = settings or settings_grid()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,51 +257,48 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     wake = grammar["wake_word"]
     commands = [l for l in meta["labels"] if not l.startswith("_") and l != wake]
     d = ds.load_dataset(data_dir, require_labels=False)
-    bank = ds.load_noise(d)
-    wake_clips = [p for p in _synth_unknown(eval_dir) if p.parent.name == wake]
-    if not wake_clips:
-        raise ds.DatasetError(f"{eval_dir}: no {wake}/ clips from held-out voices; make them with "
-                              f"`hark synth --words \"{wake.replace('_', ' ')}:200\" "
-                              "--voice-set holdout --out DIR`")
-    command_clips = [c.path for c in d.clips if c.word in commands and c.split in splits]
+    if validation_eval is not None:
+        from hark.cli import HarkError
+        if set(splits) & set(validation_splits):
+            raise HarkError(f"the test lists {'/'.join(splits)} and the validation lists "
+                            f"{'/'.join(validation_splits)} overlap; give each part its own")
+        if Path(validation_eval).resolve() == Path(eval_dir).resolve():
+            raise HarkError(f"{eval_dir}: the test and validation parts need their own wake "
+                            "phrases; make the validation ones with another --seed of hark synth")
     board = assistant_board()
-
-    def detections(wav):
-        return sweep.firmware_sweep(model, wav, settings, board, wake, PAD_MS)
-
+    configs = [sweep.detector_config(meta, s, wake) for s in settings]
+    parts = {}
     with tempfile.TemporaryDirectory(prefix="hark-assistant-") as tmp:
-        wav = Path(tmp) / "stream.wav"
-        audio, events = pairs_stream(wake_clips, command_clips, bank, pair_seconds, seed,
-                                     {c.path: c.word for c in d.clips}, wav)
-        secs = len(audio) / RATE + PAD_MS / 1000
-        pairs = [score_pairs(found, events, wake, secs) for found in detections(wav)]
-        log(f"pairs stream: {secs / 60:.1f} min, {pairs[0]['pairs']} pairs")
-        negatives, neg_hours, neg_words = [], 0.0, 0
-        for h in range(int(np.ceil(hours))):
-            audio, events = negatives_stream(data_dir, 3600 * min(1.0, hours - h), seed + 1 + h,
-                                             splits, wav)
-            secs = len(audio) / RATE + PAD_MS / 1000
-            negatives.append([count_negatives(found, wake) for found in detections(wav)])
-            neg_hours += secs / 3600
-            neg_words += len(events)
-            log(f"negatives stream {h + 1}: {secs / 60:.1f} min, {len(events)} words, "
-                f"false wakes/commands {[n for n in negatives[-1]]}")
-    rows = []
-    for i, (window, thr, command_thr) in enumerate(settings):
-        wakes = sum(hour[i][0] for hour in negatives)
-        cmds = sum(hour[i][1] for hour in negatives)
-        rows.append({"average_window_ms": window, "threshold": thr,
-                     "command_threshold": command_thr, **pairs[i],
-                     "false_wakes": wakes, "false_commands": cmds,
-                     "false_wakes_per_hour": wakes / neg_hours,
-                     "false_commands_per_hour": cmds / neg_hours})
+        if validation_eval is not None:
+            parts["validation"] = measure_part(
+                model, d, wake, commands, _wake_clips(validation_eval, wake), validation_splits,
+                validation_hours, pair_seconds, validation_seed, configs, board, tmp, log,
+                "validation")
+        parts["test"] = measure_part(model, d, wake, commands, _wake_clips(eval_dir, wake), splits,
+                                     hours, pair_seconds, seed, configs, board, tmp, log, "test")
+    rows = {name: part_rows(settings, part) for name, part in parts.items()}
+    op, misses = None, None
+    if "validation" in rows:
+        chosen = operating_point(rows["validation"])
+        if chosen is not None:
+            i = rows["validation"].index(chosen)
+            op = dict(rows["test"][i], validation=chosen)
+            misses = {name: miss_reasons(part, i, meta["labels"], wake, settings[i])
+                      for name, part in parts.items()}
+    test = parts["test"]
     result = {"model": os.path.relpath(model), "wake_word": wake, "commands": commands,
               "grammar": grammar, "data": os.path.relpath(data_dir),
               "eval": os.path.relpath(eval_dir), "splits": list(splits), "seed": seed,
-              "negative_hours": neg_hours, "negative_words": neg_words,
+              "negative_hours": test["negative_hours"], "negative_words": test["negative_words"],
               "pair_stream_minutes": pair_seconds / 60,
               "engine": "firmware (MicroPython unix port, streaming int8, firmware detector)",
-              "detector": meta.get("detector"), "rows": rows, "operating_point": operating_point(rows)}
+              "detector": meta.get("detector"), "rows": rows["test"], "operating_point": op,
+              "misses": misses}
+    if "validation" in parts:
+        v = parts["validation"]
+        result["validation"] = {"eval": os.path.relpath(validation_eval), "splits": v["splits"],
+                                "seed": v["seed"], "negative_hours": v["negative_hours"],
+                                "negative_words": v["negative_words"], "rows": rows["validation"]}
     (out_dir / "assistant_eval.json").write_text(json.dumps(result, indent=1))
     (out_dir / "assistant_eval.md").write_text(table(result))
     plot(result, out_dir)
@@ -193,35 +313,69 @@ def _ms(x):
     return "—" if x is None else f"{x:.0f}"
 
 
+MISSES = (("pairs", "pairs"), ("wake_missed", "wake phrases missed"),
+          ("wake_far", "— best average more than 0.1 under the wake threshold"),
+          ("wake_near", "— within 0.1 under it"),
+          ("wake_masked", "— over it, under another label"),
+          ("command_missed", "commands missed after a heard wake phrase"),
+          ("wrong_first", "— another command fired first (one per wake word)"),
+          ("command_far", "— best average more than 0.1 under the command threshold"),
+          ("command_near", "— within 0.1 under it"),
+          ("command_over_threshold_not_fired",
+           "— over it, not fired (another label on top, or outside the command window)"))
+
+
+def _figures(r) -> str:
+    lat = f"{_ms(r['latency_ms_median'])} / {_ms(r['latency_ms_p90'])}"
+    return (f"{_pct(r['wake_recall'])} | {_pct(r['command_recall'])} "
+            f"({_pct(r['command_recall_given_wake'])}) | {lat} | "
+            f"{r['false_wakes_per_hour']:.2f} | {r['false_commands_per_hour']:.2f}")
+
+
+def _part(name, part, pairs) -> str:
+    return (f"{name}: {pairs} pairs of a held-out-voice wake phrase ({part['eval']}) and a real "
+            f"held-out-speaker command, false alarms on {part['negative_hours']:.2f} h of real "
+            f"speech ({part['negative_words']} words, no wake phrase), all from the "
+            f"{'/'.join(part['splits'])} list{'s' if len(part['splits']) > 1 else ''}, stream "
+            f"seed {part['seed']}")
+
+
 def table(result) -> str:
+    val = result.get("validation")
     r0 = result["rows"][0]
+    head = "| window ms | wake threshold | command threshold |"
+    cols = " wake recall | command recall (of heard wakes) | median / p90 latency ms | false wakes / h | false commands / h |"
     lines = [f"Wake word `{result['wake_word']}` + {len(result['commands'])} commands "
-             f"(`wake+command`, {result['grammar']['command_window_ms']} ms window): "
-             f"{r0['pairs']} pairs of a held-out-voice wake phrase and a real held-out-speaker "
-             f"command; false alarms on {result['negative_hours']:.2f} h of real speech "
-             f"({result['negative_words']} words, {'/'.join(result['splits'])} lists, no wake "
-             f"phrase); {result['engine']}. Command recall: the right command fired within "
-             f"{TOLERANCE_S:g} s of its end (in brackets: of the pairs whose wake phrase was "
-             "heard).", "",
-             "| window ms | wake threshold | command threshold | wake recall | command recall | "
-             "median / p90 latency ms | false wakes / h | false commands / h |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in result["rows"]:
-        lat = f"{_ms(r['latency_ms_median'])} / {_ms(r['latency_ms_p90'])}"
-        lines.append(f"| {r['average_window_ms']} | {r['threshold']:.2f} | "
-                     f"{r['command_threshold']:.2f} | {_pct(r['wake_recall'])} | "
-                     f"{_pct(r['command_recall'])} ({_pct(r['command_recall_given_wake'])}) | "
-                     f"{lat} | {r['false_wakes_per_hour']:.2f} | "
-                     f"{r['false_commands_per_hour']:.2f} |")
+             f"(`wake+command`, {result['grammar']['command_window_ms']} ms window); "
+             f"{result['engine']}. " + _part("TEST", result, r0["pairs"]) + "." +
+             (" " + _part("VALIDATION", val, val["rows"][0]["pairs"]) + "; no speaker, clip or "
+              "stream in common with the test part." if val else "") +
+             f" Command recall: the right command fired within {TOLERANCE_S:g} s of its end "
+             "(in brackets: of the pairs whose wake phrase was heard).", ""]
     op = result["operating_point"]
-    lines += ["", f"Operating point (best command recall at <= {TARGET_FALSE_WAKES:g} false "
-              f"wakes/h and <= {TARGET_FALSE_COMMANDS:g} false commands/h): " +
-              (f"window {op['average_window_ms']} ms, wake threshold {op['threshold']:.2f}, "
-               f"command threshold {op['command_threshold']:.2f}: wake "
-               f"recall {_pct(op['wake_recall'])}, command recall {_pct(op['command_recall'])}, "
-               f"median latency {_ms(op['latency_ms_median'])} ms, "
-               f"{op['false_wakes_per_hour']:.2f} false wakes/h, "
-               f"{op['false_commands_per_hour']:.2f} false commands/h" if op else "none")]
+    if val:
+        lines += [f"Operating point, chosen on VALIDATION (best command recall at <= "
+                  f"{TARGET_FALSE_WAKES:g} false wakes/h and <= {TARGET_FALSE_COMMANDS:g} false "
+                  "commands/h): " + ("none" if not op else
+                  f"window {op['average_window_ms']} ms, wake threshold {op['threshold']:.2f}, "
+                  f"command threshold {op['command_threshold']:.2f}."), ""]
+        if op:
+            lines += ["| part |" + cols, "|---|---:|---:|---:|---:|---:|",
+                      f"| validation | {_figures(op['validation'])} |",
+                      f"| test | {_figures(op)} |", ""]
+    misses = result.get("misses")
+    if misses:
+        lines += ["Why pairs are missed at the operating point (firmware detections; the "
+                  "averages are the score rows' over the detector's window):", "",
+                  "| | validation | test |", "|---|---:|---:|"]
+        for key, what in MISSES:
+            lines.append(f"| {what} | {misses['validation'][key]} | {misses['test'][key]} |")
+        lines.append("")
+    lines += ["Every setting, TEST part" + (" (validation figures in the JSON)" if val else "") + ":",
+              "", head + cols, "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['average_window_ms']} | {r['threshold']:.2f} | "
+                     f"{r['command_threshold']:.2f} | {_figures(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -240,7 +394,7 @@ def plot(result, out_dir):
         sweep.plot_det(rows, Path(out_dir) / name,
                        f"{result['wake_word']} + command: {what} vs wake threshold (points; "
                        f"commands at {command_thr:.2f})",
-                       f"{what} per hour (real speech, {hours:.1f} h)",
+                       f"{what} per hour (real speech, test part, {hours:.1f} h)",
                        f"missed {'wake phrases' if recall == 'wake_recall' else 'commands'} %",
                        hours, target, TARGET_RECALL, chosen)
 
@@ -250,22 +404,31 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="wake word + commands model blob (hark export)")
     p.add_argument("--data", required=True, help="real Speech Commands-layout folder")
-    p.add_argument("--eval", required=True, help="hark synth --voice-set holdout folder with the phrase")
+    p.add_argument("--eval", required=True,
+                   help="hark synth --voice-set holdout folder with the phrase (test part)")
+    p.add_argument("--validation-eval",
+                   help="another such folder (another synth seed) for the validation part, where "
+                        "the operating point is chosen; without it none is")
     p.add_argument("--out", required=True, help="folder for assistant_eval.json/.md, det_*.png")
-    p.add_argument("--hours", type=float, default=3.0, help="hours of real negatives (default 3)")
+    p.add_argument("--hours", type=float, default=3.0,
+                   help="hours of real negatives, test part (default 3)")
+    p.add_argument("--validation-hours", type=float, default=2.0,
+                   help="hours of real negatives, validation part (default 2)")
     p.add_argument("--pair-seconds", type=float, default=1500, help="pairs stream length")
     p.add_argument("--windows", default=",".join(map(str, WINDOWS_MS)),
                    help="detector averaging windows in ms to try")
     p.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)),
                    help="wake thresholds to try")
     p.add_argument("--command-thresholds", default=",".join(map(str, COMMAND_THRESHOLDS)),
-                   help="command thresholds to try (every setting costs time in each hop)")
+                   help="command thresholds to try (every setting costs time in each hop of the "
+                        "detectors' replay)")
     p.add_argument("--seed", type=int, default=21)
     args = p.parse_args(argv)
     settings = settings_grid(*([float(x) for x in v.split(",")]
                                for v in (args.windows, args.thresholds, args.command_thresholds)))
     res = evaluate(args.model, args.data, args.eval, args.out, args.hours, args.pair_seconds,
-                   args.seed, settings=settings)
+                   args.seed, settings=settings, validation_eval=args.validation_eval,
+                   validation_hours=args.validation_hours)
     print(table(res))
 
 

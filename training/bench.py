@@ -302,7 +302,7 @@ def assistant_figures(path: Path, data_dir, eval_dir, out_dir, hours=ASSISTANT_H
     out = {"shipped_setting": dict(zip(("average_window_ms", "wake_threshold", "command_threshold"),
                                        shipped)),
            "negative_hours": res["negative_hours"], "negative_words": res["negative_words"],
-           "wake_word": wake, "commands": res["commands"], "rows": res["rows"],
+           "splits": res["splits"], "wake_word": wake, "commands": res["commands"], "rows": res["rows"],
            **{k: row[k] for k in ("pairs", "wake_recall", "command_recall", "command_recall_given_wake",
                                   "latency_ms_median", "latency_ms_p90", "false_wakes_per_hour",
                                   "false_commands_per_hour")},
@@ -327,7 +327,8 @@ def assistant_markdown(a: dict) -> list:
              f"{s['command_threshold']:.2f}; training/assistant_eval.py through the firmware in the unix "
              f"port). {a['pairs']} pairs of a held-out-voice wake phrase and a real held-out-speaker "
              f"command; false alarms over {a['negative_hours']:.2f} h of real speech ({a['negative_words']} "
-             "words of the test/validation lists, noise 5-30 dB SNR, no wake phrase). Targets: "
+             f"words of the {'/'.join(a.get('splits', ['test', 'validation']))} list, noise 5-30 dB "
+             "SNR, no wake phrase). Targets: "
              f"recall ≥ {100 * TARGET_RECALL:.0f} %, ≤ {TARGET_FALSE_WAKES:g} false wakes/h, "
              f"≤ {TARGET_FALSE_COMMANDS:g} false commands/h, median latency ≤ {TARGET_LATENCY_MS} ms. "
              "The whole DET curve over the wake threshold: det_wake.png in the bench folder; the 3 h, "

@@ -1,7 +1,8 @@
 """Many detector settings from one firmware pass: the real firmware pipeline (MicroPython unix
-port: device front end, int8 engine) runs a WAV once, and its model scores feed one firmware
-Detector (firmware/detector.py) per (averaging window, threshold) setting. Every point of a
-DET curve then comes from the detector the device runs, at the cost of a single run."""
+port: device front end, int8 engine) runs a WAV once and writes its rows of model scores; the
+rows then feed one firmware Detector (firmware/detector.py) per setting, in the unix port too.
+Every point of a DET curve comes from the detector the device runs, at the cost of a single
+pass of the model (the rows can be kept and fed again to other settings)."""
 import json
 import os
 import subprocess
@@ -10,49 +11,60 @@ from pathlib import Path
 
 from . import blob as blobfile
 
-# Runs in the unix port: the firmware Runtime with its detector swapped for a fan of firmware
-# Detectors; prints `setting time_ms pct label_index` per detection.
-DRIVER = """
+# Runs in the unix port: the firmware Runtime with its detector swapped for a tap that writes
+# each row of int8 model scores to a file (the rows a device's detector would get).
+SCORES_DRIVER = """
 import json, sys
 import runtime
 import options
-from detector import Detector
 
-class Fan:
-    def __init__(self, dets):
-        self.dets = dets
+class Tap:
+    def __init__(self, f):
+        self.f = f
 
     def update(self, out, t):
-        k = 0
-        for d in self.dets:
-            label = d.update(out, t)
-            if label >= 0:
-                print("%d %d %d %d" % (k, t, d.last_pct, label))
-            k += 1
+        self.f.write(out)
         return -1
 
 a = json.loads(open(sys.argv[1]).read())
 board = options.load_board(a["board"])
 rt = runtime.Runtime(a["model"], board, printer=False)
-dets = []
-for setting in a["settings"]:
-    window, thr = setting[0], setting[1]
-    cfg = dict(a["config"])
-    cfg["average_window_ms"] = window
-    if len(setting) > 2:
-        cfg["threshold"] = setting[2]
-    cfg["thresholds"] = dict(cfg.get("thresholds") or {})
-    if a["label"]:
-        cfg["thresholds"][a["label"]] = thr
-    else:
-        cfg["threshold"] = thr
-        cfg["thresholds"] = {}
-    dets.append(Detector(rt.labels, cfg, rt.engine.output_scale, rt.engine.output_zero_point,
-                         rt.hop_ms * rt.infer_every, board.get("grammar")))
-rt.detector = Fan(dets)
+f = open(a["rows"], "wb")
+rt.detector = Tap(f)
 src = options.make_source(board, a["wav"], False, a["pad_ms"])
 rt.run(src)
 src.close()
+f.close()
+print(rt.hop_ms * rt.infer_every, rt.engine.output_scale, rt.engine.output_zero_point)
+"""
+
+# Runs in the unix port: one firmware Detector per config (the board's grammar), fed the
+# score rows of a file at the times the Runtime feeds them; prints `setting time_ms pct
+# label_index` per detection.
+DETECTORS_DRIVER = """
+import json, sys
+import runtime
+import options
+from detector import Detector
+
+a = json.loads(open(sys.argv[1]).read())
+board = options.load_board(a["board"])
+rt = runtime.Runtime(a["model"], board, printer=False)
+period = rt.hop_ms * rt.infer_every
+dets = [Detector(rt.labels, cfg, rt.engine.output_scale, rt.engine.output_zero_point,
+                 period, board.get("grammar")) for cfg in a["configs"]]
+row = bytearray(len(rt.engine.output))
+f = open(a["rows"], "rb")
+t = 0
+while f.readinto(row) == len(row):
+    t = (t + period) & 0x1FFFFFFF
+    k = 0
+    for d in dets:
+        label = d.update(row, t)
+        if label >= 0:
+            print("%d %d %d %d" % (k, t, d.last_pct, label))
+        k += 1
+f.close()
 """
 
 
@@ -60,39 +72,92 @@ def settings_grid(windows, thresholds) -> list:
     return [(int(w), float(t)) for w in windows for t in thresholds]
 
 
-def firmware_sweep(model, wav, settings, board, label=None, pad_ms=1000, timeout=None) -> list:
-    """Detections [[(time_s, label), ...] per setting] of the firmware on a WAV file.
-    settings: (average_window_ms, threshold) pairs; the threshold replaces `label`'s own
-    threshold (a wake word) or, without a label, the global one (every per-label override
-    dropped). A third value, with a label, replaces the global threshold (the other labels'). board: a host board profile (its grammar applies, else the blob's, as on a
-    device)."""
+def _unix_port(driver, args, timeout=None) -> str:
+    """Run a driver script in the MicroPython unix port with the firmware on its path; its
+    stdout."""
     from hark.cli import HarkError
     from hark.unixport import compile_firmware, micropython_binary
 
-    meta, _ = blobfile.read_blob(model)
-    board = dict(board, grammar=board.get("grammar") or meta.get("grammar"))
     code_dir = compile_firmware()
     with tempfile.TemporaryDirectory(prefix="hark-sweep-") as tmp:
-        board_path, args_path = Path(tmp) / "board.json", Path(tmp) / "args.json"
-        board_path.write_text(json.dumps(board))
-        args_path.write_text(json.dumps({
-            "model": str(Path(model).resolve()), "board": str(board_path),
-            "wav": str(Path(wav).resolve()), "pad_ms": pad_ms, "label": label,
-            "config": meta.get("detector") or {},
-            "settings": [[int(w), *map(float, rest)] for w, *rest in settings]}))
-        driver = Path(tmp) / "driver.py"
-        driver.write_text(DRIVER)
-        res = subprocess.run([micropython_binary(), "-X", "heapsize=2000000", str(driver),
+        args_path, script = Path(tmp) / "args.json", Path(tmp) / "driver.py"
+        args_path.write_text(json.dumps(args))
+        script.write_text(driver)
+        res = subprocess.run([micropython_binary(), "-X", "heapsize=2000000", str(script),
                               str(args_path)], capture_output=True, text=True, timeout=timeout,
                              env=dict(os.environ, MICROPYPATH=str(code_dir)))
     if res.returncode != 0:
         raise HarkError(f"the firmware failed in the unix port: {res.stderr.strip()[-800:]}")
-    found = [[] for _ in settings]
-    for line in res.stdout.split("\n"):
+    return res.stdout
+
+
+def _board_file(board, meta, folder) -> str:
+    """A host board profile as a file; its grammar applies, else the blob's, as on a device."""
+    path = Path(folder) / "board.json"
+    path.write_text(json.dumps(dict(board, grammar=board.get("grammar") or meta.get("grammar"))))
+    return str(path)
+
+
+def firmware_scores(model, wav, rows_path, board, pad_ms=1000, timeout=None) -> dict:
+    """Run a WAV file once through the firmware (front end, int8 engine) and write its rows of
+    int8 model scores to rows_path; returns the ms between rows (period_ms) and the output's
+    scale and zero_point."""
+    meta, _ = blobfile.read_blob(model)
+    with tempfile.TemporaryDirectory(prefix="hark-board-") as tmp:
+        out = _unix_port(SCORES_DRIVER, {
+            "model": str(Path(model).resolve()), "board": _board_file(board, meta, tmp),
+            "wav": str(Path(wav).resolve()), "pad_ms": pad_ms,
+            "rows": str(Path(rows_path).resolve())}, timeout)
+    period, scale, zero_point = out.split()[-3:]
+    return {"period_ms": int(period), "scale": float(scale), "zero_point": int(zero_point)}
+
+
+def detector_config(meta, setting, label=None) -> dict:
+    """The blob's detector settings with one sweep setting applied: (average_window_ms,
+    threshold[, global threshold]); the threshold replaces `label`'s own threshold (a wake
+    word) or, without a label, the global one (every per-label override dropped). A third
+    value, with a label, replaces the global threshold (the other labels')."""
+    window, thr, *rest = setting
+    cfg = dict(meta.get("detector") or {}, average_window_ms=int(window))
+    if label:
+        cfg["thresholds"] = dict(cfg.get("thresholds") or {}, **{label: float(thr)})
+        if rest:
+            cfg["threshold"] = float(rest[0])
+    else:
+        cfg["threshold"] = float(thr)
+        cfg["thresholds"] = {}
+    return cfg
+
+
+def detector_sweep(model, rows_path, configs, board, timeout=None) -> list:
+    """Detections [[(time_s, label), ...] per detector config] of firmware Detectors fed the
+    score rows firmware_scores wrote, in the board's grammar (else the blob's)."""
+    meta, _ = blobfile.read_blob(model)
+    with tempfile.TemporaryDirectory(prefix="hark-board-") as tmp:
+        out = _unix_port(DETECTORS_DRIVER, {
+            "model": str(Path(model).resolve()), "board": _board_file(board, meta, tmp),
+            "rows": str(Path(rows_path).resolve()),
+            "configs": configs},
+            timeout)
+    found = [[] for _ in configs]
+    for line in out.split("\n"):
         parts = line.split()
         if len(parts) == 4:
             found[int(parts[0])].append((int(parts[1]) / 1000, meta["labels"][int(parts[3])]))
     return found
+
+
+def firmware_sweep(model, wav, settings, board, label=None, pad_ms=1000, timeout=None) -> list:
+    """Detections [[(time_s, label), ...] per setting] of the firmware on a WAV file: one pass
+    of the firmware, its score rows fed to one firmware Detector per setting (detector_config:
+    (average_window_ms, threshold[, global threshold])). board: a host board profile (its
+    grammar applies, else the blob's, as on a device)."""
+    meta, _ = blobfile.read_blob(model)
+    configs = [detector_config(meta, s, label) for s in settings]
+    with tempfile.TemporaryDirectory(prefix="hark-rows-") as tmp:
+        rows = Path(tmp) / "rows.bin"
+        firmware_scores(model, wav, rows, board, pad_ms, timeout)
+        return detector_sweep(model, rows, configs, board, timeout=timeout)
 
 
 def plot_det(rows, path, title, xlabel, ylabel, hours, target_fa=None, target_recall=None,
