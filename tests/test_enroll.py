@@ -411,3 +411,34 @@ def test_benchmark_protocols_follow_the_models_labels():
     assert "same_speaker_unseen" not in full
     ablated = ee.protocols_for(bank, set(LABELS) - {"left", "go"})
     assert ablated["same_speaker"][1] == ["yes"] and ablated["same_speaker_unseen"][1] == ["left", "go"]
+
+
+def test_dtw_benchmark_distance_equals_every_path_enumerated():
+    """training/enroll_dtw.py's subsequence DTW against brute force: every start hop and every
+    warp with 0, 1 or 2 stream hops per template frame (never 0 twice running), cost / length."""
+    import itertools
+
+    from hark.training import enroll_dtw as ed
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (30, 4)).astype(np.int32)
+    starts, ends, tmpl = [0, 7, 19], [7, 19, 30], [(2, 5), (10, 14), (20, 21), (1, 6)]
+    got = ed.sdtw(frames, starts, ends, frames, *zip(*tmpl))
+    for c, (s, e) in enumerate(zip(starts, ends)):
+        for m, (a, b) in enumerate(tmpl):
+            d = np.abs(frames[s:e, None] - frames[None, a:b]).sum(-1)
+            want = min(sum(d[j, i] for i, j in enumerate(np.cumsum((j0,) + steps)))
+                       for j0 in range(e - s)
+                       for steps in itertools.product((0, 1, 2), repeat=b - a - 1)
+                       if (j0 + sum(steps) < e - s and "00" not in "".join(map(str, steps))))
+            assert got[c, m] == want / (b - a), (c, m)
+    assert got[0, 0] == got[1, 1] == got[2, 2] == 0      # a template over its own hops
+
+
+def test_dtw_layout_names_the_streaming_rings():
+    """enroll_dtw.layout: the input column (mfcc) and each temporal layer's output, after the
+    embedding, with receptive fields growing by each ring's reach."""
+    from hark.training import enroll_dtw as ed
+    lay = ed.layout(MODELS / "default.hark")
+    assert lay["mfcc"] == (64, 74, 1)
+    assert [lay[f"conv{i}"][2] for i in range(1, 5)] == [5, 9, 17, 33]
+    assert lay["conv4"][1] == 64 + 10 + 4 * 64
