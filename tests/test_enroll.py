@@ -390,6 +390,7 @@ def test_benchmark_compare_puts_models_side_by_side(tmp_path):
     assert lines[0] == "| | out_a | out_b |"
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:]}
     assert rows["12-class accuracy, dev test"] == ["90.0 %", "- |"]
+    assert rows["matcher"] == ["pooled L1", "pooled L1 |"]
     assert rows["novel, 3 examples: recall at 10/16 (FA/h mean, median)"][0] == "50.0 ± 10.0 (100, 50)"
     assert rows["novel, 3 examples: recall at <= 1 FA/h (factor, FA/h)"][1] == "5.0 ± 10.0 (2/16, 20.0) |"
     assert rows["per-clip protocol, 5 examples, 1 % FA"] == ["50.0 %", "25.0 % |"]

@@ -286,7 +286,8 @@ def compare(outs, shipped_factor=10) -> str:
             raise SystemExit(f"{out}: no enroll_eval.json; run the benchmark with --out {out} first")
         result = json.loads((Path(out) / "enroll_eval.json").read_text())
         run = Path(result["model"]).parent / "metrics.json"
-        col = {"12-class accuracy, dev test": (
+        col = {"matcher": result.get("matcher", "pooled L1"),
+               "12-class accuracy, dev test": (
             f"{100 * json.loads(run.read_text())['float_test']['accuracy']:.1f} %"
             if run.exists() else "-")}
         for name, part in result["protocols"].items():
