@@ -443,3 +443,32 @@ def test_dtw_layout_names_the_streaming_rings():
     assert lay["mfcc"] == (64, 74, 1)
     assert [lay[f"conv{i}"][2] for i in range(1, 5)] == [5, 9, 17, 33]
     assert lay["conv4"][1] == 64 + 10 + 4 * 64
+
+
+def test_firmware_dtw_update_equals_the_benchmark(mpy, tmp_path):
+    """firmware/dtw.py's per-hop column update, run over a stream in the unix port, reaches the
+    benchmark's subsequence DTW cost (training/enroll_dtw.py) exactly, per template."""
+    from hark.training import enroll_dtw as ed
+    rng = np.random.default_rng(7)
+    width, lengths = 10, [5, 12, 1, 30]
+    stream = rng.integers(0, 256, (60, width)).astype(np.uint8)
+    stream[20:32] = stream[2:14]                      # a template's own frames, warped below
+    tmpl = np.concatenate([stream[40:45], stream[2:14], stream[7:8],
+                           np.repeat(rng.integers(0, 256, (15, width)), 2, axis=0)]).astype(np.uint8)
+    (tmp_path / "s.bin").write_bytes(stream.tobytes())
+    (tmp_path / "t.bin").write_bytes(tmpl.tobytes())
+    r = mpy("import sys, dtw\nfrom array import array\n"
+            "s = open(sys.argv[1], 'rb').read()\nt = open(sys.argv[2], 'rb').read()\n"
+            f"lengths = bytes({lengths})\nn = len(lengths)\n"
+            "state = array('i', [dtw.INF] * (6 * sum(lengths)))\n"
+            "out = array('i', [0] * n)\nbest = [dtw.INF] * n\n"
+            f"for j in range(len(s) // {width}):\n"
+            f" dtw.update(s[{width} * j:{width} * j + {width}], t, lengths, n, {width}, state, j % 3, out)\n"
+            " best = [min(a, b) for a, b in zip(best, out)]\n"
+            "print(*best)\n", tmp_path / "s.bin", tmp_path / "t.bin")
+    assert r.returncode == 0, r.stderr
+    ends = np.cumsum(lengths)
+    want = ed.sdtw_cost(stream.astype(np.int32), [0], [len(stream)], tmpl.astype(np.int32),
+                        ends - lengths, ends)[0]
+    assert [int(v) for v in r.stdout.split()] == want.tolist()
+    assert want[1] == 0 and want[0] == 0 and want[3] > 0

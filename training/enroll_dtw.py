@@ -122,12 +122,18 @@ def _compiled():
     return numba.njit(_sdtw)
 
 
-def sdtw(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
-    """(clips, templates) normalised distances: _sdtw's cost / template length."""
+def sdtw_cost(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
+    """(clips, templates) int64: _sdtw's cost (firmware/dtw.py's integers; INF: no path)."""
     out = np.empty((len(starts), len(tstarts)), np.int64)
     _compiled()(frames, np.asarray(starts, np.int64), np.asarray(ends, np.int64), tmpl,
                 np.asarray(tstarts, np.int64), np.asarray(tends, np.int64), out)
-    return out / (np.asarray(tends) - np.asarray(tstarts))[None, :]
+    return out
+
+
+def sdtw(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
+    """(clips, templates) normalised distances: the cost / template length."""
+    return (sdtw_cost(frames, starts, ends, tmpl, tstarts, tends)
+            / (np.asarray(tends) - np.asarray(tstarts))[None, :])
 
 
 class DtwMatcher:
