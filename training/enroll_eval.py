@@ -277,8 +277,8 @@ def markdown(result) -> str:
 
 def compare(outs, shipped_factor=10) -> str:
     """A column per benchmark folder (its enroll_eval.json, and the run's metrics.json beside the
-    model if there is one): recall and false accepts per hour (mean, median) at the firmware's
-    spread factor, recall at the picked factor (<= 1 FA/h on the picking half), the per-clip
+    model if there is one): its matcher, recall and false accepts per hour (mean, median) at the
+    firmware's spread factor (the pooled L1 matcher's), recall at the picked factor (<= 1 FA/h on the picking half), the per-clip
     protocol and the 12-class dev test accuracy."""
     columns = []
     for out in outs:
@@ -293,7 +293,7 @@ def compare(outs, shipped_factor=10) -> str:
         for name, part in result["protocols"].items():
             key = "recall_other" if name == "novel" else "recall_same"
             for s in part["table"]:
-                if s["factor"] == shipped_factor:
+                if s["factor"] == shipped_factor and col["matcher"] == "pooled L1":
                     col[f"{name}, {s['k']} examples: recall at {shipped_factor}/16 (FA/h mean, "
                         f"median)"] = (f"{_pct(s[key])} ({s['fa_per_hour'][0]:.0f}, "
                                        f"{s['fa_per_hour_median']:.0f})")
