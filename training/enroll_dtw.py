@@ -28,6 +28,7 @@ from . import dataset as ds
 from . import enroll_eval as ee
 from .blob import read_blob
 
+UNCAPPED_16 = 1000  # a spread factor that leaves the threshold to the cap
 MIN_HOPS = 10       # the shortest template (0.2 s)
 EDGE_HOPS = 3       # kept either side of the loud part: the softer consonants at its edges
 INF = 1 << 40
@@ -138,7 +139,9 @@ def sdtw(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
 
 class DtwMatcher:
     """enroll_eval's matcher interface over one feature: score(enroll) -> (per clip distance,
-    spread), threshold(spread, factor), clip_distances(enroll)."""
+    spread), threshold(spread, factor), clip_distances(enroll). cap: the largest threshold
+    whatever the spread (None: no cap); scores are kept, so the protocols can be run again
+    with another cap at little cost."""
 
     def __init__(self, bank, cols, model, feature):
         lay = layout(model)
@@ -156,6 +159,8 @@ class DtwMatcher:
             shift = rf // 2
             self.trim.append((s + min(lo + shift, len(h) - 1), s + min(hi + shift, len(h))))
         self.bank = bank
+        self.cap = None
+        self._scores = {}
 
     def _distances(self, enroll, clips):
         ts, te = zip(*(self.trim[i] for i in enroll))
@@ -168,14 +173,39 @@ class DtwMatcher:
         return float(d.min(axis=1).mean())
 
     def score(self, enroll):
-        return self._distances(enroll, np.arange(len(self.starts))).min(axis=1), self.spread(enroll)
+        key = tuple(enroll)
+        if key not in self._scores:
+            d = self._distances(enroll, np.arange(len(self.starts))).min(axis=1)
+            self._scores[key] = (d.astype(np.float32), self.spread(enroll))
+        return self._scores[key]
 
-    @staticmethod
-    def threshold(spread, factor):
-        return spread * factor / 16
+    def threshold(self, spread, factor):
+        t = spread * factor / 16
+        return min(t, self.cap) if self.cap else t
 
     def clip_distances(self, enroll):
         return self.score(enroll)[0]
+
+
+def capped(bank, matcher, model, factors, caps, n_draws, seed) -> dict:
+    """run_protocols once per cap (with factor UNCAPPED_16 as well: threshold = cap for almost
+    every draw); per protocol, the largest cap whose mean false accepts per hour on the picking
+    half at that factor is <= 1 for every k (the smallest cap if none is), its table reported."""
+    per_cap = {}
+    for cap in caps:
+        matcher.cap = cap
+        per_cap[cap] = ee.run_protocols(bank, matcher, model, factors + [UNCAPPED_16], n_draws, seed)
+    result = dict(per_cap[caps[0]], protocols={})
+    for name, part in per_cap[caps[0]]["protocols"].items():
+        ok = [c for c in caps if c and all(
+            ee.summarise(per_cap[c]["protocols"][name]["rows"], int(k), UNCAPPED_16)
+            ["fa_per_hour_pick"][0] <= 1 for k in part["picked"])]
+        cap = max(ok) if ok else min(c for c in caps if c)
+        result["protocols"][name] = dict(per_cap[cap]["protocols"][name], cap=cap)
+    result["caps"] = {str(c): {n: {k: ee.summarise(p["rows"], int(k), UNCAPPED_16)["fa_per_hour_pick"][0]
+                                   for k in p["picked"]} for n, p in r["protocols"].items()}
+                      for c, r in per_cap.items()}
+    return result
 
 
 def main(argv=None):
@@ -187,7 +217,10 @@ def main(argv=None):
     ap.add_argument("--cache", type=Path, help="columns cache folder (default OUT/cache)")
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--factors", default="8,10,12,14,16,18,20,24")
+    ap.add_argument("--factors", default="4,6,8,10,12,14,16,18,20,24")
+    ap.add_argument("--caps", default="0",
+                    help="thresholds to cap at (0: none); per protocol the largest cap whose "
+                         "false accepts on the picking half are <= 1/h at threshold = cap")
     ap.add_argument("--pooled", action="store_true",
                     help="the pooled-embedding L1 matcher instead (enroll_eval's), same draws")
     args = ap.parse_args(argv)
@@ -202,7 +235,12 @@ def main(argv=None):
         matcher = DtwMatcher(bank, cols, args.model, args.features)
         name = f"DTW over {args.features}"
     factors = [int(f) for f in args.factors.split(",")]
-    result = ee.run_protocols(bank, matcher, args.model, factors, args.draws, args.seed)
+    caps = [float(c) for c in args.caps.split(",")]
+    if len(caps) == 1:
+        matcher.cap = caps[0]
+        result = ee.run_protocols(bank, matcher, args.model, factors, args.draws, args.seed)
+    else:
+        result = capped(bank, matcher, args.model, factors, caps, args.draws, args.seed)
     result["matcher"] = name
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "enroll_eval.json").write_text(json.dumps(result, indent=1))
