@@ -189,22 +189,31 @@ class DtwMatcher:
 
 def capped(bank, matcher, model, factors, caps, n_draws, seed) -> dict:
     """run_protocols once per cap (with factor UNCAPPED_16 as well: threshold = cap for almost
-    every draw); per protocol, the largest cap whose mean false accepts per hour on the picking
-    half at that factor is <= 1 for every k (the smallest cap if none is), its table reported."""
+    every draw); per protocol and number of examples (a board knows how many it took), the
+    largest cap whose mean false accepts per hour on the picking half at that factor are <= 1
+    (the smallest cap if none is), with its picked factor and table."""
     per_cap = {}
     for cap in caps:
         matcher.cap = cap
         per_cap[cap] = ee.run_protocols(bank, matcher, model, factors + [UNCAPPED_16], n_draws, seed)
+
+    def fa(cap, name, k):
+        return ee.summarise(per_cap[cap]["protocols"][name]["rows"], int(k),
+                            UNCAPPED_16)["fa_per_hour_pick"][0]
     result = dict(per_cap[caps[0]], protocols={})
     for name, part in per_cap[caps[0]]["protocols"].items():
-        ok = [c for c in caps if c and all(
-            ee.summarise(per_cap[c]["protocols"][name]["rows"], int(k), UNCAPPED_16)
-            ["fa_per_hour_pick"][0] <= 1 for k in part["picked"])]
-        cap = max(ok) if ok else min(c for c in caps if c)
-        result["protocols"][name] = dict(per_cap[cap]["protocols"][name], cap=cap)
-    result["caps"] = {str(c): {n: {k: ee.summarise(p["rows"], int(k), UNCAPPED_16)["fa_per_hour_pick"][0]
-                                   for k in p["picked"]} for n, p in r["protocols"].items()}
-                      for c, r in per_cap.items()}
+        out = dict(part, table=[], rows=[], picked={}, cap={})
+        for k in part["picked"]:
+            ok = [c for c in caps if c and fa(c, name, k) <= 1]
+            cap = max(ok) if ok else min(c for c in caps if c)
+            chosen = per_cap[cap]["protocols"][name]
+            out["cap"][k] = cap
+            out["picked"][k] = chosen["picked"][k]
+            out["table"] += [r for r in chosen["table"] if r["k"] == int(k)]
+            out["rows"] += [r for r in chosen["rows"] if r["k"] == int(k)]
+        result["protocols"][name] = out
+    result["caps"] = {str(c): {n: {k: fa(c, n, k) for k in p["picked"]}
+                               for n, p in r["protocols"].items()} for c, r in per_cap.items()}
     return result
 
 
@@ -219,8 +228,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--factors", default="4,6,8,10,12,14,16,18,20,24")
     ap.add_argument("--caps", default="0",
-                    help="thresholds to cap at (0: none); per protocol the largest cap whose "
-                         "false accepts on the picking half are <= 1/h at threshold = cap")
+                    help="thresholds to cap at (0: none); per protocol and k the largest cap "
+                         "whose false accepts on the picking half are <= 1/h at threshold = cap")
     ap.add_argument("--pooled", action="store_true",
                     help="the pooled-embedding L1 matcher instead (enroll_eval's), same draws")
     args = ap.parse_args(argv)
