@@ -139,9 +139,7 @@ def sdtw(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
 
 class DtwMatcher:
     """enroll_eval's matcher interface over one feature: score(enroll) -> (per clip distance,
-    spread), threshold(spread, factor), clip_distances(enroll). cap: the largest threshold
-    whatever the spread (None: no cap); scores are kept, so the protocols can be run again
-    with another cap at little cost."""
+    spread), threshold(spread, factor), clip_distances(enroll)."""
 
     def __init__(self, bank, cols, model, feature):
         lay = layout(model)
@@ -159,8 +157,6 @@ class DtwMatcher:
             shift = rf // 2
             self.trim.append((s + min(lo + shift, len(h) - 1), s + min(hi + shift, len(h))))
         self.bank = bank
-        self.cap = None
-        self._scores = {}
 
     def _distances(self, enroll, clips):
         ts, te = zip(*(self.trim[i] for i in enroll))
@@ -173,18 +169,38 @@ class DtwMatcher:
         return float(d.min(axis=1).mean())
 
     def score(self, enroll):
-        key = tuple(enroll)
-        if key not in self._scores:
-            d = self._distances(enroll, np.arange(len(self.starts))).min(axis=1)
-            self._scores[key] = (d.astype(np.float32), self.spread(enroll))
-        return self._scores[key]
+        return self._distances(enroll, np.arange(len(self.starts))).min(axis=1), self.spread(enroll)
 
-    def threshold(self, spread, factor):
-        t = spread * factor / 16
-        return min(t, self.cap) if self.cap else t
+    @staticmethod
+    def threshold(spread, factor):
+        return spread * factor / 16
 
     def clip_distances(self, enroll):
         return self.score(enroll)[0]
+
+
+class Capped:
+    """A matcher whose threshold is at most `cap` whatever the spread (0: no cap); its scores are
+    kept, so the protocols run again with another cap at little cost."""
+
+    def __init__(self, matcher):
+        self.matcher = matcher
+        self.cap = 0
+        self._scores = {}
+
+    def score(self, enroll):
+        key = tuple(enroll)
+        if key not in self._scores:
+            d, spread = self.matcher.score(enroll)
+            self._scores[key] = (np.asarray(d, np.float32), spread)
+        return self._scores[key]
+
+    def threshold(self, spread, factor):
+        t = self.matcher.threshold(spread, factor)
+        return min(t, self.cap) if self.cap else t
+
+    def clip_distances(self, enroll):
+        return self.matcher.clip_distances(enroll)
 
 
 def capped(bank, matcher, model, factors, caps, n_draws, seed) -> dict:
@@ -193,6 +209,7 @@ def capped(bank, matcher, model, factors, caps, n_draws, seed) -> dict:
     largest cap whose mean false accepts per hour on the picking half at that factor are <= 1
     (the smallest cap if none is), with its picked factor and table."""
     per_cap = {}
+    matcher = Capped(matcher)
     for cap in caps:
         matcher.cap = cap
         per_cap[cap] = ee.run_protocols(bank, matcher, model, factors + [UNCAPPED_16], n_draws, seed)
@@ -233,6 +250,7 @@ def main(argv=None):
     ap.add_argument("--pooled", action="store_true",
                     help="the pooled-embedding L1 matcher instead (enroll_eval's), same draws")
     args = ap.parse_args(argv)
+    caps = [float(c) for c in args.caps.split(",")]
     d = ds.load_dataset(args.data)
     clips = d.clips
     cols = columns(args.model, [c.path for c in clips], cache=args.cache or args.out / "cache")
@@ -244,13 +262,11 @@ def main(argv=None):
         matcher = DtwMatcher(bank, cols, args.model, args.features)
         name = f"DTW over {args.features}"
     factors = [int(f) for f in args.factors.split(",")]
-    caps = [float(c) for c in args.caps.split(",")]
-    if len(caps) == 1:
-        matcher.cap = caps[0]
+    if len(caps) == 1 and not caps[0]:
         result = ee.run_protocols(bank, matcher, args.model, factors, args.draws, args.seed)
     else:
         result = capped(bank, matcher, args.model, factors, caps, args.draws, args.seed)
-    result["matcher"] = name
+    result["matcher"] = name + (" capped" if any(caps) else "")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "enroll_eval.json").write_text(json.dumps(result, indent=1))
     md = ee.markdown(result)
