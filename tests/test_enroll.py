@@ -390,6 +390,7 @@ def test_benchmark_compare_puts_models_side_by_side(tmp_path):
     assert lines[0] == "| | out_a | out_b |"
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:]}
     assert rows["12-class accuracy, dev test"] == ["90.0 %", "- |"]
+    assert rows["matcher"] == ["pooled L1", "pooled L1 |"]
     assert rows["novel, 3 examples: recall at 10/16 (FA/h mean, median)"][0] == "50.0 ± 10.0 (100, 50)"
     assert rows["novel, 3 examples: recall at <= 1 FA/h (factor, FA/h)"][1] == "5.0 ± 10.0 (2/16, 20.0) |"
     assert rows["per-clip protocol, 5 examples, 1 % FA"] == ["50.0 %", "25.0 % |"]
@@ -411,3 +412,63 @@ def test_benchmark_protocols_follow_the_models_labels():
     assert "same_speaker_unseen" not in full
     ablated = ee.protocols_for(bank, set(LABELS) - {"left", "go"})
     assert ablated["same_speaker"][1] == ["yes"] and ablated["same_speaker_unseen"][1] == ["left", "go"]
+
+
+def test_dtw_benchmark_distance_equals_every_path_enumerated():
+    """training/enroll_dtw.py's subsequence DTW against brute force: every start hop and every
+    warp with 0, 1 or 2 stream hops per template frame (never 0 twice running), cost / length."""
+    import itertools
+
+    from hark.training import enroll_dtw as ed
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (30, 4)).astype(np.int32)
+    starts, ends, tmpl = [0, 7, 19], [7, 19, 30], [(2, 5), (10, 14), (20, 21), (1, 6)]
+    got = ed.sdtw(frames, starts, ends, frames, *zip(*tmpl))
+    for c, (s, e) in enumerate(zip(starts, ends)):
+        for m, (a, b) in enumerate(tmpl):
+            d = np.abs(frames[s:e, None] - frames[None, a:b]).sum(-1)
+            want = min(sum(d[j, i] for i, j in enumerate(np.cumsum((j0,) + steps)))
+                       for j0 in range(e - s)
+                       for steps in itertools.product((0, 1, 2), repeat=b - a - 1)
+                       if (j0 + sum(steps) < e - s and "00" not in "".join(map(str, steps))))
+            assert got[c, m] == want / (b - a), (c, m)
+    assert got[0, 0] == got[1, 1] == got[2, 2] == 0      # a template over its own hops
+
+
+def test_dtw_layout_names_the_streaming_rings():
+    """enroll_dtw.layout: the input column (mfcc) and each temporal layer's output, after the
+    embedding, with receptive fields growing by each ring's reach."""
+    from hark.training import enroll_dtw as ed
+    lay = ed.layout(MODELS / "default.hark")
+    assert lay["mfcc"] == (64, 74, 1)
+    assert [lay[f"conv{i}"][2] for i in range(1, 5)] == [5, 9, 17, 33]
+    assert lay["conv4"][1] == 64 + 10 + 4 * 64
+
+
+def test_firmware_dtw_update_equals_the_benchmark(mpy, tmp_path):
+    """firmware/dtw.py's per-hop column update, run over a stream in the unix port, reaches the
+    benchmark's subsequence DTW cost (training/enroll_dtw.py) exactly, per template."""
+    from hark.training import enroll_dtw as ed
+    rng = np.random.default_rng(7)
+    width, lengths = 10, [5, 12, 1, 30]
+    stream = rng.integers(0, 256, (60, width)).astype(np.uint8)
+    stream[20:32] = stream[2:14]                      # a template's own frames, warped below
+    tmpl = np.concatenate([stream[40:45], stream[2:14], stream[7:8],
+                           np.repeat(rng.integers(0, 256, (15, width)), 2, axis=0)]).astype(np.uint8)
+    (tmp_path / "s.bin").write_bytes(stream.tobytes())
+    (tmp_path / "t.bin").write_bytes(tmpl.tobytes())
+    r = mpy("import sys, dtw\nfrom array import array\n"
+            "s = open(sys.argv[1], 'rb').read()\nt = open(sys.argv[2], 'rb').read()\n"
+            f"lengths = bytes({lengths})\nn = len(lengths)\n"
+            "state = array('i', [dtw.INF] * (6 * sum(lengths)))\n"
+            "out = array('i', [0] * n)\nbest = [dtw.INF] * n\n"
+            f"for j in range(len(s) // {width}):\n"
+            f" dtw.update(s[{width} * j:{width} * j + {width}], t, lengths, n, {width}, state, j % 3, out)\n"
+            " best = [min(a, b) for a, b in zip(best, out)]\n"
+            "print(*best)\n", tmp_path / "s.bin", tmp_path / "t.bin")
+    assert r.returncode == 0, r.stderr
+    ends = np.cumsum(lengths)
+    want = ed.sdtw_cost(stream.astype(np.int32), [0], [len(stream)], tmpl.astype(np.int32),
+                        ends - lengths, ends)[0]
+    assert [int(v) for v in r.stdout.split()] == want.tolist()
+    assert want[1] == 0 and want[0] == 0 and want[3] > 0

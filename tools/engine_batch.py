@@ -74,17 +74,58 @@ def run_embedding_streams(model_path, streams, heapsize: str = "8M", progress=No
     push a hop) -> per stream the embedding after every push: uint8 (frames - 1, size) in the
     engine's offset form (q + 128), what firmware/enroll.py compares."""
     size = read_size(model_path)
+    return _run_streams(_EMBED_SCRIPT, model_path, streams, size, heapsize, "firmware embeddings",
+                        progress)
+
+
+def _run_streams(script, model_path, streams, row_bytes, heapsize, desc, progress) -> list:
+    """script on the streams (each a u32 frame count, then the int8 frames) -> per stream
+    uint8 (frames - 1, row_bytes): the script's row after every push."""
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
         with open(src, "wb") as f:
             for s in streams:
                 s = np.ascontiguousarray(s, np.int8)
                 f.write(np.uint32(len(s)).tobytes() + s.tobytes())
-        _run_script(_EMBED_SCRIPT, model_path, src, dst, heapsize,
-                    max(1, src.stat().st_size // len(streams)), "firmware embeddings", progress)
-        out = np.frombuffer(dst.read_bytes(), np.uint8).reshape(-1, size)
+        _run_script(script, model_path, src, dst, heapsize,
+                    max(1, src.stat().st_size // len(streams)), desc, progress)
+        out = np.frombuffer(dst.read_bytes(), np.uint8).reshape(-1, row_bytes)
     ends = np.cumsum([len(s) - 1 for s in streams])
     return np.split(out, ends[:-1])
+
+
+_COLUMNS_SCRIPT = """
+import sys, struct, blob, streaming
+it = streaming.StreamingInterpreter(blob.load(sys.argv[1]))
+r = it._rings
+cols = [memoryview(it.arena)[r[7 * i + 2] + (r[7 * i + 1] - 1) * r[7 * i + 3]:
+                             r[7 * i + 2] + r[7 * i + 1] * r[7 * i + 3]] for i in range(it._n_rings)]
+width = it.width
+frame = bytearray(width)
+head = bytearray(4)
+with open(sys.argv[2], 'rb') as src, open(sys.argv[3], 'wb') as dst:
+    while src.readinto(head) == 4:
+        n = struct.unpack('<I', head)[0]
+        src.readinto(frame)
+        it.fill(frame)
+        for _ in range(n - 1):
+            src.readinto(frame)
+            it.push(frame)
+            dst.write(it.embedding)
+            for c in cols:
+                dst.write(c)
+"""
+
+
+def run_column_streams(model_path, streams, heapsize: str = "8M", progress=None) -> list:
+    """As run_embedding_streams, each hop's embedding followed by the newest column of every
+    streaming ring (the input frame, then each temporal layer's output; offset form): the
+    frame-level features before pooling. Per stream uint8 (frames - 1, size + sum of columns)."""
+    from hark.training.blob import read_blob
+    size = read_size(model_path)
+    width = size + int(read_blob(model_path)[1]["p.s.rings"].reshape(-1, 7)[:, 3].sum())
+    return _run_streams(_COLUMNS_SCRIPT, model_path, streams, width, heapsize, "firmware columns",
+                        progress)
 
 
 def read_size(model_path) -> int:

@@ -85,7 +85,7 @@ def best_distance(hops: np.ndarray, templates: np.ndarray) -> int:
 
 def threshold(templates: np.ndarray, spread_16: int) -> int:
     """firmware/enroll.py calibrate()."""
-    return max(1, min(0xFFFF, spread(templates) * spread_16 // 16))
+    return Bank.threshold(spread(templates), spread_16)
 
 
 def half_of(clip) -> int:
@@ -111,6 +111,22 @@ class Bank:
         room = int(hops[0][0].astype(np.int32).sum())
         self.heard = np.array([int(t.astype(np.int32).sum()) > room * (100 + MARGIN_PCT) // 100
                                for t in self.templates])
+
+    # the matcher interface evaluate() and per_clip() use (training/enroll_dtw.py has another)
+    def score(self, enroll):
+        """(per clip best distance, spread) for the examples `enroll` (clip indices)."""
+        t = np.stack([self.templates[i] for i in enroll])
+        return self.best(t), spread(t)
+
+    @staticmethod
+    def threshold(spread_, spread_16):
+        return max(1, min(0xFFFF, spread_ * spread_16 // 16))
+
+    def clip_distances(self, enroll):
+        """Per clip, the L1 distance of its enrollment hop to the nearest of enroll's (the
+        issue's per-clip protocol)."""
+        t_all = np.stack(self.templates).astype(np.int32)
+        return np.abs(t_all[:, None, :] - t_all[enroll][None]).sum(-1).min(1)
 
     def best(self, templates: np.ndarray) -> np.ndarray:
         """Per clip, the smallest L1 distance of any of its hops to any template."""
@@ -174,19 +190,20 @@ def draws(bank, word, k, n_draws, rng, same_speaker):
     return out
 
 
-def evaluate(bank, words, ks, n_draws, factors, seed, same_speaker):
+def evaluate(bank, words, ks, n_draws, factors, seed, same_speaker, matcher=None):
     """Per (k, factor): recall on the same speaker's and other speakers' clips and false accepts
-    per hour on each half of the other words' speakers, over words x draws."""
+    per hour on each half of the other words' speakers, over words x draws (matcher: bank's
+    pooled L1 by default)."""
+    matcher = matcher or bank
     rng = np.random.default_rng(seed)
     rows = []
     for k in ks:
         for word in words:
             for enroll_idx, same, other in draws(bank, word, k, n_draws, rng, same_speaker):
-                t = np.stack([bank.templates[i] for i in enroll_idx])
-                best = bank.best(t)
+                best, spread_ = matcher.score(enroll_idx)
                 neg = bank.word != word
                 for f in factors:
-                    thr = threshold(t, f)
+                    thr = matcher.threshold(spread_, f)
                     fire = best <= thr
                     row = {"k": k, "word": word, "factor": f, "threshold": thr,
                            "recall_same": float(fire[same].mean()) if len(same) else None,
@@ -198,17 +215,17 @@ def evaluate(bank, words, ks, n_draws, factors, seed, same_speaker):
     return rows
 
 
-def per_clip(bank, words, k, n_draws, seed, fa=0.01) -> dict:
-    """The issue's protocol, for comparison: one embedding per clip (the hop enrollment keeps),
-    k examples from different speakers, nearest-template L1, the threshold at `fa` of the other
-    words' clips; mean recall on the word's other clips, per word and overall."""
+def per_clip(bank, words, k, n_draws, seed, fa=0.01, matcher=None) -> dict:
+    """The issue's protocol, for comparison: one distance per clip (pooled: the hop enrollment
+    keeps, nearest-template L1), k examples from different speakers, the threshold at `fa` of the
+    other words' clips; mean recall on the word's other clips, per word and overall."""
+    matcher = matcher or bank
     rng = np.random.default_rng(seed)
-    t_all = np.stack(bank.templates).astype(np.int32)
     out = {}
     for word in words:
         rec = []
         for enroll, _, other in draws(bank, word, k, n_draws, rng, False):
-            d = np.abs(t_all[:, None, :] - t_all[enroll][None]).sum(-1).min(1)
+            d = matcher.clip_distances(enroll)
             thr = np.quantile(d[bank.word != word], fa)
             rec.append(float((d[other] < thr).mean()))
         out[word] = float(np.mean(rec))
@@ -260,8 +277,8 @@ def markdown(result) -> str:
 
 def compare(outs, shipped_factor=10) -> str:
     """A column per benchmark folder (its enroll_eval.json, and the run's metrics.json beside the
-    model if there is one): recall and false accepts per hour (mean, median) at the firmware's
-    spread factor, recall at the picked factor (<= 1 FA/h on the picking half), the per-clip
+    model if there is one): its matcher, recall and false accepts per hour (mean, median) at the
+    firmware's spread factor (the pooled L1 matcher's), recall at the picked factor (<= 1 FA/h on the picking half), the per-clip
     protocol and the 12-class dev test accuracy."""
     columns = []
     for out in outs:
@@ -269,13 +286,14 @@ def compare(outs, shipped_factor=10) -> str:
             raise SystemExit(f"{out}: no enroll_eval.json; run the benchmark with --out {out} first")
         result = json.loads((Path(out) / "enroll_eval.json").read_text())
         run = Path(result["model"]).parent / "metrics.json"
-        col = {"12-class accuracy, dev test": (
+        col = {"matcher": result.get("matcher", "pooled L1"),
+               "12-class accuracy, dev test": (
             f"{100 * json.loads(run.read_text())['float_test']['accuracy']:.1f} %"
             if run.exists() else "-")}
         for name, part in result["protocols"].items():
             key = "recall_other" if name == "novel" else "recall_same"
             for s in part["table"]:
-                if s["factor"] == shipped_factor:
+                if s["factor"] == shipped_factor and col["matcher"] == "pooled L1":
                     col[f"{name}, {s['k']} examples: recall at {shipped_factor}/16 (FA/h mean, "
                         f"median)"] = (f"{_pct(s[key])} ({s['fa_per_hour'][0]:.0f}, "
                                        f"{s['fa_per_hour_median']:.0f})")
@@ -345,6 +363,26 @@ def protocols_for(bank, labels) -> dict:
     return {k: v for k, v in protocols.items() if v[1]}
 
 
+def run_protocols(bank, matcher, model, factors, n_draws, seed) -> dict:
+    """Every protocol of protocols_for with `matcher` (bank, or training/enroll_dtw.py's): the
+    result enroll_eval.json holds."""
+    neg_hours = {str(h): float(bank.seconds[bank.half == h].sum() / 3600) for h in (0, 1)}
+    protocols = protocols_for(bank, set(read_blob(model)[0]["labels"]))
+    if "novel" not in protocols:
+        raise SystemExit(f"none of {', '.join(NOVEL)} has 6 clips in the data; the benchmark "
+                         "enrolls them")
+    result = {"model": str(model), "negatives_hours": neg_hours, "protocols": {}}
+    for name, (title, words, ks, same) in protocols.items():
+        rows = evaluate(bank, words, ks, n_draws, factors, seed, same, matcher)
+        picked = {str(k): pick_factor(rows, k, factors) for k in ks}
+        result["protocols"][name] = {
+            "title": title, "words": ", ".join(words), "picked": picked,
+            "table": [summarise(rows, k, f) for k in ks for f in factors], "rows": rows}
+    result["per_clip_recall_at_1pct"] = per_clip(bank, protocols["novel"][1], 5, n_draws, seed,
+                                                 matcher=matcher)
+    return result
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default.hark")
@@ -378,20 +416,8 @@ def main(argv=None):
     hops = embeddings(args.model, [c.path for c in clips], cache=args.out / "cache", progress=None)
     bank = Bank(clips, hops)
     factors = [int(f) for f in args.factors.split(",")]
-    neg_hours = {h: float(bank.seconds[bank.half == h].sum() / 3600) for h in (0, 1)}
-    protocols = protocols_for(bank, set(read_blob(args.model)[0]["labels"]))
-    if "novel" not in protocols:
-        raise SystemExit(f"{args.data}: none of {', '.join(NOVEL)} has 6 clips; the benchmark "
-                         "enrolls them")
-    result = {"model": str(args.model), "negatives_hours": neg_hours, "protocols": {}}
-    for name, (title, words, ks, same) in protocols.items():
-        rows = evaluate(bank, words, ks, args.draws, factors, args.seed, same)
-        picked = {str(k): pick_factor(rows, k, factors) for k in ks}
-        result["protocols"][name] = {
-            "title": title, "words": ", ".join(words), "picked": picked,
-            "table": [summarise(rows, k, f) for k in ks for f in factors], "rows": rows}
-    clip = per_clip(bank, protocols["novel"][1], 5, args.draws, args.seed)
-    result["per_clip_recall_at_1pct"] = clip
+    result = run_protocols(bank, bank, args.model, factors, args.draws, args.seed)
+    clip = result["per_clip_recall_at_1pct"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "enroll_eval.json").write_text(json.dumps(result, indent=1))
     md = markdown(result) + (
@@ -401,7 +427,8 @@ def main(argv=None):
                                                     if w != "mean") + ").\n")
     (args.out / "enroll_eval.md").write_text(md)
     print(md)
-    print(f"negatives: {neg_hours[0]:.2f} h (picking half), {neg_hours[1]:.2f} h (reported half)")
+    neg_hours = result["negatives_hours"]
+    print(f"negatives: {neg_hours['0']:.2f} h (picking half), {neg_hours['1']:.2f} h (reported half)")
     return 0
 
 

@@ -1,0 +1,280 @@
+"""Enrolled words matched with their time structure (issue 16): subsequence dynamic time warping
+over frame-level features, beside training/enroll_eval.py's pooled-embedding matcher and measured
+with its protocols.
+
+    python -m hark.training.enroll_dtw --model models/default.hark --features conv4 --out runs/dtw
+
+Features, per hop as the device computes them (the firmware's streaming engine in the unix port):
+`mfcc`, the front end's int8 frame (the streaming engine's input column), or `convN`, the newest
+output column of the N-th temporal convolution (before pooling; each column sees the last
+receptive-field frames). A template is one enrolled example's frames, trimmed to the speech
+(speech(): by the MFCC c0, log energy), shifted by half the layer's receptive field. A stream is scored by subsequence DTW: a template may start at any hop,
+each template frame is matched to one stream frame, the stream advancing 0, 1 or 2 frames
+per template frame (never 0 twice running: the stream runs at 1/2 to 2 times the template's
+speed); the distance at a hop is the best path's summed L1 frame distance divided by the template's
+length, and the stream's score is its minimum over hops and templates. The word's threshold is
+factor/16 x the examples' leave-one-out spread (the mean over examples of the best distance of
+the other examples' templates to its stream), as enroll_eval's is of the pooled L1 spread.
+"""
+import argparse
+import functools
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from . import dataset as ds
+from . import enroll_eval as ee
+from .blob import read_blob
+
+UNCAPPED_16 = 1000  # a spread factor that leaves the threshold to the cap
+MIN_HOPS = 10       # the shortest template (0.2 s)
+EDGE_HOPS = 3       # kept either side of the loud part: the softer consonants at its edges
+INF = 1 << 40
+
+
+def columns(model, paths, cache: Path = None) -> list:
+    """Per clip, every hop's embedding and newest ring columns (tools/engine_batch.py), cached."""
+    from hark.engine_batch import run_column_streams
+    meta, arrays = read_blob(model)
+    key = zlib.crc32((str(Path(model).read_bytes()[:16]) + "|".join(map(str, paths))).encode())
+    f = cache / f"cols_{key:08x}.npz" if cache else None
+    if f and f.exists():
+        z = np.load(f)
+        return np.split(z["e"], z["ends"][:-1])
+    out = run_column_streams(model, [ee.clip_stream(p, meta, arrays) for p in paths])
+    if f:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(f, e=np.concatenate(out), ends=np.cumsum([len(e) for e in out]))
+    return out
+
+
+def layout(model) -> dict:
+    """{feature: (first byte, last byte + 1, receptive field in hops)} of a columns() row."""
+    meta, arrays = read_blob(model)
+    rings = arrays["p.s.rings"].reshape(-1, 7)
+    at = meta["model"]["embedding"]["size"]
+    rf = 1
+    out = {}
+    for i, (R, C) in enumerate(zip(rings[:, 1], rings[:, 3])):
+        out["mfcc" if i == 0 else f"conv{i}"] = (at, at + int(C), rf)
+        at += int(C)
+        rf += int(R) - 1
+    return out
+
+
+def speech(c0: np.ndarray, pad: int) -> tuple:
+    """(first, last + 1) hop of the utterance in a clip's hops (the last `pad` are the stream's
+    trailing silence): those whose MFCC c0 (log energy) clears the clip's floor (its 10th
+    percentile) by a third of the way to its loudest, EDGE_HOPS more either side; at least
+    MIN_HOPS around the loudest."""
+    c0 = c0[:len(c0) - pad].astype(np.int32)
+    floor, top = int(np.percentile(c0, 10)), int(c0.max())
+    loud = np.nonzero(c0 >= floor + (top - floor) // 3)[0]
+    lo, hi = max(0, int(loud[0]) - EDGE_HOPS), min(len(c0), int(loud[-1]) + 1 + EDGE_HOPS)
+    if hi - lo < MIN_HOPS:
+        lo = max(0, min(int(c0.argmax()) - MIN_HOPS // 2, len(c0) - MIN_HOPS))
+        hi = lo + MIN_HOPS
+    return lo, hi
+
+
+def _sdtw(frames, starts, ends, tmpl, tstarts, tends, out):
+    """out[c, m]: the smallest subsequence DTW cost (summed L1, not normalised) of template m
+    (tmpl[tstarts[m]:tends[m]]) over clip c's hops frames[starts[c]:ends[c]]."""
+    n_max = 1
+    for m in range(len(tstarts)):
+        n_max = max(n_max, tends[m] - tstarts[m])
+    cur = np.empty((2, n_max), np.int64)       # [0]: reached by a stream step, [1]: by a 0 step
+    prev = np.empty((2, n_max), np.int64)
+    prev2 = np.empty((2, n_max), np.int64)
+    dim = frames.shape[1]
+    dist = np.empty(n_max, np.int32)
+    for c in range(len(starts)):
+        for m in range(len(tstarts)):
+            t0 = tstarts[m]
+            n = tends[m] - t0
+            prev[:, :n] = INF
+            prev2[:, :n] = INF
+            best = INF
+            for j in range(starts[c], ends[c]):
+                for i in range(n):
+                    dist[i] = 0
+                    for k in range(dim):
+                        dist[i] += abs(frames[j, k] - tmpl[t0 + i, k])
+                for i in range(n):
+                    d = dist[i]
+                    if i == 0:
+                        cur[0, 0] = d
+                        cur[1, 0] = INF
+                    else:
+                        p = min(min(prev[0, i - 1], prev[1, i - 1]),
+                                min(prev2[0, i - 1], prev2[1, i - 1]))
+                        cur[0, i] = min(INF, p + d)
+                        cur[1, i] = min(INF, cur[0, i - 1] + d)
+                best = min(best, min(cur[0, n - 1], cur[1, n - 1]))
+                prev, prev2, cur = cur, prev, prev2
+            out[c, m] = best
+
+
+@functools.cache
+def _compiled():
+    import numba
+    return numba.njit(_sdtw)
+
+
+def sdtw_cost(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
+    """(clips, templates) int64: _sdtw's cost (firmware/dtw.py's integers; INF: no path)."""
+    out = np.empty((len(starts), len(tstarts)), np.int64)
+    _compiled()(frames, np.asarray(starts, np.int64), np.asarray(ends, np.int64), tmpl,
+                np.asarray(tstarts, np.int64), np.asarray(tends, np.int64), out)
+    return out
+
+
+def sdtw(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
+    """(clips, templates) normalised distances: the cost / template length."""
+    return (sdtw_cost(frames, starts, ends, tmpl, tstarts, tends)
+            / (np.asarray(tends) - np.asarray(tstarts))[None, :])
+
+
+class DtwMatcher:
+    """enroll_eval's matcher interface over one feature: score(enroll) -> (per clip distance,
+    spread), threshold(spread, factor), clip_distances(enroll)."""
+
+    def __init__(self, bank, cols, model, feature):
+        lay = layout(model)
+        if feature not in lay:
+            raise SystemExit(f"--features {feature}: this model has {', '.join(lay)}")
+        a, b, rf = lay[feature]
+        m0 = lay["mfcc"][0]
+        hop = read_blob(model)[0]["frontend"]["hop"]
+        self.frames = np.ascontiguousarray(np.concatenate(cols)[:, a:b]).astype(np.int32)
+        self.ends = np.cumsum([len(h) for h in cols])
+        self.starts = np.r_[0, self.ends[:-1]]
+        self.trim = []          # per clip: its speech's hops in self.frames, for a template
+        for s, e, h in zip(self.starts, self.ends, cols):
+            lo, hi = speech(h[:, m0], int(ee.PAD_S * ee.RATE) // hop)
+            shift = rf // 2
+            self.trim.append((s + min(lo + shift, len(h) - 1), s + min(hi + shift, len(h))))
+        self.bank = bank
+
+    def _distances(self, enroll, clips):
+        ts, te = zip(*(self.trim[i] for i in enroll))
+        return sdtw(self.frames, self.starts[clips], self.ends[clips], self.frames, ts, te)
+
+    def spread(self, enroll) -> float:
+        """Mean over examples of the nearest other example's template distance to its stream."""
+        d = self._distances(enroll, enroll)
+        np.fill_diagonal(d, np.inf)
+        return float(d.min(axis=1).mean())
+
+    def score(self, enroll):
+        return self._distances(enroll, np.arange(len(self.starts))).min(axis=1), self.spread(enroll)
+
+    @staticmethod
+    def threshold(spread, factor):
+        return spread * factor / 16
+
+    def clip_distances(self, enroll):
+        return self.score(enroll)[0]
+
+
+class Capped:
+    """A matcher whose threshold is at most `cap` whatever the spread (0: no cap); its scores are
+    kept, so the protocols run again with another cap at little cost."""
+
+    def __init__(self, matcher):
+        self.matcher = matcher
+        self.cap = 0
+        self._scores = {}
+
+    def score(self, enroll):
+        key = tuple(enroll)
+        if key not in self._scores:
+            d, spread = self.matcher.score(enroll)
+            self._scores[key] = (np.asarray(d, np.float32), spread)
+        return self._scores[key]
+
+    def threshold(self, spread, factor):
+        t = self.matcher.threshold(spread, factor)
+        return min(t, self.cap) if self.cap else t
+
+    def clip_distances(self, enroll):
+        return self.matcher.clip_distances(enroll)
+
+
+def capped(bank, matcher, model, factors, caps, n_draws, seed) -> dict:
+    """run_protocols once per cap (with factor UNCAPPED_16 as well: threshold = cap for almost
+    every draw); per protocol and number of examples (a board knows how many it took), the
+    largest cap whose mean false accepts per hour on the picking half at that factor are <= 1
+    (the smallest cap if none is), with its picked factor and table."""
+    per_cap = {}
+    matcher = Capped(matcher)
+    for cap in caps:
+        matcher.cap = cap
+        per_cap[cap] = ee.run_protocols(bank, matcher, model, factors + [UNCAPPED_16], n_draws, seed)
+
+    def fa(cap, name, k):
+        return ee.summarise(per_cap[cap]["protocols"][name]["rows"], int(k),
+                            UNCAPPED_16)["fa_per_hour_pick"][0]
+    result = dict(per_cap[caps[0]], protocols={})
+    for name, part in per_cap[caps[0]]["protocols"].items():
+        out = dict(part, table=[], rows=[], picked={}, cap={})
+        for k in part["picked"]:
+            ok = [c for c in caps if c and fa(c, name, k) <= 1]
+            cap = max(ok) if ok else min(c for c in caps if c)
+            chosen = per_cap[cap]["protocols"][name]
+            out["cap"][k] = cap
+            out["picked"][k] = chosen["picked"][k]
+            out["table"] += [r for r in chosen["table"] if r["k"] == int(k)]
+            out["rows"] += [r for r in chosen["rows"] if r["k"] == int(k)]
+        result["protocols"][name] = out
+    result["caps"] = {str(c): {n: {k: fa(c, n, k) for k in p["picked"]}
+                               for n, p in r["protocols"].items()} for c, r in per_cap.items()}
+    return result
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/default.hark")
+    ap.add_argument("--data", default="../shared/data/speech_commands")
+    ap.add_argument("--features", default="conv4", help="mfcc or convN (N-th temporal layer)")
+    ap.add_argument("--out", type=Path, default=Path("runs/enroll_dtw"))
+    ap.add_argument("--cache", type=Path, help="columns cache folder (default OUT/cache)")
+    ap.add_argument("--draws", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--factors", default="4,6,8,10,12,14,16,18,20,24")
+    ap.add_argument("--caps", default="0",
+                    help="thresholds to cap at (0: none); per protocol and k the largest cap "
+                         "whose false accepts on the picking half are <= 1/h at threshold = cap")
+    ap.add_argument("--pooled", action="store_true",
+                    help="the pooled-embedding L1 matcher instead (enroll_eval's), same draws")
+    args = ap.parse_args(argv)
+    caps = [float(c) for c in args.caps.split(",")]
+    d = ds.load_dataset(args.data)
+    clips = d.clips
+    cols = columns(args.model, [c.path for c in clips], cache=args.cache or args.out / "cache")
+    size = read_blob(args.model)[0]["model"]["embedding"]["size"]
+    bank = ee.Bank(clips, [h[:, :size] for h in cols])
+    if args.pooled:
+        matcher, name = bank, "pooled L1"
+    else:
+        matcher = DtwMatcher(bank, cols, args.model, args.features)
+        name = f"DTW over {args.features}"
+    factors = [int(f) for f in args.factors.split(",")]
+    if len(caps) == 1 and not caps[0]:
+        result = ee.run_protocols(bank, matcher, args.model, factors, args.draws, args.seed)
+    else:
+        result = capped(bank, matcher, args.model, factors, caps, args.draws, args.seed)
+    result["matcher"] = name + (" capped" if any(caps) else "")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "enroll_eval.json").write_text(json.dumps(result, indent=1))
+    md = ee.markdown(result)
+    (args.out / "enroll_eval.md").write_text(md)
+    print(md)
+    print(f"per-clip: {100 * result['per_clip_recall_at_1pct']['mean']:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
