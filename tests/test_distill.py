@@ -158,6 +158,12 @@ def test_teacher_flags_are_checked_before_work(tmp_path, capsys):
                  "--soft-weight", "0", "--teacher-extra", "5"]) == 1
     assert "--soft-weight 0" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--cv-folds", "3", "--cv-fold", "3"]) == 1
+    assert main(["train", "--data", str(tmp_path), "--teacher", "oww-embedding",
+                 "--teacher-filter-labels", "on,off"]) == 1
+    assert "add --teacher-filter P" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--teacher", "oww-embedding",
+                 "--teacher-filter", "0.3", "--teacher-filter-labels", "on,of"]) == 1
+    assert "the teacher judges the command labels only" in capsys.readouterr().err
 
 
 def test_teacher_correction_swaps_a_wrong_top_class_with_the_label():
@@ -183,6 +189,32 @@ def test_teacher_correction_can_be_limited_to_some_top_classes():
     got = correct_soft(soft, np.array([0, 0]), tops=[2])
     np.testing.assert_array_equal(got[0], soft[0])
     np.testing.assert_array_equal(got[1], soft[1, [2, 1, 0]])
+
+
+def test_teacher_filter_labels_judge_only_those_clips():
+    """With judged labels the teacher hears only their clips; the rest are kept unheard."""
+    from hark.training.distill import judge_synthetic
+
+    labels = list(ds.LABELS)
+    clips = [ds.Clip(f"{w}{i}.wav", w, ds.label_for(w), "train")
+             for w in ("on", "off", "bird") for i in range(2)]
+    audio = [np.full(16000, k / 100, np.float32) for k in range(len(clips))]
+    heard = []
+
+    class Teacher:     # hears every clip as "up": own label below 0.01
+        def logits(self, batch):
+            heard.append(len(batch))
+            p = np.full((len(batch), len(labels)), 0.1 / (len(labels) - 1))
+            p[:, labels.index("up")] = 0.9
+            return np.log(p)
+
+    kept_audio, kept, report = judge_synthetic(Teacher(), audio, clips, labels, 0.3, {"off"})
+    assert heard == [2]
+    assert [c.word for c in kept] == ["on", "on", "bird", "bird"] and len(kept_audio) == 4
+    assert report == {"on": [2, 2], "off": [0, 2], ds.UNKNOWN: [2, 2]}
+    heard.clear()
+    assert len(judge_synthetic(Teacher(), audio, clips, labels, 0.3)[1]) == 0
+    assert heard == [6]
 
 
 def test_judge_counts_what_the_teacher_filter_keeps_per_engine(tmp_path):

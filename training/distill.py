@@ -79,13 +79,17 @@ def train_teacher(real_audio, real_clips, val_audio, val_clips, noise, labels, s
     return Teacher(embedding, head, metrics)
 
 
-def judge_synthetic(teacher: Teacher, audio, clips, labels, min_prob: float):
+def judge_synthetic(teacher: Teacher, audio, clips, labels, min_prob: float, judged=None):
     """Keep the synthetic clips the teacher hears as their own label with at least min_prob
-    (it hears most MBROLA voices' "off" as "up": such clips teach the student a lie).
+    (it hears most MBROLA voices' "off" as "up": such clips teach the student a lie). judged:
+    the labels it rules on (None: all); clips of other labels are kept unheard.
     Returns (audio, clips, {word: [kept, total]})."""
-    probs = soft_targets(teacher.logits([fit_clip(y) for y in audio]), 1.0)
-    own = probs[np.arange(len(clips)), [labels.index(c.label) for c in clips]]
-    keep = own >= min_prob
+    ruled = [i for i, c in enumerate(clips) if judged is None or c.label in judged]
+    keep = np.ones(len(clips), bool)
+    if ruled:
+        probs = soft_targets(teacher.logits([fit_clip(audio[i]) for i in ruled]), 1.0)
+        own = probs[np.arange(len(ruled)), [labels.index(clips[i].label) for i in ruled]]
+        keep[ruled] = own >= min_prob
     report = {}
     for c, k in zip(clips, keep):
         kept_total = report.setdefault(c.word if c.label != ds.UNKNOWN else ds.UNKNOWN, [0, 0])

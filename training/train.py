@@ -58,6 +58,7 @@ class TrainConfig:
     soft_weight: float = 0.5            # share of the loss on the teacher's labels
     teacher_extra: int = 0              # clips per view labelled only by the teacher
     teacher_filter: float = 0.0         # drop synthetic clips the teacher doubts (min prob)
+    teacher_filter_labels: list = field(default_factory=list)  # judge only these labels ([]: all)
     teacher_correct: str = ""           # "all" / "words": swap label and teacher's wrong top class
     cv_folds: int = 0                   # speaker-grouped cross-validation of scarce words:
     cv_fold: int = 0                    # this fold's speakers are the test set
@@ -366,7 +367,8 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.teacher_filter and synth_clips:
             from .distill import judge_synthetic
             synth_audio, synth_clips, judged = judge_synthetic(
-                teacher, synth_audio, synth_clips, cfg.labels, cfg.teacher_filter)
+                teacher, synth_audio, synth_clips, cfg.labels, cfg.teacher_filter,
+                cfg.teacher_filter_labels or None)
             teacher.metrics["synthetic_kept"] = judged
             print("synthetic clips the teacher accepts: " + ", ".join(
                 f"{w} {k}/{n}" for w, (k, n) in sorted(judged.items())), flush=True)

@@ -108,6 +108,9 @@ def register(sub):
     t.add_argument("--teacher-filter", type=float, default=0.0, metavar="P",
                    help="drop synthetic clips that the teacher gives less than P probability "
                         "of their own word (e.g. 0.3; default 0: keep all)")
+    t.add_argument("--teacher-filter-labels", default="", metavar="L,...",
+                   help="judge only the synthetic clips of these labels, e.g. on,off (the "
+                        "others are all kept; default: every label)")
     t.add_argument("--teacher-correct", default="", choices=["", "all", "words"],
                    help="where the teacher's top class is not a clip's label (it hears many "
                         "'off' as 'up'), swap the two in its soft label: 'all' wherever, "
@@ -189,6 +192,14 @@ def check_args(args):
         raise HarkError("--teacher-extra, --teacher-filter and --teacher-correct need --teacher")
     if not 0.0 <= args.teacher_filter < 1.0:
         raise HarkError("--teacher-filter is a probability in [0, 1)")
+    filter_labels = command_list(args.teacher_filter_labels)
+    if filter_labels and not args.teacher_filter:
+        raise HarkError("--teacher-filter-labels chooses what --teacher-filter judges: add "
+                        "--teacher-filter P")
+    from hark.training.dataset import LABELS
+    if set(filter_labels) - set(LABELS):
+        raise HarkError(f"--teacher-filter-labels {args.teacher_filter_labels}: the teacher "
+                        f"judges the command labels only: {', '.join(LABELS)}")
     if args.soft_weight == 0 and (args.teacher_extra or args.teacher_correct):
         raise HarkError("--soft-weight 0 leaves the teacher only --teacher-filter: its labels "
                         "(--teacher-extra, --teacher-correct) would be ignored; raise --soft-weight")
@@ -240,6 +251,7 @@ def run(args):
                       teacher=args.teacher, temperature=args.temperature,
                       soft_weight=args.soft_weight, teacher_extra=args.teacher_extra,
                       teacher_filter=args.teacher_filter, teacher_correct=args.teacher_correct,
+                      teacher_filter_labels=command_list(args.teacher_filter_labels),
                       cv_folds=args.cv_folds, cv_fold=args.cv_fold,
                       embedding_loss=args.embedding_loss, embedding_weight=args.embedding_weight,
                       embedding_way=args.embedding_way, embedding_shots=args.embedding_shots,
