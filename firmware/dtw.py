@@ -2,16 +2,18 @@
 # "Time structure: DTW"): per hop, one new column of each template's warping cost. A template
 # may start at any hop; each of its frames is matched to one stream frame, the stream advancing
 # 0, 1 or 2 frames per template frame (never 0 twice running). The same integers as
-# training/enroll_dtw.py's _sdtw (tests/test_enroll.py). Allocates nothing; the caller owns
-# the state (3 x 2 x N int32 per template of N frames, INF at start) and the output.
+# training/enroll_dtw.py's _sdtw (tests/test_enroll.py), saturated at INF: a path's cost only
+# grows, so every cost below INF is exact (a word's limit, threshold x frames, is far below it).
+# Allocates nothing; the caller owns the state (3 x 2 x N uint16 per template of N frames, INF
+# at start) and the output (int32 per template).
 import micropython
 from micropython import const
 
-INF = const(0x3FFFFFFF)
+INF = const(0x7FFF)
 
 
 @micropython.viper
-def update(frame: ptr8, templates: ptr8, lengths: ptr8, n: int, width: int, state: ptr32,
+def update(frame: ptr8, templates: ptr8, lengths: ptr8, n: int, width: int, state: ptr16,
            phase: int, out: ptr32):
     # out[m]: the cost of template m's best path ending at this frame (frame and templates in
     # the same byte form; L1 summed over the path). phase: this hop's column slot, 0, 1, 2, 0...

@@ -19,7 +19,7 @@ def _offset(src: ptr8, dst: ptr8, n: int):
 
 
 @micropython.viper
-def _fill(a: ptr32, n: int, v: int):
+def _fill(a: ptr16, n: int, v: int):
     for i in range(n):
         a[i] = v
 
@@ -51,9 +51,10 @@ class Matcher:
         self.det = det
         self.scored = scored
         self.width = width
-        self.lengths = bytearray(b"".join(w[2] for w in words))
+        # read-only (bytes): one word's are the file's, several words' one join
+        self.lengths = words[0][2] if len(words) == 1 else b"".join(w[2] for w in words)
         self.n = len(self.lengths)
-        self.templates = bytearray(b"".join(w[3] for w in words))
+        self.templates = words[0][3] if len(words) == 1 else b"".join(w[3] for w in words)
         self.owner = bytearray(self.n)
         self.limit = array("i", bytes(4 * self.n))
         m = 0
@@ -62,8 +63,8 @@ class Matcher:
                 self.owner[m] = w
                 self.limit[m] = max(1, thr) * n
                 m += 1
-        self.state = bytearray(24 * len(self.templates) // width)     # dtw.py's, int32
-        _fill(self.state, len(self.state) // 4, dtw.INF)
+        self.state = bytearray(12 * len(self.templates) // width)     # dtw.py's, uint16
+        _fill(self.state, len(self.state) // 2, dtw.INF)
         self.cost = array("i", bytes(4 * self.n))
         self.frame = bytearray(width)
         self._phase = 0

@@ -201,6 +201,25 @@ def test_damaged_or_foreign_words_are_ignored_with_a_warning(one_voice, tmp_path
     assert "enrolled sheila examples=2" in r.stdout and "1 words" in r.stdout
 
 
+def test_words_enrolled_by_the_pooled_embedding_firmware_ask_to_enroll_again(one_voice, tmp_path):
+    """A version-1 file (one pooled embedding per example, firmware before DTW): listening says
+    what to do and hears the model's words; the next enrollment keeps it as .bad, not lost."""
+    enroll_clips, _, _ = one_voice
+    old = tmp_path / "enrolled.bin"     # version 1's layout: 1 word, 2 examples of 64 bytes
+    body = bytes([1, 6]) + b"marvin" + bytes([40, 0, 2]) + bytes(range(128))
+    old.write_bytes(b"HKEW" + bytes([1, 0, 64, 0]) + bytes(4) + bytes(4) + body)
+    board = REPO / "boards" / "unix.json"
+    r = _mp_main(["--model", MODELS / "default.hark", "--board", board, "--enrolled", old,
+                  "--wav", SAMPLES / "down__0ab3b47d_nohash_1.wav", "--pad-ms", 1000], tmp_path)
+    assert r.returncode == 0 and " down " in r.stdout
+    assert ("has version 1, this firmware reads 2 (words recorded by an older firmware); enroll "
+            "the words again (`hark enroll`)") in r.stderr
+    before = old.read_bytes()
+    run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:2], "bright", old)
+    assert Path(str(old) + ".bad").read_bytes() == before
+    assert "bright" in _heard(enroll_clips[0], old)
+
+
 def test_list_and_delete(one_voice, tmp_path):
     enroll_clips, _, _ = one_voice
     enrolled = tmp_path / "enrolled.bin"
@@ -257,31 +276,65 @@ def test_enrolling_the_word_the_profile_names_as_wake_word(one_voice, tmp_path):
     assert _heard(_wav(tmp_path, "a.wav", enroll_clips[1], yes), enrolled, board) == ["bright", "right"]
 
 
-def test_matcher_and_calibration_equal_the_benchmark_arithmetic(mpy, tmp_path):
-    """match._nearest and enroll.calibrate against training/enroll_eval.py (the benchmark computes
-    with these numpy twins)."""
-    from hark.training import enroll_eval as ee
-    rng = np.random.default_rng(3)
-    t = rng.integers(0, 256, (7, 64)).astype(np.uint8)
-    h = rng.integers(0, 256, (20, 64)).astype(np.uint8)
-    (tmp_path / "t.bin").write_bytes(t.tobytes())
-    (tmp_path / "h.bin").write_bytes(h.tobytes())
-    r = mpy("import sys, match, enroll\n"
-            "from array import array\n"
-            "t = open(sys.argv[1], 'rb').read()\nh = open(sys.argv[2], 'rb').read()\n"
-            "out = array('i', [0, 0])\n"
-            "for k in range(20):\n"
-            " match._nearest(h[64 * k:64 * k + 64], t, bytes([3, 4]), 2, 64, out)\n"
-            " print(out[0], out[1])\n"
-            "print(enroll.calibrate([t[64 * i:64 * i + 64] for i in range(3)]), enroll.SPREAD_16)\n",
-            tmp_path / "t.bin", tmp_path / "h.bin")
+DISTANCES = """
+import sys, struct, enrolled, match, dtw
+from array import array
+_, width, words = enrolled.read(sys.argv[1])
+m = match.Matcher(words, None, 0, width)
+frame = bytearray(width)
+head = bytearray(4)
+with open(sys.argv[2], 'rb') as src:
+    while src.readinto(head) == 4:
+        best = [dtw.INF] * m.n
+        match._fill(m.state, len(m.state) // 2, dtw.INF)
+        for _ in range(struct.unpack('<I', head)[0]):
+            src.readinto(frame)
+            match._offset(frame, m.frame, width)
+            dtw.update(m.frame, m.templates, m.lengths, m.n, width, m.state, m._phase, m.cost)
+            m._phase = m._phase + 1 if m._phase < 2 else 0
+            best = [min(b, m.cost[i]) for i, b in enumerate(best)]
+        print(*best)
+print(*[w[1] for w in words])
+"""
+
+
+def test_device_enrollment_and_distances_equal_the_benchmark_on_real_clips(one_voice, mpy,
+                                                                           tmp_path):
+    """What the unix port enrolls from one speaker's clips (enroll.py: the slots' frames, trimmed)
+    are training/enroll_dtw.py's templates of those clips, byte for byte; its matcher's DTW
+    costs over real clips (enrolled.py's reader, match.py's frame form, dtw.py) are the
+    benchmark's sdtw_cost, exactly; so a clip is detected iff the benchmark's distance is within
+    the threshold. (Bit-exact for clips of 1 s whose word is >= 3 hops from their edges: the
+    benchmark's streams start at the clip.)"""
+    from hark.training import enroll_dtw as ed
+    from hark.training.enroll_eval import clip_stream
+    enroll_clips, held_out, others = one_voice
+    enrolled = tmp_path / "enrolled.bin"
+    run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips, "bright", enrolled)
+    meta, arrays = read_blob(MODELS / "default.hark")
+    streams = [clip_stream(p, meta, arrays) for p in enroll_clips + held_out + others]
+    hops = [s[1:].view(np.uint8) ^ 0x80 for s in streams]  # offset form, after the warm-up frame
+    trims = [ed.speech(h[:, 0], int(h[-1, 0])) for h in hops[:4]]
+    want = b"".join(hops[i][lo:hi].tobytes() for i, (lo, hi) in enumerate(trims))
+    data = enrolled.read_bytes()
+    assert data.endswith(want) and bytes([hi - lo for lo, hi in trims]) + want in data
+    with open(tmp_path / "streams.bin", "wb") as f:
+        for s in streams:
+            f.write(np.uint32(len(s) - 1).tobytes() + s[1:].tobytes())
+    r = mpy(DISTANCES, enrolled, tmp_path / "streams.bin")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split("\n")
-    got = np.array([[int(v) for v in ln.split()] for ln in lines[:20]])
-    d = ee.l1(h, t)
-    np.testing.assert_array_equal(got, np.stack([d[:, :3].min(1), d[:, 3:].min(1)], 1))
-    thr, spread_16 = map(int, lines[20].split())
-    assert thr == ee.threshold(t[:3], spread_16)
+    got = np.array([[int(v) for v in ln.split()] for ln in lines[:len(streams)]])
+    frames = np.concatenate(hops).astype(np.int32)
+    ends = np.cumsum([len(h) for h in hops])
+    tmpl = np.concatenate([hops[i][lo:hi] for i, (lo, hi) in enumerate(trims)]).astype(np.int32)
+    t_ends = np.cumsum([hi - lo for lo, hi in trims])
+    t_starts = np.r_[0, t_ends[:-1]]
+    cost = ed.sdtw_cost(frames, ends - [len(h) for h in hops], ends, tmpl, t_starts, t_ends)
+    np.testing.assert_array_equal(got, np.minimum(cost, 0x7FFF))     # dtw.py saturates
+    thr = int(lines[len(streams)])
+    detected = (cost / (t_ends - t_starts)).min(1) <= thr
+    assert detected[:5].all() and not detected[5:].any()     # as the firmware heard them
 
 
 def test_host_enrollment_slots_match_the_firmware():
@@ -426,10 +479,10 @@ def test_benchmark_protocols_follow_the_models_labels():
 
     from hark.training import enroll_eval as ee
     from hark.training.dataset import LABELS
-    words = ["bright"] * 6 + ["cat"] * 5 + ["left"] * 101 + ["go"] * 101 + ["yes"] * 101
+    words = ["marvin"] * 6 + ["cat"] * 5 + ["left"] * 101 + ["go"] * 101 + ["yes"] * 101
     bank = SimpleNamespace(word=np.array(words))
     full = ee.protocols_for(bank, set(LABELS))
-    assert full["novel"][1] == ["bright"] and full["same_speaker"][1] == ["yes", "left", "go"]
+    assert full["novel"][1] == ["marvin"] and full["same_speaker"][1] == ["yes", "left", "go"]
     assert "same_speaker_unseen" not in full
     ablated = ee.protocols_for(bank, set(LABELS) - {"left", "go"})
     assert ablated["same_speaker"][1] == ["yes"] and ablated["same_speaker_unseen"][1] == ["left", "go"]
@@ -468,20 +521,22 @@ def test_dtw_layout_names_the_streaming_rings():
 
 def test_firmware_dtw_update_equals_the_benchmark(mpy, tmp_path):
     """firmware/dtw.py's per-hop column update, run over a stream in the unix port, reaches the
-    benchmark's subsequence DTW cost (training/enroll_dtw.py) exactly, per template."""
+    benchmark's subsequence DTW cost (training/enroll_dtw.py) exactly, per template, up to
+    dtw.INF (the firmware's uint16 state saturates there)."""
     from hark.training import enroll_dtw as ed
     rng = np.random.default_rng(7)
-    width, lengths = 10, [5, 12, 1, 30]
+    width, lengths = 10, [5, 12, 1, 30, 60]
     stream = rng.integers(0, 256, (60, width)).astype(np.uint8)
     stream[20:32] = stream[2:14]                      # a template's own frames, warped below
     tmpl = np.concatenate([stream[40:45], stream[2:14], stream[7:8],
-                           np.repeat(rng.integers(0, 256, (15, width)), 2, axis=0)]).astype(np.uint8)
+                           np.repeat(rng.integers(0, 256, (15, width)), 2, axis=0),
+                           rng.integers(0, 256, (60, width))]).astype(np.uint8)
     (tmp_path / "s.bin").write_bytes(stream.tobytes())
     (tmp_path / "t.bin").write_bytes(tmpl.tobytes())
     r = mpy("import sys, dtw\nfrom array import array\n"
             "s = open(sys.argv[1], 'rb').read()\nt = open(sys.argv[2], 'rb').read()\n"
             f"lengths = bytes({lengths})\nn = len(lengths)\n"
-            "state = array('i', [dtw.INF] * (6 * sum(lengths)))\n"
+            "state = array('H', [dtw.INF] * (6 * sum(lengths)))\n"
             "out = array('i', [0] * n)\nbest = [dtw.INF] * n\n"
             f"for j in range(len(s) // {width}):\n"
             f" dtw.update(s[{width} * j:{width} * j + {width}], t, lengths, n, {width}, state, j % 3, out)\n"
@@ -491,5 +546,5 @@ def test_firmware_dtw_update_equals_the_benchmark(mpy, tmp_path):
     ends = np.cumsum(lengths)
     want = ed.sdtw_cost(stream.astype(np.int32), [0], [len(stream)], tmpl.astype(np.int32),
                         ends - lengths, ends)[0]
-    assert [int(v) for v in r.stdout.split()] == want.tolist()
-    assert want[1] == 0 and want[0] == 0 and want[3] > 0
+    assert [int(v) for v in r.stdout.split()] == np.minimum(want, 0x7FFF).tolist()   # saturated
+    assert want[1] == 0 and want[0] == 0 and 0 < want[3] < 0x7FFF < want[4]
