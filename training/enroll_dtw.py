@@ -1,6 +1,7 @@
 """Enrolled words matched with their time structure (issue 16): subsequence dynamic time warping
 over frame-level features, beside training/enroll_eval.py's pooled-embedding matcher and measured
-with its protocols.
+with its protocols. With `--features mfcc` it is what the firmware does (firmware/enroll.py
+trims by speech(), match.py runs dtw.py over every hop: the same integers, tests/test_enroll.py).
 
     python -m hark.training.enroll_dtw --model models/default.hark --features conv4 --out runs/dtw
 
