@@ -178,7 +178,7 @@ def _check_name(word, labels):
                          % (word,))
 
 
-def enroll(word, examples=5, model="model.hark", board="config.json", path=PATH, wav=None,
+def enroll(word, examples=4, model="model.hark", board="config.json", path=PATH, wav=None,
            stdin=False):
     """Record `examples` utterances of `word` from the board's microphone (or a WAV file / stdin),
     calibrate its threshold and save it with the other enrolled words (replacing a word of the
@@ -262,7 +262,7 @@ def delete(word, path=PATH):
 def main(argv):
     """main.py --enroll WORD [--examples N] | --list | --delete WORD (runtime.main)."""
     import options
-    opts = options.parse(argv, {"--enroll": None, "--examples": 5, "--list": False,
+    opts = options.parse(argv, {"--enroll": None, "--examples": 4, "--list": False,
                                 "--delete": None})
     if not (opts["enroll"] or opts["list"] or opts["delete"]):
         raise ValueError("--examples goes with --enroll WORD")

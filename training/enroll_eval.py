@@ -351,10 +351,10 @@ def protocols_for(bank, labels) -> dict:
                   "has one clip per speaker of these words)", novel, (3, 5), False),
         "same_speaker": ("Same-speaker enrollment, ablation on command words (speakers with more "
                          "than k clips; the model WAS trained on these words: an upper bound)",
-                         [w for w in plentiful if w in labels], (3, 4, 5), True),
+                         [w for w in plentiful if w in labels], (3, 4), True),
         "same_speaker_unseen": ("Same-speaker enrollment of plentiful words the model never heard "
                                 "(ablation: trained with --unseen-words; speakers with more than k "
-                                "clips)", [w for w in plentiful if w not in labels], (3, 4, 5), True)}
+                                "clips)", [w for w in plentiful if w not in labels], (3, 4), True)}
     return {k: v for k, v in protocols.items() if v[1]}
 
 
