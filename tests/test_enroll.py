@@ -343,6 +343,37 @@ def test_host_enrollment_slots_match_the_firmware():
     assert f"AMBIENT_MS = {int(ENROLL_AMBIENT_S * 1000)}\n" in text
 
 
+def test_device_trim_equals_the_benchmark_speech_rule(mpy, tmp_path):
+    """enroll.trim (the board's slots) against training/enroll_dtw.py speech() (the benchmark's
+    clips) on c0 sequences with digital silence around and inside, short bursts (the MIN_HOPS
+    fallback) and words at the edges."""
+    from hark.training import enroll_dtw as ed
+    rng = np.random.default_rng(11)
+    cases = []
+    for n in range(60):
+        c0 = rng.integers(110, 130, 100)
+        at, length = int(rng.integers(0, 95)), int(rng.integers(2, 40))
+        c0[at:at + length] += rng.integers(5, 40)
+        if n % 3 == 0:
+            c0[:int(rng.integers(1, 40))] = 101         # digital silence before
+        if n % 4 == 0:
+            c0[int(rng.integers(60, 100)):] = 101       # and after
+        if n % 5 == 0:
+            c0[rng.integers(0, 100, 5)] = 101           # a few inside
+        cases.append(c0)
+    cases.append(np.full(100, 101))                     # nothing but silence
+    (tmp_path / "c0.bin").write_bytes(np.array(cases, np.uint8).tobytes())
+    r = mpy("import sys, enroll\nd = open(sys.argv[1], 'rb').read()\n"
+            "for i in range(len(d) // 100):\n"
+            " print(*enroll.trim(list(d[100 * i:100 * i + 100]), 101))\n", tmp_path / "c0.bin")
+    assert r.returncode == 0, r.stderr
+    got = [tuple(int(v) for v in ln.split()) for ln in r.stdout.split("\n") if ln]
+    assert got == [ed.speech(c, 101) for c in cases]
+    assert len({hi - lo for lo, hi in got}) > 10      # the cases trim to many lengths
+    text = (REPO / "firmware" / "enroll.py").read_text()
+    assert f"MIN_HOPS = {ed.MIN_HOPS} " in text and f"EDGE_HOPS = {ed.EDGE_HOPS} " in text
+
+
 def test_simulate_enroll_command(one_voice, capsys):
     """`hark simulate --enroll DIR --word NAME`: enrolled from one speaker's 4 clips, it hears
     their held-out 5th and none of their other words (the model's words as before)."""
