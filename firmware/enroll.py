@@ -1,6 +1,6 @@
 """Enrollment: a user teaches the board a new word by saying it a few times (issue 16).
 
-    import enroll; enroll.enroll("marvin", 5)     # at the REPL; or `hark enroll --board B --word marvin`
+    import enroll; enroll.enroll("marvin", 4)     # at the REPL; or `hark enroll --board B --word marvin`
     enroll.show(); enroll.delete("marvin")
 
 The board prints a prompt per example (and blinks the profile's LED) and listens for SLOT_MS,
@@ -182,7 +182,7 @@ def _check_name(word, labels):
 def enroll(word, examples=4, model="model.hark", board="config.json", path=PATH, wav=None,
            stdin=False):
     """Record `examples` utterances of `word` from the board's microphone (or a WAV file / stdin),
-    calibrate its threshold and save it with the other enrolled words (replacing a word of the
+    set its threshold (threshold()) and save it with the other enrolled words (replacing a word of the
     same name). Nothing changes on disk unless every example was heard."""
     import options
     from runtime import Runtime
