@@ -182,8 +182,8 @@ def _check_name(word, labels):
 def enroll(word, examples=4, model="model.hark", board="config.json", path=PATH, wav=None,
            stdin=False):
     """Record `examples` utterances of `word` from the board's microphone (or a WAV file / stdin),
-    set its threshold (threshold()) and save it with the other enrolled words (replacing a word of the
-    same name). Nothing changes on disk unless every example was heard."""
+    set its threshold (threshold()) and save it with the other enrolled words (replacing a word
+    of the same name). Nothing changes on disk unless every example was heard."""
     import options
     from runtime import Runtime
     if not 2 <= examples <= MAX_EXAMPLES:
