@@ -1,15 +1,17 @@
 """Enrollment: a user teaches the board a new word by saying it a few times (issue 16).
 
-    import enroll; enroll.enroll("marvin", 5)     # at the REPL; or `hark enroll --board B --word marvin`
+    import enroll; enroll.enroll("marvin", 4)     # at the REPL; or `hark enroll --board B --word marvin`
     enroll.show(); enroll.delete("marvin")
 
-The board prints a prompt per example (and blinks the profile's LED) and listens for SLOT_MS; of the hops in that slot it keeps
-the model's embedding (engine .embedding, int8, the pooled features before the classifier) with
-the largest mass (sum of the post-ReLU activations: the hop whose window holds most of the word,
-no separate voice detector needed). Before the first prompt it listens AMBIENT_MS to the room; an
-example whose mass does not clear the room's by MARGIN_PCT is refused and asked again. The word's
-threshold is calibrated from the examples' spread (SPREAD_16 / 16 x the mean L1 distance from
-each example to its nearest other one); match.py compares while listening.
+The board prints a prompt per example (and blinks the profile's LED) and listens for SLOT_MS,
+keeping the slot's front-end frames (the features the listening path computes anyway). Before
+the first prompt it listens AMBIENT_MS to the room; an example whose loudest hop (the model's
+embedding mass, engine .embedding: the hop whose window holds most of the word, no separate
+voice detector needed) does not clear the room's by MARGIN_PCT is refused and asked again. Of a
+heard slot it keeps the word's frames (trim(): by the MFCC c0, log energy) as a template;
+match.py finds the templates in the stream by subsequence DTW (dtw.py). The word's threshold,
+a DTW distance per template frame, is THRESHOLDS[examples]: training/enroll_dtw.py's capped rule
+as measured (docs/enroll.md "On the device"), the examples' own spread never bound below it.
 
 Words live in one file (enrolled.bin) with a CRC-32 and the CRC of the model blob they were
 recorded with; it is written to a temporary file and renamed over the old one, so a failed or
@@ -24,24 +26,28 @@ PATH = "enrolled.bin"
 SLOT_MS = 2000
 AMBIENT_MS = 500
 MARGIN_PCT = 25
-# threshold = SPREAD_16 / 16 x the examples' spread (README "On-device enrollment": the trade-off
-# measured by training/enroll_eval.py)
-SPREAD_16 = 10
+MIN_HOPS = 10       # the shortest template (0.2 s)
+EDGE_HOPS = 3       # kept either side of the loud part: the softer consonants at its edges
+# by number of examples (the last for more): for 3 and 4, the largest cap whose false accepts
+# were <= 1 per hour on the benchmark's picking half (docs/enroll.md "On the device"); 2 takes
+# 3's and 5 or more 4's (the data has no speaker with enough clips of a word to measure them)
+THRESHOLDS = (90, 90, 90, 90, 100)
 MAX_WORDS = 16
 MAX_EXAMPLES = 10
 
 
-def save(path, crc_model, size, words):
-    """Write the words to path through path + ".tmp" and a rename: all or nothing."""
+def save(path, crc_model, width, words):
+    """Write the words (enrolled.read's) to path through path + ".tmp" and a rename: all or
+    nothing."""
     import os
     body = bytearray([len(words)])
-    for name, thr, templates in words:
+    for name, thr, lengths, frames in words:
         raw = name.encode()
-        body += bytes([len(raw)]) + raw + struct.pack("<HB", thr, len(templates) // size) + templates
+        body += bytes([len(raw)]) + raw + struct.pack("<HB", thr, len(lengths)) + lengths + frames
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
-            f.write(struct.pack(_HEAD, MAGIC, VERSION, size, crc_model, crc32(body)))
+            f.write(struct.pack(_HEAD, MAGIC, VERSION, width, crc_model, crc32(body)))
             f.write(body)
         os.rename(tmp, path)
     except BaseException:
@@ -52,56 +58,69 @@ def save(path, crc_model, size, words):
         raise
 
 
-def _l1(a, b):
-    s = 0
-    for i in range(len(a)):
-        d = a[i] - b[i]
-        s += d if d > 0 else -d
-    return s
+def trim(c0, silence):
+    """(first, last + 1) hop of the word in a slot, from its hops' MFCC c0 (offset form):
+    training/enroll_dtw.py speech(), the rule the benchmark measured (the same integers; see
+    there). silence: c0 of all-zero samples (the warm-up's frame)."""
+    n = len(c0)
+    live = [j for j in range(n) if c0[j] != silence] or list(range(n))
+    values = sorted(c0[j] for j in live)
+    i, r = divmod((len(values) - 1) * 10, 100)
+    floor = (values[i] * (100 - r) + values[min(i + 1, len(values) - 1)] * r) // 100
+    top = values[-1]
+    cut = floor + (top - floor) // 3
+    loud = [j for j in live if c0[j] >= cut]
+    lo = max(live[0], loud[0] - EDGE_HOPS)
+    hi = min(live[-1] + 1, loud[-1] + 1 + EDGE_HOPS)
+    if hi - lo < MIN_HOPS:
+        lo = max(0, min(c0.index(top) - MIN_HOPS // 2, n - MIN_HOPS))
+        hi = lo + MIN_HOPS
+    return lo, hi
 
 
-def calibrate(examples):
-    """The word's threshold from its examples: SPREAD_16 / 16 x the mean distance from each
-    example to its nearest other one (training/enroll_eval.py spread() is the same)."""
-    total = 0
-    for i, a in enumerate(examples):
-        total += min(_l1(a, b) for j, b in enumerate(examples) if j != i)
-    return max(1, min(0xFFFF, total // len(examples) * SPREAD_16 // 16))
+def threshold(examples):
+    """The word's threshold (DTW distance per template frame) for its number of examples."""
+    return THRESHOLDS[min(examples, len(THRESHOLDS) - 1)]
 
 
 class _Listener:
-    """The runtime's front end and engine fed from a source, one embedding per inference."""
+    """The runtime's front end and engine fed from a source: slots of frames, each with the
+    largest embedding mass among its inferences."""
 
     def __init__(self, rt, source):
         self.rt = rt
         self.source = source
-        self.size = len(rt.engine.embedding)
-        self.hop_ms = rt.hop_ms * rt.infer_every
+        self.silence = rt.fe.frame[0] ^ 0x80    # the warm-up's frame: all-zero samples
         self.t = 0          # audio time, ms: the actions' clock (the prompt's LED blink ends)
         self._k = 0
         self._frames = []
 
-    def peak(self, ms):
-        """(mass, embedding) of the hop with the largest embedding mass in the next ms of audio;
-        None when the audio ends first."""
+    def slot(self, ms):
+        """(largest embedding mass, the frames in offset form) of the next ms of audio; None when
+        the audio ends first."""
         from runtime import _push_frame
         rt = self.rt
         eng = rt.engine
+        width = rt.width
         best = -1
-        keep = bytearray(self.size)
-        left = ms // self.hop_ms
-        while left > 0:
+        n = ms // rt.hop_ms
+        frames = bytearray(n * width)
+        got = 0
+        while got < n:
             if not self._frames:
-                n = self.source.readinto(rt.buf)
-                if not n:
+                m = self.source.readinto(rt.buf)
+                if not m:
                     return None
                 pos = 0
-                while pos < n:
-                    pos = rt.fe.push(rt.buf, pos, n)
+                while pos < m:
+                    pos = rt.fe.push(rt.buf, pos, m)
                     if rt.fe.ready:
                         self._frames.append(bytes(rt.fe.frame))
                 continue
             frame = self._frames.pop(0)
+            for i in range(width):
+                frames[got * width + i] = frame[i] ^ 0x80
+            got += 1
             self.t += rt.hop_ms
             rt.actions.poll(self.t)
             if rt.streaming:
@@ -114,21 +133,21 @@ class _Listener:
             self._k = 0
             if not rt.streaming:
                 eng.invoke()
-            left -= 1
             mass = sum(eng.embedding)
             if mass > best:
                 best = mass
-                keep[:] = eng.embedding
-        return best, keep
+        return best, frames
 
 
 def record(rt, source, word, examples, say=print):
-    """Listen for `examples` utterances of word; their templates (ValueError if the audio ends)."""
+    """Listen for `examples` utterances of word; their templates, the word's frames of each
+    (ValueError if the audio ends first)."""
     listen = _Listener(rt, source)
-    room = listen.peak(AMBIENT_MS)
+    room = listen.slot(AMBIENT_MS)
     if room is None:
         raise ValueError("the audio ended before enrollment began; nothing was saved")
     floor = room[0] * (100 + MARGIN_PCT) // 100
+    width = rt.width
     got = []
     tries = 0
     while len(got) < examples:
@@ -139,14 +158,16 @@ def record(rt, source, word, examples, say=print):
                              % (len(got), examples, word))
         say("enroll: say %r now (%d/%d)" % (word, len(got) + 1, examples))
         rt.actions.fire(word, 100, listen.t)    # the profile's LED blinks: speak now
-        heard = listen.peak(SLOT_MS)
+        heard = listen.slot(SLOT_MS)
         if heard is None:
             raise ValueError("the audio ended after %d of %d examples of %r; nothing was saved"
                              % (len(got), examples, word))
         if heard[0] <= floor:
             say("enroll: heard nothing over the room's noise; again")
             continue
-        got.append(heard[1])
+        frames = heard[1]
+        lo, hi = trim([frames[j * width] for j in range(len(frames) // width)], listen.silence)
+        got.append(bytes(frames[lo * width:hi * width]))
     return got
 
 
@@ -158,11 +179,11 @@ def _check_name(word, labels):
                          % (word,))
 
 
-def enroll(word, examples=5, model="model.hark", board="config.json", path=PATH, wav=None,
+def enroll(word, examples=4, model="model.hark", board="config.json", path=PATH, wav=None,
            stdin=False):
     """Record `examples` utterances of `word` from the board's microphone (or a WAV file / stdin),
-    calibrate its threshold and save it with the other enrolled words (replacing a word of the
-    same name). Nothing changes on disk unless every example was heard."""
+    set its threshold (threshold()) and save it with the other enrolled words (replacing a word
+    of the same name). Nothing changes on disk unless every example was heard."""
     import options
     from runtime import Runtime
     if not 2 <= examples <= MAX_EXAMPLES:
@@ -178,25 +199,25 @@ def enroll(word, examples=5, model="model.hark", board="config.json", path=PATH,
         if rt.engine.embedding is None:
             raise ValueError("%s marks no embedding; re-export it with `hark export`" % model)
         _check_name(word, rt.labels)
-        words, bad = _existing(path, model, len(rt.engine.embedding))
+        words, bad = _existing(path, model, rt.width)
         words = [w for w in words if w[0] != word]
         if len(words) >= MAX_WORDS:
             raise ValueError("%d words are enrolled already; delete one first" % len(words))
         got = record(rt, source, word, examples)
     finally:
         source.close()
-    thr = calibrate(got)
-    words.append((word, thr, b"".join(got)))
+    thr = threshold(examples)
+    words.append((word, thr, bytes(len(t) // rt.width for t in got), b"".join(got)))
     if bad:
         import os
         os.rename(path, path + ".bad")
         print("enroll: %s; kept as %s.bad, starting a new set" % (bad, path))
-    save(path, model_crc(model), len(got[0]), words)
-    print("enroll: saved %r (%d examples, threshold %d); %d words enrolled"
-          % (word, examples, thr, len(words)))
+    save(path, model_crc(model), rt.width, words)
+    print("enroll: saved %r (%d examples, %s frames, threshold %d); %d words enrolled"
+          % (word, examples, "+".join(str(len(t) // rt.width) for t in got), thr, len(words)))
 
 
-def _existing(path, model, size):
+def _existing(path, model, width):
     """(the words already in path, to keep; why the file cannot be kept or None). A damaged file
     or one recorded with another model is set aside as path + ".bad" when the new set is saved."""
     import os
@@ -208,40 +229,41 @@ def _existing(path, model, size):
         crc, have, words = read(path)
     except ValueError as exc:
         return [], str(exc)
-    if crc != model_crc(model) or have != size:
+    if crc != model_crc(model) or have != width:
         return [], "%s was recorded with another model" % path
     return words, None
 
 
 def show(path=PATH):
-    """Print the enrolled words: name, examples, threshold."""
+    """Print the enrolled words: name, examples, frames, threshold."""
     import os
     try:
         os.stat(path)
     except OSError:
         print("enroll: no words enrolled")
         return
-    _, size, words = read(path)
-    for name, thr, templates in words:
-        print("enrolled %s examples=%d threshold=%d" % (name, len(templates) // size, thr))
+    _, _, words = read(path)
+    for name, thr, lengths, _ in words:
+        print("enrolled %s examples=%d frames=%d threshold=%d" % (name, len(lengths), sum(lengths),
+                                                                 thr))
     print("enroll: %d words, %d bytes" % (len(words), os.stat(path)[6]))
 
 
 def delete(word, path=PATH):
     """Remove one enrolled word (the file is rewritten all or nothing)."""
-    crc, size, words = read(path)
+    crc, width, words = read(path)
     keep = [w for w in words if w[0] != word]
     if len(keep) == len(words):
         raise ValueError("%r is not enrolled; enrolled: %s"
                          % (word, ", ".join(w[0] for w in words) or "none"))
-    save(path, crc, size, keep)
+    save(path, crc, width, keep)
     print("enroll: deleted %r; %d words enrolled" % (word, len(keep)))
 
 
 def main(argv):
     """main.py --enroll WORD [--examples N] | --list | --delete WORD (runtime.main)."""
     import options
-    opts = options.parse(argv, {"--enroll": None, "--examples": 5, "--list": False,
+    opts = options.parse(argv, {"--enroll": None, "--examples": 4, "--list": False,
                                 "--delete": None})
     if not (opts["enroll"] or opts["list"] or opts["delete"]):
         raise ValueError("--examples goes with --enroll WORD")

@@ -2,15 +2,18 @@
 when the file exists (and dropped before audio runs) and by enroll mode; small on purpose, since
 start-up imports it when the model is already in the heap.
 
-File: b"HKEW", u16 version, u16 embedding size, u32 CRC-32 of the model blob (its header's),
-u32 CRC-32 of the body; body: u8 words, then per word: u8 name length, name (ASCII),
-u16 threshold, u8 examples, examples x size bytes (the embedding's offset form q + 128).
+File: b"HKEW", u16 version, u16 frame width (the front end's coefficients), u32 CRC-32 of the
+model blob (its header's: its front end made the frames), u32 CRC-32 of the body; body: u8
+words, then per word: u8 name length, name (ASCII), u16 threshold (DTW distance per template
+frame), u8 examples, u8 frames per example, then the examples' frames (width bytes each, the
+front end's int8 in offset form q + 128). Version 1 (firmware before DTW) held one pooled
+embedding per example; it is refused with what to do (enroll again).
 """
 import struct
 import sys
 
 MAGIC = b"HKEW"
-VERSION = 1
+VERSION = 2
 _HEAD = "<4sHHII"
 _FIX = "enroll the words again (`hark enroll`)"
 
@@ -31,7 +34,8 @@ def crc32(data):
 
 
 def read(path):
-    """(model crc, embedding size, [(name, threshold, templates)]); ValueError saying what is wrong."""
+    """(model crc, frame width, [(name, threshold, frames per example (bytes), the examples'
+    frames)]); ValueError saying what is wrong."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -39,10 +43,11 @@ def read(path):
         raise ValueError("%s: cannot read (%s)" % (path, exc))
     if len(data) < 16 or data[:4] != MAGIC:
         raise ValueError("%s is not a hark enrolled-words file; delete it or %s" % (path, _FIX))
-    _, version, size, crc_model, crc = struct.unpack_from(_HEAD, data)
+    _, version, width, crc_model, crc = struct.unpack_from(_HEAD, data)
     if version != VERSION:
-        raise ValueError("%s has version %d, this firmware reads %d; %s"
-                         % (path, version, VERSION, _FIX))
+        raise ValueError("%s has version %d, this firmware reads %d (%s); %s"
+                         % (path, version, VERSION, "words recorded by an older firmware"
+                            if version < VERSION else "a newer firmware's", _FIX))
     body = memoryview(data)[16:]
     if crc32(body) != crc:
         raise ValueError("%s: checksum mismatch (file damaged); %s" % (path, _FIX))
@@ -54,22 +59,27 @@ def read(path):
             name = str(bytes(body[pos + 1:pos + 1 + n]), "ascii")
             pos += 1 + n
             thr, count = struct.unpack_from("<HB", body, pos)
-            pos += 3
-            words.append((name, thr, bytes(body[pos:pos + count * size])))
-            pos += count * size
+            lengths = bytes(body[pos + 3:pos + 3 + count])
+            pos += 3 + count
+            n = sum(lengths) * width
+            if not count or pos + n > len(body):
+                pos = -1
+                break
+            words.append((name, thr, lengths, bytes(body[pos:pos + n])))
+            pos += n
     except (IndexError, ValueError):
         pos = -1
     if pos != len(body):
         raise ValueError("%s: records do not fill the file; %s" % (path, _FIX))
-    return crc_model, size, words
+    return crc_model, width, words
 
 
-def load(path, model, size, labels, err=sys.stderr):
+def load(path, model, width, labels, err=sys.stderr):
     """The words for match.Matcher, or [] (with a one-line warning) if the file cannot be used:
     the board still listens for its model's words."""
     try:
         crc, have, words = read(path)
-        if crc != model_crc(model) or have != size:
+        if crc != model_crc(model) or have != width:
             raise ValueError("%s was recorded with another model; %s" % (path, _FIX))
         for w in words:
             if w[0] in labels:

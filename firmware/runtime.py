@@ -155,9 +155,14 @@ class Runtime:
                     if label >= 0:
                         self.detections += 1
                         acts.fire(names[label], det.last_pct, t)
-                    if match is not None and match.update(t) >= 0:
+                if match is not None:       # enrolled words: every hop (their DTW)
+                    if match.update(fe.frame, t) >= 0:
                         self.detections += 1
                         acts.fire(names[det.last_label], det.last_pct, t)
+                    if stats:
+                        t1 = ticks_us()
+                        _acc(us, ms, _DETECT, ticks_diff(t1, t0))
+                        t0 = t1
                 acts.poll(t)
                 if stats:
                     t1 = ticks_us()

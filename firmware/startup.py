@@ -110,8 +110,7 @@ def build(rt, model, board, stream=True, path=""):
     rt.labels = eng.labels
     rt.matcher = None
     words = None
-    emb = getattr(eng, "embedding", None)   # None: an engine without one (tests)
-    if path and emb is not None:
+    if path:
         import os
         try:
             words = os.stat(path)
@@ -119,7 +118,7 @@ def build(rt, model, board, stream=True, path=""):
             pass
     if words:       # enrolled.py and match.py are only imported when the file exists
         import enrolled
-        words = enrolled.load(path, model, len(emb), eng.labels, sys.stderr)
+        words = enrolled.load(path, model, rt.width, eng.labels, sys.stderr)
         del enrolled
         _drop("enrolled")
         _drop("blob")
@@ -128,7 +127,7 @@ def build(rt, model, board, stream=True, path=""):
                            rt.hop_ms * rt.infer_every, grammar, len(eng.labels))
     if words:
         import match
-        rt.matcher = match.Matcher(words, emb, rt.detector, len(eng.labels))
+        rt.matcher = match.Matcher(words, rt.detector, len(eng.labels), rt.width)
     rt.buf = buf = array("h", range(BLOCK))    # sized once, no temporary; then silence
     for i in range(BLOCK):
         buf[i] = 0

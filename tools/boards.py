@@ -367,11 +367,11 @@ def resident_modules(board: dict, firmware_files, extra_kernels=True) -> list:
     peak (actsetup, the actions' set-up, right after it), stats is imported after the run, only
     one audio module is ever imported (a board's, mic, whose micsetup is dropped once the microphone runs, or the host's, sources, whose wavheader is
     dropped once the file is open), and engine_extra only for a model whose plan calls it.
-    Enrolled words (match) are not counted: a board has none when deployed, and `hark enroll`
+    Enrolled words (match, dtw) are not counted: a board has none when deployed, and `hark enroll`
     adds them later (README: RAM per enrolled word); enroll runs only in enroll mode."""
     i2s = board["audio"].get("source", "i2s") == "i2s"
     unused = {"options", "blob", "plan", "configure", "actsetup", "fesetup", "wavheader", "micsetup",
-              "stats", "enroll", "enrolled", "match",
+              "stats", "enroll", "enrolled", "match", "dtw",
               "sources" if i2s else "mic"}
     if not extra_kernels:
         unused.add("engine_extra")

@@ -72,7 +72,7 @@ def run_embedding_streams(model_path, streams, heapsize: str = "8M", progress=No
     """Each int8 feature stream (frames, width) through the firmware's streaming engine as the
     runtime feeds it (its first frame fills the window, as the warm-up's silence does; then one
     push a hop) -> per stream the embedding after every push: uint8 (frames - 1, size) in the
-    engine's offset form (q + 128), what firmware/enroll.py compares."""
+    engine's offset form (q + 128), whose mass firmware/enroll.py checks."""
     size = read_size(model_path)
     return _run_streams(_EMBED_SCRIPT, model_path, streams, size, heapsize, "firmware embeddings",
                         progress)

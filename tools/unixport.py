@@ -264,7 +264,9 @@ ENROLL_SLOT_S = 2.0
 
 def enrollment_audio(clips, rate=16000):
     """The clips as the board hears them in enroll mode: the room (silence) first, then each
-    clip centred in its own slot, one per prompt; int16 samples."""
+    clip centred in its own slot, one per prompt, starting on a 20 ms hop (so the front end's
+    frames of the clip are those the enrollment benchmark computes from the clip alone:
+    training/enroll_dtw.py); int16 samples."""
     import numpy as np
     import soundfile as sf
     slot = int(ENROLL_SLOT_S * rate)
@@ -281,7 +283,8 @@ def enrollment_audio(clips, rate=16000):
             raise HarkError(f"{path}: {len(x) / rate:.1f} s; an enrollment clip must be at most "
                             f"{ENROLL_SLOT_S:g} s (one word)")
         s = np.zeros(slot, np.int16)
-        at = (slot - len(x)) // 2
+        hop = rate // 50
+        at = (slot - len(x)) // 2 // hop * hop
         s[at:at + len(x)] = x
         parts.append(s)
     return np.concatenate(parts)

@@ -1,6 +1,7 @@
 """Enrolled words matched with their time structure (issue 16): subsequence dynamic time warping
 over frame-level features, beside training/enroll_eval.py's pooled-embedding matcher and measured
-with its protocols.
+with its protocols. With `--features mfcc` it is what the firmware does (firmware/enroll.py
+trims by speech(), match.py runs dtw.py over every hop: the same integers, tests/test_enroll.py).
 
     python -m hark.training.enroll_dtw --model models/default.hark --features conv4 --out runs/dtw
 
@@ -64,17 +65,30 @@ def layout(model) -> dict:
     return out
 
 
-def speech(c0: np.ndarray, pad: int) -> tuple:
-    """(first, last + 1) hop of the utterance in a clip's hops (the last `pad` are the stream's
-    trailing silence): those whose MFCC c0 (log energy) clears the clip's floor (its 10th
-    percentile) by a third of the way to its loudest, EDGE_HOPS more either side; at least
-    MIN_HOPS around the loudest."""
-    c0 = c0[:len(c0) - pad].astype(np.int32)
-    floor, top = int(np.percentile(c0, 10)), int(c0.max())
-    loud = np.nonzero(c0 >= floor + (top - floor) // 3)[0]
-    lo, hi = max(0, int(loud[0]) - EDGE_HOPS), min(len(c0), int(loud[-1]) + 1 + EDGE_HOPS)
+def floor_of(c0) -> int:
+    """The 10th percentile of c0, linear between the two nearest ranks, in integers (firmware/
+    enroll.py computes the same)."""
+    a = sorted(int(v) for v in c0)
+    i, r = divmod((len(a) - 1) * 10, 100)
+    return (a[i] * (100 - r) + a[min(i + 1, len(a) - 1)] * r) // 100
+
+
+def speech(c0, silence: int) -> tuple:
+    """(first, last + 1) hop of the utterance in a stream's hops (c0: their MFCC c0, log energy,
+    offset form; firmware/enroll.py trims an example's slot by this rule, its parity test is in
+    tests/test_enroll.py). Hops of digital silence (c0 == silence, the front end's value for
+    all-zero samples: the padding around a recorded clip, never a microphone's) do not count. Of
+    the others, those whose c0 clears their floor (floor_of) by a third of the way to the
+    loudest, EDGE_HOPS more either side (within the hops that count); at least MIN_HOPS around
+    the loudest."""
+    c0 = [int(v) for v in c0]
+    live = [j for j, v in enumerate(c0) if v != silence] or list(range(len(c0)))
+    values = [c0[j] for j in live]
+    floor, top = floor_of(values), max(values)
+    loud = [j for j in live if c0[j] >= floor + (top - floor) // 3]
+    lo, hi = max(live[0], loud[0] - EDGE_HOPS), min(live[-1] + 1, loud[-1] + 1 + EDGE_HOPS)
     if hi - lo < MIN_HOPS:
-        lo = max(0, min(int(c0.argmax()) - MIN_HOPS // 2, len(c0) - MIN_HOPS))
+        lo = max(0, min(c0.index(top) - MIN_HOPS // 2, len(c0) - MIN_HOPS))
         hi = lo + MIN_HOPS
     return lo, hi
 
@@ -147,13 +161,12 @@ class DtwMatcher:
             raise SystemExit(f"--features {feature}: this model has {', '.join(lay)}")
         a, b, rf = lay[feature]
         m0 = lay["mfcc"][0]
-        hop = read_blob(model)[0]["frontend"]["hop"]
         self.frames = np.ascontiguousarray(np.concatenate(cols)[:, a:b]).astype(np.int32)
         self.ends = np.cumsum([len(h) for h in cols])
         self.starts = np.r_[0, self.ends[:-1]]
         self.trim = []          # per clip: its speech's hops in self.frames, for a template
         for s, e, h in zip(self.starts, self.ends, cols):
-            lo, hi = speech(h[:, m0], int(ee.PAD_S * ee.RATE) // hop)
+            lo, hi = speech(h[:, m0], int(h[-1, m0]))     # the last hop: the padding's silence
             shift = rf // 2
             self.trim.append((s + min(lo + shift, len(h) - 1), s + min(hi + shift, len(h))))
         self.bank = bank

@@ -1,16 +1,18 @@
 """Benchmark of on-device enrollment (issue 16): words the model has no class for, enrolled from
-a few clips, matched by firmware/enroll.py's rule on the model's embedding.
+a few clips. This module holds the protocols, draws and false-accept counting, and the pooled-
+embedding matcher the firmware used before DTW (kept as the comparison: nearest template on
+the model's embedding); training/enroll_dtw.py holds the DTW matcher the firmware now runs.
 
     python -m hark.training.enroll_eval --model models/default.hark --data DATA --out runs/enroll
 
 Every clip is streamed as the device hears it (digital silence, the clip, 1 s of silence) through
 the device front end (bit-exact numpy, training/frontend_tables.py) and the firmware's own
 streaming engine in the unix port (tools/engine_batch.py): the embedding after every hop.
-Enrollment keeps, per example, the hop firmware/enroll.py keeps (the largest embedding mass) and,
-like the board, takes no clip whose mass does not clear silence's by MARGIN_PCT;
-a clip is detected when any of its hops is within the word's threshold of a template (nearest
-template, L1 distance on the int8 embedding), the threshold calibrated from the examples' spread
-as firmware/enroll.py does it. The spread factor is chosen on the negatives of half the
+Like the board (firmware/enroll.py), it takes no clip whose largest embedding mass does not
+clear silence's by MARGIN_PCT. The pooled matcher keeps, per example, the hop with the largest
+embedding mass; a clip is detected when any of its hops is within the word's threshold of a
+template (L1 distance on the int8 embedding), the threshold calibrated from the examples'
+spread (spread factor / 16 x the mean distance to the nearest other example). The spread factor is chosen on the negatives of half the
 speakers (at <= 1 false accept per hour) and false accepts are counted on the other half.
 """
 import argparse
@@ -60,8 +62,8 @@ def embeddings(model, paths, cache: Path = None, progress=None) -> list:
 
 
 def template_of(hops: np.ndarray) -> np.ndarray:
-    """The hop firmware/enroll.py keeps from one utterance: the largest embedding mass (sum of
-    the offset-form bytes, i.e. of the post-ReLU activations)."""
+    """The hop of one utterance with the largest embedding mass (sum of the offset-form bytes,
+    i.e. of the post-ReLU activations): what firmware/enroll.py checks against the room's."""
     return hops[int(np.argmax(hops.astype(np.int32).sum(axis=1)))]
 
 
@@ -70,22 +72,10 @@ def l1(a, b):
 
 
 def spread(templates: np.ndarray) -> int:
-    """firmware/enroll.py calibrate(): the mean over examples of the L1 distance to the nearest
-    other example."""
+    """The mean over examples of the L1 distance to the nearest other example."""
     d = l1(templates, templates)
     np.fill_diagonal(d, 1 << 30)
     return int(d.min(axis=1).mean())
-
-
-def best_distance(hops: np.ndarray, templates: np.ndarray) -> int:
-    """The smallest distance to a template over a clip's hops: the clip fires when it is within
-    the threshold."""
-    return int(l1(hops, templates).min())
-
-
-def threshold(templates: np.ndarray, spread_16: int) -> int:
-    """firmware/enroll.py calibrate()."""
-    return Bank.threshold(spread(templates), spread_16)
 
 
 def half_of(clip) -> int:
@@ -278,7 +268,7 @@ def markdown(result) -> str:
 def compare(outs, shipped_factor=10) -> str:
     """A column per benchmark folder (its enroll_eval.json, and the run's metrics.json beside the
     model if there is one): its matcher, recall and false accepts per hour (mean, median) at the
-    firmware's spread factor (the pooled L1 matcher's), recall at the picked factor (<= 1 FA/h on the picking half), the per-clip
+    pooled L1 matcher's spread factor of the firmware before DTW, recall at the picked factor (<= 1 FA/h on the picking half), the per-clip
     protocol and the 12-class dev test accuracy."""
     columns = []
     for out in outs:
@@ -310,37 +300,42 @@ def compare(outs, shipped_factor=10) -> str:
     return "\n".join(lines)
 
 
-def footprint(model, clips, board="pyboard") -> dict:
+def footprint(model, clips, board="pyboard", words=3) -> dict:
     """RAM and flash per enrolled word on a 32-bit Cortex-M4F (QEMU, tools/qemu.py): live heap and
-    instructions per hop while listening with 0, 1 and 2 words of len(clips) examples (enrolled
-    in the unix port; the file is the same on every port), and the file's size."""
+    instructions per hop while listening with 0, 1 and `words` words of len(clips) examples each
+    (enrolled in the unix port, the same clips under other names; the file is the same on every
+    port), and the file's size."""
     import tempfile
 
     from hark import boards
     from hark.qemu import Image
     from hark.unixport import run_enroll
-    out = {"examples": len(clips), "board": board}
+    out = {"examples": len(clips), "board": board, "words": words}
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
-        for n, word in enumerate(("first", "second")):
-            path = Path(tmp) / f"w{n + 1}.bin"
-            if n:
-                path.write_bytes(files["w1.bin"].read_bytes())
-            run_enroll(model, boards.load("unix"), clips, word, path)
-            files[path.name] = path
-            out[f"file_bytes_{n + 1}"] = path.stat().st_size
+        path = Path(tmp) / "enrolled.bin"
+        for n in range(words):
+            out["frames"] = run_enroll(model, boards.load("unix"), clips, f"word{n + 1}",
+                                       path).split(" frames,")[0].rsplit(" ", 1)[1]
+            if n + 1 in (1, words):
+                files[f"w{n + 1}.bin"] = Path(tmp) / f"w{n + 1}.bin"
+                files[f"w{n + 1}.bin"].write_bytes(path.read_bytes())
+                out[f"file_bytes_{n + 1}"] = path.stat().st_size
         with Image(model, boards.load(board), clips[0], files=files) as im:
-            for n, name in enumerate(("none.bin", "w1.bin", "w2.bin")):
+            for n in (0, 1, words):
+                name = f"w{n}.bin"
                 r = im.run(256 * 1024, stats=True, more=["--enrolled", name])
                 base = im.run(256 * 1024, wav="empty.wav", pad_ms=0, more=["--enrolled", name])
                 out[f"heap_live_{n}"] = r.stats["heap_live"]
                 out[f"insns_per_hop_{n}"] = round((r.stats["done.main_insns"]
                                                    - base.stats["done.main_insns"]) / r.stats["frames"])
                 out[f"detections_{n}"] = r.detections
-    out["ram_per_word"] = out["heap_live_2"] - out["heap_live_1"]
+    k = words - 1
+    out["ram_per_word"] = (out[f"heap_live_{words}"] - out["heap_live_1"]) // k
     out["ram_first_word"] = out["heap_live_1"] - out["heap_live_0"]
-    out["flash_per_word"] = out["file_bytes_2"] - out["file_bytes_1"]
-    out["insns_per_hop_per_word"] = out["insns_per_hop_2"] - out["insns_per_hop_1"]
+    out["flash_per_word"] = (out[f"file_bytes_{words}"] - out["file_bytes_1"]) // k
+    out["insns_per_hop_per_word"] = (out[f"insns_per_hop_{words}"] - out["insns_per_hop_1"]) // k
+    out["insns_per_hop_first_word"] = out["insns_per_hop_1"] - out["insns_per_hop_0"]
     return out
 
 
@@ -404,7 +399,7 @@ def main(argv=None):
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:    # the firmware reads WAV files
             clips = []
-            for c in sorted(c.path for c in d.clips if c.word == "marvin")[:5]:
+            for c in sorted(c.path for c in d.clips if c.word == "marvin")[:4]:
                 clips.append(Path(tmp) / (c.stem + ".wav"))
                 sf.write(str(clips[-1]), sf.read(str(c), dtype="int16")[0], RATE, subtype="PCM_16")
             fp = footprint(args.model, clips)

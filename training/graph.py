@@ -346,7 +346,8 @@ def from_tflite(tflite_bytes: bytes):
 
 def embedding_tensor(ops):
     """The input of the last FULLY_CONNECTED op (for tcn and dscnn the pooled features): the
-    model's embedding, which on-device enrollment compares (firmware/enroll.py); None if the
+    model's embedding, whose mass on-device enrollment checks against the room's
+    (firmware/enroll.py) and the enrollment benchmark's pooled matcher compares; None if the
     graph has no dense layer."""
     fcs = [op for op in ops if op["type"] == "FULLY_CONNECTED"]
     return fcs[-1]["inputs"][0] if fcs else None

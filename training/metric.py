@@ -70,7 +70,8 @@ class EpisodePool:
 
 def proto_loss(emb, way: int, shots: int, log_scale):
     """Cross-entropy of each query over the prototypes (mean of the support embeddings), with
-    logits -exp(log_scale) * mean |query - prototype|: the L1 distance enrollment matches by."""
+    logits -exp(log_scale) * mean |query - prototype|: the L1 distance the pooled enrollment
+    matcher (training/enroll_eval.py) matches by."""
     import tensorflow as tf
 
     e = tf.reshape(emb, (way, shots + 1, -1))

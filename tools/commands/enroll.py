@@ -24,7 +24,8 @@ def register(sub):
     what.add_argument("--word", help="the word to enroll (letters, digits, - or _)")
     what.add_argument("--list", action="store_true", help="list the enrolled words")
     what.add_argument("--delete", metavar="WORD", help="forget an enrolled word")
-    p.add_argument("--examples", type=int, default=5, help="how many times to say it (2-10, default 5)")
+    p.add_argument("--examples", type=int, default=4,
+                   help="how many times to say it (2-10, default 4: the most the thresholds were measured with)")
     p.epilog = ("examples:\n  hark enroll --board esp32s3 --word marvin\n"
                 "  hark enroll --board esp32s3 --list\n  hark enroll --board esp32s3 --delete marvin")
     p.set_defaults(func=run)
