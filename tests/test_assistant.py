@@ -323,7 +323,7 @@ def test_assistant_recipe_trains_on_no_held_out_voice():
     trained = re.search(r"--synth ((?:[^-\s]\S*\s+)+)", train).group(1).split()
     measured = re.findall(r"--(?:validation-)?eval (\S+)", " ".join(_make_target(make, "assistant-eval")))
     wake_folders = [f for f in trained if "wake" in f]
-    assert len(wake_folders) >= 3 and len(measured) == 2
+    assert len(wake_folders) >= 2 and len(measured) == 2
     assert all(made[f] == {False} for f in wake_folders), made
     assert all(made[f] == {True} for f in measured), made
 
