@@ -2,6 +2,7 @@
 exporter stores in the blob, the firmware taking it when the board profile has none, and the
 end-to-end scoring of training/assistant_eval.py."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from hark.training.assistant_eval import (assistant_board, count_negatives, miss
                                           window_averages)
 from hark.training.export import grammar_for
 from hark.training.sweep import firmware_sweep
-from hark.training.train import TrainConfig, _class_plan, wake_labels
+from hark.training.train import TrainConfig, _class_plan, load_split_audio, wake_labels
 from hark.unixport import run_firmware
 
 COMMANDS = ["yes", "no"]
@@ -300,6 +301,44 @@ def test_shipped_assistant_runs_the_operating_point_chosen_on_validation():
     make = (REPO / "Makefile").read_text()
     assert (f"ASSISTANT_DETECTOR ?= --average-window-ms {op['average_window_ms']} --threshold "
             f"{op['command_threshold']:g} --label-threshold hey_hark={op['threshold']:g}") in make
+
+
+def _make_target(make: str, target: str) -> list:
+    """The recipe lines of a Makefile target, continuation lines joined."""
+    block = make.replace("\\\n", " ").split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+    return [line.strip() for line in block.splitlines()[1:]]
+
+
+def test_assistant_recipe_trains_on_no_held_out_voice():
+    """Every wake-phrase folder `make assistant` and `make synth` train on is rendered from
+    training voices only, and the folders it measures on from held-out voices only."""
+    make = (REPO / "Makefile").read_text()
+    recipe = _make_target(make, "assistant") + _make_target(make, "synth")
+    made = {}
+    for line in recipe:
+        if "$(SYNTH)" in line:
+            out = re.search(r"--out (\S+)", line).group(1)
+            made.setdefault(out, set()).add("--voice-set holdout" in line)
+    train = next(line for line in recipe if " train --wake" in line)
+    trained = re.search(r"--synth ((?:[^-\s]\S*\s+)+)", train).group(1).split()
+    measured = re.findall(r"--(?:validation-)?eval (\S+)", " ".join(_make_target(make, "assistant-eval")))
+    wake_folders = [f for f in trained if "wake" in f]
+    assert len(wake_folders) >= 2 and len(measured) == 2
+    assert all(made[f] == {False} for f in wake_folders), made
+    assert all(made[f] == {True} for f in measured), made
+
+
+def test_training_drops_clips_of_held_out_voices(tmp_path):
+    """hark train reads a synth folder's voices.csv and leaves out every clip `hark synth`
+    rendered with a held-out voice, whichever folder it sits in."""
+    (tmp_path / "hey_hark").mkdir()
+    for name in ("kept.wav", "held.wav"):
+        sf.write(tmp_path / "hey_hark" / name, np.zeros(16000, np.int16), 16000)
+    (tmp_path / "voices.csv").write_text("path,voice,split\nhey_hark/kept.wav,kokoro-us-kumo,train\n"
+                                         "hey_hark/held.wav,kokoro-us-tebukuro,holdout\n")
+    d = ds.load_dataset(tmp_path, require_labels=False)
+    _, kept = load_split_audio([d], None, TrainConfig(data=str(tmp_path)), np.random.default_rng(0), "test")
+    assert [c.path.name for c in kept] == ["kept.wav"]
 
 
 def test_demo_commands_alone_stay_silent_and_fire_after_the_wake_word():
