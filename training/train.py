@@ -53,8 +53,8 @@ class TrainConfig:
     shift_ms: float = 100.0             # time-shift range of augmentation (+-ms)
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     mic_prob: float = 0.0               # chance of a random microphone response per example
-    dc_prob: float = 0.0                # chance of a random DC offset per example (speech too)
-    dc_silence_prob: float = 0.0        # share of _silence_ examples on a DC offset or step
+    dc_prob: float = 0.1                # chance of a random DC offset per example (speech too)
+    dc_silence_prob: float = 0.3        # share of _silence_ examples on a DC offset or step
     teacher: str = ""                   # "oww-embedding": distil from the speech teacher
     temperature: float = 2.0            # softening of the teacher's labels
     soft_weight: float = 0.5            # share of the loss on the teacher's labels

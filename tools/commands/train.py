@@ -84,13 +84,14 @@ def register(sub):
     p.add_argument("--mic-prob", type=float, default=0.0,
                    help="chance of colouring an example with a random microphone response "
                         "(band limits, resonances; default 0): synthetic speech is studio-flat")
-    p.add_argument("--dc-prob", type=float, default=0.0,
+    p.add_argument("--dc-prob", type=float, default=0.1,
                    help="chance of a random DC offset (constant or a step, up to 90 %% of full "
-                        "scale) on any example, speech included (default 0): real microphones "
-                        "have offsets and the front end does not remove them")
-    p.add_argument("--dc-silence-prob", type=float, default=0.0,
+                        "scale) on any example, speech included (default 0.1): real "
+                        "microphones have offsets and the front end does not remove them")
+    p.add_argument("--dc-silence-prob", type=float, default=0.3,
                    help="share of _silence_ examples on a DC offset or step of up to full scale, "
-                        "with or without noise (default 0): teaches that an offset is not a word")
+                        "with or without noise (default 0.3): without it, whether a model "
+                        "fires on a DC step is luck of the seed; 0 and 0 train as before")
     p.add_argument("--fmax", type=float, default=0,
                    help="top of the mel filterbank in Hz (default 4000, as MLPerf Tiny KWS; "
                         "8000 keeps fricatives such as the f of \"off\")")
