@@ -117,7 +117,7 @@ train-default: venv-dev
 	  --family tcn --width 64 --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 $(BEFORE_DC) \
 	  --seed 3 --out runs/default
 	$(BIN)/hark export runs/default --out runs/default/default.hark --name hark-tcn64-12 $(DEFAULT_DETECTOR)
-	$(BIN)/python -m hark.training.nonspeech runs/default/default.hark
+	$(BIN)/python -m hark.training.nonspeech runs/default/default.hark --offsets
 	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn64-12 $(DEFAULT_DETECTOR)
 	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
 
