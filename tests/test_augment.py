@@ -86,3 +86,55 @@ def test_microphone_off_by_default():
     plain = aug.augment(y, np.random.default_rng(3), (), config)
     assert np.array_equal(plain, aug.augment(y, np.random.default_rng(3), (), config))
     assert not np.allclose(plain, aug.augment(y, np.random.default_rng(3), (), with_mic))
+
+
+def test_silence_dc_offsets_span_both_signs_steps_and_bare_offsets():
+    """Microphones have DC offsets and steps at start-up; the front end does not remove them,
+    so `_silence_` must show them: constant or stepped, with and without noise on top."""
+    rng = np.random.default_rng(0)
+    clips = [aug.silence_clip(rng, bank(), dc_prob=1.0) for _ in range(300)]
+    ends = np.array([np.median(y[-2000:]) for y in clips])
+    starts = np.array([np.median(y[:100]) for y in clips])
+    assert (ends < -0.8).any() and (ends > 0.8).any()            # most of full scale, both signs
+    assert np.mean(np.abs(ends) > 0.05) > 0.8                     # nearly all carry an offset
+    stepped = np.abs(ends - starts) > 0.05
+    assert 0.2 < np.mean(stepped) < 0.8                           # steps and constant offsets
+    bare = [np.ptp(y[-2000:]) == 0 for y in clips]
+    assert 0.1 < np.mean(bare) < 0.6                              # bare offsets and noisy ones
+    assert all(np.abs(y).max() <= 1.0 for y in clips)             # clipped as an ADC would
+
+
+def test_silence_without_dc_prob_is_as_before():
+    a = [aug.silence_clip(np.random.default_rng(s), bank()) for s in range(50)]
+    b = [aug.silence_clip(np.random.default_rng(s), bank(), dc_prob=0.0) for s in range(50)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert max(abs(float(np.mean(y))) for y in a) < 0.02
+
+
+def test_dc_offset_on_speech_keeps_the_word_unclipped():
+    """A share of every class gets an offset; the word is scaled into the room left, not cut."""
+    config = aug.AugmentConfig(shift_ms=0, gain_db=(0, 0), noise_prob=0, reverb_prob=0,
+                               dc_prob=1.0)
+    y = clip() * 3                                               # a loud word, peak ~0.9
+    offsets, whole = [], 0
+    for seed in range(100):
+        out = aug.augment(y, np.random.default_rng(seed), (), config)
+        offset = float(np.median(out[-1000:]))
+        offsets.append(offset)
+        assert np.abs(out).max() <= 1.0
+        if np.ptp(np.r_[out[:6000], out[10000:]]) == 0:          # constant offset: subtract it
+            word = out - offset
+            scale = np.abs(word).max() / np.abs(y).max()
+            assert 0 < scale <= 1 and np.allclose(word, y * scale, atol=1e-5)  # same word, whole
+            whole += 1
+    offsets = np.array(offsets)
+    assert (offsets < -0.5).any() and (offsets > 0.5).any()
+    assert np.mean(np.abs(offsets) > 0.02) > 0.9
+    assert whole > 30
+
+
+def test_dc_offset_off_by_default():
+    config = aug.AugmentConfig(noise_prob=0, reverb_prob=0)
+    assert config.dc_prob == 0.0
+    out = aug.augment(clip(), np.random.default_rng(4), (), config)
+    assert abs(float(np.median(out))) < 1e-6

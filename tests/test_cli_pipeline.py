@@ -18,7 +18,8 @@ def exported(shared_data, tmp_path_factory):
     out = StringIO()
     with redirect_stdout(out):
         assert main(["train", "--data", str(shared_data), "--out", str(run), "--epochs", "2",
-                     "--max-per-word", "6", "--views", "1", "--family", "tcn"]) == 0
+                     "--max-per-word", "6", "--views", "1", "--family", "tcn",
+                     "--dc-prob", "0.2", "--dc-silence-prob", "0.4"]) == 0
     TRAIN_STDOUT.append(out.getvalue())
     assert main(["export", str(run), "--out", str(run / "tiny.hark")]) == 0
     return run
@@ -40,6 +41,7 @@ def test_run_directory_has_everything(exported):
         assert (exported / name).stat().st_size > 0, name
     config = json.loads((exported / "config.json").read_text())
     assert config["family"] == "tcn" and len(config["normalisation"]["mean"]) == 10
+    assert (config["dc_prob"], config["dc_silence_prob"]) == (0.2, 0.4)  # augmentation recorded
 
 
 def test_eval_json_and_plot(exported, shared_data, capsys):

@@ -162,3 +162,16 @@ def test_non_speech_gate_passes_the_shipped_model_and_stops_a_trigger_happy_one(
                   detector={"threshold": 0.02, "average_window_ms": 200, "minimum_count": 1})
     assert nonspeech.main([str(eager)]) == 1
     assert "fires on non-speech input (DC step" in capsys.readouterr().out
+
+
+def test_more_dc_offsets_keep_the_shipped_model_quiet(capsys):
+    """`--offsets`: 18 more offsets and steps, at levels training never draws exactly."""
+    signals = nonspeech.offset_signals()
+    assert len(signals) == 18 and all(len(x) == 3 * RATE for x in signals.values())
+    assert signals["DC -25000"][0] == -25000 and signals["decaying step +20000"][-1] < 100
+    shipped = MODELS_DIR / "default.hark"
+    if not shipped.exists():
+        pytest.skip("no models/default.hark")
+    assert nonspeech.main([str(shipped), "--offsets"]) == 0
+    out = capsys.readouterr().out
+    assert "DC +15000 + noise: quiet" in out and "decaying step -20000: quiet" in out

@@ -1,4 +1,4 @@
-"""Augmentation of 1 s clips: time shift, gain, background noise at random SNR, reverb.
+"""Augmentation of 1 s clips: time shift, gain, background noise at random SNR, reverb, DC offset.
 
 Everything draws from the numpy Generator it is given, so a seed reproduces a run.
 """
@@ -16,6 +16,7 @@ class AugmentConfig:
     reverb_prob: float = 0.2
     rt60_s: tuple = (0.1, 0.6)
     mic_prob: float = 0.0            # chance of a random microphone/channel response
+    dc_prob: float = 0.0             # chance of a random DC offset (constant or a step)
 
 
 def time_shift(y: np.ndarray, samples: int) -> np.ndarray:
@@ -93,6 +94,28 @@ def _peaking(f, q, gain_db):
     return np.array([[*(np.asarray(b) / den[0]), 1.0, den[1] / den[0], den[2] / den[0]]])
 
 
+def dc_level(length: int, rng: np.random.Generator, most: float = 1.0) -> np.ndarray:
+    """A random DC offset for a clip: up to `most` of full scale, either sign, constant or (half
+    the time) a step at a random sample from zero or another level, as a microphone with an
+    offset gives when audio starts. The front end has no DC removal, so the lowest mel bands
+    carry the offset and the model must learn that it is not speech."""
+    level = rng.uniform(0.0, most) * rng.choice((-1.0, 1.0))
+    dc = np.full(length, level, np.float32)
+    if rng.random() < 0.5:
+        before = 0.0 if rng.random() < 0.5 else rng.uniform(-most, most)
+        dc[: rng.integers(length)] = before
+    return dc
+
+
+def with_dc(y, rng: np.random.Generator, most: float = 0.9) -> np.ndarray:
+    """y with a random DC offset (dc_level), scaled down where offset + signal would leave
+    [-1, 1]: the word stays whole instead of half-clipped."""
+    dc = dc_level(len(y), rng, most)
+    room = 1.0 - np.max(np.abs(dc))
+    peak = np.max(np.abs(y)) + 1e-9
+    return (y * min(1.0, room / peak) + dc).astype(np.float32)
+
+
 def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = AugmentConfig(),
             sample_rate: int = 16000) -> np.ndarray:
     """One random variant of a clip (same length), clipped to [-1, 1]."""
@@ -109,6 +132,8 @@ def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = 
     y = y * 10 ** (rng.uniform(*config.gain_db) / 20)
     if len(noise_bank) and rng.random() < config.noise_prob:
         y = add_noise(y, noise_segment(noise_bank, len(y), rng), rng.uniform(*config.snr_db))
+    if config.dc_prob and rng.random() < config.dc_prob:
+        y = with_dc(y, rng)
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
@@ -117,13 +142,19 @@ def silence_count(n_clips: int, labels) -> int:
     return max(1, n_clips // max(1, len(labels) - 1))
 
 
-def silence_clip(rng: np.random.Generator, noise_bank=(), length: int = 16000) -> np.ndarray:
+def silence_clip(rng: np.random.Generator, noise_bank=(), length: int = 16000,
+                 dc_prob: float = 0.0) -> np.ndarray:
     """A `_silence_` example: background noise at a log-uniform level from near-digital
-    silence to very loud, or (sometimes) a faint electrical hiss when there is no bank."""
+    silence to very loud, or (sometimes) a faint electrical hiss when there is no bank. With
+    chance dc_prob it sits on a DC offset of up to full scale (dc_level), a third of those
+    with no noise at all, clipped as an ADC would."""
     if not len(noise_bank) or rng.random() < 0.1:
         y = rng.standard_normal(length).astype(np.float32)
     else:
         y = noise_segment(noise_bank, length, rng).astype(np.float32)
     y = y / (np.max(np.abs(y)) + 1e-9)
     level = 10 ** rng.uniform(-4.0, 0.0)  # -80 dBFS .. 0 dBFS peak
-    return np.clip(y * level, -1.0, 1.0).astype(np.float32)
+    y = y * level
+    if dc_prob and rng.random() < dc_prob:
+        y = dc_level(length, rng) + (0.0 if rng.random() < 1 / 3 else y)
+    return np.clip(y, -1.0, 1.0).astype(np.float32)

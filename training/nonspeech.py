@@ -21,13 +21,30 @@ def quiet_signals(seconds: float = 3.0, seed: int = 11) -> dict:
     return {name: np.clip(np.round(x), -32768, 32767).astype(np.int16) for name, x in raw.items()}
 
 
-def write_signals(folder) -> dict:
-    """quiet_signals as 16-bit WAVs in folder: {name: path}, written once for any number of models."""
+def offset_signals(seconds: float = 3.0, seed: int = 123) -> dict:
+    """More DC offsets, at levels training never draws exactly (`--dc-prob`, `--dc-silence-prob`
+    draw from a range): +-3000, 8000, 15000 and 25000, bare and with noise, and an AC-coupled
+    microphone's step of +-20000 decaying with a 0.3 s time constant. name -> int16 samples."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    raw = {}
+    for level in (3000, 8000, 15000, 25000):
+        for sign in (1, -1):
+            raw[f"DC {sign * level:+d}"] = np.full(n, sign * level, float)
+            raw[f"DC {sign * level:+d} + noise"] = sign * level + rng.normal(0, 300, n)
+    for sign in (1, -1):
+        raw[f"decaying step {sign * 20000:+d}"] = sign * 20000 * np.exp(-np.arange(n) / (0.3 * RATE))
+    return {name: np.clip(np.round(x), -32768, 32767).astype(np.int16) for name, x in raw.items()}
+
+
+def write_signals(folder, signals=None) -> dict:
+    """signals (default: quiet_signals) as 16-bit WAVs in folder: {name: path}, written once
+    for any number of models."""
     from pathlib import Path
 
     import soundfile as sf
     paths = {}
-    for i, (name, x) in enumerate(quiet_signals().items()):
+    for i, (name, x) in enumerate((signals or quiet_signals()).items()):
         paths[name] = Path(folder) / f"nonspeech_{i}.wav"
         sf.write(paths[name], x, RATE, subtype="PCM_16")
     return paths
@@ -55,9 +72,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("model", type=Path, help="model blob")
     p.add_argument("--board", default="unix")
+    p.add_argument("--offsets", action="store_true",
+                   help="also play offset_signals: 18 more DC offsets and steps")
     args = p.parse_args(argv)
+    signals = {**quiet_signals(), **(offset_signals() if args.offsets else {})}
     with tempfile.TemporaryDirectory() as tmp:
-        found = detections(args.model, boards.load(args.board), write_signals(tmp))
+        found = detections(args.model, boards.load(args.board), write_signals(tmp, signals))
     fired = {name: dets for name, dets in found.items() if dets}
     for name, dets in found.items():
         print(f"{name}: {', '.join(dets) or 'quiet'}")

@@ -53,6 +53,8 @@ class TrainConfig:
     shift_ms: float = 100.0             # time-shift range of augmentation (+-ms)
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     mic_prob: float = 0.0               # chance of a random microphone response per example
+    dc_prob: float = 0.1                # chance of a random DC offset per example (speech too)
+    dc_silence_prob: float = 0.3        # share of _silence_ examples on a DC offset or step
     teacher: str = ""                   # "oww-embedding": distil from the speech teacher
     temperature: float = 2.0            # softening of the teacher's labels
     soft_weight: float = 0.5            # share of the loss on the teacher's labels
@@ -197,7 +199,8 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
 
     plan, size = _class_plan(real, synth, labels, cfg, rng)
     spec = FeatureSpec.from_dict(cfg.spec)
-    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob)
+    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob,
+                                       dc_prob=cfg.dc_prob)
     clips, targets, features, logits = [], [], [], []
     extra = cfg.teacher_extra if teacher else 0
     total = cfg.views * (extra + sum(size if l == ds.SILENCE else len(plan[l]) for l in labels))
@@ -220,7 +223,7 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
         for li, label in enumerate(labels):
             if label == ds.SILENCE:
                 for _ in range(size):
-                    clips.append(aug.silence_clip(rng, noise))
+                    clips.append(aug.silence_clip(rng, noise, dc_prob=cfg.dc_silence_prob))
                     targets.append(li)
                     if teacher:
                         logits.append(silence_logits)
@@ -301,7 +304,8 @@ def episode_pool(cfg, sources, noise, spec):
     if extra:
         sources = sources + [load_split_audio(extra, None, cfg, rng, "reading episode words",
                                               exclude=cfg.unseen_words)]
-    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob)
+    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob,
+                                       dc_prob=cfg.dc_prob)
     pool = build_pool(sources, noise, spec, cfg, augment_config, rng)
     if len(pool) < 2:
         raise ds.DatasetError(f"--embedding-loss needs clips of at least 2 words with "

@@ -84,6 +84,14 @@ def register(sub):
     p.add_argument("--mic-prob", type=float, default=0.0,
                    help="chance of colouring an example with a random microphone response "
                         "(band limits, resonances; default 0): synthetic speech is studio-flat")
+    p.add_argument("--dc-prob", type=float, default=0.1,
+                   help="chance of a random DC offset (constant or a step, up to 90 %% of full "
+                        "scale) on any example, speech included (default 0.1): real "
+                        "microphones have offsets and the front end does not remove them")
+    p.add_argument("--dc-silence-prob", type=float, default=0.3,
+                   help="share of _silence_ examples on a DC offset or step of up to full scale, "
+                        "with or without noise (default 0.3): without it, whether a model "
+                        "fires on a DC step is luck of the seed; 0 and 0 train as before")
     p.add_argument("--fmax", type=float, default=0,
                    help="top of the mel filterbank in Hz (default 4000, as MLPerf Tiny KWS; "
                         "8000 keeps fricatives such as the f of \"off\")")
@@ -159,6 +167,8 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"), "batch_size": (lambda v: v >= 1,
           "max_per_word": (lambda v: v >= 0, ">= 0"), "class_size": (lambda v: v >= 0, ">= 0"),
           "shift_ms": (lambda v: v >= 0, ">= 0"), "unknown_weight": (lambda v: v > 0, "> 0"),
           "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+          "dc_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+          "dc_silence_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "embedding_weight": (lambda v: v > 0, "> 0"), "embedding_way": (lambda v: v >= 2, ">= 2"),
           "embedding_shots": (lambda v: v >= 1, ">= 1")}
 
@@ -247,6 +257,7 @@ def run(args):
                       wake=args.wake.strip(), commands=command_list(args.commands),
                       shift_ms=args.shift_ms,
                       unknown_weight=args.unknown_weight, mic_prob=args.mic_prob,
+                      dc_prob=args.dc_prob, dc_silence_prob=args.dc_silence_prob,
                       exclude_words=[w for w in args.exclude_words.split(",") if w],
                       teacher=args.teacher, temperature=args.temperature,
                       soft_weight=args.soft_weight, teacher_extra=args.teacher_extra,
