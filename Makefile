@@ -103,8 +103,8 @@ synth: venv-dev system-deps synth-deps
 # The full training run behind models/default.hark (not in CI; results in the README): the shipped
 # recipe + the new voice families' on/off (`make synth`), recipe I of `make crossval`. Seed 3 of
 # four: seeds 0 and 2 fire on DC steps (tests/test_edge_audio.py, hark.training.nonspeech), seed 1
-# hears held-out marvin 2 of 5 after enrollment (recipe J's seeds 0-3 fail the same checks:
-# README, "Real unseen speakers"). Retrained with DC-offset augmentation (now `hark train`'s
+# hears held-out marvin 2 of 5 after the pooled enrollment of that time (recipe J's seeds 0-3
+# fail the same checks: README, "Real unseen speakers"). Retrained with DC-offset augmentation (now `hark train`'s
 # default; BEFORE_DC keeps it off here) all four seeds are quiet (README). DEFAULT_DETECTOR's
 # threshold was chosen on a validation-speaker stream (the shipped model's false accepts there).
 DEFAULT_DETECTOR ?= --threshold 0.825
