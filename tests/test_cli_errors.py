@@ -1,14 +1,15 @@
 """Bad input through the CLI as a user types it: one readable error line, no traceback, and
 nothing written on failure (issue 13's hostile-tester repros)."""
 import json
+import re
 import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from hark import BOARDS_DIR, MODELS_DIR
-from hark.cli import main
+from hark import BOARDS_DIR, MODELS_DIR, REPO
+from hark.cli import COMMANDS, main
 
 MODEL = MODELS_DIR / "default.hark"
 
@@ -33,6 +34,19 @@ def words(tmp_path):
         for i in range(2):
             write(tmp_path / "data" / word / f"s{i}_nohash_0.wav", 0.1 * rng.standard_normal(16000))
     return tmp_path / "data"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_teaches(command, capsys):
+    """`hark COMMAND --help` says what the command is for and shows how it is typed, with
+    default paths as a user of any checkout reads them (none of this machine's)."""
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert len(out.split("\n\n")[1]) > 40, out          # the description, after the usage
+    assert re.search(r"^examples.*:$(\n  .*)*\n  (nice )?(hark|make) ", out, re.M), out
+    assert str(REPO) not in out and str(REPO.parent / "shared") not in out
 
 
 def test_eval_output_folders_are_made_before_the_work(words, tmp_path, capsys):

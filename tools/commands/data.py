@@ -14,9 +14,18 @@ are checked against the published values, and a second call does nothing.
 """
 
 
+EXAMPLES = """\
+examples:
+  hark data fetch speech-commands                 # into ~/.cache/hark (resumable, checksummed)
+  hark data info ../shared/data/speech_commands   # clips per word, label and split
+  hark data info data/synth/commands              # also: voices and engines of synthetic clips
+"""
+
+
 def register(sub):
     p = sub.add_parser("data", help="fetch datasets, show what a data folder holds",
-                       description=__doc__)
+                       description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
 
     from hark.training.fetch import DATASETS
@@ -37,7 +46,11 @@ def register(sub):
                    help="reconnect this many times after a dropped connection (3)")
     f.set_defaults(func=run_fetch)
 
-    i = data_sub.add_parser("info", help="clips per word, label and split of a data folder")
+    i = data_sub.add_parser("info", help="clips per word, label and split of a data folder",
+                            description="Clips per word, label and split (from the folder's "
+                                        "validation/testing lists), and the clips that cannot be "
+                                        "read or are not 16 kHz mono: check a folder before "
+                                        "training on it.")
     i.add_argument("dir", help="Speech Commands-layout folder (<word>/<clip>.wav|.flac)")
     i.set_defaults(func=run_info)
     p.set_defaults(func=lambda args: p.print_help() or 2)

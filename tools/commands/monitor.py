@@ -1,10 +1,12 @@
 """`hark monitor`: watch a board's detections live.
 
-By default the board is restarted under the monitor (soft reset, then main.py through the REPL), so start-up errors show too; Ctrl-C stops watching and restarts main.py on its own.
-With --attach the monitor only listens to a board that is already running. On the unix port
-main.py is started the same way, reading the profile's WAV file; Ctrl-C cannot reach a program
-running in the unix port through a raw pseudo-terminal, so there main.py runs to the end of the WAV.
+By default the board is restarted under the monitor (soft reset, then main.py through the REPL),
+so start-up errors show too; Ctrl-C stops watching and restarts main.py on its own. With --attach
+the monitor only listens to a board that is already running. On the unix port main.py is started
+the same way, reading the profile's WAV file; Ctrl-C cannot reach a program running in the unix
+port through a raw pseudo-terminal, so there main.py runs to the end of the WAV.
 """
+import argparse
 import re
 import sys
 import time
@@ -21,9 +23,16 @@ RUN_MAIN = ("import sys\ntry:\n import runtime\n runtime.err = sys.stdout\nexcep
             "try:\n exec(open('main.py').read(), {'__name__': '__main__'})\n"
             "except SystemExit as e:\n print('hark: main.py exited with code', e.args[0] if e.args else 0)")
 
+EXAMPLES = """\
+examples:
+  hark monitor --board esp32-inmp441                     # restart main.py, then watch until Ctrl-C
+  hark monitor --board rp2040 --port /dev/ttyACM0 --attach --seconds 60
+"""
+
 
 def register(sub):
-    p = sub.add_parser("monitor", help="show a board's detections live", description=__doc__)
+    p = sub.add_parser("monitor", help="show a board's detections live", description=__doc__,
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--board", required=True, help=f"board profile ({', '.join(boards.available())})")
     p.add_argument("--port", help="serial port (default: the only MicroPython-like USB device)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")

@@ -4,6 +4,7 @@ The board reads audio through the deployed firmware's sources module (the same p
 uses), keeps it in a scratch file, then sends it back over the REPL as base64 lines. Useful to
 check wiring and levels, and to collect clips from the real microphone for training.
 """
+import argparse
 import binascii
 import wave
 from pathlib import Path
@@ -15,11 +16,17 @@ from hark.cli import HarkError
 DEVICE_SCRIPT = REPO / "tools" / "record_device.py"
 SCRATCH = ".hark-rec.pcm"
 RATE = 16000
+EXAMPLES = """\
+examples:
+  hark record --board esp32-inmp441 --out mic.wav                 # 3 s: check wiring and levels
+  hark record --board rp2040 --seconds 10 --out marvin_01.wav     # a clip for training
+"""
 
 
 def register(sub):
     p = sub.add_parser("record", help="record N seconds from the board's microphone into a WAV",
-                       description=__doc__)
+                       description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--board", required=True, help=f"board profile ({', '.join(boards.available())})")
     p.add_argument("--port", help="serial port (default: the only MicroPython-like USB device)")
     p.add_argument("--seconds", type=float, default=3.0, help="length (default 3)")

@@ -18,7 +18,7 @@ def register(sub):
                     "profile supplies the detector overrides and grammar; its LED/pin actions are "
                     "replaced by printing.")
     p.add_argument("audio", nargs="+", type=Path, metavar="AUDIO.wav", help="16 kHz mono 16-bit WAV files")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model blob (default {DEFAULT_MODEL})")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model blob (default models/default.hark)")
     p.add_argument("--board", default="unix",
                    help=f"board profile name ({', '.join(boards.available())}) or .json (default unix)")
     p.add_argument("--pad-ms", type=int, default=1000,
