@@ -15,7 +15,7 @@ import soundfile as sf
 from hark import BOARDS_DIR, FIRMWARE_DIR, MODELS_DIR, boards
 from hark.training import convert, graph
 from helpers import cached_tflite
-from hark.training.bench import streaming_markdown, streaming_vs_windowed
+from hark.training.bench import streaming_vs_windowed
 from hark.training.blob import read_blob, write_blob
 from hark.unixport import micropython_binary
 
@@ -64,12 +64,11 @@ def assert_matches_tflm(tflite, r):
                            f"tflm {ref[bad[0]].tolist()} stream {r['stream'][bad[0]].tolist()}")
 
 
-def test_default_model_streams_bit_exact_on_real_audio(shared_data, capsys):
+def test_default_model_streams_bit_exact_on_real_audio(shared_data):
     """40 s of real speech and noise: identical outputs at all 2,000 hops, >= 10x fewer MACs."""
     _need_default()
     audio = real_audio(shared_data, 40)
-    all_boards = [boards.load(n) for n in boards.available()]
-    r = streaming_vs_windowed(MODEL, audio, all_boards, outputs=True)
+    r = streaming_vs_windowed(MODEL, audio, outputs=True)
     assert r["hops"] >= 1990
     assert r["identical_outputs"], f"{r['mismatched_hops']} of {r['hops']} hops differ"
     assert (r["stream"] == r["window"]).all()
@@ -82,12 +81,9 @@ def test_default_model_streams_bit_exact_on_real_audio(shared_data, capsys):
         assert_matches_tflm(tflite.read_bytes(), r)
     assert r["mac_ratio"] >= 10, r
     assert r["streaming"]["us_per_hop_mean"] < r["windowed"]["us_per_hop_mean"]
-    assert set(r["boards"]) >= {"esp32-inmp441", "rp2040", "pyboard"}
-    with capsys.disabled():
-        print("\n" + streaming_markdown(r))
 
 
-def test_default_model_every_second_hop(shared_data, capsys):
+def test_default_model_every_second_hop(shared_data):
     """infer_every=2: only the columns a wanted output reads are computed (fewer MACs again)."""
     _need_default()
     once = streaming_vs_windowed(MODEL, real_audio(shared_data, 2, seed=3))
@@ -98,8 +94,6 @@ def test_default_model_every_second_hop(shared_data, capsys):
     if tflite.exists():
         assert_matches_tflm(tflite.read_bytes(), r)
     assert r["streaming"]["macs_per_hop"] < 0.7 * once["streaming"]["macs_per_hop"]
-    with capsys.disabled():
-        print("\n" + streaming_markdown(r))
 
 
 # --- other members of the tcn family: pooling over several columns, dilated (k, 1) convolutions,

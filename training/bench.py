@@ -699,13 +699,12 @@ print(hops, bad, alloc, st.macs, st.window_macs, s_best // every, s_sum // k, w_
 """
 
 
-def streaming_vs_windowed(model: Path, audio: np.ndarray, boards_list=(), features: Path = None,
+def streaming_vs_windowed(model: Path, audio: np.ndarray, features: Path = None,
                           outputs: bool = False, every: int = 1) -> dict:
     """One run of the MicroPython unix port over `audio` (int16, 16 kHz): every hop, the
     streaming interpreter (one new column per layer) and the windowed engine (the whole window
     re-run) on the same front-end frames. MACs per hop and per second of audio, µs per hop (best,
-    mean), whether every hop's output is identical, bytes allocated by streaming pushes, and per
-    board the estimated model time per hop (MACs x cycles_per_mac_viper / clock_hz).
+    mean), whether every hop's output is identical and bytes allocated by streaming pushes.
     every: outputs wanted every N hops (the runtime's infer_every): the windowed engine runs on
     those hops only, the streaming one skips the columns no wanted output reads.
     features: blob whose front end makes the frames (default: the model's own).
@@ -738,14 +737,7 @@ def streaming_vs_windowed(model: Path, audio: np.ndarray, boards_list=(), featur
                        "us_per_hop_best": s_best, "us_per_hop_mean": s_mean, "arena_bytes": s_arena},
          "windowed": {"macs_per_hop": w_macs // every, "macs_per_second": w_macs * hops_per_s // every,
                       "us_per_hop_best": w_best, "us_per_hop_mean": w_mean, "arena_bytes": w_arena},
-         "mac_ratio": w_macs / every / s_macs, "time_ratio_mean": w_mean / max(1, s_mean), "boards": {}}
-    for b in boards_list:
-        cpm, clock = b.get("cycles_per_mac_viper"), b.get("clock_hz")
-        if cpm and clock:
-            r["boards"][b["name"]] = {"mcu": b.get("mcu"), "clock_hz": clock,
-                                      "cycles_per_mac_viper": cpm,
-                                      "est_ms_per_hop_streaming": s_macs * cpm / clock * 1e3,
-                                      "est_ms_per_hop_windowed": w_macs / every * cpm / clock * 1e3}
+         "mac_ratio": w_macs / every / s_macs, "time_ratio_mean": w_mean / max(1, s_mean)}
     if outputs:
         r["frames"] = frames_rec
         r["output_hops"] = np.arange(0, hops, every)
@@ -753,22 +745,3 @@ def streaming_vs_windowed(model: Path, audio: np.ndarray, boards_list=(), featur
         r["window"] = rec[:, n_out:]
     return r
 
-
-def streaming_markdown(r: dict) -> str:
-    """The streaming_vs_windowed numbers as a README-ready table."""
-    s, w = r["streaming"], r["windowed"]
-    lines = [f"Streaming vs windowed inference, {Path(r['model']).name}, {r['hops']} hops of real "
-             f"audio in the unix port, output every {r['every']} hop(s); outputs identical at every "
-             f"output hop: {r['identical_outputs']}.", "",
-             "| | MACs / hop | MACs / s audio | µs / hop best | µs / hop mean | arena B |",
-             "|---|---|---|---|---|---|"]
-    for name, v in (("streaming", s), ("windowed (full window every hop)", w)):
-        lines.append(f"| {name} | {v['macs_per_hop']:,} | {v['macs_per_second']:,} | "
-                     f"{v['us_per_hop_best']} | {v['us_per_hop_mean']} | {v['arena_bytes']:,} |")
-    lines += ["", f"{r['mac_ratio']:.1f}x fewer MACs, {r['time_ratio_mean']:.1f}x less time per hop.", "",
-              "| board | MHz | cycles/MAC | est. ms / hop streaming | est. ms / hop windowed |",
-              "|---|---|---|---|---|"]
-    for name, e in r["boards"].items():
-        lines.append(f"| {name} | {e['clock_hz'] // 1_000_000} | {e['cycles_per_mac_viper']} | "
-                     f"{e['est_ms_per_hop_streaming']:.1f} | {e['est_ms_per_hop_windowed']:.1f} |")
-    return "\n".join(lines)
