@@ -105,11 +105,6 @@ def device_int8(audio, meta: dict, arrays: dict) -> np.ndarray:
     return device_features_numpy(np.stack([pcm(y) for y in audio]), meta, arrays)
 
 
-def dequantise_scores(q: np.ndarray, meta: dict) -> np.ndarray:
-    out = meta["model"]["output"]
-    return (q.astype(np.float32) - out["zero_point"]) * out["scale"]
-
-
 def run_engine(engine: str, model_path: Path, x_int8: np.ndarray, meta: dict) -> np.ndarray:
     """int8 inputs (n, frames, coeffs) -> int8 outputs (n, labels)."""
     if engine == "tflite":
