@@ -14,7 +14,7 @@ The model's w.<op>.* arrays travel as one uint8 array `w` (each part 4-byte alig
 steps point into: on the device one object instead of ~50 arrays, names and dict entries, and
 no gaps between them in a heap that never compacts.
 """
-from math import gcd
+import math
 
 import numpy as np
 
@@ -85,13 +85,6 @@ class _Plan:
                 prefix + "cfg": np.array(self.cfg, np.int32)}
 
 
-def _numel(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _conv(p, n, op, x_off, y_off, scratch, h, w, cin, oh, ow, period=0, macs=0):
     """A CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED call over an h x w x cin input at x_off
     (scratch: im2col offset, < 0 when patches are read in place)."""
@@ -118,7 +111,7 @@ def windowed(g: dict, where: dict) -> dict:
     """The whole-window plan (engine.Interpreter): arrays p.w.steps, p.w.cfg."""
     G = _Graph(g)
     p = _Plan(where)
-    p.add("copy_in", [G.offset(G.input), _numel(G.shape(G.input))])
+    p.add("copy_in", [G.offset(G.input), math.prod(G.shape(G.input))])
     for n, op in enumerate(G.ops):
         kind = op[_TYPE]
         if kind == _RESHAPE:
@@ -138,15 +131,15 @@ def windowed(g: dict, where: dict) -> dict:
             p.add("mean", [G.offset(x), G.offset(y), op[_COUNT], xs[-1], op[_ZIN] + 128,
                            op[_ZOUT] + 128, m >> 16, m & 0xFFFF, op[_M + 1] + 32])
         elif kind == _SOFTMAX:
-            _softmax(p, n, G.offset(x), G.offset(y), _numel(ys) // ys[-1], ys[-1])
+            _softmax(p, n, G.offset(x), G.offset(y), math.prod(ys) // ys[-1], ys[-1])
         else:   # ADD
-            cfg = [G.offset(x), G.offset(op[_IN2]), G.offset(y), _numel(ys), op[_ZIN] + 128,
+            cfg = [G.offset(x), G.offset(op[_IN2]), G.offset(y), math.prod(ys), op[_ZIN] + 128,
                    op[_ZIN2] + 128, op[_ZOUT] + 128, op[_LO] + 128, op[_HI] + 128]
             for k in range(3):
                 m = op[_M + 2 * k]
                 cfg += [m >> 16, m & 0xFFFF, op[_M + 2 * k + 1] + 32]
             p.add("add", cfg + [op[_LSHIFT]])
-    p.add("copy_out", [G.offset(G.output), _numel(G.shape(G.output))])
+    p.add("copy_out", [G.offset(G.output), math.prod(G.shape(G.output))])
     return p.arrays("p.w.")
 
 
@@ -159,7 +152,7 @@ def _layers(G):
     if len(shape) < 3 or shape[0] != 1:
         raise NotStreamable("model input %s is not [1, time, features...]" % (shape,))
     T = frames = shape[1]
-    C = width = _numel(shape[2:])
+    C = width = math.prod(shape[2:])
     d = 1
     cur = G.input
     layers, pool, head = [], None, []
@@ -249,7 +242,7 @@ def streaming(g: dict, where: dict):
     head_outs = []
     for _, op in head:
         head_outs.append(size)
-        size += _numel(G.shape(op[_OUT]))
+        size += math.prod(G.shape(op[_OUT]))
 
     # period of each stream's producer: the head wants the last stream every N hops; a layer
     # reading stream j at dilation d only ever needs the columns of one residue class mod
@@ -259,7 +252,7 @@ def streaming(g: dict, where: dict):
     period[-1] = q
     for j in range(len(layers) - 1, -1, -1):
         if layers[j][2] > 1:
-            q = gcd(q, layers[j][3])
+            q = math.gcd(q, layers[j][3])
         period[j] = q
     period[0] = 1       # the input ring is written every hop
 
@@ -292,9 +285,9 @@ def streaming(g: dict, where: dict):
                   macs=op[_POS] * op[_CH] * op[_DEPTH])
         else:
             ys = G.shape(op[_OUT])
-            _softmax(p, n, src, dst, _numel(ys) // ys[-1], ys[-1])
+            _softmax(p, n, src, dst, math.prod(ys) // ys[-1], ys[-1])
         src = dst
-    p.add("copy_out", [src, _numel(G.shape(G.output))])
+    p.add("copy_out", [src, math.prod(G.shape(G.output))])
     input_cfg = len(p.cfg)
     p.cfg += [bases[0], width]
 
@@ -305,7 +298,9 @@ def streaming(g: dict, where: dict):
     for j, R in enumerate(need):
         if R > 1:
             copy = p.start(copies[j]) + 1 if copies[j] is not None else 0
-            rings += [0, R, bases[j], cols[j], at(prod[j]), at(cons[j]), copy]
+            ring = dict(write=0, length=R, base=bases[j], column=cols[j], producer=at(prod[j]),
+                        consumer=at(cons[j]), copy=copy)
+            rings += [ring[field] for field in RING_FIELDS]
     arrays = p.arrays("p.s.")
     arrays["p.s.rings"] = np.array(rings, np.int32)
     meta = {"arena_bytes": size, "frames": frames, "width": width, "input_cfg": input_cfg}
