@@ -10,6 +10,14 @@ LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", 
           "stop", "go"]
 
 
+def write_wav(path, y, sr=16000):
+    """A sound file at path (its folders made): the clips of a Speech Commands-layout folder."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, y, sr)
+
+
 def fake_blob(path, payload_bytes=1000, arena_bytes=12000, seed=1, labels=LABELS):
     """A valid model blob (written by the real host writer) of about payload_bytes int8 weights."""
     from hark.training import blob

@@ -6,10 +6,10 @@ import subprocess
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from hark import BOARDS_DIR, MODELS_DIR, REPO
 from hark.cli import COMMANDS, main
+from helpers import write_wav
 
 MODEL = MODELS_DIR / "default.hark"
 
@@ -21,18 +21,13 @@ def hark(capsys, *args):
     return subprocess.CompletedProcess(args, code, out, err)
 
 
-def write(path, y, sr=16000):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, y, sr)
-
-
 @pytest.fixture
 def words(tmp_path):
     """A tiny Speech Commands-layout folder of noise clips (no lists)."""
     rng = np.random.default_rng(0)
     for word in ("yes", "no"):
         for i in range(2):
-            write(tmp_path / "data" / word / f"s{i}_nohash_0.wav", 0.1 * rng.standard_normal(16000))
+            write_wav(tmp_path / "data" / word / f"s{i}_nohash_0.wav", 0.1 * rng.standard_normal(16000))
     return tmp_path / "data"
 
 
@@ -194,8 +189,8 @@ def damaged(tmp_path):
             (root / word / f"bad{i}.wav").write_bytes(b"RIFF garbage" * 20)
     (root / "_background_noise_").mkdir()
     (root / "_background_noise_" / "hum.wav").write_bytes(b"RIFF garbage" * 20)
-    write(root / "yes" / "good.wav", np.zeros(16000))
-    write(root / "no" / "rate.wav", np.zeros((8000, 2)), sr=8000)
+    write_wav(root / "yes" / "good.wav", np.zeros(16000))
+    write_wav(root / "no" / "rate.wav", np.zeros((8000, 2)), sr=8000)
     return root
 
 
@@ -286,7 +281,7 @@ def test_simulate_shows_progress_on_a_long_file(tmp_path, capsys):
     from hark import boards
     from hark.unixport import run_firmware
     wav = tmp_path / "long.wav"
-    write(wav, 0.05 * np.random.default_rng(1).standard_normal(16000 * 600))
+    write_wav(wav, 0.05 * np.random.default_rng(1).standard_normal(16000 * 600))
     run_firmware(MODEL, boards.load("unix"), wav=wav, progress=True)
     err = capsys.readouterr().err
     shown = [int(p) for p in re.findall(r"long\.wav:\s+(\d+)%", err)]

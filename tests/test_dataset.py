@@ -1,14 +1,9 @@
 """Dataset loader: layout, splits, label mapping and the errors users meet."""
 import numpy as np
 import pytest
-import soundfile as sf
 
 from hark.training import dataset as ds
-
-
-def write(path, y, sr=16000):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, y, sr)
+from helpers import write_wav
 
 
 @pytest.fixture
@@ -16,8 +11,8 @@ def tiny(tmp_path):
     rng = np.random.default_rng(0)
     for word in ("yes", "no", "marvin"):
         for i in range(3):
-            write(tmp_path / word / f"spk{i}_nohash_0.wav", 0.1 * rng.standard_normal(16000))
-    write(tmp_path / "_background_noise_" / "hum.wav", 0.1 * rng.standard_normal(32000))
+            write_wav(tmp_path / word / f"spk{i}_nohash_0.wav", 0.1 * rng.standard_normal(16000))
+    write_wav(tmp_path / "_background_noise_" / "hum.wav", 0.1 * rng.standard_normal(32000))
     (tmp_path / "validation_list.txt").write_text("yes/spk1_nohash_0.wav\n")
     (tmp_path / "testing_list.txt").write_text("yes/spk2_nohash_0.wav\nmarvin/spk2_nohash_0.wav\n")
     return tmp_path
@@ -44,7 +39,7 @@ def test_empty_label_folder_is_named(tiny):
 
 
 def test_folder_without_any_known_label(tmp_path):
-    write(tmp_path / "cat" / "a.wav", np.zeros(16000))
+    write_wav(tmp_path / "cat" / "a.wav", np.zeros(16000))
     with pytest.raises(ds.DatasetError, match="right folder"):
         ds.load_dataset(tmp_path)
 
@@ -56,7 +51,7 @@ def test_empty_dataset(tmp_path):
 
 def test_wrong_rate_and_stereo_are_converted_and_reported(tmp_path):
     y = np.sin(np.arange(8000) / 10.0).astype(np.float32)
-    write(tmp_path / "a.wav", np.stack([y, y], axis=1), sr=8000)
+    write_wav(tmp_path / "a.wav", np.stack([y, y], axis=1), sr=8000)
     notes = []
     out = ds.read_audio(tmp_path / "a.wav", on_convert=notes.append)
     assert len(out) == 16000
