@@ -29,6 +29,7 @@ import numpy as np
 from . import blob as blobfile
 from . import dataset as ds
 from . import sweep
+from .report import num, pct
 from .stream import GAP_S, RATE, _noise_bed, _synth_unknown, place_word, score_stream, to_int16
 from .wake_eval import PAD_MS, TOLERANCE_S, negatives_stream
 
@@ -305,14 +306,6 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     return result
 
 
-def _pct(x):
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
-def _ms(x):
-    return "—" if x is None else f"{x:.0f}"
-
-
 MISSES = (("pairs", "pairs"), ("wake_missed", "wake phrases missed"),
           ("wake_far", "— best average more than 0.1 under the wake threshold"),
           ("wake_near", "— within 0.1 under it"),
@@ -326,9 +319,9 @@ MISSES = (("pairs", "pairs"), ("wake_missed", "wake phrases missed"),
 
 
 def _figures(r) -> str:
-    lat = f"{_ms(r['latency_ms_median'])} / {_ms(r['latency_ms_p90'])}"
-    return (f"{_pct(r['wake_recall'])} | {_pct(r['command_recall'])} "
-            f"({_pct(r['command_recall_given_wake'])}) | {lat} | "
+    lat = f"{num(r['latency_ms_median'], '{:.0f}')} / {num(r['latency_ms_p90'], '{:.0f}')}"
+    return (f"{pct(r['wake_recall'])} | {pct(r['command_recall'])} "
+            f"({pct(r['command_recall_given_wake'])}) | {lat} | "
             f"{r['false_wakes_per_hour']:.2f} | {r['false_commands_per_hour']:.2f}")
 
 

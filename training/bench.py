@@ -33,6 +33,7 @@ from hark import REPO
 from . import blob as blobfile
 from . import evaluate, nonspeech, report, stream
 from .dataset import COMMANDS, SILENCE, UNKNOWN
+from .report import num, pct
 
 MODEL_NAMES = ("default", "dscnn", "tiny_conv")
 ASSISTANT = "assistant"
@@ -337,9 +338,9 @@ def assistant_markdown(a: dict) -> list:
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in a["rows"]:
         mark = " (shipped)" if r["threshold"] == s["wake_threshold"] else ""
-        lines.append(f"| {r['threshold']:.2f}{mark} | {_pct(r['wake_recall'])} | {_pct(r['command_recall'])} | "
-                     f"{_pct(r['command_recall_given_wake'])} | {_num(r['latency_ms_median'], '{:.0f}')} / "
-                     f"{_num(r['latency_ms_p90'], '{:.0f}')} | {r['false_wakes_per_hour']:.2f} | "
+        lines.append(f"| {r['threshold']:.2f}{mark} | {pct(r['wake_recall'])} | {pct(r['command_recall'])} | "
+                     f"{pct(r['command_recall_given_wake'])} | {num(r['latency_ms_median'], '{:.0f}')} / "
+                     f"{num(r['latency_ms_p90'], '{:.0f}')} | {r['false_wakes_per_hour']:.2f} | "
                      f"{r['false_commands_per_hour']:.2f} |")
     return lines
 
@@ -369,14 +370,6 @@ def ratios(results: dict, base: str = "default") -> None:
             "us_per_hop_x": div(hop(r), hop(b))}
 
 
-def _pct(v, digits=1):
-    return "—" if v is None else f"{100 * v:.{digits}f}%"
-
-
-def _num(v, fmt="{:,}"):
-    return "—" if v is None else fmt.format(v)
-
-
 def to_markdown(res: dict) -> str:
     m, cfg, st = res["machine"], res["config"], res["stream"]
     models = res["models"]
@@ -398,10 +391,10 @@ def to_markdown(res: dict) -> str:
             continue
         d = a["int8_device"]
         rec = d["recall"]
-        lines.append(f"| {name} | {_pct(a.get('float', {}).get('accuracy'))} | "
-                     f"{_pct(a['int8_librosa']['accuracy'])} | {_pct(d['accuracy'])} | "
-                     f"{a['device_minus_librosa_points']:+.1f} pt | {_pct(d['recall_commands_mean'])} | "
-                     + " | ".join(f"{_pct(rec.get(k), 0)} (n={d['n_per_class'].get(k, 0)})" for k in SCARCE) + " |")
+        lines.append(f"| {name} | {pct(a.get('float', {}).get('accuracy'))} | "
+                     f"{pct(a['int8_librosa']['accuracy'])} | {pct(d['accuracy'])} | "
+                     f"{a['device_minus_librosa_points']:+.1f} pt | {pct(d['recall_commands_mean'])} | "
+                     + " | ".join(f"{pct(rec.get(k), 0)} (n={d['n_per_class'].get(k, 0)})" for k in SCARCE) + " |")
     for name, r in models.items():
         t = r.get("training")
         if t:
@@ -420,11 +413,11 @@ def to_markdown(res: dict) -> str:
         h = u.get("us_per_hop") or {}
         nsmac = (1000 * u["us_per_inference"] / s["macs_per_inference"]
                  if u.get("us_per_inference") and s["macs_per_inference"] else None)
-        lines.append(f"| {name} | {_num(s['params'])} | {_num(s['blob_bytes'])} | {_num(s['arena_bytes'])} | "
-                     f"{_num(s['macs_per_window'])} | {_num(s['macs_per_inference'])}{' (streaming)' if s['streaming'] else ''} | "
-                     f"{_num(s['macs_per_second'])} | {_num(h.get('frontend'))} | "
-                     f"{_num(h.get('infer'))} | {_num(h.get('total'))} | {_num(u.get('real_time_factor'), '{:.3f}')} | "
-                     f"{_num(nsmac, '{:.2f}')} | {_num(u.get('heap_peak'))} | {_num(r.get('min_heap_bytes'))} |")
+        lines.append(f"| {name} | {num(s['params'])} | {num(s['blob_bytes'])} | {num(s['arena_bytes'])} | "
+                     f"{num(s['macs_per_window'])} | {num(s['macs_per_inference'])}{' (streaming)' if s['streaming'] else ''} | "
+                     f"{num(s['macs_per_second'])} | {num(h.get('frontend'))} | "
+                     f"{num(h.get('infer'))} | {num(h.get('total'))} | {num(u.get('real_time_factor'), '{:.3f}')} | "
+                     f"{num(nsmac, '{:.2f}')} | {num(u.get('heap_peak'))} | {num(r.get('min_heap_bytes'))} |")
     lines += ["", f"**Long stream** ({st['seconds'] / 60:.1f} min, seed {cfg['seed']}: "
               f"{st['targets']} command words from the test/validation lists, {st['reused_targets']} "
               f"of them reused clips with new level/reverb, {st['distractors']} non-command words, "
@@ -438,10 +431,10 @@ def to_markdown(res: dict) -> str:
         if not s:
             lines.append(f"| {name} | error: {r['errors'].get('firmware', '?')} ||||||")
             continue
-        lines.append(f"| {name} | {_pct(s['frr'])} | {s['hits']} / {s['targets']} | {s['false_accepts']} | "
-                     f"{s['substitutions']} | {_num(s['fa_per_hour'], '{:.1f}')} | "
-                     f"{_num(s['latency_ms_median'], '{:.0f}')} | "
-                     + " / ".join(_pct((s.get("per_snr_db") or {}).get(k, {}).get("recall"), 0)
+        lines.append(f"| {name} | {pct(s['frr'])} | {s['hits']} / {s['targets']} | {s['false_accepts']} | "
+                     f"{s['substitutions']} | {num(s['fa_per_hour'], '{:.1f}')} | "
+                     f"{num(s['latency_ms_median'], '{:.0f}')} | "
+                     + " / ".join(pct((s.get("per_snr_db") or {}).get(k, {}).get("recall"), 0)
                                   for k in ("<10", "10-20", ">=20")) + " |")
     quiet = {n: r["non_speech"] for n, r in models.items() if r.get("non_speech")}
     if quiet:
@@ -469,8 +462,8 @@ def to_markdown(res: dict) -> str:
               "|---|---:|---:|---:|---:|---:|"]
     for name, r in models.items():
         v = r.get("vs_default") or {}
-        lines.append(f"| {name} | {_num(v.get('accuracy_per_mmac'), '{:.3f}')} | "
-                     + " | ".join(_num(v.get(k), "{:.2f}") for k in
+        lines.append(f"| {name} | {num(v.get('accuracy_per_mmac'), '{:.3f}')} | "
+                     + " | ".join(num(v.get(k), "{:.2f}") for k in
                                   ("accuracy_per_mmac_x", "macs_x", "blob_bytes_x", "us_per_hop_x")) + " |")
     lines += ["", "**Board estimates** (not measured on hardware): model time = MACs × "
               "`cycles_per_mac_viper` ÷ `clock_hz` from `boards/<board>.json` (63 instructions per MAC "
@@ -488,8 +481,8 @@ def to_markdown(res: dict) -> str:
         for bname, e in (r.get("boards") or {}).items():
             fits = e.get("fits_ram_budget_unix_measure")
             lines.append(f"| {name} | {bname} | {e['clock_hz'] // 1_000_000} | {e['est_ms_per_inference']:.1f} | "
-                         f"{_num(e['est_frontend_ms_per_hop_scaled'], '{:.2f}')} | {e['est_real_time_factor']:.2f} | "
-                         f"{_num(e['ram_budget_bytes'])} | "
+                         f"{num(e['est_frontend_ms_per_hop_scaled'], '{:.2f}')} | {e['est_real_time_factor']:.2f} | "
+                         f"{num(e['ram_budget_bytes'])} | "
                          f"{'—' if fits is None else 'yes' if fits else 'no'} |")
     assistant = res.get("assistant") or {}
     lines += qemu_markdown({**models, **({ASSISTANT: assistant} if assistant.get("qemu") else {})})

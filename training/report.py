@@ -17,6 +17,16 @@ def classification_metrics(y_true, y_pred, labels) -> dict:
             "per_class": per_class, "confusion": confusion.tolist(), "labels": list(labels)}
 
 
+def pct(share, digits=1) -> str:
+    """A share as a percentage for a table; — for a figure that was not measured (None)."""
+    return "—" if share is None else f"{100 * share:.{digits}f}%"
+
+
+def num(value, fmt="{:,}") -> str:
+    """A number for a table; — for a figure that was not measured (None)."""
+    return "—" if value is None else fmt.format(value)
+
+
 def format_metrics(metrics: dict, title: str = "") -> str:
     lines = [title] if title else []
     acc = metrics["accuracy"]

@@ -20,6 +20,7 @@ import numpy as np
 from . import augment as aug
 from . import dataset as ds
 from . import sweep
+from .report import num
 
 RATE = ds.SAMPLE_RATE
 DEFAULT_UNKNOWN_DIR = Path(__file__).resolve().parents[1] / "data" / "synth" / "unknown"
@@ -270,7 +271,7 @@ def det_table(rows, hours) -> str:
     lines = [f"| window ms | threshold | detected | FA / hour ({hours:.2f} h) | median latency ms |",
              "|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lat = "—" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:.0f}"
+        lat = num(r["latency_ms_median"], "{:.0f}")
         lines.append(f"| {r['average_window_ms']} | {r['threshold']:g} | "
                      f"{100 * r['recall']:.1f}% ({r['hits']}/{r['targets']}) | "
                      f"{r['fa_per_hour']:.1f} | {lat} |")

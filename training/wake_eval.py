@@ -25,6 +25,7 @@ import numpy as np
 from . import blob as blobfile
 from . import dataset as ds
 from . import sweep
+from .report import num
 from .stream import RATE, _synth_unknown, compose_stream, score_stream
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
@@ -151,7 +152,7 @@ def det_table(result) -> str:
              "| window ms | threshold | recall | false accepts | FA / hour | FA on held-out synthetic unknown words | median latency ms |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        lat = "—" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:.0f}"
+        lat = num(r["latency_ms_median"], "{:.0f}")
         lines.append(f"| {r['average_window_ms']} | {r['threshold']:.2f} | {100 * r['recall']:.1f}% ({r['hits']}/{r['targets']}) | "
                      f"{r['false_accepts']} | {r['fa_per_hour']:.2f} | "
                      f"{r['synth_unknown_false_accepts']} | {lat} |")
