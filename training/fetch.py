@@ -48,9 +48,11 @@ class FetchError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """~/.cache/hark (or $XDG_CACHE_HOME/hark)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hark"
+    """hark's cache: $HARK_CACHE, else $XDG_CACHE_HOME/hark, else ~/.cache/hark (datasets here,
+    the teacher's embeddings and heads in teacher/)."""
+    if os.environ.get("HARK_CACHE"):
+        return Path(os.environ["HARK_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hark"
 
 
 def sha256_file(path: Path, h=None):

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import fetch
+
 FRAME_SAMPLES = 32000          # 2 s around each 1 s clip
 MEL_FRAMES = 197               # melspectrogram frames of a 2 s frame
 EMBEDDINGS_PER_CLIP = 16
@@ -47,9 +49,8 @@ def model_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where embeddings of training audio are kept between runs ($HARK_CACHE or ~/.cache)."""
-    root = os.environ.get("HARK_CACHE") or Path.home() / ".cache" / "hark"
-    return Path(root) / "teacher"
+    """Where embeddings of training audio and trained heads are kept between runs."""
+    return fetch.cache_dir() / "teacher"
 
 
 class SpeechEmbedding:

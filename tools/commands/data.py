@@ -34,7 +34,8 @@ def register(sub):
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("dataset", choices=sorted(DATASETS))
     f.add_argument("--dest", metavar="DIR",
-                   help="folder for the archive and the unpacked data (default ~/.cache/hark)")
+                   help="folder for the archive and the unpacked data (default $HARK_CACHE, "
+                        "else ~/.cache/hark)")
     f.add_argument("--url", help="download from this mirror instead (same file expected: the "
                                  "published size and SHA-256 are still checked)")
     f.add_argument("--sha256", metavar="HEX",
