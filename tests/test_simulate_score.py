@@ -64,7 +64,7 @@ def test_events_score_a_stream_through_the_firmware(tmp_path, capsys):
     only_other = tmp_path / "other.json"
     only_other.write_text(json.dumps(events[1:]))
     assert main(["simulate", str(wav), "--events", str(only_other)]) == 0
-    assert "detected 0/0 (- %), false accepts 1" in capsys.readouterr().out
+    assert "detected 0/0 (— %), false accepts 1" in capsys.readouterr().out
 
 
 def test_events_must_be_word_times(tmp_path, capsys):

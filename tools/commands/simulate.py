@@ -73,6 +73,7 @@ def score_events(args, board) -> int:
             isinstance(e, dict) and {"label", "start_s", "end_s", "target"} <= e.keys() for e in events):
         raise HarkError(f"{args.events} is not a list of word events with label, start_s, end_s "
                         "and target (write one with `python -m hark.training.stream --keep DIR`)")
+    from hark.training.report import num
     from hark.training.stream import score_stream
     import soundfile as sf
     seconds = sf.info(str(args.audio[0])).duration
@@ -81,9 +82,6 @@ def score_events(args, board) -> int:
                           enrolled=args.enrolled)
     score = score_stream(result.detections, events, seconds=seconds)
     stats = result.stats
-
-    def num(v, fmt):
-        return "-" if v is None else fmt.format(v)
     print(f"{args.audio[0]}: {seconds / 3600:.2f} h, {score['targets']} commands, "
           f"{score['distractors']} other words")
     detected = None if score["frr"] is None else 100 * (1 - score["frr"])
