@@ -73,7 +73,7 @@ def fit_clip(y: np.ndarray, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
 
 
 def mel_power(y: np.ndarray, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
-    """Mel power spectrogram, shape (n_mels, frames), for float audio in [-1, 1)."""
+    """Mel power spectrogram, shape (..., n_mels, frames), for float audio in [-1, 1)."""
     import librosa
 
     return librosa.feature.melspectrogram(
@@ -83,12 +83,13 @@ def mel_power(y: np.ndarray, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
 
 
 def mfcc(y: np.ndarray, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
-    """Reference MFCC, shape (frames, n_mfcc): librosa, no centering, no top-dB clip."""
+    """Reference MFCC, shape (..., frames, n_mfcc) for audio (..., samples): librosa, no
+    centering, no top-dB clip."""
     import librosa
 
     log_mel = librosa.power_to_db(mel_power(y, spec), ref=1.0, amin=spec.log_floor, top_db=None)
     coeffs = librosa.feature.mfcc(S=log_mel, n_mfcc=spec.n_mfcc, dct_type=2, norm="ortho")
-    return coeffs.T.astype(np.float32)
+    return np.swapaxes(coeffs, -1, -2).astype(np.float32)
 
 
 def clip_features(y: np.ndarray, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
@@ -119,13 +120,5 @@ def batch_features(clips, spec: FeatureSpec = DEFAULT_SPEC, chunk: int = 512) ->
     out = np.empty((len(clips), *spec.shape), np.float32)
     for start in range(0, len(clips), chunk):
         block = np.stack([fit_clip(y, spec) for y in clips[start:start + chunk]])
-        out[start:start + len(block)] = _batch_mfcc(block, spec)
+        out[start:start + len(block)] = mfcc(block, spec)
     return out
-
-
-def _batch_mfcc(block: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    import librosa
-
-    log_mel = librosa.power_to_db(mel_power(block, spec), ref=1.0, amin=spec.log_floor, top_db=None)
-    coeffs = librosa.feature.mfcc(S=log_mel, n_mfcc=spec.n_mfcc, dct_type=2, norm="ortho")
-    return np.swapaxes(coeffs, -1, -2).astype(np.float32)

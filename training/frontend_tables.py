@@ -287,12 +287,3 @@ def _frame_features(frames, m, a, note):
     note("dct_acc", acc)
     out = np.clip(acc >> a["fe.dct_shift"][None, :], -128, 127)
     return out.astype(np.int8)
-
-
-def reference_features_int8(y, spec: FeatureSpec, norm: Normalisation, input_scale: float,
-                            input_zero_point: int) -> np.ndarray:
-    """The float reference quantised like the model input: librosa MFCC -> norm -> int8."""
-    from .features import mfcc
-
-    x = norm.apply(mfcc(np.asarray(y, np.float32), spec)) / np.float32(input_scale)
-    return np.clip(np.round(x) + int(input_zero_point), -128, 127).astype(np.int8)
