@@ -18,6 +18,17 @@ def write_wav(path, y, sr=16000):
     sf.write(path, y, sr)
 
 
+def edit_output_layer(path, edit):
+    """Rewrite the last Dense layer of the Keras model saved at path: edit(w, b) -> [w, b]. A
+    smoke-test model (one epoch on a few clips) needs a push there to give detections at all."""
+    import keras
+
+    model = keras.models.load_model(path)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    dense.set_weights(edit(*dense.get_weights()))
+    model.save(path)
+
+
 def fake_blob(path, payload_bytes=1000, arena_bytes=12000, seed=1, labels=LABELS):
     """A valid model blob (written by the real host writer) of about payload_bytes int8 weights."""
     from hark.training import blob
