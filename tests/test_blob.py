@@ -208,8 +208,7 @@ def test_shipped_blob_holds_its_tflite_plan(stem):
     assert {n for n in stored if not n.startswith("fe.")} == set(want)
 
 
-def test_every_reader_knows_the_same_version():
-    from hark import boards
+def test_host_and_firmware_know_the_same_version():
     from hark.training import blob
     firmware = (REPO / "firmware" / "blob.py").read_text()
-    assert boards.BLOB_VERSION == blob.VERSION and f"\nVERSION = {blob.VERSION}\n" in firmware
+    assert f"\nVERSION = {blob.VERSION}\n" in firmware

@@ -6,8 +6,6 @@ those budgets so `hark deploy` can refuse before touching the board.
 """
 import json
 import math
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,16 +175,11 @@ def load(name_or_path, boards_dir: Path = BOARDS_DIR) -> dict:
     return board
 
 
-BLOB_VERSION = 3    # training/blob.py VERSION, without importing numpy here
-# The header is outside the CRC: a version far beyond the current one is a flipped bit, not a
-# blob from a newer hark.
-PLAUSIBLE_NEWER_VERSIONS = 8
-
-
 def read_blob_meta(path) -> dict:
-    """The JSON meta of a model blob (docs/blob-format.md), after the checks the firmware makes
-    at boot (length, CRC-32, format version), so a blob the board would refuse never reaches it.
-    The CRC comes before the version: a flipped bit anywhere is reported as corruption."""
+    """The JSON meta of a model blob, after the checks the firmware makes at boot (length, CRC-32,
+    format version: training/blobmeta.py), so a blob the board would refuse never reaches it."""
+    from hark.training.blobmeta import BlobError, read_meta
+
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -195,30 +188,11 @@ def read_blob_meta(path) -> dict:
                         "or pass --model") from None
     except OSError as exc:
         raise HarkError(f"cannot read model {path} ({exc.strerror}); check the path") from None
-    if len(data) < 20 or data[:4] != b"HARK":
-        raise HarkError(f"{path} is not a hark model blob (no HARK header); "
-                        "export one with `hark export`")
-    version, _, total, crc = struct.unpack_from("<HHII", data, 4)
-    if total != len(data):
-        raise HarkError(f"{path}: header says {total} bytes but the file has {len(data)} "
-                        "(truncated copy?); re-export with `hark export`")
-    if zlib.crc32(data[16:]) & 0xFFFFFFFF != crc:
-        raise HarkError(f"{path}: CRC-32 mismatch (file corrupted; the firmware would refuse it); "
-                        "copy the blob again or re-export it with `hark export`")
-    if version > BLOB_VERSION + PLAUSIBLE_NEWER_VERSIONS:
-        raise HarkError(f"{path}: blob format version {version} is not one hark has ever written "
-                        "(the header is corrupted); copy the blob again or re-export it")
-    if version != BLOB_VERSION:
-        raise HarkError(f"{path}: blob format version {version}, this hark reads version "
-                        f"{BLOB_VERSION}; " + ("re-export it with `hark export` (or repack its "
-                                               ".tflite: `hark export --tflite`)"
-                                               if version < BLOB_VERSION else "update hark"))
-    (meta_len,) = struct.unpack_from("<I", data, 16)
     try:
-        meta = json.loads(data[20:20 + meta_len].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HarkError(f"{path}: malformed meta JSON ({exc}); re-export with `hark export`") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list):
+        meta, _ = read_meta(data, str(path))
+    except BlobError as exc:
+        raise HarkError(str(exc)) from None
+    if not isinstance(meta["labels"], list):
         raise HarkError(f"{path}: the meta has no list of labels; re-export with `hark export`")
     return meta
 

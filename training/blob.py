@@ -12,16 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from . import plan
+from .blobmeta import FIX, MAGIC, REQUIRED_META, VERSION, BlobError, read_meta
 
-MAGIC = b"HARK"
-VERSION = 3
 DTYPES = {"b": np.int8, "B": np.uint8, "h": np.int16, "H": np.uint16, "i": np.int32, "I": np.uint32}
-REQUIRED_META = ("format", "labels", "model")
-FIX = "re-export the model with `hark export`"
-
-
-class BlobError(ValueError):
-    """A blob that cannot be read: the message names the file, the problem and the fix."""
 
 
 def _pad4(n: int) -> int:
@@ -78,33 +71,8 @@ def read_blob(path_or_bytes):
     def fail(what):
         raise BlobError(f"{where}: {what}")
 
-    if len(data) < 20:
-        fail(f"file is only {len(data)} bytes, too short for a hark blob; {FIX}")
-    if data[:4] != MAGIC:
-        fail(f"not a hark model blob (magic {data[:4]!r}, expected {MAGIC!r}); {FIX}")
-    version, _, total, crc = struct.unpack_from("<HHII", data, 4)
-    if total != len(data):
-        state = "truncated" if len(data) < total else "has trailing bytes"
-        fail(f"length field says {total} bytes but the file has {len(data)} ({state}); {FIX}")
-    if zlib.crc32(data[16:]) & 0xFFFFFFFF != crc:
-        fail(f"CRC-32 mismatch (file corrupted); {FIX} and copy it again")
-    if version != VERSION:
-        fail(f"blob format version {version} is not supported (this reader knows {VERSION}); "
-             + (f"{FIX} (or repack it: `hark export --tflite`)" if version < VERSION
-                else "update hark"))
-    (meta_len,) = struct.unpack_from("<I", data, 16)
-    pos = 20 + meta_len
-    if pos + 4 > total:
-        fail(f"meta length {meta_len} runs past the end of the file; {FIX}")
-    try:
-        meta = json.loads(data[20:pos].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        fail(f"meta is not valid UTF-8 JSON ({e}); {FIX}")
-    if not isinstance(meta, dict):
-        fail(f"meta is not a JSON object; {FIX}")
-    for key in REQUIRED_META:
-        if key not in meta:
-            fail(f"meta lacks required key {key!r}; {FIX}")
+    meta, pos = read_meta(data, where)
+    total = len(data)
     pos += _pad4(pos)
     (n_arrays,) = struct.unpack_from("<I", data, pos)
     pos += 4
