@@ -108,7 +108,7 @@ def extra_clip(kind: str, sources, rng, noise) -> np.ndarray:
     if kind == "pair":          # the end of one word running into the next
         a, b = pick(), pick()
         _, end_a = aug.active_region(a)
-        start_b, end_b = aug.active_region(b)
+        start_b, _ = aug.active_region(b)
         offset = int(rng.uniform(0.25, 0.75) * n)
         y = aug.time_shift(a, offset - end_a) + aug.time_shift(b, offset - start_b + int(
             rng.uniform(-0.1, 0.15) * n))
