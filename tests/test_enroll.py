@@ -333,6 +333,10 @@ def test_device_enrollment_and_distances_equal_the_benchmark_on_real_clips(one_v
     cost = ed.sdtw_cost(frames, ends - [len(h) for h in hops], ends, tmpl, t_starts, t_ends)
     np.testing.assert_array_equal(got, np.minimum(cost, 0x7FFF))     # dtw.py saturates
     thr = int(lines[len(streams)])
+    # the threshold calibrated at enrollment: the benchmark's calibrate() over the shipped cohort
+    cohort = ed.read_cohort(MODELS / "default.cohort")
+    assert ed.calibrate([hops[i][lo:hi] for i, (lo, hi) in enumerate(trims)], cohort) == \
+        ([0, 1, 2, 3], thr)
     detected = (cost / (t_ends - t_starts)).min(1) <= thr
     assert detected[:5].all() and not detected[5:].any()     # as the firmware heard them
 
@@ -579,3 +583,62 @@ def test_firmware_dtw_update_equals_the_benchmark(mpy, tmp_path):
                         ends - lengths, ends)[0]
     assert [int(v) for v in r.stdout.split()] == np.minimum(want, 0x7FFF).tolist()   # saturated
     assert want[1] == 0 and want[0] == 0 and 0 < want[3] < 0x7FFF < want[4]
+
+
+def test_device_calibration_equals_the_benchmark(mpy, tmp_path):
+    """enroll.calibrate (the board, reading the cohort file clip by clip) against training/
+    enroll_dtw.py calibrate(): the same kept templates and threshold when all examples agree,
+    when one is unlike the others (dropped), when none reaches another (the nearest kept), and
+    with a cohort near enough that the threshold is under its cap; a damaged or foreign cohort
+    file is refused with what is wrong."""
+    from hark.training import enroll_dtw as ed
+    rng = np.random.default_rng(5)
+    base = rng.integers(40, 216, (24, 10))
+
+    def near(x, d):
+        return np.clip(x + rng.integers(-d, d + 1, x.shape), 0, 255).astype(np.uint8)
+    far = [rng.integers(0, 256, (int(rng.integers(10, 40)), 10)).astype(np.uint8) for _ in range(6)]
+    close = [near(base[int(rng.integers(0, 4)):], 10) for _ in range(6)]
+    cases = [("far", [near(base, 4), near(base[2:], 4), near(base, 4)], far),
+             ("far", [near(base, 4), near(base, 4), far[0][:15], near(base[1:], 4)], far),
+             ("far", far[:3], far),
+             ("close", [near(base, 4), near(base[:20], 4), near(base, 4), far[1]], close)]
+    model = MODELS / "default.hark"
+    for name, cohort in (("far", far), ("close", close)):
+        ed.write_cohort(tmp_path / f"{name}.cohort", model, cohort)
+    want = [ed.calibrate(ex, cohort) for _, ex, cohort in cases]
+    assert {len(k) for k, _ in want} == {1, 3}       # all kept, one dropped, the nearest kept
+    assert any(t < ed.CAL_CAP for _, t in want) and any(t == ed.CAL_CAP for _, t in want)
+    with open(tmp_path / "ex.bin", "wb") as f:
+        for name, ex, _ in cases:
+            f.write(bytes([len(name), len(ex)]) + name.encode() + bytes(len(e) for e in ex))
+            f.write(b"".join(e.tobytes() for e in ex))
+    damaged = bytearray((tmp_path / "far.cohort").read_bytes())
+    damaged[-1] ^= 1
+    (tmp_path / "bad.cohort").write_bytes(bytes(damaged))
+    r = mpy(f"""
+import sys, enroll, enrolled
+crc = enrolled.model_crc(sys.argv[2])
+d = open(sys.argv[1] + '/ex.bin', 'rb').read()
+at = 0
+while at < len(d):
+    n, k = d[at], d[at + 1]
+    name = str(d[at + 2:at + 2 + n], 'ascii')
+    lens = d[at + 2 + n:at + 2 + n + k]
+    at += 2 + n + k
+    got = []
+    for L in lens:
+        got.append(d[at:at + 10 * L])
+        at += 10 * L
+    print(*enroll.calibrate(got, 10, sys.argv[1] + '/' + name + '.cohort', crc))
+for name, c in (('bad', crc), ('far', crc + 1)):
+    try:
+        enroll.calibrate(got, 10, sys.argv[1] + '/' + name + '.cohort', c)
+    except ValueError as exc:
+        print(exc)
+""", tmp_path, model)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().split("\n")
+    assert lines[:len(cases)] == [f"{k} {t}" for k, t in want]
+    assert lines[len(cases)].endswith("bad.cohort is damaged")
+    assert lines[len(cases) + 1].endswith("far.cohort belongs to another model")
