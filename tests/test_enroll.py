@@ -411,6 +411,7 @@ def test_hark_enroll_over_the_serial_repl(one_voice, unix_board, tmp_path, capsy
     assert main(args + ["--word", "bright", "--examples", "3"]) == 0
     out = capsys.readouterr().out
     assert "say 'bright' now (3/3)" in out and "saved 'bright' (3 examples" in out
+    assert (device_dir / "model.cohort").exists() and "set by the number" not in out   # calibrated
     assert (device_dir / "enrolled.bin").exists()
     assert main(args + ["--list"]) == 0
     assert "enrolled bright examples=3" in capsys.readouterr().out
@@ -422,7 +423,7 @@ def test_hark_enroll_over_the_serial_repl(one_voice, unix_board, tmp_path, capsy
 
 def test_enrollment_on_a_cortex_m4f_equals_the_unix_port(one_voice, tmp_path):
     """Enroll mode in 32-bit MicroPython (QEMU, the pyboard's core) computes the threshold the
-    64-bit unix port does; a file enrolled on one port is heard on the other, within the
+    64-bit unix port does (calibrated with the model's cohort); a file enrolled on one port is heard on the other, within the
     pyboard's heap."""
     from hark import qemu
     if qemu.missing():
@@ -431,13 +432,15 @@ def test_enrollment_on_a_cortex_m4f_equals_the_unix_port(one_voice, tmp_path):
     enrolled = tmp_path / "enrolled.bin"
     unix = run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:3], "bright", enrolled)
     sf.write(str(tmp_path / "enroll.wav"), enrollment_audio(enroll_clips[:3]), RATE, subtype="PCM_16")
-    files = {"enroll.wav": tmp_path / "enroll.wav", "enrolled.bin": enrolled}
+    files = {"enroll.wav": tmp_path / "enroll.wav", "enrolled.bin": enrolled,
+             "model.cohort": MODELS / "default.cohort"}     # as `hark deploy` copies it
     with qemu.Image(MODELS / "default.hark", boards.load("pyboard"), enroll_clips[0], files=files) as im:
         made = im.run(256 * 1024, wav="enroll.wav", more=["--enroll", "bright", "--examples", "3",
                                                           "--enrolled", "new.bin"])
         heard = im.run(96 * 1024, more=["--enrolled", "enrolled.bin"])
     saved = [ln for ln in made.out.splitlines() if ln.startswith("enroll: saved")]
     assert made.ok and saved == [ln for ln in unix.splitlines() if ln.startswith("enroll: saved")]
+    assert "threshold" in saved[0] and "set by the number" not in saved[0]      # calibrated
     assert heard.ok and [d.split()[1] for d in heard.detections] == ["bright"], heard.out[-600:]
 
 
@@ -642,3 +645,46 @@ for name, c in (('bad', crc), ('far', crc + 1)):
     assert lines[:len(cases)] == [f"{k} {t}" for k, t in want]
     assert lines[len(cases)].endswith("bad.cohort is damaged")
     assert lines[len(cases) + 1].endswith("far.cohort belongs to another model")
+
+
+def test_exhaustive_protocol_takes_every_set_of_one_speakers_clips(tmp_path):
+    """training/enroll_dtw.py exhaustive(): for each speaker with more than k clips of a word,
+    every k of their heard clips (never one the board would refuse) enrolls once, the rest of
+    theirs is tested, and false accepts count that speaker half's clips of the other words; a
+    matcher that fires on exactly the enrolled speaker's clips scores 100 % and 0 per hour."""
+    from itertools import combinations
+    from types import SimpleNamespace
+
+    from hark.training import enroll_dtw as ed
+    from hark.training import enroll_eval as ee
+    rng = np.random.default_rng(3)
+    clips, hops = [], []
+    for i, (word, spk) in enumerate([("w", "a")] * 5 + [("w", "b")] * 3 + [("x", "a"), ("x", "c")]):
+        path = tmp_path / f"{i}" / f"{spk}_nohash_{i}.wav"
+        path.parent.mkdir()
+        sf.write(str(path), np.zeros(16000, np.int16), RATE, subtype="PCM_16")
+        clips.append(SimpleNamespace(path=path, word=word))
+        h = rng.integers(100, 256, (6, 64)).astype(np.uint8)
+        h[0] = 1
+        if i == 4:
+            h[1:] = 1                   # speaker a's last "w": nothing in it, never enrolled
+        hops.append(h)
+    bank = ee.Bank(clips, hops)
+    seen = []
+
+    class Speaker:
+        def score(self, enroll):
+            seen.append(tuple(enroll))
+            return (bank.speaker != bank.speaker[enroll[0]]).astype(float), 0.5
+
+        @staticmethod
+        def threshold(spread, factor):
+            return spread * factor / 16
+    out = ed.exhaustive(bank, Speaker(), ["w"], ks=(3,))
+    assert sorted(seen) == list(combinations(range(4), 3))     # b has 3 clips: not more than k
+    row, = out["rows"]
+    assert (row["speaker"], row["k"], row["sets"], row["recall"]) == ("a", 3, 4, 1.0)
+    neg = [8] + [9] * int(bank.half[9] == bank.half[0])    # speaker a's half, the other word
+    assert row["fa_per_hour"] == (bank.half[9] == bank.half[0]) * 3600 / bank.seconds[neg].sum()
+    text = (REPO / "firmware" / "enroll.py").read_text()
+    assert f"THRESHOLDS = {ed.FIXED}\n" in text     # the benchmark's fixed rule is the firmware's

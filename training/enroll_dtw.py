@@ -19,6 +19,7 @@ the other examples' templates to its stream), as enroll_eval's is of the pooled 
 """
 import argparse
 import functools
+import itertools
 import json
 import zlib
 from pathlib import Path
@@ -40,6 +41,7 @@ COHORT_SKIP = ("yes", "no", "up", "down", "left", "right", "stop", "go")  # the 
 CAL_RANK = 2        # the (CAL_RANK + 1)-th smallest cohort distance sets the threshold ...
 CAL_FACTOR_32 = 24  # ... times this / 32 ...
 CAL_CAP = 120       # ... at most this (per template frame)
+FIXED = (90, 90, 90, 90, 100)   # firmware/enroll.py THRESHOLDS: without a cohort, by examples
 
 
 def columns(model, paths, cache: Path = None) -> list:
@@ -251,8 +253,15 @@ class DtwMatcher:
         self.bank = bank
 
     def _distances(self, enroll, clips):
-        ts, te = zip(*(self.trim[i] for i in enroll))
-        return sdtw(self.frames, self.starts[clips], self.ends[clips], self.frames, ts, te)
+        """(clips, examples): each example's template distance over each clip (a template's
+        distances over every clip are computed once and kept: draws share examples)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        todo = [int(i) for i in dict.fromkeys(enroll) if int(i) not in cache]
+        if todo:
+            ts, te = zip(*(self.trim[i] for i in todo))
+            d = sdtw(self.frames, self.starts, self.ends, self.frames, ts, te)
+            cache.update((i, d[:, j]) for j, i in enumerate(todo))
+        return np.stack([cache[int(i)][clips] for i in enroll], axis=1)
 
     def spread(self, enroll) -> float:
         """Mean over examples of the nearest other example's template distance to its stream."""
@@ -286,6 +295,64 @@ class CalibratedMatcher(DtwMatcher):
 
     def clip_distances(self, enroll):
         return self.score(enroll)[0]
+
+
+class FixedMatcher(DtwMatcher):
+    """The firmware without a cohort file: the threshold by the number of examples (FIXED)."""
+
+    def score(self, enroll):
+        d = self._distances(enroll, np.arange(len(self.starts))).min(axis=1)
+        return d, FIXED[min(len(enroll), len(FIXED) - 1)]
+
+
+def exhaustive(bank, matcher, words, ks=(3, 4), factor=16) -> dict:
+    """Same-speaker enrollment without drawing: every speaker with more than k clips of a word,
+    every k of their heard clips as the examples, the rest tested. Per half of the speakers (the
+    enrolling speaker's; false accepts on that half's clips of the other words) and k: recall on
+    the further clips, mean ± sd over speaker-word pairs (each the mean over its sets), false
+    accepts per hour, mean and median over pairs."""
+    rows = []
+    for word in words:
+        idx = np.nonzero(bank.word == word)[0]
+        for spk in np.unique(bank.speaker[idx]):
+            mine = idx[bank.speaker[idx] == spk]
+            h = int(bank.half[mine[0]])
+            neg = (bank.word != word) & (bank.half == h)
+            hours = bank.seconds[neg].sum() / 3600
+            for k in ks:
+                sets = list(itertools.combinations(mine[bank.heard[mine]], k)) if len(mine) > k else []
+                got = []
+                for e in sets:
+                    d, spread = matcher.score(list(e))
+                    fire = d <= matcher.threshold(spread, factor)
+                    got.append((fire[np.setdiff1d(mine, e)].mean(), fire[neg].sum() / hours))
+                if got:
+                    rows.append({"word": word, "speaker": str(spk), "half": h, "k": k,
+                                 "sets": len(got), "recall": float(np.mean([g[0] for g in got])),
+                                 "fa_per_hour": float(np.mean([g[1] for g in got]))})
+    table = []
+    for h in (0, 1):
+        for k in ks:
+            sel = [r for r in rows if r["half"] == h and r["k"] == k]
+            if not sel:
+                continue
+            rec = np.array([r["recall"] for r in sel])
+            fa = np.array([r["fa_per_hour"] for r in sel])
+            table.append({"half": h, "k": k, "pairs": len(sel), "sets": sum(r["sets"] for r in sel),
+                          "recall": float(rec.mean()), "recall_sd": float(rec.std()),
+                          "fa_per_hour": float(fa.mean()), "fa_per_hour_median": float(np.median(fa))})
+    return {"factor": factor, "table": table, "rows": rows}
+
+
+def exhaustive_markdown(result, name) -> str:
+    lines = [f"**{name}, every set of k examples of one speaker** (factor {result['factor']}/16)",
+             "", "| speakers | examples | pairs (sets) | recall, further clips | false accepts / h "
+             "(mean, median) |", "|---|---|---|---|---|"]
+    for t in result["table"]:
+        lines.append(f"| half {t['half']} | {t['k']} | {t['pairs']} ({t['sets']}) | "
+                     f"{100 * t['recall']:.1f} ± {100 * t['recall_sd']:.1f} % | "
+                     f"{t['fa_per_hour']:.2f}, {t['fa_per_hour_median']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 class Capped:
@@ -361,6 +428,10 @@ def main(argv=None):
     ap.add_argument("--calibrate", type=Path, metavar="COHORT",
                     help="DTW over mfcc with the firmware's calibrated threshold (calibrate()) "
                          "from this cohort file; factor 16 is the firmware's")
+    ap.add_argument("--fixed", action="store_true",
+                    help="DTW over mfcc with the firmware's thresholds without a cohort (FIXED)")
+    ap.add_argument("--exhaustive", action="store_true",
+                    help="only exhaustive(): every set of k examples of one speaker, per half")
     ap.add_argument("--write-cohort", type=Path, metavar="PATH",
                     help="write the cohort file (cohort_clips()) for --model and stop; the board "
                          "reads it beside its model (models/default.cohort for default.hark)")
@@ -381,10 +452,20 @@ def main(argv=None):
     elif args.calibrate:
         matcher = CalibratedMatcher(bank, cols, args.model, read_cohort(args.calibrate))
         name = "DTW over mfcc, calibrated"
+    elif args.fixed:
+        matcher, name = FixedMatcher(bank, cols, args.model, "mfcc"), "DTW over mfcc, fixed"
     else:
         matcher = DtwMatcher(bank, cols, args.model, args.features)
         name = f"DTW over {args.features}"
     factors = [int(f) for f in args.factors.split(",")]
+    if args.exhaustive:
+        words = ee.protocols_for(bank, set(read_blob(args.model)[0]["labels"]))["same_speaker"][1]
+        args.out.mkdir(parents=True, exist_ok=True)
+        for f in factors:
+            result = exhaustive(bank, matcher, words, factor=f)
+            (args.out / f"exhaustive_{f}.json").write_text(json.dumps(result, indent=1))
+            print(exhaustive_markdown(result, name))
+        return 0
     if len(caps) == 1 and not caps[0]:
         result = ee.run_protocols(bank, matcher, args.model, factors, args.draws, args.seed)
     else:
