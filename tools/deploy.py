@@ -115,9 +115,12 @@ def mip_package(firmware_dir: Path = FIRMWARE_DIR) -> dict:
     per-architecture .mpy files and the board's config.json instead."""
     urls = [[p.name, p.relative_to(REPO).as_posix()] for p in firmware_sources(firmware_dir)]
     urls.append([MODEL_NAME, DEFAULT_MODEL.relative_to(REPO).as_posix()])
+    if DEFAULT_MODEL.with_suffix(".cohort").is_file():
+        urls.append([COHORT_NAME, DEFAULT_MODEL.with_suffix(".cohort").relative_to(REPO).as_posix()])
     return {
-        "description": "hark: offline keyword spotting for MicroPython. Installs firmware/*.py and "
-                       "models/default.hark into the target (use --target / so main.py runs at boot), "
+        "description": "hark: offline keyword spotting for MicroPython. Installs firmware/*.py, "
+                       "models/default.hark and its enrollment cohort (models/default.cohort) "
+                       "into the target (use --target / so main.py runs at boot), "
                        "then copy a board profile: mpremote cp boards/BOARD.json :config.json. "
                        "`hark deploy --board BOARD` (or `make mpy`) instead installs mpy-cross "
                        "precompiled .mpy files for the board's architecture from build/BOARD/ "
