@@ -10,8 +10,11 @@ embedding mass, engine .embedding: the hop whose window holds most of the word, 
 voice detector needed) does not clear the room's by MARGIN_PCT is refused and asked again. Of a
 heard slot it keeps the word's frames (trim(): by the MFCC c0, log energy) as a template;
 match.py finds the templates in the stream by subsequence DTW (dtw.py). The word's threshold,
-a DTW distance per template frame, is THRESHOLDS[examples]: training/enroll_dtw.py's capped rule
-as measured (docs/enroll.md "On the device"), the examples' own spread never bound below it.
+a DTW distance per template frame, is calibrated (calibrate()) from the templates' distances to
+a cohort of other speakers' words, a file beside the model (model.cohort for model.hark,
+training/enroll_dtw.py --write-cohort); an example that reaches none of the others within it is
+dropped. Without that file: THRESHOLDS[examples], the fixed rule measured before
+(docs/enroll.md "Calibrated at enrollment").
 
 Words live in one file (enrolled.bin) with a CRC-32 and the CRC of the model blob they were
 recorded with; it is written to a temporary file and renamed over the old one, so a failed or
@@ -28,10 +31,17 @@ AMBIENT_MS = 500
 MARGIN_PCT = 25
 MIN_HOPS = 10       # the shortest template (0.2 s)
 EDGE_HOPS = 3       # kept either side of the loud part: the softer consonants at its edges
-# by number of examples (the last for more): for 3 and 4, the largest cap whose false accepts
-# were <= 1 per hour on the benchmark's picking half (docs/enroll.md "On the device"); 2 takes
-# 3's and 5 or more 4's (the data has no speaker with enough clips of a word to measure them)
+# by number of examples (the last for more), without a cohort: for 3 and 4, the largest cap
+# whose false accepts were <= 1 per hour on the benchmark's picking half (docs/enroll.md "On the
+# device"); 2 takes 3's and 5 or more 4's (no speaker of the data has enough clips to measure them)
 THRESHOLDS = (90, 90, 90, 90, 100)
+# calibrate(): training/enroll_dtw.py's constants (tests/test_enroll.py), picked on half the
+# benchmark's speakers (docs/enroll.md "Calibrated at enrollment")
+CAL_RANK = 2        # the (CAL_RANK + 1)-th smallest cohort distance ...
+CAL_FACTOR_32 = 24  # ... times this / 32 ...
+CAL_CAP = 120       # ... at most this, is the threshold
+COHORT_MAGIC = b"HKCO"
+_COHORT_HEAD = "<4sHHIIH"   # magic, version, frame width, model blob CRC, body CRC, clips
 MAX_WORDS = 16
 MAX_EXAMPLES = 10
 
@@ -81,6 +91,95 @@ def trim(c0, silence):
 def threshold(examples):
     """The word's threshold (DTW distance per template frame) for its number of examples."""
     return THRESHOLDS[min(examples, len(THRESHOLDS) - 1)]
+
+
+class _Costs:
+    """Each template's smallest DTW cost over a sequence of frames (dtw.update hop by hop from a
+    fresh state: the cost of the template found anywhere in it, saturated at dtw.INF)."""
+
+    def __init__(self, got, width):
+        import dtw
+        from array import array
+        from match import _fill
+        self.fill = _fill
+        self.update = dtw.update
+        self.INF = dtw.INF
+        self.width = width
+        self.lengths = bytes(len(t) // width for t in got)
+        self.n = len(got)
+        self.templates = b"".join(got)
+        self.state = array("H", bytes(12 * len(self.templates) // width))
+        self.out = array("i", bytes(4 * self.n))
+
+    def over(self, frames, n_frames):
+        self.fill(self.state, len(self.state), self.INF)
+        best = [self.INF] * self.n
+        out = self.out
+        w = self.width
+        for h in range(n_frames):
+            self.update(frames[h * w:h * w + w], self.templates, self.lengths, self.n, w,
+                        self.state, h % 3, out)
+            for m in range(self.n):
+                if out[m] < best[m]:
+                    best[m] = out[m]
+        return best
+
+
+def _cohort_threshold(cost, lengths, keep):
+    """CAL_FACTOR_32/32 x the (CAL_RANK + 1)-th smallest, over cohort clips, of the nearest kept
+    template's distance (cost x 16 // frames), at most CAL_CAP, at least 1."""
+    s = sorted(min(c[t] * 16 // lengths[t] for t in keep) for c in cost)
+    return max(1, min(CAL_CAP, s[CAL_RANK] * CAL_FACTOR_32 // 512))
+
+
+def cohort_costs(path, crc_model, costs):
+    """Per cohort clip (the file at path), each template's smallest cost over it (_Costs); the
+    file is read clip by clip. ValueError saying what is wrong."""
+    width = costs.width
+    with open(path, "rb") as f:
+        head = f.read(struct.calcsize(_COHORT_HEAD))
+        if len(head) < 18 or head[:4] != COHORT_MAGIC:
+            raise ValueError("%s is not a hark cohort file" % path)
+        _, version, have, crc_of, crc, n = struct.unpack(_COHORT_HEAD, head)
+        if version != 1 or have != width or crc_of != crc_model:
+            raise ValueError("%s belongs to another model" % path)
+        lengths = f.read(n)
+        check = crc32(lengths)
+        buf = bytearray(255 * width)
+        view = memoryview(buf)
+        out = []
+        for length in lengths:
+            got = f.readinto(view[:length * width])
+            if got != length * width:
+                raise ValueError("%s is truncated" % path)
+            check = crc32(view[:got], check)
+            out.append(costs.over(view, length))
+        if check != crc or n <= CAL_RANK:
+            raise ValueError("%s is damaged" % path)
+    return out
+
+
+def calibrate(got, width, cohort, crc_model):
+    """(the kept templates' indices, the word's threshold) from the templates' smallest costs
+    over the cohort's clips and over each other (training/enroll_dtw.py calibrate(), the same
+    integers): the threshold from the cohort (_cohort_threshold); a template that reaches no
+    other example within it is dropped, and the threshold set again from those kept."""
+    costs = _Costs(got, width)
+    cost = cohort_costs(cohort, crc_model, costs)
+    lengths = costs.lengths
+    k = len(got)
+    loo = [costs.over(memoryview(t), len(t) // width) for t in got]     # loo[i][j]: j over i
+    first = _cohort_threshold(cost, lengths, range(k))
+    keep = [j for j in range(k) if any(loo[i][j] <= first * lengths[j] for i in range(k) if i != j)]
+    if not keep:
+        near = [min(loo[i][j] for i in range(k) if i != j) * 16 // lengths[j] for j in range(k)]
+        keep = [near.index(min(near))]
+    return keep, _cohort_threshold(cost, lengths, keep)
+
+
+def cohort_path(model):
+    """The cohort file beside the model: model.cohort for model.hark."""
+    return (model[:-5] if model.endswith(".hark") else model) + ".cohort"
 
 
 class _Listener:
@@ -206,15 +305,25 @@ def enroll(word, examples=4, model="model.hark", board="config.json", path=PATH,
         got = record(rt, source, word, examples)
     finally:
         source.close()
-    thr = threshold(examples)
+    kept = how = ""
+    try:
+        keep, thr = calibrate(got, rt.width, cohort_path(model), model_crc(model))
+        if len(keep) < len(got):
+            kept = ", %d unlike the others dropped" % (len(got) - len(keep))
+        got = [got[j] for j in keep]
+    except (OSError, ValueError) as exc:
+        thr = threshold(examples)
+        how = " (%s: set by the number of examples)" % (
+            exc if isinstance(exc, ValueError) else "no " + cohort_path(model))
     words.append((word, thr, bytes(len(t) // rt.width for t in got), b"".join(got)))
     if bad:
         import os
         os.rename(path, path + ".bad")
         print("enroll: %s; kept as %s.bad, starting a new set" % (bad, path))
     save(path, model_crc(model), rt.width, words)
-    print("enroll: saved %r (%d examples, %s frames, threshold %d); %d words enrolled"
-          % (word, examples, "+".join(str(len(t) // rt.width) for t in got), thr, len(words)))
+    print("enroll: saved %r (%d examples%s, %s frames, threshold %d%s); %d words enrolled"
+          % (word, examples, kept, "+".join(str(len(t) // rt.width) for t in got), thr, how,
+             len(words)))
 
 
 def _existing(path, model, width):

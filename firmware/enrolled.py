@@ -25,12 +25,12 @@ def model_crc(model):
     return struct.unpack_from("<I", head, 12)[0] if len(head) == 16 else 0
 
 
-def crc32(data):
+def crc32(data, crc=0):
     try:
         from binascii import crc32 as native
     except ImportError:     # a port built without it: the loader's own (viper, table-driven)
         from blob import crc32 as native
-    return native(data)
+    return native(data, crc)
 
 
 def read(path):

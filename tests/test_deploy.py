@@ -120,6 +120,8 @@ def test_deploy_end_to_end(unix_board, model, tmp_path):
     build_dir = tmp_path / "build" / "unix"
     expected = {p.name: _sha(p) for p in build_dir.iterdir()}
     expected["model.hark"] = _sha(model)
+    if model.with_suffix(".cohort").exists():       # enrollment calibrates thresholds with it
+        expected["model.cohort"] = _sha(model.with_suffix(".cohort"))
     landed = {p.name: _sha(p) for p in device_dir.iterdir()}
     assert landed == expected
     assert not [n for n in landed if n.startswith(TMP_PREFIX)]
@@ -151,7 +153,9 @@ def test_frozen_deploy_removes_the_copies_that_would_shadow_the_image(unix_board
     assert (device_dir / "engine.mpy").is_file()
     with redirect_stdout(StringIO()):
         deploy(boards.load("unix"), str(port), model, build_dir=tmp_path / "build", frozen=True)
-    assert sorted(p.name for p in device_dir.iterdir()) == ["config.json", "main.py", "model.hark"]
+    cohort = ["model.cohort"] * model.with_suffix(".cohort").exists()
+    assert sorted(p.name for p in device_dir.iterdir()) == ["config.json", "main.py", *cohort,
+                                                            "model.hark"]
 
 
 def test_deploy_a_profile_naming_a_word_to_enroll(unix_board, tmp_path):
@@ -515,3 +519,21 @@ def test_deploy_on_board_filesystems(flash_fs_board, tmp_path, capsys):
     assert result.returncode == 1
     assert "the board's filesystem is full: the new files need 118 KB free" in result.stderr
     assert _device_files(port) == files
+
+
+def test_deploy_leaves_the_cohort_out_when_it_does_not_fit(unix_board, model, tmp_path):
+    """A board with flash for the model and firmware but not for the enrollment cohort gets no
+    model.cohort, and is told that enrolled words' thresholds will not be calibrated."""
+    from hark.boards import fits
+    from hark.deploy import build, deploy
+    if not model.with_suffix(".cohort").exists():
+        pytest.skip("no cohort beside the model")
+    port, device_dir = unix_board
+    board = boards.load("unix")
+    built = build(board, build_dir=tmp_path / "b")
+    board["flash_budget_bytes"] = fits(board, model, built).flash_needed + 1000
+    said = []
+    deploy(board, str(port), model, build_dir=tmp_path / "b", say=said.append)
+    names = {p.name for p in device_dir.iterdir()}
+    assert "model.hark" in names and "model.cohort" not in names
+    assert any("does not fit unix's flash budget" in s and "not calibrated" in s for s in said)

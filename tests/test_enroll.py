@@ -333,6 +333,10 @@ def test_device_enrollment_and_distances_equal_the_benchmark_on_real_clips(one_v
     cost = ed.sdtw_cost(frames, ends - [len(h) for h in hops], ends, tmpl, t_starts, t_ends)
     np.testing.assert_array_equal(got, np.minimum(cost, 0x7FFF))     # dtw.py saturates
     thr = int(lines[len(streams)])
+    # the threshold calibrated at enrollment: the benchmark's calibrate() over the shipped cohort
+    cohort = ed.read_cohort(MODELS / "default.cohort")
+    assert ed.calibrate([hops[i][lo:hi] for i, (lo, hi) in enumerate(trims)], cohort) == \
+        ([0, 1, 2, 3], thr)
     detected = (cost / (t_ends - t_starts)).min(1) <= thr
     assert detected[:5].all() and not detected[5:].any()     # as the firmware heard them
 
@@ -407,6 +411,7 @@ def test_hark_enroll_over_the_serial_repl(one_voice, unix_board, tmp_path, capsy
     assert main(args + ["--word", "bright", "--examples", "3"]) == 0
     out = capsys.readouterr().out
     assert "say 'bright' now (3/3)" in out and "saved 'bright' (3 examples" in out
+    assert (device_dir / "model.cohort").exists() and "set by the number" not in out   # calibrated
     assert (device_dir / "enrolled.bin").exists()
     assert main(args + ["--list"]) == 0
     assert "enrolled bright examples=3" in capsys.readouterr().out
@@ -418,7 +423,7 @@ def test_hark_enroll_over_the_serial_repl(one_voice, unix_board, tmp_path, capsy
 
 def test_enrollment_on_a_cortex_m4f_equals_the_unix_port(one_voice, tmp_path):
     """Enroll mode in 32-bit MicroPython (QEMU, the pyboard's core) computes the threshold the
-    64-bit unix port does; a file enrolled on one port is heard on the other, within the
+    64-bit unix port does (calibrated with the model's cohort); a file enrolled on one port is heard on the other, within the
     pyboard's heap."""
     from hark import qemu
     if qemu.missing():
@@ -427,13 +432,15 @@ def test_enrollment_on_a_cortex_m4f_equals_the_unix_port(one_voice, tmp_path):
     enrolled = tmp_path / "enrolled.bin"
     unix = run_enroll(MODELS / "default.hark", boards.load("unix"), enroll_clips[:3], "bright", enrolled)
     sf.write(str(tmp_path / "enroll.wav"), enrollment_audio(enroll_clips[:3]), RATE, subtype="PCM_16")
-    files = {"enroll.wav": tmp_path / "enroll.wav", "enrolled.bin": enrolled}
+    files = {"enroll.wav": tmp_path / "enroll.wav", "enrolled.bin": enrolled,
+             "model.cohort": MODELS / "default.cohort"}     # as `hark deploy` copies it
     with qemu.Image(MODELS / "default.hark", boards.load("pyboard"), enroll_clips[0], files=files) as im:
         made = im.run(256 * 1024, wav="enroll.wav", more=["--enroll", "bright", "--examples", "3",
                                                           "--enrolled", "new.bin"])
         heard = im.run(96 * 1024, more=["--enrolled", "enrolled.bin"])
     saved = [ln for ln in made.out.splitlines() if ln.startswith("enroll: saved")]
     assert made.ok and saved == [ln for ln in unix.splitlines() if ln.startswith("enroll: saved")]
+    assert "threshold" in saved[0] and "set by the number" not in saved[0]      # calibrated
     assert heard.ok and [d.split()[1] for d in heard.detections] == ["bright"], heard.out[-600:]
 
 
@@ -579,3 +586,105 @@ def test_firmware_dtw_update_equals_the_benchmark(mpy, tmp_path):
                         ends - lengths, ends)[0]
     assert [int(v) for v in r.stdout.split()] == np.minimum(want, 0x7FFF).tolist()   # saturated
     assert want[1] == 0 and want[0] == 0 and 0 < want[3] < 0x7FFF < want[4]
+
+
+def test_device_calibration_equals_the_benchmark(mpy, tmp_path):
+    """enroll.calibrate (the board, reading the cohort file clip by clip) against training/
+    enroll_dtw.py calibrate(): the same kept templates and threshold when all examples agree,
+    when one is unlike the others (dropped), when none reaches another (the nearest kept), and
+    with a cohort near enough that the threshold is under its cap; a damaged or foreign cohort
+    file is refused with what is wrong."""
+    from hark.training import enroll_dtw as ed
+    rng = np.random.default_rng(5)
+    base = rng.integers(40, 216, (24, 10))
+
+    def near(x, d):
+        return np.clip(x + rng.integers(-d, d + 1, x.shape), 0, 255).astype(np.uint8)
+    far = [rng.integers(0, 256, (int(rng.integers(10, 40)), 10)).astype(np.uint8) for _ in range(6)]
+    close = [near(base[int(rng.integers(0, 4)):], 10) for _ in range(6)]
+    cases = [("far", [near(base, 4), near(base[2:], 4), near(base, 4)], far),
+             ("far", [near(base, 4), near(base, 4), far[0][:15], near(base[1:], 4)], far),
+             ("far", far[:3], far),
+             ("close", [near(base, 4), near(base[:20], 4), near(base, 4), far[1]], close)]
+    model = MODELS / "default.hark"
+    for name, cohort in (("far", far), ("close", close)):
+        ed.write_cohort(tmp_path / f"{name}.cohort", model, cohort)
+    want = [ed.calibrate(ex, cohort) for _, ex, cohort in cases]
+    assert {len(k) for k, _ in want} == {1, 3}       # all kept, one dropped, the nearest kept
+    assert any(t < ed.CAL_CAP for _, t in want) and any(t == ed.CAL_CAP for _, t in want)
+    with open(tmp_path / "ex.bin", "wb") as f:
+        for name, ex, _ in cases:
+            f.write(bytes([len(name), len(ex)]) + name.encode() + bytes(len(e) for e in ex))
+            f.write(b"".join(e.tobytes() for e in ex))
+    damaged = bytearray((tmp_path / "far.cohort").read_bytes())
+    damaged[-1] ^= 1
+    (tmp_path / "bad.cohort").write_bytes(bytes(damaged))
+    r = mpy(f"""
+import sys, enroll, enrolled
+crc = enrolled.model_crc(sys.argv[2])
+d = open(sys.argv[1] + '/ex.bin', 'rb').read()
+at = 0
+while at < len(d):
+    n, k = d[at], d[at + 1]
+    name = str(d[at + 2:at + 2 + n], 'ascii')
+    lens = d[at + 2 + n:at + 2 + n + k]
+    at += 2 + n + k
+    got = []
+    for L in lens:
+        got.append(d[at:at + 10 * L])
+        at += 10 * L
+    print(*enroll.calibrate(got, 10, sys.argv[1] + '/' + name + '.cohort', crc))
+for name, c in (('bad', crc), ('far', crc + 1)):
+    try:
+        enroll.calibrate(got, 10, sys.argv[1] + '/' + name + '.cohort', c)
+    except ValueError as exc:
+        print(exc)
+""", tmp_path, model)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().split("\n")
+    assert lines[:len(cases)] == [f"{k} {t}" for k, t in want]
+    assert lines[len(cases)].endswith("bad.cohort is damaged")
+    assert lines[len(cases) + 1].endswith("far.cohort belongs to another model")
+
+
+def test_exhaustive_protocol_takes_every_set_of_one_speakers_clips(tmp_path):
+    """training/enroll_dtw.py exhaustive(): for each speaker with more than k clips of a word,
+    every k of their heard clips (never one the board would refuse) enrolls once, the rest of
+    theirs is tested, and false accepts count that speaker half's clips of the other words; a
+    matcher that fires on exactly the enrolled speaker's clips scores 100 % and 0 per hour."""
+    from itertools import combinations
+    from types import SimpleNamespace
+
+    from hark.training import enroll_dtw as ed
+    from hark.training import enroll_eval as ee
+    rng = np.random.default_rng(3)
+    clips, hops = [], []
+    for i, (word, spk) in enumerate([("w", "a")] * 5 + [("w", "b")] * 3 + [("x", "a"), ("x", "c")]):
+        path = tmp_path / f"{i}" / f"{spk}_nohash_{i}.wav"
+        path.parent.mkdir()
+        sf.write(str(path), np.zeros(16000, np.int16), RATE, subtype="PCM_16")
+        clips.append(SimpleNamespace(path=path, word=word))
+        h = rng.integers(100, 256, (6, 64)).astype(np.uint8)
+        h[0] = 1
+        if i == 4:
+            h[1:] = 1                   # speaker a's last "w": nothing in it, never enrolled
+        hops.append(h)
+    bank = ee.Bank(clips, hops)
+    seen = []
+
+    class Speaker:
+        def score(self, enroll):
+            seen.append(tuple(enroll))
+            return (bank.speaker != bank.speaker[enroll[0]]).astype(float), 0.5
+
+        @staticmethod
+        def threshold(spread, factor):
+            return spread * factor / 16
+    out = ed.exhaustive(bank, Speaker(), ["w"], ks=(3,))
+    assert sorted(seen) == list(combinations(range(4), 3))     # b has 3 clips: not more than k
+    row, = out["rows"]
+    assert (row["speaker"], row["k"], row["sets"], row["recall"]) == ("a", 3, 4, 1.0)
+    neg = [8] + [9] * int(bank.half[9] == bank.half[0])    # speaker a's half, the other word
+    assert row["fa_per_hour"] == (bank.half[9] == bank.half[0]) * 3600 / bank.seconds[neg].sum()
+    text = (REPO / "firmware" / "enroll.py").read_text()
+    assert f"THRESHOLDS = {ed.FIXED}\n" in text     # the benchmark's fixed rule is the firmware's

@@ -23,6 +23,7 @@ BUILD_DIR = REPO / "build"
 DEFAULT_MODEL = MODELS_DIR / "default.hark"
 TMP_PREFIX = ".hark-new."
 MODEL_NAME = "model.hark"
+COHORT_NAME = "model.cohort"    # firmware/enroll.py calibrates enrolled words' thresholds with it
 CONFIG_NAME = "config.json"
 
 
@@ -114,9 +115,12 @@ def mip_package(firmware_dir: Path = FIRMWARE_DIR) -> dict:
     per-architecture .mpy files and the board's config.json instead."""
     urls = [[p.name, p.relative_to(REPO).as_posix()] for p in firmware_sources(firmware_dir)]
     urls.append([MODEL_NAME, DEFAULT_MODEL.relative_to(REPO).as_posix()])
+    if DEFAULT_MODEL.with_suffix(".cohort").is_file():
+        urls.append([COHORT_NAME, DEFAULT_MODEL.with_suffix(".cohort").relative_to(REPO).as_posix()])
     return {
-        "description": "hark: offline keyword spotting for MicroPython. Installs firmware/*.py and "
-                       "models/default.hark into the target (use --target / so main.py runs at boot), "
+        "description": "hark: offline keyword spotting for MicroPython. Installs firmware/*.py, "
+                       "models/default.hark and its enrollment cohort (models/default.cohort) "
+                       "into the target (use --target / so main.py runs at boot), "
                        "then copy a board profile: mpremote cp boards/BOARD.json :config.json. "
                        "`hark deploy --board BOARD` (or `make mpy`) instead installs mpy-cross "
                        "precompiled .mpy files for the board's architecture from build/BOARD/ "
@@ -223,9 +227,17 @@ def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Pa
     model = Path(model)
     built = build(board, firmware_dir, build_dir, frozen)
     report = check_fits(board, model, built, force, say)
-    say(str(report))
     files = {path.name: path for path in built}
     files[MODEL_NAME] = model
+    cohort = model.with_suffix(".cohort")
+    if cohort.is_file() and report.flash_needed + cohort.stat().st_size <= report.flash_budget:
+        files[COHORT_NAME] = cohort
+        report.flash["cohort"] = cohort.stat().st_size
+    elif cohort.is_file():
+        say(f"note: {cohort.name} ({kb(cohort.stat().st_size)}) does not fit {board['name']}'s "
+            "flash budget beside the model: enrolled words get thresholds by their number of "
+            "examples, not calibrated (docs/enroll.md)")
+    say(str(report))
     unix = board["mcu"] == "unix"
     with Device(port) as device:
         copied = upload(device, board, files, say, frozen_leftovers(firmware_dir) if frozen else ())

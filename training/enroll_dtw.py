@@ -19,6 +19,7 @@ the other examples' templates to its stream), as enroll_eval's is of the pooled 
 """
 import argparse
 import functools
+import itertools
 import json
 import zlib
 from pathlib import Path
@@ -33,6 +34,14 @@ UNCAPPED_16 = 1000  # a spread factor that leaves the threshold to the cap
 MIN_HOPS = 10       # the shortest template (0.2 s)
 EDGE_HOPS = 3       # kept either side of the loud part: the softer consonants at its edges
 INF = 1 << 40
+SATURATED = 0x7FFF  # firmware/dtw.py's INF: its uint16 costs stop there
+# the threshold calibrated at enrollment (calibrate(); firmware/enroll.py the same integers)
+COHORT_PAD = 5      # a cohort clip: its speech() and this many hops either side
+COHORT_SKIP = ("yes", "no", "up", "down", "left", "right", "stop", "go")  # the same-speaker words
+CAL_RANK = 2        # the (CAL_RANK + 1)-th smallest cohort distance sets the threshold ...
+CAL_FACTOR_32 = 24  # ... times this / 32 ...
+CAL_CAP = 120       # ... at most this (per template frame)
+FIXED = (90, 90, 90, 90, 100)   # firmware/enroll.py THRESHOLDS: without a cohort, by examples
 
 
 def columns(model, paths, cache: Path = None) -> list:
@@ -151,17 +160,91 @@ def sdtw(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
             / (np.asarray(tends) - np.asarray(tstarts))[None, :])
 
 
+def _cohort_threshold(cost, lens, keep) -> int:
+    """CAL_FACTOR_32/32 x the (CAL_RANK + 1)-th smallest, over cohort clips, of the nearest kept
+    template's distance (cost x 16 // frames), at most CAL_CAP, at least 1."""
+    s = sorted(min(int(cost[c, t]) * 16 // int(lens[t]) for t in keep) for c in range(len(cost)))
+    return max(1, min(CAL_CAP, s[CAL_RANK] * CAL_FACTOR_32 // 512))
+
+
+def calibrate(examples, cohort) -> tuple:
+    """(kept examples' indices, the word's threshold per template frame) from the examples' frames
+    (uint8, offset form) and the cohort clips' (read_cohort): a threshold from the templates'
+    distances to other speakers' words (_cohort_threshold); a template that reaches no other
+    example within it is dropped (an example that disagrees: noise, a cough), and the threshold
+    set again from those kept (at least the one nearest another example is kept)."""
+    if len(cohort) <= CAL_RANK:
+        raise ValueError(f"a cohort needs more than {CAL_RANK} clips")
+    lens = np.array([len(e) for e in examples])
+    t_end = np.cumsum(lens)
+    t_start = t_end - lens
+    tmpl = np.concatenate(examples).astype(np.int32)
+    c_len = np.array([len(c) for c in cohort])
+    c_end = np.cumsum(c_len)
+    cost = np.minimum(sdtw_cost(np.concatenate(cohort).astype(np.int32), c_end - c_len, c_end,
+                                tmpl, t_start, t_end), SATURATED)
+    loo = np.minimum(sdtw_cost(tmpl, t_start, t_end, tmpl, t_start, t_end), SATURATED)
+    np.fill_diagonal(loo, SATURATED + 1)            # an example is not another example
+    first = _cohort_threshold(cost, lens, range(len(examples)))
+    keep = [j for j in range(len(examples)) if loo[:, j].min() <= first * lens[j]]
+    if not keep:
+        near = [int(loo[:, j].min()) * 16 // int(lens[j]) for j in range(len(examples))]
+        keep = [near.index(min(near))]
+    return keep, _cohort_threshold(cost, lens, keep)
+
+
+COHORT_MAGIC = b"HKCO"
+COHORT_HEAD = "<4sHHIIH"    # magic, version, frame width, model blob CRC, body CRC, clips
+
+
+def write_cohort(path: Path, model, clips: list):
+    """The cohort file firmware/enroll.py reads: COHORT_HEAD, then a u8 frame count per clip,
+    then the clips' frames (offset form); the body CRC covers counts and frames."""
+    import struct
+    body = bytes(len(c) for c in clips) + b"".join(np.asarray(c, np.uint8).tobytes() for c in clips)
+    crc_model = int.from_bytes(Path(model).read_bytes()[12:16], "little")     # its header's CRC
+    Path(path).write_bytes(struct.pack(COHORT_HEAD, COHORT_MAGIC, 1, clips[0].shape[1], crc_model,
+                                       zlib.crc32(body), len(clips)) + body)
+
+
+def read_cohort(path: Path) -> list:
+    """write_cohort's clips, uint8 (frames, width)."""
+    import struct
+    data = Path(path).read_bytes()
+    magic, _, width, _, crc, n = struct.unpack_from(COHORT_HEAD, data)
+    at = struct.calcsize(COHORT_HEAD)
+    if magic != COHORT_MAGIC or zlib.crc32(data[at:]) != crc:
+        raise SystemExit(f"{path} is not an intact hark cohort file; write it again (--write-cohort)")
+    lens = np.frombuffer(data, np.uint8, n, at).astype(int)
+    frames = np.frombuffer(data, np.uint8, offset=at + n).reshape(-1, width)
+    return np.split(frames, np.cumsum(lens)[:-1])
+
+
+def cohort_clips(bank, matcher) -> list:
+    """The cohort the shipped file holds: every clip of the speakers on the picking half (half 0,
+    whose other words' false accepts pick settings; the reports count half 1's) of words the
+    same-speaker protocol does not enroll, each its speech() +- COHORT_PAD hops."""
+    out = []
+    for i in np.nonzero((bank.half == 0) & ~np.isin(bank.word, COHORT_SKIP))[0]:
+        lo, hi = matcher.trim[i]
+        lo, hi = max(matcher.starts[i], lo - COHORT_PAD), min(matcher.ends[i], hi + COHORT_PAD)
+        out.append(matcher.frames[lo:hi].astype(np.uint8))
+    return out
+
+
 class DtwMatcher:
     """enroll_eval's matcher interface over one feature: score(enroll) -> (per clip distance,
     spread), threshold(spread, factor), clip_distances(enroll)."""
 
-    def __init__(self, bank, cols, model, feature):
+    def __init__(self, bank, cols, model, feature, weights=None):
         lay = layout(model)
         if feature not in lay:
             raise SystemExit(f"--features {feature}: this model has {', '.join(lay)}")
         a, b, rf = lay[feature]
         m0 = lay["mfcc"][0]
         self.frames = np.ascontiguousarray(np.concatenate(cols)[:, a:b]).astype(np.int32)
+        if weights is not None:     # an experiment: L1 with integer weights per coefficient
+            self.frames *= np.asarray(weights, np.int32)[None, :]
         self.ends = np.cumsum([len(h) for h in cols])
         self.starts = np.r_[0, self.ends[:-1]]
         self.trim = []          # per clip: its speech's hops in self.frames, for a template
@@ -172,8 +255,15 @@ class DtwMatcher:
         self.bank = bank
 
     def _distances(self, enroll, clips):
-        ts, te = zip(*(self.trim[i] for i in enroll))
-        return sdtw(self.frames, self.starts[clips], self.ends[clips], self.frames, ts, te)
+        """(clips, examples): each example's template distance over each clip (a template's
+        distances over every clip are computed once and kept: draws share examples)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        todo = [int(i) for i in dict.fromkeys(enroll) if int(i) not in cache]
+        if todo:
+            ts, te = zip(*(self.trim[i] for i in todo))
+            d = sdtw(self.frames, self.starts, self.ends, self.frames, ts, te)
+            cache.update((i, d[:, j]) for j, i in enumerate(todo))
+        return np.stack([cache[int(i)][clips] for i in enroll], axis=1)
 
     def spread(self, enroll) -> float:
         """Mean over examples of the nearest other example's template distance to its stream."""
@@ -190,6 +280,88 @@ class DtwMatcher:
 
     def clip_distances(self, enroll):
         return self.score(enroll)[0]
+
+
+class CalibratedMatcher(DtwMatcher):
+    """DtwMatcher whose templates and threshold are calibrate()'s (the firmware's): score's
+    "spread" is the threshold itself, threshold() scales it by factor/16 (16: the firmware)."""
+
+    def __init__(self, bank, cols, model, cohort):
+        super().__init__(bank, cols, model, "mfcc")
+        self.cohort = cohort
+
+    def score(self, enroll):
+        keep, thr = calibrate([self.frames[slice(*self.trim[i])] for i in enroll], self.cohort)
+        enroll = [enroll[j] for j in keep]
+        return self._distances(enroll, np.arange(len(self.starts))).min(axis=1), thr
+
+    def clip_distances(self, enroll):
+        return self.score(enroll)[0]
+
+
+class FixedMatcher(DtwMatcher):
+    """The firmware without a cohort file: the threshold by the number of examples (FIXED)."""
+
+    def score(self, enroll):
+        d = self._distances(enroll, np.arange(len(self.starts))).min(axis=1)
+        return d, FIXED[min(len(enroll), len(FIXED) - 1)]
+
+
+def exhaustive(bank, matcher, words, ks=(3, 4), factor=16) -> dict:
+    """Same-speaker enrollment without drawing: every speaker with more than k clips of a word,
+    every k of their heard clips as the examples, the rest tested. Per half of the speakers (the
+    enrolling speaker's; false accepts on that half's clips of the other words) and k: recall on
+    the further clips, mean ± sd over speaker-word pairs (each the mean over its sets), false
+    accepts per hour, mean and median over pairs."""
+    rows = []
+    for word in words:
+        idx = np.nonzero(bank.word == word)[0]
+        for spk in np.unique(bank.speaker[idx]):
+            mine = idx[bank.speaker[idx] == spk]
+            h = int(bank.half[mine[0]])
+            neg = (bank.word != word) & (bank.half == h)
+            hours = bank.seconds[neg].sum() / 3600
+            for k in ks:
+                sets = list(itertools.combinations(mine[bank.heard[mine]], k)) if len(mine) > k else []
+                got = []
+                for e in sets:
+                    d, spread = matcher.score(list(e))
+                    fire = d <= matcher.threshold(spread, factor)
+                    # the best any threshold of this set could do: below its (hours + 1)-th
+                    # nearest other word (<= 1 false accept per hour)
+                    best = d < np.sort(d[neg])[int(hours)]
+                    tests = np.setdiff1d(mine, e)
+                    got.append((fire[tests].mean(), fire[neg].sum() / hours, best[tests].mean()))
+                if got:
+                    rows.append({"word": word, "speaker": str(spk), "half": h, "k": k,
+                                 "sets": len(got), "recall": float(np.mean([g[0] for g in got])),
+                                 "fa_per_hour": float(np.mean([g[1] for g in got])),
+                                 "oracle_recall": float(np.mean([g[2] for g in got]))})
+    table = []
+    for h in (0, 1):
+        for k in ks:
+            sel = [r for r in rows if r["half"] == h and r["k"] == k]
+            if not sel:
+                continue
+            rec = np.array([r["recall"] for r in sel])
+            fa = np.array([r["fa_per_hour"] for r in sel])
+            table.append({"half": h, "k": k, "pairs": len(sel), "sets": sum(r["sets"] for r in sel),
+                          "recall": float(rec.mean()), "recall_sd": float(rec.std()),
+                          "fa_per_hour": float(fa.mean()), "fa_per_hour_median": float(np.median(fa)),
+                          "oracle_recall": float(np.mean([r["oracle_recall"] for r in sel]))})
+    return {"factor": factor, "table": table, "rows": rows}
+
+
+def exhaustive_markdown(result, name) -> str:
+    lines = [f"**{name}, every set of k examples of one speaker** (factor {result['factor']}/16)",
+             "", "| speakers | examples | pairs (sets) | recall, further clips | false accepts / h "
+             "(mean, median) | best threshold per set: recall |", "|---|---|---|---|---|---|"]
+    for t in result["table"]:
+        lines.append(f"| half {t['half']} | {t['k']} | {t['pairs']} ({t['sets']}) | "
+                     f"{100 * t['recall']:.1f} ± {100 * t['recall_sd']:.1f} % | "
+                     f"{t['fa_per_hour']:.2f}, {t['fa_per_hour_median']:.2f} | "
+                     f"{100 * t['oracle_recall']:.1f} % |")
+    return "\n".join(lines) + "\n"
 
 
 class Capped:
@@ -262,6 +434,18 @@ def main(argv=None):
                          "whose false accepts on the picking half are <= 1/h at threshold = cap")
     ap.add_argument("--pooled", action="store_true",
                     help="the pooled-embedding L1 matcher instead (enroll_eval's), same draws")
+    ap.add_argument("--calibrate", type=Path, metavar="COHORT",
+                    help="DTW over mfcc with the firmware's calibrated threshold (calibrate()) "
+                         "from this cohort file; factor 16 is the firmware's")
+    ap.add_argument("--fixed", action="store_true",
+                    help="DTW over mfcc with the firmware's thresholds without a cohort (FIXED)")
+    ap.add_argument("--weights", help="--fixed: integer weights of the frame's coefficients in "
+                    "the L1 distance (an experiment; the firmware weighs them all 1)")
+    ap.add_argument("--exhaustive", action="store_true",
+                    help="only exhaustive(): every set of k examples of one speaker, per half")
+    ap.add_argument("--write-cohort", type=Path, metavar="PATH",
+                    help="write the cohort file (cohort_clips()) for --model and stop; the board "
+                         "reads it beside its model (models/default.cohort for default.hark)")
     args = ap.parse_args(argv)
     caps = [float(c) for c in args.caps.split(",")]
     d = ds.load_dataset(args.data)
@@ -269,12 +453,32 @@ def main(argv=None):
     cols = columns(args.model, [c.path for c in clips], cache=args.cache or args.out / "cache")
     size = read_blob(args.model)[0]["model"]["embedding"]["size"]
     bank = ee.Bank(clips, [h[:, :size] for h in cols])
+    if args.write_cohort:
+        clips = cohort_clips(bank, DtwMatcher(bank, cols, args.model, "mfcc"))
+        write_cohort(args.write_cohort, args.model, clips)
+        print(f"{args.write_cohort}: {len(clips)} clips, {sum(map(len, clips))} frames")
+        return 0
     if args.pooled:
         matcher, name = bank, "pooled L1"
+    elif args.calibrate:
+        matcher = CalibratedMatcher(bank, cols, args.model, read_cohort(args.calibrate))
+        name = "DTW over mfcc, calibrated"
+    elif args.fixed:
+        weights = [int(w) for w in args.weights.split(",")] if args.weights else None
+        matcher = FixedMatcher(bank, cols, args.model, "mfcc", weights)
+        name = "DTW over mfcc, fixed" + (f", weights {args.weights}" if weights else "")
     else:
         matcher = DtwMatcher(bank, cols, args.model, args.features)
         name = f"DTW over {args.features}"
     factors = [int(f) for f in args.factors.split(",")]
+    if args.exhaustive:
+        words = ee.protocols_for(bank, set(read_blob(args.model)[0]["labels"]))["same_speaker"][1]
+        args.out.mkdir(parents=True, exist_ok=True)
+        for f in factors:
+            result = exhaustive(bank, matcher, words, factor=f)
+            (args.out / f"exhaustive_{f}.json").write_text(json.dumps(result, indent=1))
+            print(exhaustive_markdown(result, name))
+        return 0
     if len(caps) == 1 and not caps[0]:
         result = ee.run_protocols(bank, matcher, args.model, factors, args.draws, args.seed)
     else:

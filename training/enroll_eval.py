@@ -304,19 +304,28 @@ def footprint(model, clips, board="pyboard", words=3) -> dict:
     """RAM and flash per enrolled word on a 32-bit Cortex-M4F (QEMU, tools/qemu.py): live heap and
     instructions per hop while listening with 0, 1 and `words` words of len(clips) examples each
     (enrolled in the unix port, the same clips under other names; the file is the same on every
-    port), and the file's size."""
+    port), and the file's size; and the instructions to enroll one word from the clips, with the
+    model's cohort file (the threshold calibrated) and without it."""
+    import shutil
     import tempfile
 
     from hark import boards
     from hark.qemu import Image
-    from hark.unixport import run_enroll
+    from hark.unixport import enrollment_audio, run_enroll
     out = {"examples": len(clips), "board": board, "words": words}
     with tempfile.TemporaryDirectory() as tmp:
-        files = {}
+        # the listening words: every example kept (a model without a cohort beside it; what a
+        # hop costs depends on the template frames, not on the threshold)
+        shutil.copyfile(model, Path(tmp) / "plain.hark")
+        sf.write(str(Path(tmp) / "enroll.wav"), enrollment_audio(clips), RATE, subtype="PCM_16")
+        files = {"enroll.wav": Path(tmp) / "enroll.wav", "nocohort.hark": Path(model)}
+        if Path(model).with_suffix(".cohort").is_file():
+            files["model.cohort"] = Path(model).with_suffix(".cohort")
         path = Path(tmp) / "enrolled.bin"
         for n in range(words):
-            out["frames"] = run_enroll(model, boards.load("unix"), clips, f"word{n + 1}",
-                                       path).split(" frames,")[0].rsplit(" ", 1)[1]
+            said = run_enroll(Path(tmp) / "plain.hark", boards.load("unix"), clips, f"word{n + 1}",
+                              path)
+            out["frames"] = said.split(" frames,")[0].rsplit(" ", 1)[1]
             if n + 1 in (1, words):
                 files[f"w{n + 1}.bin"] = Path(tmp) / f"w{n + 1}.bin"
                 files[f"w{n + 1}.bin"].write_bytes(path.read_bytes())
@@ -330,6 +339,13 @@ def footprint(model, clips, board="pyboard", words=3) -> dict:
                 out[f"insns_per_hop_{n}"] = round((r.stats["done.main_insns"]
                                                    - base.stats["done.main_insns"]) / r.stats["frames"])
                 out[f"detections_{n}"] = r.detections
+            for name in ("model", "nocohort"):
+                r = im.run(256 * 1024, wav="enroll.wav", more=[
+                    "--model", name + ".hark", "--enroll", "new", "--examples", str(len(clips)),
+                    "--enrolled", "new.bin"])
+                out[f"enroll_insns_{name}"] = r.stats["done.main_insns"]
+                out[f"enroll_saved_{name}"] = [ln for ln in r.out.splitlines()
+                                               if ln.startswith("enroll: saved")]
     k = words - 1
     out["ram_per_word"] = (out[f"heap_live_{words}"] - out["heap_live_1"]) // k
     out["ram_first_word"] = out["heap_live_1"] - out["heap_live_0"]
