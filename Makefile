@@ -119,6 +119,7 @@ train-default: venv-dev
 	$(BIN)/hark export runs/default --out runs/default/default.hark --name hark-tcn64-12 $(DEFAULT_DETECTOR)
 	$(BIN)/python -m hark.training.nonspeech runs/default/default.hark --offsets
 	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn64-12 $(DEFAULT_DETECTOR)
+	$(COHORT)
 	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
 
 # Speaker-grouped cross-validation of the recipes: espeak-ng/flite/festival voices only, with the speech
@@ -156,10 +157,16 @@ crossval: venv-dev
 	$(CROSSVAL) --out runs/cv/M_dc --name "I + DC-offset augmentation (hark train's default)" -- \
 	  --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands $(MODEL_FLAGS)
 
+# The enrollment cohort beside the default (other speakers' words whose device MFCC frames calibrate
+# an enrolled word's threshold on the board; tied to the blob's CRC; docs/enroll.md; ~2 min).
+COHORT = $(BIN)/python -m hark.training.enroll_dtw --model models/default.hark --data $(DATA) \
+	  --write-cohort models/default.cohort --out runs/enroll_dtw
+
 # Rewrite the shipped blobs from their .tflite + .train.json in the current blob format (after a
 # format change): the int8 graphs stay exactly as converted.
 models: venv-dev
 	$(BIN)/hark export --tflite models/default.tflite --out models/default.hark --name hark-tcn64-12 $(DEFAULT_DETECTOR)
+	$(COHORT)
 	$(BIN)/hark export --tflite models/dscnn.tflite --out models/dscnn.hark --name mlperf-dscnn-12
 	$(BIN)/hark export --tflite models/tiny_conv.tflite --out models/tiny_conv.hark --name micro-speech-tiny-conv-12
 	$(BIN)/hark export --tflite models/assistant.tflite --out models/assistant.hark --name hark-tcn64-wake-12 $(ASSISTANT_DETECTOR)
