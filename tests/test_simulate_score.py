@@ -98,3 +98,16 @@ def test_simulate_and_monitor_show_detections_alike(capsys):
     time_s, score = shown[0].split("t=")[1].split(" s")[0], shown[0].split("p=")[1].split()[0]
     Printer()(f"t={time_s}s yes {score}")
     assert capsys.readouterr().out.strip() == shown[0]
+
+
+def test_readme_quotes_what_make_demo_hears(capsys):
+    """The README's make-demo count is what the firmware hears in samples/ with the default."""
+    import re
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    m = re.search(r"currently (\d+) of the (\d+) command clips heard as the right\s+word and "
+                  r"(\d+) of the (\d+) unknown-word/silence clips left alone", readme)
+    assert m, "README no longer states make demo's count"
+    hit, n_cmd, quiet, n_other = m.groups()
+    assert main(["simulate", *map(str, sorted(SAMPLES_DIR.glob("*.wav"))), "--score"]) == 0
+    assert (f"heard the right word in {hit}/{n_cmd}; unknown words and silence: stayed quiet "
+            f"in {quiet}/{n_other}") in capsys.readouterr().out
