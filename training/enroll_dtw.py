@@ -16,6 +16,8 @@ speed); the distance at a hop is the best path's summed L1 frame distance divide
 length, and the stream's score is its minimum over hops and templates. The word's threshold is
 factor/16 x the examples' leave-one-out spread (the mean over examples of the best distance of
 the other examples' templates to its stream), as enroll_eval's is of the pooled L1 spread.
+`--frames` (richer_frames(), an experiment, not the firmware's) matches frames made from the
+front end's log-mel stage instead (docs/enroll.md "Richer frames").
 """
 import argparse
 import functools
