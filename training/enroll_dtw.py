@@ -258,7 +258,7 @@ def mel_stage(model, paths, cache: Path = None) -> list:
 
 def richer_frames(spec: str, mel: list, picking: np.ndarray, floor: int) -> list:
     """Per clip int64 frames from mel_stage()'s bands (an experiment, not the firmware's):
-    `mel` every band, (log - floor) / 2^6 (1/8 of a log2 step, 0..~216: a byte); `melN` N of
+    `mel` every band, (log - floor) / 2^6 (1/8 of a log2 step: 0..252 on Speech Commands, a byte); `melN` N of
     them, evenly spaced; `cepK` the first K coefficients of the orthonormal DCT-II of the bands
     (1/8 log2 steps), `cepKn` those over their standard deviation on the picking half's frames
     (x 16: the model input's spread), as the model's input is; `:cos` after any of them: the
@@ -289,7 +289,7 @@ def richer_frames(spec: str, mel: list, picking: np.ndarray, floor: int) -> list
 class DtwMatcher:
     """enroll_eval's matcher interface over one feature: score(enroll) -> (per clip distance,
     spread), threshold(spread, factor), clip_distances(enroll). frames (per clip, one row per
-    hop of cols; richer_frames()) replace the feature's columns, squared the L1 distance."""
+    hop of cols; richer_frames()) replace the feature's columns; squared: squared L2 for L1."""
 
     def __init__(self, bank, cols, model, feature, weights=None, frames=None, squared=False):
         lay = layout(model)
