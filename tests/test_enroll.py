@@ -526,25 +526,52 @@ def test_benchmark_protocols_follow_the_models_labels():
     assert ablated["same_speaker"][1] == ["yes"] and ablated["same_speaker_unseen"][1] == ["left", "go"]
 
 
-def test_dtw_benchmark_distance_equals_every_path_enumerated():
+@pytest.mark.parametrize("squared", [False, True])
+def test_dtw_benchmark_distance_equals_every_path_enumerated(squared):
     """training/enroll_dtw.py's subsequence DTW against brute force: every start hop and every
-    warp with 0, 1 or 2 stream hops per template frame (never 0 twice running), cost / length."""
+    warp with 0, 1 or 2 stream hops per template frame (never 0 twice running), cost / length;
+    L1 frame distance, or squared L2 (the richer-frames experiment's)."""
     import itertools
 
     from hark.training import enroll_dtw as ed
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, (30, 4)).astype(np.int32)
     starts, ends, tmpl = [0, 7, 19], [7, 19, 30], [(2, 5), (10, 14), (20, 21), (1, 6)]
-    got = ed.sdtw(frames, starts, ends, frames, *zip(*tmpl))
+    got = ed.sdtw(frames.astype(np.int64), starts, ends, frames.astype(np.int64), *zip(*tmpl),
+                  squared=squared)
     for c, (s, e) in enumerate(zip(starts, ends)):
         for m, (a, b) in enumerate(tmpl):
-            d = np.abs(frames[s:e, None] - frames[None, a:b]).sum(-1)
+            v = frames[s:e, None].astype(np.int64) - frames[None, a:b]
+            d = (v * v if squared else np.abs(v)).sum(-1)
             want = min(sum(d[j, i] for i, j in enumerate(np.cumsum((j0,) + steps)))
                        for j0 in range(e - s)
                        for steps in itertools.product((0, 1, 2), repeat=b - a - 1)
                        if (j0 + sum(steps) < e - s and "00" not in "".join(map(str, steps))))
             assert got[c, m] == want / (b - a), (c, m)
     assert got[0, 0] == got[1, 1] == got[2, 2] == 0      # a template over its own hops
+
+
+def test_mel_stage_is_what_the_device_dct_reads():
+    """device_features_numpy(stage="mel"): the bands whose DCT (the blob's table, bias, shift,
+    int8 clamp) is the model input, frame for frame; richer_frames' `mel` fits a byte."""
+    from hark.training import enroll_dtw as ed
+    from hark.training.blob import read_blob
+    from hark.training.frontend_tables import device_features_numpy
+    meta, arrays = read_blob(MODELS / "default.hark")
+    rng = np.random.default_rng(3)
+    pcm = (rng.standard_normal(16000) * np.linspace(0, 8000, 16000)).astype(np.int16)
+    pcm[:1000] = 0                                      # digital silence: the bands' floor
+    mel = device_features_numpy(pcm, meta, arrays, stage="mel")
+    fe = meta["frontend"]
+    assert mel.shape == (1 + (16000 - fe["n_fft"]) // fe["hop"], fe["n_mels"])
+    dct = np.asarray(arrays["fe.dct"], np.int64).reshape(fe["n_mfcc"], fe["n_mels"])
+    acc = mel.astype(np.int64) @ dct.T + np.asarray(arrays["fe.dct_bias"], np.int64)
+    mfcc = np.clip(acc >> np.asarray(arrays["fe.dct_shift"], np.int64), -128, 127)
+    assert np.array_equal(mfcc, device_features_numpy(pcm, meta, arrays))
+    floor = (fe["log_floor"] - fe["log_centre"] + (1 << fe["dct_in_shift"] - 1)) >> fe["dct_in_shift"]
+    assert (mel[0] == floor).all() and mel.min() == floor
+    byte = ed.richer_frames("mel", [mel], np.ones(len(mel), bool), floor)[0]
+    assert byte.min() == 0 and byte.max() < 256
 
 
 def test_dtw_layout_names_the_streaming_rings():

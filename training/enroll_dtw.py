@@ -16,11 +16,14 @@ speed); the distance at a hop is the best path's summed L1 frame distance divide
 length, and the stream's score is its minimum over hops and templates. The word's threshold is
 factor/16 x the examples' leave-one-out spread (the mean over examples of the best distance of
 the other examples' templates to its stream), as enroll_eval's is of the pooled L1 spread.
+`--frames` (richer_frames(), an experiment, not the firmware's) matches frames made from the
+front end's log-mel stage instead (docs/enroll.md "Richer frames").
 """
 import argparse
 import functools
 import itertools
 import json
+import types
 import zlib
 from pathlib import Path
 
@@ -102,9 +105,10 @@ def speech(c0, silence: int) -> tuple:
     return lo, hi
 
 
-def _sdtw(frames, starts, ends, tmpl, tstarts, tends, out):
-    """out[c, m]: the smallest subsequence DTW cost (summed L1, not normalised) of template m
-    (tmpl[tstarts[m]:tends[m]]) over clip c's hops frames[starts[c]:ends[c]]."""
+def _sdtw(frames, starts, ends, tmpl, tstarts, tends, out, squared):
+    """out[c, m]: the smallest subsequence DTW cost (summed L1, or squared L2 if squared; not
+    normalised) of template m (tmpl[tstarts[m]:tends[m]]) over clip c's hops
+    frames[starts[c]:ends[c]]."""
     n_max = 1
     for m in range(len(tstarts)):
         n_max = max(n_max, tends[m] - tstarts[m])
@@ -112,7 +116,7 @@ def _sdtw(frames, starts, ends, tmpl, tstarts, tends, out):
     prev = np.empty((2, n_max), np.int64)
     prev2 = np.empty((2, n_max), np.int64)
     dim = frames.shape[1]
-    dist = np.empty(n_max, np.int32)
+    dist = np.empty(n_max, np.int64)
     for c in range(len(starts)):
         for m in range(len(tstarts)):
             t0 = tstarts[m]
@@ -124,7 +128,8 @@ def _sdtw(frames, starts, ends, tmpl, tstarts, tends, out):
                 for i in range(n):
                     dist[i] = 0
                     for k in range(dim):
-                        dist[i] += abs(frames[j, k] - tmpl[t0 + i, k])
+                        v = frames[j, k] - tmpl[t0 + i, k]
+                        dist[i] += v * v if squared else abs(v)
                 for i in range(n):
                     d = dist[i]
                     if i == 0:
@@ -146,51 +151,53 @@ def _compiled():
     return numba.njit(_sdtw)
 
 
-def sdtw_cost(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
-    """(clips, templates) int64: _sdtw's cost (firmware/dtw.py's integers; INF: no path)."""
+def sdtw_cost(frames, starts, ends, tmpl, tstarts, tends, squared=False) -> np.ndarray:
+    """(clips, templates) int64: _sdtw's cost (firmware/dtw.py's integers with L1; INF: no
+    path)."""
     out = np.empty((len(starts), len(tstarts)), np.int64)
     _compiled()(frames, np.asarray(starts, np.int64), np.asarray(ends, np.int64), tmpl,
-                np.asarray(tstarts, np.int64), np.asarray(tends, np.int64), out)
+                np.asarray(tstarts, np.int64), np.asarray(tends, np.int64), out, squared)
     return out
 
 
-def sdtw(frames, starts, ends, tmpl, tstarts, tends) -> np.ndarray:
+def sdtw(frames, starts, ends, tmpl, tstarts, tends, squared=False) -> np.ndarray:
     """(clips, templates) normalised distances: the cost / template length."""
-    return (sdtw_cost(frames, starts, ends, tmpl, tstarts, tends)
+    return (sdtw_cost(frames, starts, ends, tmpl, tstarts, tends, squared)
             / (np.asarray(tends) - np.asarray(tstarts))[None, :])
 
 
-def _cohort_threshold(cost, lens, keep) -> int:
+def _cohort_threshold(cost, lens, keep, cap=CAL_CAP) -> int:
     """CAL_FACTOR_32/32 x the (CAL_RANK + 1)-th smallest, over cohort clips, of the nearest kept
-    template's distance (cost x 16 // frames), at most CAL_CAP, at least 1."""
+    template's distance (cost x 16 // frames), at most cap, at least 1."""
     s = sorted(min(int(cost[c, t]) * 16 // int(lens[t]) for t in keep) for c in range(len(cost)))
-    return max(1, min(CAL_CAP, s[CAL_RANK] * CAL_FACTOR_32 // 512))
+    return max(1, min(cap, s[CAL_RANK] * CAL_FACTOR_32 // 512))
 
 
-def calibrate(examples, cohort) -> tuple:
+def calibrate(examples, cohort, cap=CAL_CAP, saturated=SATURATED, squared=False) -> tuple:
     """(kept examples' indices, the word's threshold per template frame) from the examples' frames
     (uint8, offset form) and the cohort clips' (read_cohort): a threshold from the templates'
     distances to other speakers' words (_cohort_threshold); a template that reaches no other
     example within it is dropped (an example that disagrees: noise, a cough), and the threshold
-    set again from those kept (at least the one nearest another example is kept)."""
+    set again from those kept (at least the one nearest another example is kept). cap, saturated
+    and squared: the firmware's unless other frames are measured (CalibratedMatcher)."""
     if len(cohort) <= CAL_RANK:
         raise ValueError(f"a cohort needs more than {CAL_RANK} clips")
     lens = np.array([len(e) for e in examples])
     t_end = np.cumsum(lens)
     t_start = t_end - lens
-    tmpl = np.concatenate(examples).astype(np.int32)
+    tmpl = np.concatenate(examples).astype(np.int64)
     c_len = np.array([len(c) for c in cohort])
     c_end = np.cumsum(c_len)
-    cost = np.minimum(sdtw_cost(np.concatenate(cohort).astype(np.int32), c_end - c_len, c_end,
-                                tmpl, t_start, t_end), SATURATED)
-    loo = np.minimum(sdtw_cost(tmpl, t_start, t_end, tmpl, t_start, t_end), SATURATED)
-    np.fill_diagonal(loo, SATURATED + 1)            # an example is not another example
-    first = _cohort_threshold(cost, lens, range(len(examples)))
+    cost = np.minimum(sdtw_cost(np.concatenate(cohort).astype(np.int64), c_end - c_len, c_end,
+                                tmpl, t_start, t_end, squared), saturated)
+    loo = np.minimum(sdtw_cost(tmpl, t_start, t_end, tmpl, t_start, t_end, squared), saturated)
+    np.fill_diagonal(loo, saturated + 1)            # an example is not another example
+    first = _cohort_threshold(cost, lens, range(len(examples)), cap)
     keep = [j for j in range(len(examples)) if loo[:, j].min() <= first * lens[j]]
     if not keep:
         near = [int(loo[:, j].min()) * 16 // int(lens[j]) for j in range(len(examples))]
         keep = [near.index(min(near))]
-    return keep, _cohort_threshold(cost, lens, keep)
+    return keep, _cohort_threshold(cost, lens, keep, cap)
 
 
 COHORT_MAGIC = b"HKCO"
@@ -228,21 +235,73 @@ def cohort_clips(bank, matcher) -> list:
     for i in np.nonzero((bank.half == 0) & ~np.isin(bank.word, COHORT_SKIP))[0]:
         lo, hi = matcher.trim[i]
         lo, hi = max(matcher.starts[i], lo - COHORT_PAD), min(matcher.ends[i], hi + COHORT_PAD)
-        out.append(matcher.frames[lo:hi].astype(np.uint8))
+        out.append(matcher.frames[lo:hi])
     return out
+
+
+def mel_stage(model, paths, cache: Path = None) -> list:
+    """Per clip, every hop's log-mel bands, the device front end's stage before its DCT
+    (device_features_numpy(stage="mel"), int32), rows as columns()'s (its first frame, the
+    engine's warm-up, dropped); cached."""
+    meta, arrays = read_blob(model)
+    key = zlib.crc32(("mel" + str(Path(model).read_bytes()[:16]) + "|".join(map(str, paths))).encode())
+    f = cache / f"mel_{key:08x}.npz" if cache else None
+    if f and f.exists():
+        z = np.load(f)
+        return np.split(z["e"], z["ends"][:-1])
+    out = [ee.clip_stream(p, meta, arrays, stage="mel")[1:] for p in paths]
+    if f:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(f, e=np.concatenate(out), ends=np.cumsum([len(e) for e in out]))
+    return out
+
+
+def richer_frames(spec: str, mel: list, picking: np.ndarray, floor: int) -> list:
+    """Per clip int64 frames from mel_stage()'s bands (an experiment, not the firmware's):
+    `mel` every band, (log - floor) / 2^6 (1/8 of a log2 step: 0..252 on Speech Commands, a byte); `melN` N of
+    them, evenly spaced; `cepK` the first K coefficients of the orthonormal DCT-II of the bands
+    (1/8 log2 steps), `cepKn` those over their standard deviation on the picking half's frames
+    (x 16: the model input's spread), as the model's input is; `:cos` after any of them: the
+    frames centred on the picking half's mean, scaled to length 64 (squared L2 between them is
+    then 2 x 64^2 x (1 - cosine))."""
+    spec, _, cos = spec.partition(":")
+    n_mels = mel[0].shape[1]
+    rows = np.concatenate(mel).astype(np.int64)
+    if spec.startswith("mel"):
+        n = int(spec[3:] or n_mels)
+        f = (rows[:, np.linspace(0, n_mels - 1, n).round().astype(int)] - floor) >> 6
+    elif spec.startswith("cep"):
+        k = int(spec[3:].rstrip("n"))
+        j = np.arange(n_mels)
+        dct = np.cos(np.pi / n_mels * (j[None, :] + 0.5) * np.arange(k)[:, None]) * np.sqrt(2 / n_mels)
+        dct[0] /= np.sqrt(2)
+        f = (rows @ np.round(dct * 256).astype(np.int64).T) >> 14
+        if spec.endswith("n"):
+            f = f * 16 // np.maximum(1, f[picking].std(axis=0).round().astype(np.int64))
+    else:
+        raise SystemExit(f"--frames {spec}: mel, melN, cepK or cepKn (optionally :cos)")
+    if cos:
+        c = f - f[picking].mean(axis=0)
+        f = np.round(64 * c / np.maximum(1e-9, np.linalg.norm(c, axis=1, keepdims=True)))
+    return np.split(f.astype(np.int64), np.cumsum([len(m) for m in mel])[:-1])
 
 
 class DtwMatcher:
     """enroll_eval's matcher interface over one feature: score(enroll) -> (per clip distance,
-    spread), threshold(spread, factor), clip_distances(enroll)."""
+    spread), threshold(spread, factor), clip_distances(enroll). frames (per clip, one row per
+    hop of cols; richer_frames()) replace the feature's columns; squared: squared L2 for L1."""
 
-    def __init__(self, bank, cols, model, feature, weights=None):
+    def __init__(self, bank, cols, model, feature, weights=None, frames=None, squared=False):
         lay = layout(model)
         if feature not in lay:
             raise SystemExit(f"--features {feature}: this model has {', '.join(lay)}")
         a, b, rf = lay[feature]
         m0 = lay["mfcc"][0]
-        self.frames = np.ascontiguousarray(np.concatenate(cols)[:, a:b]).astype(np.int32)
+        self.squared = squared
+        if frames is not None:
+            self.frames = np.ascontiguousarray(np.concatenate(frames), np.int64)
+        else:
+            self.frames = np.ascontiguousarray(np.concatenate(cols)[:, a:b]).astype(np.int32)
         if weights is not None:     # an experiment: L1 with integer weights per coefficient
             self.frames *= np.asarray(weights, np.int32)[None, :]
         self.ends = np.cumsum([len(h) for h in cols])
@@ -261,7 +320,7 @@ class DtwMatcher:
         todo = [int(i) for i in dict.fromkeys(enroll) if int(i) not in cache]
         if todo:
             ts, te = zip(*(self.trim[i] for i in todo))
-            d = sdtw(self.frames, self.starts, self.ends, self.frames, ts, te)
+            d = sdtw(self.frames, self.starts, self.ends, self.frames, ts, te, self.squared)
             cache.update((i, d[:, j]) for j, i in enumerate(todo))
         return np.stack([cache[int(i)][clips] for i in enroll], axis=1)
 
@@ -286,12 +345,16 @@ class CalibratedMatcher(DtwMatcher):
     """DtwMatcher whose templates and threshold are calibrate()'s (the firmware's): score's
     "spread" is the threshold itself, threshold() scales it by factor/16 (16: the firmware)."""
 
-    def __init__(self, bank, cols, model, cohort):
-        super().__init__(bank, cols, model, "mfcc")
-        self.cohort = cohort
+    def __init__(self, bank, cols, model, cohort, frames=None, squared=False):
+        """cohort: read_cohort's clips, or None with frames: the same clips of those frames (in
+        memory, uncapped and unsaturated: an experiment's scale is not the firmware's)."""
+        super().__init__(bank, cols, model, "mfcc", frames=frames, squared=squared)
+        self.cal = {} if cohort is not None else {"cap": INF, "saturated": INF, "squared": squared}
+        self.cohort = cohort if cohort is not None else cohort_clips(bank, self)
 
     def score(self, enroll):
-        keep, thr = calibrate([self.frames[slice(*self.trim[i])] for i in enroll], self.cohort)
+        keep, thr = calibrate([self.frames[slice(*self.trim[i])] for i in enroll], self.cohort,
+                              **self.cal)
         enroll = [enroll[j] for j in keep]
         return self._distances(enroll, np.arange(len(self.starts))).min(axis=1), thr
 
@@ -441,6 +504,13 @@ def main(argv=None):
                     help="DTW over mfcc with the firmware's thresholds without a cohort (FIXED)")
     ap.add_argument("--weights", help="--fixed: integer weights of the frame's coefficients in "
                     "the L1 distance (an experiment; the firmware weighs them all 1)")
+    ap.add_argument("--frames", metavar="SPEC",
+                    help="DTW over richer frames from the front end's log-mel stage instead "
+                         "(richer_frames(): mel, melN, cepK, cepKn, optionally :cos); with "
+                         "--calibrate, its cohort's clips of those frames (the file's name only "
+                         "says to calibrate)")
+    ap.add_argument("--squared", action="store_true",
+                    help="--frames: squared L2 frame distance instead of L1")
     ap.add_argument("--exhaustive", action="store_true",
                     help="only exhaustive(): every set of k examples of one speaker, per half")
     ap.add_argument("--write-cohort", type=Path, metavar="PATH",
@@ -458,7 +528,20 @@ def main(argv=None):
         write_cohort(args.write_cohort, args.model, clips)
         print(f"{args.write_cohort}: {len(clips)} clips, {sum(map(len, clips))} frames")
         return 0
-    if args.pooled:
+    if args.frames:
+        fe = read_blob(args.model)[0]["frontend"]
+        floor = (fe["log_floor"] - fe["log_centre"] + (1 << (fe["dct_in_shift"] - 1))) >> fe["dct_in_shift"]
+        mel = mel_stage(args.model, [c.path for c in clips], cache=args.cache or args.out / "cache")
+        frames = richer_frames(args.frames, mel, np.repeat(bank.half == 0, [len(m) for m in mel]),
+                               floor)
+        squared = args.squared or args.frames.endswith(":cos")
+        if args.calibrate:
+            matcher = CalibratedMatcher(bank, cols, args.model, None, frames, squared)
+        else:
+            matcher = DtwMatcher(bank, cols, args.model, "mfcc", frames=frames, squared=squared)
+        name = f"DTW over {args.frames}" + (", squared L2" if squared else "") + (
+            ", calibrated" if args.calibrate else "")
+    elif args.pooled:
         matcher, name = bank, "pooled L1"
     elif args.calibrate:
         matcher = CalibratedMatcher(bank, cols, args.model, read_cohort(args.calibrate))
@@ -474,6 +557,8 @@ def main(argv=None):
     if args.exhaustive:
         words = ee.protocols_for(bank, set(read_blob(args.model)[0]["labels"]))["same_speaker"][1]
         args.out.mkdir(parents=True, exist_ok=True)
+        kept = functools.cache(lambda e, score=matcher.score: score(list(e)))   # same sets each factor
+        matcher = types.SimpleNamespace(score=lambda e: kept(tuple(e)), threshold=matcher.threshold)
         for f in factors:
             result = exhaustive(bank, matcher, words, factor=f)
             (args.out / f"exhaustive_{f}.json").write_text(json.dumps(result, indent=1))

@@ -34,13 +34,13 @@ MARGIN_PCT = 25     # firmware/enroll.py
 NOVEL = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow")
 
 
-def clip_stream(path, meta, arrays, pad_s=PAD_S) -> np.ndarray:
+def clip_stream(path, meta, arrays, pad_s=PAD_S, stage="mfcc") -> np.ndarray:
     """int8 feature frames of digital silence (the first frame, the runtime's warm-up), the clip
-    and pad_s of silence, as the device front end computes them."""
+    and pad_s of silence, as the device front end computes them (stage: device_features_numpy's)."""
     pcm = sf.read(str(path), dtype="int16")[0]
     n_fft = meta["frontend"]["n_fft"]
     x = np.concatenate([np.zeros(n_fft, np.int16), pcm, np.zeros(int(pad_s * RATE), np.int16)])
-    return device_features_numpy(x, meta, arrays)
+    return device_features_numpy(x, meta, arrays, stage=stage)
 
 
 def embeddings(model, paths, cache: Path = None, progress=None) -> list:

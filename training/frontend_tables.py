@@ -190,14 +190,15 @@ def _cmul(br, bi, wr, wi, note):
 
 
 def device_features_numpy(pcm, meta: dict, arrays: dict, trace: dict = None,
-                          chunk: int = 256) -> np.ndarray:
+                          chunk: int = 256, stage: str = "mfcc") -> np.ndarray:
     """int8 features exactly as the device computes them from int16 pcm.
 
     pcm: (samples,) -> (frames, n_mfcc), or a batch (clips, samples) -> (clips, frames,
     n_mfcc); frame t covers samples [hop t, hop t + n_fft). meta is the front-end meta from
     build() or a whole blob meta (its "frontend" is used); arrays holds the "fe.*" tables.
     Frames are computed `chunk` at a time to bound memory. Pass trace=dict() to collect
-    (min, max) of every 32-bit intermediate.
+    (min, max) of every 32-bit intermediate. stage="mel": the stage before the DCT instead,
+    (..., frames, n_mels) int32, each band's log2 power in Q9 less the table's centre.
     """
     m = meta.get("frontend", meta)
     pcm = np.asarray(pcm)
@@ -206,13 +207,14 @@ def device_features_numpy(pcm, meta: dict, arrays: dict, trace: dict = None,
     idx = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]
     frames = pcm[..., idx].reshape(-1, n_fft)
     a = {k: np.asarray(v, np.int64) for k, v in arrays.items() if k.startswith("fe.")}
-    out = [_frame_features(frames[i:i + chunk].astype(np.int64), m, a, _noter(trace))
+    width, dtype = (m["n_mels"], np.int32) if stage == "mel" else (m["n_mfcc"], np.int8)
+    out = [_frame_features(frames[i:i + chunk].astype(np.int64), m, a, _noter(trace), stage)
            for i in range(0, len(frames), chunk)]
-    out = np.concatenate(out) if out else np.zeros((0, m["n_mfcc"]), np.int8)
-    return out.reshape(*pcm.shape[:-1], n_frames, m["n_mfcc"])
+    out = np.concatenate(out) if out else np.zeros((0, width), dtype)
+    return out.reshape(*pcm.shape[:-1], n_frames, width)
 
 
-def _frame_features(frames, m, a, note):
+def _frame_features(frames, m, a, note, stage="mfcc"):
     """(n, n_fft) int16-valued frames -> (n, n_mfcc) int8, the device arithmetic."""
     n_frames, n_half = len(frames), m["n_fft"] // 2
     xw = frames * a["fe.window"][None, :]                         # |.| < 2^31
@@ -282,6 +284,8 @@ def _frame_features(frames, m, a, note):
     ds = m["dct_in_shift"]
     lq = (logs - m["log_centre"] + (1 << (ds - 1))) >> ds
     note("lq", lq)
+    if stage == "mel":
+        return lq.astype(np.int32)
     dct = a["fe.dct"].reshape(m["n_mfcc"], n_mels)
     acc = lq @ dct.T + a["fe.dct_bias"][None, :]
     note("dct_acc", acc)
