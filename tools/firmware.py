@@ -106,13 +106,14 @@ def weights_module(model: Path, out: Path, firmware_dir: Path = FIRMWARE_DIR) ->
     """out/model.py: firmware/frozen/model.py plus the model's CRC field and weight bytes. Frozen,
     the bytes stay in flash and start-up uses them in place of the file's copy."""
     from hark.training.blob import BlobError, read_blob
+    from hark.training.blobmeta import header_crc
     try:
         _, arrays = read_blob(model)
     except BlobError as exc:
         raise HarkError(str(exc)) from None
     if "w" not in arrays:
         raise HarkError(f"{model} has no weight array 'w'; re-export it with `hark export`")
-    crc = Path(model).read_bytes()[12:16]
+    crc = header_crc(model).to_bytes(4, "little")
     path = out / "model.py"
     path.write_text((Path(firmware_dir) / "frozen" / "model.py").read_text()
                     + f"\n\n# {Path(model).name}\nCRC = {crc!r}\nW = {arrays['w'].tobytes()!r}\n")

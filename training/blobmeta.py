@@ -17,6 +17,14 @@ FIX = "re-export the model with `hark export`"
 PLAUSIBLE_NEWER_VERSIONS = 8
 
 
+def header_crc(path) -> int:
+    """The CRC-32 a blob's header holds (of all that follows it): what enrolled words and the
+    enrollment cohort are tied to (firmware/enrolled.py model_crc reads the same bytes)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return struct.unpack_from("<I", head, 12)[0]
+
+
 class BlobError(ValueError):
     """A blob that cannot be read: the message names the file, the problem and the fix."""
 

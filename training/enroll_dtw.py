@@ -32,6 +32,7 @@ import numpy as np
 from . import dataset as ds
 from . import enroll_eval as ee
 from .blob import read_blob
+from .blobmeta import header_crc
 
 UNCAPPED_16 = 1000  # a spread factor that leaves the threshold to the cap
 MIN_HOPS = 10       # the shortest template (0.2 s)
@@ -209,7 +210,7 @@ def write_cohort(path: Path, model, clips: list):
     then the clips' frames (offset form); the body CRC covers counts and frames."""
     import struct
     body = bytes(len(c) for c in clips) + b"".join(np.asarray(c, np.uint8).tobytes() for c in clips)
-    crc_model = int.from_bytes(Path(model).read_bytes()[12:16], "little")     # its header's CRC
+    crc_model = header_crc(model)
     Path(path).write_bytes(struct.pack(COHORT_HEAD, COHORT_MAGIC, 1, clips[0].shape[1], crc_model,
                                        zlib.crc32(body), len(clips)) + body)
 

@@ -12,8 +12,9 @@ Like the board (firmware/enroll.py), it takes no clip whose largest embedding ma
 clear silence's by MARGIN_PCT. The pooled matcher keeps, per example, the hop with the largest
 embedding mass; a clip is detected when any of its hops is within the word's threshold of a
 template (L1 distance on the int8 embedding), the threshold calibrated from the examples'
-spread (spread factor / 16 x the mean distance to the nearest other example). The spread factor is chosen on the negatives of half the
-speakers (at <= 1 false accept per hour) and false accepts are counted on the other half.
+spread (spread factor / 16 x the mean distance to the nearest other example). The spread
+factor is chosen on the negatives of half the speakers (at <= 1 false accept per hour) and
+false accepts are counted on the other half.
 """
 import argparse
 import functools
@@ -268,8 +269,8 @@ def markdown(result) -> str:
 def compare(outs, shipped_factor=10) -> str:
     """A column per benchmark folder (its enroll_eval.json, and the run's metrics.json beside the
     model if there is one): its matcher, recall and false accepts per hour (mean, median) at the
-    pooled L1 matcher's spread factor of the firmware before DTW, recall at the picked factor (<= 1 FA/h on the picking half), the per-clip
-    protocol and the 12-class dev test accuracy."""
+    pooled L1 matcher's spread factor of the firmware before DTW, recall at the picked factor
+    (<= 1 FA/h on the picking half), the per-clip protocol and the 12-class dev test accuracy."""
     columns = []
     for out in outs:
         if not (Path(out) / "enroll_eval.json").exists():
@@ -310,6 +311,7 @@ def footprint(model, clips, board="pyboard", words=3) -> dict:
     import tempfile
 
     from hark import boards
+    from hark.deploy import COHORT_NAME, cohort_beside
     from hark.qemu import Image
     from hark.unixport import enrollment_audio, run_enroll
     out = {"examples": len(clips), "board": board, "words": words}
@@ -319,8 +321,9 @@ def footprint(model, clips, board="pyboard", words=3) -> dict:
         shutil.copyfile(model, Path(tmp) / "plain.hark")
         sf.write(str(Path(tmp) / "enroll.wav"), enrollment_audio(clips), RATE, subtype="PCM_16")
         files = {"enroll.wav": Path(tmp) / "enroll.wav", "nocohort.hark": Path(model)}
-        if Path(model).with_suffix(".cohort").is_file():
-            files["model.cohort"] = Path(model).with_suffix(".cohort")
+        cohort = cohort_beside(model)
+        if cohort:
+            files[COHORT_NAME] = cohort
         path = Path(tmp) / "enrolled.bin"
         for n in range(words):
             said = run_enroll(Path(tmp) / "plain.hark", boards.load("unix"), clips, f"word{n + 1}",
