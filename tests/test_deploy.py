@@ -284,6 +284,23 @@ def test_build_only_over_budget_fails(tmp_path, capsys):
     assert forced.returncode == 0 and "KB over" in forced.stdout
 
 
+@pytest.mark.parametrize("name, fits", [
+    ("default", ["esp32-inmp441", "esp32s3", "rp2040", "pyboard"]),
+    ("wide", ["esp32s3", "rp2040"]),
+])
+def test_shipped_models_fit_the_boards_the_readme_names(name, fits, tmp_path, capsys):
+    """The README's "Which model for which board": the default fits every board profile; the
+    wide model only those with the RAM for it, and the others are told to use the default."""
+    for board in ("esp32-inmp441", "esp32s3", "rp2040", "pyboard"):
+        result = in_process(capsys, "deploy", "--board", board, "--build-only",
+                            "--model", MODELS_DIR / f"{name}.hark", "--build-dir", tmp_path / board)
+        if board in fits:
+            assert result.returncode == 0, (board, result.stderr)
+        else:
+            assert result.returncode == 1 and "KB of RAM" in result.stderr, board
+            assert "models/default.hark (width 64) fits every board profile" in result.stderr
+
+
 def test_build_only_checks_the_profile_labels(tmp_path, capsys):
     other = fake_blob(tmp_path / "other.hark", 100, labels=["_silence_", "_unknown_", "cat"])
     result = in_process(capsys, "deploy", "--board", "esp32s3", "--build-only", "--model", other,

@@ -238,7 +238,8 @@ def kb(n: int, up=False) -> str:
     return f"{n / 1024:.1f} KB" if n < 10 * 1024 else f"{round(n / 1024)} KB"
 
 
-NARROWER = "`hark train --width 48` or narrower; the shipped default is 64"
+NARROWER = ("models/default.hark (width 64) fits every board profile; `hark train --width 48` or "
+            "narrower for less")
 
 
 @dataclass
