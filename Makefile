@@ -136,6 +136,7 @@ train-wide: venv-dev
 	$(BIN)/hark export runs/wide --out runs/wide/wide.hark --name hark-tcn96-12 $(WIDE_DETECTOR)
 	$(BIN)/python -m hark.training.nonspeech runs/wide/wide.hark --offsets
 	$(BIN)/hark export runs/wide --out models/wide.hark --name hark-tcn96-12 $(WIDE_DETECTOR)
+	$(call COHORT_OF,wide)
 	$(BIN)/hark eval --model models/wide.hark --data $(DATA) --json runs/wide/eval_int8.json --plot runs/wide/confusion_int8.png
 
 # Speaker-grouped cross-validation of the recipes: espeak-ng/flite/festival voices only, with the speech
@@ -183,10 +184,12 @@ crossval-width: venv-dev
 	$(CROSSVAL5) --out runs/cv/W96_M --name "recipe M, width 96" -- $(M_RECIPE) --width 96
 	$(CROSSVAL) --out runs/cv/W128_M --name "recipe M, width 128" -- $(M_RECIPE) --width 128
 
-# The enrollment cohort beside the default (other speakers' words whose device MFCC frames calibrate
-# an enrolled word's threshold on the board; tied to the blob's CRC; docs/enroll.md; ~2 min).
-COHORT = $(BIN)/python -m hark.training.enroll_dtw --model models/default.hark --data $(DATA) \
-	  --write-cohort models/default.cohort --out runs/enroll_dtw
+# The enrollment cohort beside a model (other speakers' words whose device MFCC frames calibrate
+# an enrolled word's threshold on the board; the frames are quantised with the model's input
+# scale, so each model has its own, tied to its blob's CRC; docs/enroll.md; ~2-4 min).
+COHORT_OF = $(BIN)/python -m hark.training.enroll_dtw --model models/$(1).hark --data $(DATA) \
+	  --write-cohort models/$(1).cohort --out runs/enroll_dtw_$(1)
+COHORT = $(call COHORT_OF,default)
 
 # Rewrite the shipped blobs from their .tflite + .train.json in the current blob format (after a
 # format change): the int8 graphs stay exactly as converted.
@@ -194,6 +197,7 @@ models: venv-dev
 	$(BIN)/hark export --tflite models/default.tflite --out models/default.hark --name hark-tcn64-12 $(DEFAULT_DETECTOR)
 	$(COHORT)
 	$(BIN)/hark export --tflite models/wide.tflite --out models/wide.hark --name hark-tcn96-12 $(WIDE_DETECTOR)
+	$(call COHORT_OF,wide)
 	$(BIN)/hark export --tflite models/dscnn.tflite --out models/dscnn.hark --name mlperf-dscnn-12
 	$(BIN)/hark export --tflite models/tiny_conv.tflite --out models/tiny_conv.hark --name micro-speech-tiny-conv-12
 	$(BIN)/hark export --tflite models/assistant.tflite --out models/assistant.hark --name hark-tcn64-wake-12 $(ASSISTANT_DETECTOR)

@@ -715,3 +715,16 @@ def test_exhaustive_protocol_takes_every_set_of_one_speakers_clips(tmp_path):
     assert row["fa_per_hour"] == (bank.half[9] == bank.half[0]) * 3600 / bank.seconds[neg].sum()
     text = (REPO / "firmware" / "enroll.py").read_text()
     assert f"THRESHOLDS = {ed.FIXED}\n" in text     # the benchmark's fixed rule is the firmware's
+
+
+@pytest.mark.parametrize("cohort", sorted(MODELS.glob("*.cohort")), ids=lambda p: p.name)
+def test_shipped_cohort_is_tied_to_its_own_model(cohort):
+    """A cohort holds device MFCC frames quantised with its model's input scale, so each model
+    needs its own; the firmware takes one only beside the blob whose header CRC it names."""
+    import struct
+    from hark.training import enroll_dtw as ed
+    from hark.training.blobmeta import header_crc
+    data = cohort.read_bytes()
+    magic, _, _, crc_model, _, _ = struct.unpack_from(ed.COHORT_HEAD, data)
+    assert magic == ed.COHORT_MAGIC and ed.read_cohort(cohort)       # intact
+    assert crc_model == header_crc(cohort.with_suffix(".hark"))
