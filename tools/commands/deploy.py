@@ -18,6 +18,7 @@ EXAMPLES = """\
 examples:
   hark deploy --board esp32-inmp441 --port /dev/ttyUSB0
   hark deploy --board rp2040 --model models/assistant.hark   # another model, same firmware
+  hark deploy --board esp32s3 --model models/wide.hark       # width 96: more RAM, more commands heard
   hark deploy --board pyboard --build-only                   # budget report, no board needed
   hark deploy --board my-board.json                          # your own profile (docs/deploy.md)
 """
