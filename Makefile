@@ -175,7 +175,8 @@ crossval: venv-dev
 	  --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands $(MODEL_FLAGS)
 
 # Capacity: recipe M (the default's recipe with hark train's DC-offset augmentation) at widths
-# 64, 96 and 128, 3 folds x 5 seeds (64, 96) and 3 seeds (128); ~3 min per fold on one core.
+# 64, 96 and 128, 3 folds x 5 seeds (64, 96) and 3 seeds (128), ~3 min per fold on one core; and
+# width 96 with the teacher (3 seeds, ~8 min per fold).
 M_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
 	  --family tcn --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000
 CROSSVAL5 = $(BIN)/python -m hark.training.crossval --folds 3 --seeds 0 1 2 3 4
@@ -183,6 +184,8 @@ crossval-width: venv-dev
 	$(CROSSVAL5) --out runs/cv/W64_M --name "recipe M, width 64" -- $(M_RECIPE) --width 64
 	$(CROSSVAL5) --out runs/cv/W96_M --name "recipe M, width 96" -- $(M_RECIPE) --width 96
 	$(CROSSVAL) --out runs/cv/W128_M --name "recipe M, width 128" -- $(M_RECIPE) --width 128
+	$(CROSSVAL) --out runs/cv/W96_H --name "width 96 + teacher, word errors corrected" -- $(M_RECIPE) --width 96 \
+	  --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
 
 # The enrollment cohort beside a model (other speakers' words whose device MFCC frames calibrate
 # an enrolled word's threshold on the board; the frames are quantised with the model's input
