@@ -234,6 +234,8 @@ WAKE ?= hey hark
 COMMANDS ?= yes,no,up,down,left,right,on,off,stop,go
 ASSISTANT ?= runs/assistant
 ASSISTANT_SEED ?= 0
+# 96 for boards with the RAM (README: width 96 seed 0, docs/assistant/width96_seed0_assistant_eval.md)
+ASSISTANT_WIDTH ?= 64
 ASSISTANT_DETECTOR ?= --average-window-ms 500 --threshold 0.6 --label-threshold hey_hark=0.5
 WAKE_LABEL = $(shell echo "$(WAKE)" | tr 'A-Z ' 'a-z_')
 assistant: venv-dev synth-deps
@@ -246,7 +248,7 @@ assistant: venv-dev synth-deps
 	  --seed 2 --out data/synth/wake_val
 	nice -n 5 $(BIN)/hark train --wake "$(WAKE)" --commands $(COMMANDS) --data $(DATA) \
 	  --synth data/synth/commands data/synth/unknown data/synth/wake data/synth/wake_voices \
-	  --family tcn --width 64 --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 \
+	  --family tcn --width $(ASSISTANT_WIDTH) --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 \
 	  $(BEFORE_DC) --seed $(ASSISTANT_SEED) --out $(ASSISTANT)
 	$(BIN)/hark export $(ASSISTANT) --out $(ASSISTANT)/assistant.hark --name hark-tcn64-wake-12 $(ASSISTANT_DETECTOR)
 	$(MAKE) --no-print-directory assistant-eval ASSISTANT=$(ASSISTANT)
