@@ -128,11 +128,13 @@ train-default: venv-dev
 # Seed WIDE_SEED of four, chosen as the default was: quiet on edge audio, then the validation
 # list and the validation-speaker stream (README, "Real unseen speakers").
 WIDE_SEED ?= 0
+# The tcn recipe's flags but its width (the default's 64, the wide model's 96), and recipe M: them
+# on the shipped synthetic speech + the new voice families' on/off.
+TCN_FLAGS = --family tcn --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000
+M_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands $(TCN_FLAGS)
 WIDE_DETECTOR ?= --threshold 0.825
 train-wide: venv-dev
-	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
-	  --family tcn --width 96 --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 \
-	  --seed $(WIDE_SEED) --out runs/wide
+	$(BIN)/hark train $(M_RECIPE) --width 96 --seed $(WIDE_SEED) --out runs/wide
 	$(BIN)/hark export runs/wide --out runs/wide/wide.hark --name hark-tcn96-12 $(WIDE_DETECTOR)
 	$(BIN)/python -m hark.training.nonspeech runs/wide/wide.hark --offsets
 	$(BIN)/hark export runs/wide --out models/wide.hark --name hark-tcn96-12 $(WIDE_DETECTOR)
@@ -145,7 +147,7 @@ train-wide: venv-dev
 # (after `make synth`; 3 folds x 3 seeds each, 20-60 min per recipe on 2 cores). Every real
 # on, off and unknown-word clip is tested by models that never trained on its speaker;
 # runs/cv/*/cv.md.
-MODEL_FLAGS = --family tcn --width 64 --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000
+MODEL_FLAGS = $(TCN_FLAGS) --width 64
 MODEL_ARGS = $(MODEL_FLAGS) $(BEFORE_DC)
 RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown $(MODEL_ARGS)
 VOICES_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
@@ -162,7 +164,7 @@ crossval: venv-dev
 	$(CROSSVAL) --out runs/cv/G_new_voices --name "+ new voice families (MBROLA, RHVoice, Pico, Kokoro)" -- \
 	  $(VOICES_RECIPE)
 	$(CROSSVAL) --out runs/cv/I_new_voices_onoff --name "+ new voice families' on/off only" -- \
-	  --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands $(MODEL_ARGS)
+	  $(M_RECIPE) --width 64 $(BEFORE_DC)
 	$(CROSSVAL) --out runs/cv/H_new_voices_teacher --name "+ new voice families + teacher (word errors corrected)" -- \
 	  $(VOICES_RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
 	$(CROSSVAL) --out runs/cv/J_teacher_filter --name "G + teacher as judge (synthetic clips below 0.3 dropped)" -- \
@@ -172,13 +174,11 @@ crossval: venv-dev
 	$(CROSSVAL) --out runs/cv/L_judge_onoff --name "G + teacher as judge of on/off only" -- \
 	  $(VOICES_RECIPE) --teacher oww-embedding --soft-weight 0 --teacher-filter 0.3 --teacher-filter-labels on,off
 	$(CROSSVAL) --out runs/cv/M_dc --name "I + DC-offset augmentation (hark train's default)" -- \
-	  --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands $(MODEL_FLAGS)
+	  $(M_RECIPE) --width 64
 
 # Capacity: recipe M (the default's recipe with hark train's DC-offset augmentation) at widths
 # 64, 96 and 128, 3 folds x 5 seeds (64, 96) and 3 seeds (128), ~3 min per fold on one core; and
 # width 96 with the teacher (3 seeds, ~8 min per fold).
-M_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
-	  --family tcn --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000
 CROSSVAL5 = $(BIN)/python -m hark.training.crossval --folds 3 --seeds 0 1 2 3 4
 crossval-width: venv-dev
 	$(CROSSVAL5) --out runs/cv/W64_M --name "recipe M, width 64" -- $(M_RECIPE) --width 64
@@ -248,7 +248,7 @@ assistant: venv-dev synth-deps
 	  --seed 2 --out data/synth/wake_val
 	nice -n 5 $(BIN)/hark train --wake "$(WAKE)" --commands $(COMMANDS) --data $(DATA) \
 	  --synth data/synth/commands data/synth/unknown data/synth/wake data/synth/wake_voices \
-	  --family tcn --width $(ASSISTANT_WIDTH) --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 \
+	  $(TCN_FLAGS) --width $(ASSISTANT_WIDTH) \
 	  $(BEFORE_DC) --seed $(ASSISTANT_SEED) --out $(ASSISTANT)
 	$(BIN)/hark export $(ASSISTANT) --out $(ASSISTANT)/assistant.hark --name hark-tcn64-wake-12 $(ASSISTANT_DETECTOR)
 	$(MAKE) --no-print-directory assistant-eval ASSISTANT=$(ASSISTANT)
