@@ -234,7 +234,8 @@ WAKE ?= hey hark
 COMMANDS ?= yes,no,up,down,left,right,on,off,stop,go
 ASSISTANT ?= runs/assistant
 ASSISTANT_SEED ?= 0
-# 96 for boards with the RAM (README: width 96 seed 0, docs/assistant/width96_seed0_assistant_eval.md)
+# 96 for boards with the RAM (README: width 96 seed 0, docs/assistant/width96_seed0_assistant_eval.md);
+# only width 64 in runs/assistant replaces the shipped models/assistant.hark
 ASSISTANT_WIDTH ?= 64
 ASSISTANT_DETECTOR ?= --average-window-ms 500 --threshold 0.6 --label-threshold hey_hark=0.5
 WAKE_LABEL = $(shell echo "$(WAKE)" | tr 'A-Z ' 'a-z_')
@@ -250,9 +251,9 @@ assistant: venv-dev synth-deps
 	  --synth data/synth/commands data/synth/unknown data/synth/wake data/synth/wake_voices \
 	  $(TCN_FLAGS) --width $(ASSISTANT_WIDTH) \
 	  $(BEFORE_DC) --seed $(ASSISTANT_SEED) --out $(ASSISTANT)
-	$(BIN)/hark export $(ASSISTANT) --out $(ASSISTANT)/assistant.hark --name hark-tcn64-wake-12 $(ASSISTANT_DETECTOR)
+	$(BIN)/hark export $(ASSISTANT) --out $(ASSISTANT)/assistant.hark --name hark-tcn$(ASSISTANT_WIDTH)-wake-12 $(ASSISTANT_DETECTOR)
 	$(MAKE) --no-print-directory assistant-eval ASSISTANT=$(ASSISTANT)
-	@if [ "$(WAKE)" = "hey hark" ] && [ "$(ASSISTANT)" = "runs/assistant" ]; then \
+	@if [ "$(WAKE)" = "hey hark" ] && [ "$(ASSISTANT)" = "runs/assistant" ] && [ "$(ASSISTANT_WIDTH)" = 64 ]; then \
 	  $(BIN)/hark export $(ASSISTANT) --out models/assistant.hark --name hark-tcn64-wake-12 $(ASSISTANT_DETECTOR); fi
 
 assistant-eval: venv-dev
