@@ -62,6 +62,7 @@ class TrainConfig:
     teacher_filter: float = 0.0         # drop synthetic clips the teacher doubts (min prob)
     teacher_filter_labels: list = field(default_factory=list)  # judge only these labels ([]: all)
     teacher_correct: str = ""           # "all" / "words": swap label and teacher's wrong top class
+    teacher_runs: list = field(default_factory=list)  # hark's own runs as the teacher (run_teacher.py)
     cv_folds: int = 0                   # speaker-grouped cross-validation of scarce words:
     cv_fold: int = 0                    # this fold's speakers are the test set
     embedding_loss: str = ""            # "proto": metric learning on the embedding (metric.py)
@@ -383,6 +384,12 @@ def train(cfg: TrainConfig) -> dict:
     x_train, y_train, z_train = build_training_set(
         train_audio, train_clips, synth_audio, synth_clips, noise, cfg.labels, cfg, rng,
         distil)
+    if cfg.teacher_runs:
+        from .run_teacher import RunEnsemble
+        print(f"labelling with {len(cfg.teacher_runs)} teacher runs ...", flush=True)
+        teacher = distil = RunEnsemble(cfg.teacher_runs)
+        z_train = teacher.logits(x_train)
+        keras.utils.set_random_seed(cfg.seed)   # loading the runs must not change the student
     spec = FeatureSpec.from_dict(cfg.spec)
     x_val, y_val, _ = eval_set(val_audio, val_clips, noise, cfg.labels, rng, spec)
     x_test, y_test, test_clips_audio = eval_set(test_audio, test_clips, noise, cfg.labels, rng,
@@ -463,7 +470,10 @@ def train(cfg: TrainConfig) -> dict:
     probs = model.predict(xn_test, batch_size=256, verbose=0)
     metrics = report.classification_metrics(y_test, probs.argmax(axis=1), cfg.labels)
     metrics["train_examples"] = int(len(x_train))
-    if teacher:
+    if cfg.teacher_runs:
+        metrics["teacher"] = {"runs": cfg.teacher_runs, "test": report.classification_metrics(
+            y_test, teacher.logits(x_test).argmax(axis=1), cfg.labels)}
+    elif teacher:
         t_pred = teacher.logits(test_clips_audio).argmax(axis=1)
         metrics["teacher"] = dict(teacher.metrics, test=report.classification_metrics(
             y_test, t_pred, cfg.labels))

@@ -101,7 +101,9 @@ def register(sub):
         "onnxruntime) with a small head trained here on the run's real training clips. It "
         "labels every training clip; the student learns from both labels (with --soft-weight "
         "0 the teacher only judges synthetic clips: --teacher-filter). Embeddings are "
-        "cached in ~/.cache/hark/teacher ($HARK_CACHE), so a rerun with the same seed is fast.")
+        "cached in ~/.cache/hark/teacher ($HARK_CACHE), so a rerun with the same seed is fast. "
+        "Or --teacher-runs: hark's own wider runs, whose mean logits label every augmented "
+        "example (capacity that does not fit the board, passed on through the labels).")
     t.add_argument("--teacher", default="", choices=["", "oww-embedding"],
                    help="distil from this teacher (default: none)")
     t.add_argument("--temperature", type=float, default=2.0,
@@ -124,6 +126,11 @@ def register(sub):
                         "'off' as 'up'), swap the two in its soft label: 'all' wherever, "
                         "'words' only where that top class is another word, not _unknown_ or "
                         "_silence_ (default: no correction)")
+    t.add_argument("--teacher-runs", nargs="+", default=[], metavar="RUN",
+                   help="distil instead from hark's own finished runs (mean of their logits), "
+                        "e.g. wider models that do not fit the board: runs/w128_s0 runs/w128_s1. "
+                        "With --cv-fold, `{fold}` in a path becomes the fold number; each run "
+                        "must have the student's labels, features and fold")
     c = p.add_argument_group(
         "speaker-grouped cross-validation",
         "The dev test list holds one 'on', one 'off' and a few unknown words. With "
@@ -220,6 +227,12 @@ def check_args(args):
         raise HarkError("--embedding-synth feeds the episodes of --embedding-loss proto: add it")
     if args.cv_folds and not 0 <= args.cv_fold < args.cv_folds or args.cv_folds == 1:
         raise HarkError("--cv-folds K needs K >= 2 and --cv-fold between 0 and K-1")
+    if args.teacher_runs:
+        if args.teacher:
+            raise HarkError("--teacher and --teacher-runs are two teachers: choose one")
+        if args.soft_weight == 0:
+            raise HarkError("--teacher-runs only give soft labels: --soft-weight 0 would "
+                            "ignore them")
     if args.teacher:
         from hark.training.teacher import TeacherUnavailable, model_dir
         try:
@@ -263,6 +276,8 @@ def run(args):
                       soft_weight=args.soft_weight, teacher_extra=args.teacher_extra,
                       teacher_filter=args.teacher_filter, teacher_correct=args.teacher_correct,
                       teacher_filter_labels=command_list(args.teacher_filter_labels),
+                      teacher_runs=[r.replace("{fold}", str(args.cv_fold))
+                                    for r in args.teacher_runs],
                       cv_folds=args.cv_folds, cv_fold=args.cv_fold,
                       embedding_loss=args.embedding_loss, embedding_weight=args.embedding_weight,
                       embedding_way=args.embedding_way, embedding_shots=args.embedding_shots,
@@ -274,6 +289,12 @@ def run(args):
         if not 0 < args.fmax <= 8000:
             raise HarkError("--fmax must be in (0, 8000] Hz at 16 kHz audio")
         cfg.spec = dict(cfg.spec, fmax=args.fmax)
+    if cfg.teacher_runs:
+        from hark.training.run_teacher import TeacherRunError, check_runs
+        try:
+            check_runs(cfg.teacher_runs, cfg.labels, cfg.spec, cfg.cv_folds, cfg.cv_fold)
+        except TeacherRunError as exc:
+            raise HarkError(str(exc)) from exc
     started = time.time() - 1      # file times may be rounded to the second
     try:
         metrics = train(cfg)

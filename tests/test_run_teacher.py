@@ -1,0 +1,74 @@
+"""hark's own runs as a teacher (`hark train --teacher-runs`): checked before any work,
+one fold's runs teach that fold's student, the ensemble is the mean of its members' logits."""
+import json
+
+import numpy as np
+import pytest
+
+from hark.training import dataset as ds
+from hark.training.features import DEFAULT_SPEC
+
+
+def fake_run(folder, **config):
+    folder.mkdir(parents=True)
+    base = {"labels": list(ds.LABELS), "spec": DEFAULT_SPEC.to_dict(), "cv_folds": 0,
+            "cv_fold": 0}
+    (folder / "config.json").write_text(json.dumps(dict(base, **config)))
+    (folder / "model.keras").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize("config, args, message", [
+    ({"cv_folds": 3, "cv_fold": 0}, ["--cv-folds", "3", "--cv-fold", "1"],
+     "must not have trained on the speakers its student is tested on"),
+    ({"cv_folds": 3, "cv_fold": 0}, [], "teach a full-data student with full-data runs"),
+    ({"labels": ["_silence_", "_unknown_", "hey_hark"]}, [], "are not the student's"),
+    ({"spec": dict(DEFAULT_SPEC.to_dict(), fmax=8000.0)}, [], "features differ"),
+])
+def test_a_run_that_cannot_teach_is_refused_before_work(tmp_path, capsys, config, args,
+                                                        message):
+    from hark.cli import main
+
+    run = fake_run(tmp_path / "teacher", **config)
+    assert main(["train", "--data", str(tmp_path), "--teacher-runs", str(run), *args]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_teacher_runs_flags_are_checked(tmp_path, capsys):
+    from hark.cli import main
+
+    run = fake_run(tmp_path / "teacher")
+    assert main(["train", "--data", str(tmp_path), "--teacher-runs", str(tmp_path / "none")]) == 1
+    assert "not a finished `hark train` run" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--teacher-runs", str(run),
+                 "--teacher", "oww-embedding"]) == 1
+    assert "choose one" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--teacher-runs", str(run),
+                 "--soft-weight", "0"]) == 1
+    assert "would ignore them" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_folds_runs_teach_that_folds_student(shared_data, tmp_path):
+    from hark.cli import main
+    from hark.training.run_teacher import RunEnsemble
+
+    common = ["--data", str(shared_data), "--epochs", "1", "--max-per-word", "6",
+              "--width", "8", "--cv-folds", "3", "--cv-fold", "2"]
+    for seed in (0, 1):
+        assert main(["train", *common, "--seed", str(seed),
+                     "--out", str(tmp_path / f"teacher{seed}_fold2")]) == 0
+    out = tmp_path / "student"
+    assert main(["train", *common, "--out", str(out), "--teacher-runs",
+                 str(tmp_path / "teacher0_fold{fold}"), str(tmp_path / "teacher1_fold{fold}")]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["float_test"]
+    runs = [str(tmp_path / "teacher0_fold2"), str(tmp_path / "teacher1_fold2")]
+    assert metrics["teacher"]["runs"] == runs
+    assert json.loads((out / "config.json").read_text())["teacher_runs"] == runs
+    assert metrics["teacher"]["test"]["n"] == metrics["n"]
+
+    x = np.load(out / "test_features.npz")["x"][:20]
+    members = [RunEnsemble([r]).logits(x) for r in runs]
+    assert not np.allclose(members[0], members[1])
+    np.testing.assert_allclose(RunEnsemble(runs).logits(x), (members[0] + members[1]) / 2,
+                               rtol=1e-5, atol=1e-5)
