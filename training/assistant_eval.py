@@ -134,14 +134,11 @@ def measure_part(model, d, wake, commands, wake_clips, splits, hours, pair_secon
     and the false wakes and commands of every detector config."""
     command_clips = [c.path for c in d.clips if c.word in commands and c.split in splits]
     bank = ds.load_noise(d)
-    wav = Path(tmp) / "stream.wav"
-    rows_files = []       # kept for replay(): pairs, then each hour of negatives
+    wav, rows = Path(tmp) / "stream.wav", Path(tmp) / "rows.bin"
 
     output = {}
 
     def detections():
-        rows = Path(tmp) / f"{name}_{len(rows_files)}.rows"
-        rows_files.append(rows)
         output.update(sweep.firmware_scores(model, wav, rows, board, PAD_MS))
         return sweep.detector_sweep(model, rows, configs, board)
 
@@ -149,9 +146,8 @@ def measure_part(model, d, wake, commands, wake_clips, splits, hours, pair_secon
                                       {c.path: c.word for c in d.clips}, wav)
     secs = len(audio) / RATE + PAD_MS / 1000
     found = detections()
-    pair_secs = secs
     pairs = [score_pairs(dets, pair_events, wake, secs) for dets in found]
-    scores = np.fromfile(rows_files[0], np.int8).reshape(-1, len(blobfile.read_blob(model)[0]["labels"]))
+    scores = np.fromfile(rows, np.int8).reshape(-1, len(blobfile.read_blob(model)[0]["labels"]))
     log(f"{name} pairs stream: {secs / 60:.1f} min, {pairs[0]['pairs']} pairs")
     negatives, neg_hours, neg_words = [], 0.0, 0
     for h in range(int(np.ceil(hours))):
@@ -165,43 +161,7 @@ def measure_part(model, d, wake, commands, wake_clips, splits, hours, pair_secon
     return {"splits": list(splits), "seed": seed, "negative_hours": neg_hours,
             "negative_words": neg_words, "pair_stream_minutes": pair_seconds / 60,
             "pairs": pairs, "negatives": negatives, "pair_events": pair_events,
-            "pair_detections": found, "pair_scores": scores, "output": output,
-            "pair_seconds": pair_secs, "rows_files": rows_files}
-
-
-def replay(model, part, configs, board, wake) -> list:
-    """Figures (part_rows') of detector configs over the score rows measure_part kept: the
-    firmware detectors again, without running the streams through the model again."""
-    pairs_rows, *negative_rows = part["rows_files"]
-    found = sweep.detector_sweep(model, pairs_rows, configs, board)
-    again = dict(part, pairs=[score_pairs(d, part["pair_events"], wake, part["pair_seconds"])
-                              for d in found],
-                 negatives=[[count_negatives(d, wake) for d in
-                             sweep.detector_sweep(model, rows, configs, board)]
-                            for rows in negative_rows])
-    settings = [(c["average_window_ms"], c["thresholds"][wake], c["threshold"]) for c in configs]
-    return part_rows(settings, again)
-
-
-def choose_command_thresholds(model, part, config, commands, board, wake, log=print) -> dict:
-    """Per-command thresholds over the operating point's (config): one command at a time, its
-    threshold raised to each of COMMAND_THRESHOLDS above the common one; kept where that hears
-    more commands after a heard wake within both false-alarm budgets. Some commands fire at
-    the onset of others (on and off, whose training clips are mostly synthetic), and after a
-    wake word only one command counts."""
-    chosen = {}
-    best = replay(model, part, [config], board, wake)[0]
-    for label in commands:
-        options = [t for t in COMMAND_THRESHOLDS if t > config["threshold"]]
-        configs = [dict(config, thresholds=dict(config["thresholds"], **chosen, **{label: t}))
-                   for t in options]
-        for t, row in zip(options, replay(model, part, configs, board, wake)):
-            if (row["command_hits"] > best["command_hits"]
-                    and row["false_wakes_per_hour"] <= TARGET_FALSE_WAKES
-                    and row["false_commands_per_hour"] <= TARGET_FALSE_COMMANDS):
-                chosen[label], best = t, row
-        log(f"command thresholds: {label} {chosen.get(label, config['threshold']):g}")
-    return chosen
+            "pair_detections": found, "pair_scores": scores, "output": output}
 
 
 def part_rows(settings, part) -> list:
@@ -307,13 +267,7 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
             raise HarkError(f"{eval_dir}: the test and validation parts need their own wake "
                             "phrases; make the validation ones with another --seed of hark synth")
     board = assistant_board()
-    grid = meta
-    if validation_eval is not None:   # chosen here: the blob's own per-command ones do not apply
-        detector = dict(meta.get("detector") or {})
-        detector["thresholds"] = {k: v for k, v in (detector.get("thresholds") or {}).items()
-                                  if k not in commands}
-        grid = dict(meta, detector=detector)
-    configs = [sweep.detector_config(grid, s, wake) for s in settings]
+    configs = [sweep.detector_config(meta, s, wake) for s in settings]
     parts = {}
     with tempfile.TemporaryDirectory(prefix="hark-assistant-") as tmp:
         if validation_eval is not None:
@@ -323,21 +277,15 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                 "validation")
         parts["test"] = measure_part(model, d, wake, commands, _wake_clips(eval_dir, wake), splits,
                                      hours, pair_seconds, seed, configs, board, tmp, log, "test")
-        rows = {name: part_rows(settings, part) for name, part in parts.items()}
-        op, misses, per_command = None, None, None
-        if "validation" in rows:
-            chosen = operating_point(rows["validation"])
-            if chosen is not None:
-                i = rows["validation"].index(chosen)
-                op = dict(rows["test"][i], validation=chosen)
-                misses = {name: miss_reasons(part, i, meta["labels"], wake, settings[i])
-                          for name, part in parts.items()}
-                thresholds = choose_command_thresholds(model, parts["validation"], configs[i],
-                                                       commands, board, wake, log)
-                config = dict(configs[i], thresholds=dict(configs[i]["thresholds"], **thresholds))
-                per_command = {"thresholds": thresholds, **{
-                    name: replay(model, part, [config], board, wake)[0]
-                    for name, part in parts.items()}}
+    rows = {name: part_rows(settings, part) for name, part in parts.items()}
+    op, misses = None, None
+    if "validation" in rows:
+        chosen = operating_point(rows["validation"])
+        if chosen is not None:
+            i = rows["validation"].index(chosen)
+            op = dict(rows["test"][i], validation=chosen)
+            misses = {name: miss_reasons(part, i, meta["labels"], wake, settings[i])
+                      for name, part in parts.items()}
     test = parts["test"]
     result = {"model": os.path.relpath(model), "wake_word": wake, "commands": commands,
               "grammar": grammar, "data": os.path.relpath(data_dir),
@@ -346,7 +294,7 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
               "pair_stream_minutes": pair_seconds / 60,
               "engine": "firmware (MicroPython unix port, streaming int8, firmware detector)",
               "detector": meta.get("detector"), "rows": rows["test"], "operating_point": op,
-              "misses": misses, "per_command": per_command}
+              "misses": misses}
     if "validation" in parts:
         v = parts["validation"]
         result["validation"] = {"eval": os.path.relpath(validation_eval), "splits": v["splits"],
@@ -408,15 +356,6 @@ def table(result) -> str:
             lines += ["| part |" + cols, "|---|---:|---:|---:|---:|---:|",
                       f"| validation | {_figures(op['validation'])} |",
                       f"| test | {_figures(op)} |", ""]
-    per_command = result.get("per_command")
-    if per_command:
-        raised = ", ".join(f"{k} {v:.2f}" for k, v in per_command["thresholds"].items()) or "none"
-        lines += ["Per-command thresholds over the operating point's, chosen on VALIDATION (each "
-                  "command's raised where that heard more commands after a heard wake, within "
-                  f"both budgets): {raised}.", "",
-                  "| part |" + cols, "|---|---:|---:|---:|---:|---:|",
-                  f"| validation | {_figures(per_command['validation'])} |",
-                  f"| test | {_figures(per_command['test'])} |", ""]
     misses = result.get("misses")
     if misses:
         lines += ["Why pairs are missed at the operating point (firmware detections; the "
