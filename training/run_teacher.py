@@ -26,7 +26,6 @@ class RunEnsemble:
     def __init__(self, runs):
         import keras
 
-        self.runs = [str(r) for r in runs]
         self.members = []
         for run in runs:
             config = json.loads((Path(run) / "config.json").read_text())
