@@ -138,3 +138,16 @@ def test_dc_offset_off_by_default():
     assert config.dc_prob == 0.0
     out = aug.augment(clip(), np.random.default_rng(4), (), config)
     assert abs(float(np.median(out))) < 1e-6
+
+
+def test_time_masks_blank_whole_frames_of_every_example_reproducibly():
+    x = np.random.default_rng(1).normal(size=(300, 49, 10)) + 5.0    # no frame is 0 by chance
+    masked = aug.time_masks(x.copy(), np.random.default_rng(2), masks=2)
+    blank = (masked == 0).all(axis=2)
+    assert not ((masked == 0).any(axis=2) & ~blank).any()       # whole frames, every coefficient
+    per_example = blank.sum(axis=1)
+    assert per_example.min() >= 1 and per_example.max() <= 10     # 2 spans of 1..5 frames
+    np.testing.assert_array_equal(masked[~blank], x[~blank])        # the rest untouched
+    again = aug.time_masks(x.copy(), np.random.default_rng(2), masks=2)
+    np.testing.assert_array_equal(again, masked)
+    assert (aug.time_masks(x.copy(), np.random.default_rng(2), masks=0) == x).all()

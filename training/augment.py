@@ -158,3 +158,18 @@ def silence_clip(rng: np.random.Generator, noise_bank=(), length: int = 16000,
     if dc_prob and rng.random() < dc_prob:
         y = dc_level(length, rng) + (0.0 if rng.random() < 1 / 3 else y)
     return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def time_masks(x: np.ndarray, rng: np.random.Generator, masks: int, most: int = 5,
+               fill: float = 0.0) -> np.ndarray:
+    """SpecAugment's time masking on normalised feature frames (n, frames, coefficients), in
+    place: per example, `masks` spans of 1..most frames set to `fill` (0: the coefficients'
+    mean after normalisation), so that no single stretch of a word decides its label."""
+    n, frames = x.shape[:2]
+    position = np.arange(frames)
+    for _ in range(masks):
+        width = rng.integers(1, most + 1, n)
+        start = rng.integers(0, frames - width + 1)
+        x[(position >= start[:, None]) & (position < (start + width)[:, None])] = fill
+    return x
+

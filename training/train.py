@@ -53,6 +53,7 @@ class TrainConfig:
     shift_ms: float = 100.0             # time-shift range of augmentation (+-ms)
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     mic_prob: float = 0.0               # chance of a random microphone response per example
+    time_masks: int = 0                 # SpecAugment time masks per training example (0: none)
     dc_prob: float = 0.1                # chance of a random DC offset per example (speech too)
     dc_silence_prob: float = 0.3        # share of _silence_ examples on a DC offset or step
     teacher: str = ""                   # "oww-embedding": distil from the speech teacher
@@ -406,6 +407,9 @@ def train(cfg: TrainConfig) -> dict:
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(steps, 1), alpha=0.02)
     xn_train, xn_val, xn_test = (norm.apply(x) for x in (x_train, x_val, x_test))
     fit_model, t_train, t_val = model, y_train, y_val
+    # masked copies to fit on; the calibration set below stays unmasked
+    xn_fit = (aug.time_masks(xn_train.copy(), np.random.default_rng([cfg.seed, 17]),
+                             cfg.time_masks) if cfg.time_masks else xn_train)
     if distil:
         from .distill import correct_soft, distill_loss, pack, packed_accuracy, soft_targets
         n = len(cfg.labels)
@@ -438,12 +442,12 @@ def train(cfg: TrainConfig) -> dict:
         view = epoch % cfg.views  # each epoch sees a different augmentation of every example
         sl = slice(view * per_view, (view + 1) * per_view)
         if pool:
-            h = trainer.epoch(xn_train[sl], t_train[sl], cfg.batch_size, order_rng)
+            h = trainer.epoch(xn_fit[sl], t_train[sl], cfg.batch_size, order_rng)
             h.update(zip(("val_loss", "val_accuracy"),
                          model.evaluate(xn_val, t_val, batch_size=256, verbose=0)))
             h = {k: [v] for k, v in h.items()}
         else:
-            h = fit_model.fit(xn_train[sl], t_train[sl], batch_size=cfg.batch_size, epochs=1,
+            h = fit_model.fit(xn_fit[sl], t_train[sl], batch_size=cfg.batch_size, epochs=1,
                               validation_data=(xn_val, t_val), shuffle=True, verbose=0).history
         for k in history:
             history[k].append(float(h[k][0]))
