@@ -137,6 +137,22 @@ def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = 
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
+def word_onset(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = AugmentConfig(),
+               length_ms=(100.0, 250.0), sample_rate: int = 16000) -> np.ndarray:
+    """What a streaming window holds just after a word begins: the first 100-250 ms of the
+    clip's spoken part, ending up to 100 ms before the window's end, nothing before it; then
+    augment() without its shift. As `_unknown_` it teaches a model not to fire on a word's
+    onset alone (after a wake word only the first command counts)."""
+    y = np.asarray(y, np.float32)
+    start, end = active_region(y)
+    piece = y[start:min(end, start + int(rng.uniform(*length_ms) * sample_rate / 1000))]
+    at = len(y) - int(rng.uniform(0, 100) * sample_rate / 1000) - len(piece)
+    out = np.zeros_like(y)
+    out[max(0, at):max(0, at) + len(piece)] = piece[max(0, -at):]
+    return augment(out, rng, noise_bank, AugmentConfig(**{**config.__dict__, "shift_ms": 0.0}),
+                   sample_rate)
+
+
 def silence_count(n_clips: int, labels) -> int:
     """How many `_silence_` clips to add to n_clips of the other labels: one class's worth."""
     return max(1, n_clips // max(1, len(labels) - 1))

@@ -54,6 +54,7 @@ class TrainConfig:
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     mic_prob: float = 0.0               # chance of a random microphone response per example
     time_masks: int = 0                 # SpecAugment time masks per training example (0: none)
+    onset_unknown: float = 0.0          # share of _unknown_ examples that are a word's onset only
     dc_prob: float = 0.1                # chance of a random DC offset per example (speech too)
     dc_silence_prob: float = 0.3        # share of _silence_ examples on a DC offset or step
     teacher: str = ""                   # "oww-embedding": distil from the speech teacher
@@ -233,7 +234,11 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
             else:
                 for kind, i in plan[label]:
                     src = real_audio[i] if kind == "real" else synth_audio[i]
-                    clips.append(aug.augment(fit_clip(src), rng, noise, augment_config))
+                    if label == ds.UNKNOWN and cfg.onset_unknown and rng.random() < cfg.onset_unknown:
+                        onset_of = words[rng.integers(len(words))]
+                        clips.append(aug.word_onset(fit_clip(onset_of), rng, noise, augment_config))
+                    else:
+                        clips.append(aug.augment(fit_clip(src), rng, noise, augment_config))
                     targets.append(li)
                     if teacher:
                         logits.append(source_logits[kind][i])

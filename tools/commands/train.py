@@ -87,6 +87,10 @@ def register(sub):
     p.add_argument("--time-masks", type=int, default=0, metavar="N",
                    help="SpecAugment time masking: N spans of up to 100 ms (5 hops) per "
                         "training example set to the features' mean (default 0: none)")
+    p.add_argument("--onset-unknown", type=float, default=0.0, metavar="P",
+                   help="share of _unknown_ examples that hold only a word's first 100-250 ms "
+                        "at the window's end (any word, commands too; default 0): a streaming "
+                        "model should not fire on an onset alone")
     p.add_argument("--dc-prob", type=float, default=0.1,
                    help="chance of a random DC offset (constant or a step, up to 90 %% of full "
                         "scale) on any example, speech included (default 0.1): real "
@@ -178,6 +182,7 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"), "batch_size": (lambda v: v >= 1,
           "shift_ms": (lambda v: v >= 0, ">= 0"), "unknown_weight": (lambda v: v > 0, "> 0"),
           "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "time_masks": (lambda v: 0 <= v <= 4, "between 0 and 4"),
+          "onset_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "dc_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "dc_silence_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "embedding_weight": (lambda v: v > 0, "> 0"), "embedding_way": (lambda v: v >= 2, ">= 2"),
@@ -274,7 +279,7 @@ def run(args):
                       wake=args.wake.strip(), commands=command_list(args.commands),
                       shift_ms=args.shift_ms,
                       unknown_weight=args.unknown_weight, mic_prob=args.mic_prob,
-                      time_masks=args.time_masks,
+                      time_masks=args.time_masks, onset_unknown=args.onset_unknown,
                       dc_prob=args.dc_prob, dc_silence_prob=args.dc_silence_prob,
                       exclude_words=[w for w in args.exclude_words.split(",") if w],
                       teacher=args.teacher, temperature=args.temperature,
