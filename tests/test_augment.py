@@ -158,10 +158,23 @@ def test_word_onset_keeps_only_the_start_of_the_word_at_the_end_of_the_window():
     quiet = aug.AugmentConfig(noise_prob=0, reverb_prob=0, gain_db=(0.0, 0.0))
     rng = np.random.default_rng(3)
     for _ in range(20):
-        out = aug.word_onset(y, rng, (), quiet)
+        out = aug.word_part(y, rng, (), quiet, "end")
         spoken = np.flatnonzero(np.abs(out) > 1e-6)
         assert len(out) == len(y)
         assert 100 * 16 - 160 <= spoken[-1] - spoken[0] + 1 <= 250 * 16     # 100-250 ms of it
         assert len(y) - 100 * 16 - 1 <= spoken[-1] < len(y)                  # ends in the last 100 ms
         start = np.flatnonzero(np.abs(y) > 1e-6)[0]
         np.testing.assert_allclose(out[spoken[0]:spoken[0] + 100], y[start:start + 100], atol=1e-6)
+
+
+def test_word_part_start_keeps_only_the_end_of_the_word_at_the_start_of_the_window():
+    y = clip()                                   # speech at samples 6000-10000
+    quiet = aug.AugmentConfig(noise_prob=0, reverb_prob=0, gain_db=(0.0, 0.0))
+    rng = np.random.default_rng(4)
+    last = np.flatnonzero(np.abs(y) > 1e-6)[-1]
+    for _ in range(20):
+        out = aug.word_part(y, rng, (), quiet, "start")
+        spoken = np.flatnonzero(np.abs(out) > 1e-6)
+        assert spoken[0] <= 100 * 16 + 160 and spoken[-1] - spoken[0] + 1 <= 400 * 16
+        np.testing.assert_allclose(out[spoken[-1] - 99:spoken[-1] + 1], y[last - 99:last + 1],
+                                   atol=1e-6)

@@ -137,18 +137,26 @@ def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = 
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
-def word_onset(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = AugmentConfig(),
-               length_ms=(100.0, 250.0), sample_rate: int = 16000) -> np.ndarray:
-    """What a streaming window holds just after a word begins: the first 100-250 ms of the
-    clip's spoken part, ending up to 100 ms before the window's end, nothing before it; then
-    augment() without its shift. As `_unknown_` it teaches a model not to fire on a word's
-    onset alone (after a wake word only the first command counts)."""
+def word_part(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = AugmentConfig(),
+              edge: str = "end", sample_rate: int = 16000) -> np.ndarray:
+    """What a streaming window holds while a word enters or leaves it: edge "end", the first
+    100-250 ms of the clip's spoken part ending up to 100 ms before the window's end (a word
+    just begun); edge "start", its last 100-400 ms starting up to 100 ms after the window's
+    start (a word nearly gone). Nothing else is spoken; then augment() without its shift. As
+    `_unknown_` it teaches a model not to fire on part of a word: the shift of augment() keeps
+    every training word whole in the window, a stream does not."""
     y = np.asarray(y, np.float32)
     start, end = active_region(y)
-    piece = y[start:min(end, start + int(rng.uniform(*length_ms) * sample_rate / 1000))]
-    at = len(y) - int(rng.uniform(0, 100) * sample_rate / 1000) - len(piece)
+    margin = int(rng.uniform(0, 100) * sample_rate / 1000)
     out = np.zeros_like(y)
-    out[max(0, at):max(0, at) + len(piece)] = piece[max(0, -at):]
+    if edge == "end":
+        piece = y[start:min(end, start + int(rng.uniform(100, 250) * sample_rate / 1000))]
+        at = len(y) - margin - len(piece)
+        out[max(0, at):max(0, at) + len(piece)] = piece[max(0, -at):]
+    else:
+        piece = y[max(start, end - int(rng.uniform(100, 400) * sample_rate / 1000)):end]
+        piece = piece[:len(y) - margin]
+        out[margin:margin + len(piece)] = piece
     return augment(out, rng, noise_bank, AugmentConfig(**{**config.__dict__, "shift_ms": 0.0}),
                    sample_rate)
 

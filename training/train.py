@@ -55,6 +55,7 @@ class TrainConfig:
     mic_prob: float = 0.0               # chance of a random microphone response per example
     time_masks: int = 0                 # SpecAugment time masks per training example (0: none)
     onset_unknown: float = 0.0          # share of _unknown_ examples that are a word's onset only
+    tail_unknown: float = 0.0           # share of _unknown_ examples that are a word's tail only
     dc_prob: float = 0.1                # chance of a random DC offset per example (speech too)
     dc_silence_prob: float = 0.3        # share of _silence_ examples on a DC offset or step
     teacher: str = ""                   # "oww-embedding": distil from the speech teacher
@@ -234,9 +235,12 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
             else:
                 for kind, i in plan[label]:
                     src = real_audio[i] if kind == "real" else synth_audio[i]
-                    if label == ds.UNKNOWN and cfg.onset_unknown and rng.random() < cfg.onset_unknown:
-                        onset_of = words[rng.integers(len(words))]
-                        clips.append(aug.word_onset(fit_clip(onset_of), rng, noise, augment_config))
+                    part = (rng.random() if label == ds.UNKNOWN and (cfg.onset_unknown or
+                                                                     cfg.tail_unknown) else 1.0)
+                    if part < cfg.onset_unknown + cfg.tail_unknown:
+                        word = fit_clip(words[rng.integers(len(words))])
+                        edge = "end" if part < cfg.onset_unknown else "start"
+                        clips.append(aug.word_part(word, rng, noise, augment_config, edge))
                     else:
                         clips.append(aug.augment(fit_clip(src), rng, noise, augment_config))
                     targets.append(li)

@@ -91,6 +91,9 @@ def register(sub):
                    help="share of _unknown_ examples that hold only a word's first 100-250 ms "
                         "at the window's end (any word, commands too; default 0): a streaming "
                         "model should not fire on an onset alone")
+    p.add_argument("--tail-unknown", type=float, default=0.0, metavar="P",
+                   help="share of _unknown_ examples that hold only a word's last 100-400 ms at "
+                        "the window's start (a word leaving a streaming window; default 0)")
     p.add_argument("--dc-prob", type=float, default=0.1,
                    help="chance of a random DC offset (constant or a step, up to 90 %% of full "
                         "scale) on any example, speech included (default 0.1): real "
@@ -183,6 +186,7 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"), "batch_size": (lambda v: v >= 1,
           "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "time_masks": (lambda v: 0 <= v <= 4, "between 0 and 4"),
           "onset_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+          "tail_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "dc_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "dc_silence_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "embedding_weight": (lambda v: v > 0, "> 0"), "embedding_way": (lambda v: v >= 2, ">= 2"),
@@ -280,6 +284,7 @@ def run(args):
                       shift_ms=args.shift_ms,
                       unknown_weight=args.unknown_weight, mic_prob=args.mic_prob,
                       time_masks=args.time_masks, onset_unknown=args.onset_unknown,
+                      tail_unknown=args.tail_unknown,
                       dc_prob=args.dc_prob, dc_silence_prob=args.dc_silence_prob,
                       exclude_words=[w for w in args.exclude_words.split(",") if w],
                       teacher=args.teacher, temperature=args.temperature,
