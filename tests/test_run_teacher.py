@@ -48,6 +48,19 @@ def test_teacher_runs_flags_are_checked(tmp_path, capsys):
     assert "would ignore them" in capsys.readouterr().err
 
 
+def test_word_parts_are_checked_against_each_other_and_the_speech_teacher(tmp_path, capsys):
+    """The speech teacher labels source clips, so a word part would get its source's soft label;
+    onsets and tails share the _unknown_ examples."""
+    from hark.cli import main
+
+    assert main(["train", "--data", str(tmp_path), "--onset-unknown", "0.6",
+                 "--tail-unknown", "0.5"]) == 1
+    assert "together at most 1" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--tail-unknown", "0.5",
+                 "--teacher", "oww-embedding"]) == 1
+    assert "not the word parts" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_folds_runs_teach_that_folds_student(shared_data, tmp_path):
     from hark.cli import main

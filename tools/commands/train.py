@@ -213,6 +213,13 @@ def check_args(args):
                             "labels; list words only")
         if label_for(args.wake) in {label_for(c) for c in commands}:
             raise HarkError(f"--commands {args.commands}: the wake phrase cannot also be a command")
+    if args.onset_unknown + args.tail_unknown > 1:
+        raise HarkError("--onset-unknown and --tail-unknown share the _unknown_ examples: "
+                        "together at most 1")
+    if args.teacher and (args.onset_unknown or args.tail_unknown):
+        raise HarkError("--teacher labels each source clip once, not the word parts of "
+                        "--onset-unknown/--tail-unknown: leave one out (--teacher-runs label "
+                        "every example and can be combined)")
     if args.teacher and args.wake:
         raise HarkError("--teacher labels the 12-class command task; a wake-word run has "
                         "no teacher head (leave out --teacher)")
