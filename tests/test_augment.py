@@ -153,7 +153,7 @@ def test_time_masks_blank_whole_frames_of_every_example_reproducibly():
     assert (aug.time_masks(x.copy(), np.random.default_rng(2), masks=0) == x).all()
 
 
-def test_word_onset_keeps_only_the_start_of_the_word_at_the_end_of_the_window():
+def test_word_part_end_keeps_only_the_start_of_the_word_at_the_end_of_the_window():
     y = clip()                                   # speech at samples 6000-10000
     quiet = aug.AugmentConfig(noise_prob=0, reverb_prob=0, gain_db=(0.0, 0.0))
     rng = np.random.default_rng(3)

@@ -72,13 +72,15 @@ def test_a_folds_runs_teach_that_folds_student(shared_data, tmp_path):
         assert main(["train", *common, "--seed", str(seed),
                      "--out", str(tmp_path / f"teacher{seed}_fold2")]) == 0
     out = tmp_path / "student"
-    assert main(["train", *common, "--out", str(out), "--time-masks", "2", "--teacher-runs",
-                 str(tmp_path / "teacher0_fold{fold}"), str(tmp_path / "teacher1_fold{fold}")]) == 0
+    assert main(["train", *common, "--out", str(out), "--time-masks", "2", "--tail-unknown",
+                 "0.3", "--teacher-runs", str(tmp_path / "teacher0_fold{fold}"),
+                 str(tmp_path / "teacher1_fold{fold}")]) == 0
     metrics = json.loads((out / "metrics.json").read_text())["float_test"]
     runs = [str(tmp_path / "teacher0_fold2"), str(tmp_path / "teacher1_fold2")]
     assert metrics["teacher"]["runs"] == runs
     config = json.loads((out / "config.json").read_text())
     assert config["teacher_runs"] == runs and config["time_masks"] == 2
+    assert config["tail_unknown"] == 0.3
     assert metrics["teacher"]["test"]["n"] == metrics["n"]
 
     x = np.load(out / "test_features.npz")["x"][:20]

@@ -2,7 +2,7 @@
 
 Everything draws from the numpy Generator it is given, so a seed reproduces a run.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -157,8 +157,7 @@ def word_part(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig 
         piece = y[max(start, end - int(rng.uniform(100, 400) * sample_rate / 1000)):end]
         piece = piece[:len(y) - margin]
         out[margin:margin + len(piece)] = piece
-    return augment(out, rng, noise_bank, AugmentConfig(**{**config.__dict__, "shift_ms": 0.0}),
-                   sample_rate)
+    return augment(out, rng, noise_bank, replace(config, shift_ms=0.0), sample_rate)
 
 
 def silence_count(n_clips: int, labels) -> int:
@@ -196,4 +195,3 @@ def time_masks(x: np.ndarray, rng: np.random.Generator, masks: int, most: int = 
         start = rng.integers(0, frames - width + 1)
         x[(position >= start[:, None]) & (position < (start + width)[:, None])] = fill
     return x
-

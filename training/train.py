@@ -209,6 +209,7 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     extra = cfg.teacher_extra if teacher else 0
     total = cfg.views * (extra + sum(size if l == ds.SILENCE else len(plan[l]) for l in labels))
     words = list(real_audio) + list(synth_audio)
+    word_parts = cfg.onset_unknown + cfg.tail_unknown   # share of _unknown_ that is part of a word
     if teacher:
         source_logits = {"real": teacher.logits([fit_clip(y) for y in real_audio]),
                          "synth": teacher.logits([fit_clip(y) for y in synth_audio])
@@ -235,9 +236,8 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
             else:
                 for kind, i in plan[label]:
                     src = real_audio[i] if kind == "real" else synth_audio[i]
-                    part = (rng.random() if label == ds.UNKNOWN and (cfg.onset_unknown or
-                                                                     cfg.tail_unknown) else 1.0)
-                    if part < cfg.onset_unknown + cfg.tail_unknown:
+                    part = rng.random() if word_parts and label == ds.UNKNOWN else 1.0
+                    if part < word_parts:
                         word = fit_clip(words[rng.integers(len(words))])
                         edge = "end" if part < cfg.onset_unknown else "start"
                         clips.append(aug.word_part(word, rng, noise, augment_config, edge))
