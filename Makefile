@@ -238,9 +238,10 @@ wake: venv-dev
 	$(BIN)/python -m hark.training.wake_eval runs/wake/wake.hark --data $(DATA) --eval data/synth/wake_eval --out runs/wake --hours 3
 
 # Wake word + commands in one model (docs/wake.md; after `make synth`, ~5 min training and
-# ~25 min of measurement on 2 cores). The shipped models/assistant.hark is seed 0 of this
-# recipe; the detector setting (averaging window, wake and command thresholds) is the operating
-# point assistant_eval chose on its VALIDATION part (runs/assistant/eval/assistant_eval.md;
+# ~25 min of measurement on 2 cores). The shipped models/assistant.hark is seed 1 of this
+# recipe, the one of seeds 0-2 whose VALIDATION part heard the most commands; the detector
+# setting (averaging window, wake and command thresholds) is the operating point assistant_eval
+# chose on its VALIDATION part (runs/assistant/eval/assistant_eval.md;
 # docs/assistant/assistant_eval.md), and the figures the README gives are its TEST part's.
 # Your own phrase and commands in one command:
 #   make assistant WAKE="ok lamp" COMMANDS=on,off,up,down ASSISTANT=runs/ok_lamp
@@ -248,15 +249,17 @@ wake: venv-dev
 # voices to measure it), trains, exports ASSISTANT/assistant.hark and measures it.
 # 600 more "hey hark" clips from Kokoro's training voices lowered the validation wake recall
 # over three seeds, 600 formant-warped ones moved it by less than the seed spread (docs/wake.md,
-# "More voices for the wake phrase"): neither is in the recipe.
+# "More voices for the wake phrase"): neither is in the recipe. Word tails as _unknown_
+# (--tail-unknown 0.5) are: over seeds 0-2 they lift command recall after a heard wake phrase on
+# both parts (docs/wake.md, "Wrong first commands").
 WAKE ?= hey hark
 COMMANDS ?= yes,no,up,down,left,right,on,off,stop,go
 ASSISTANT ?= runs/assistant
-ASSISTANT_SEED ?= 0
+ASSISTANT_SEED ?= 1
 # 96 for boards with the RAM (README: width 96 seed 0, docs/assistant/width96_seed0_assistant_eval.md);
 # only width 64 in runs/assistant replaces the shipped models/assistant.hark
 ASSISTANT_WIDTH ?= 64
-ASSISTANT_DETECTOR ?= --average-window-ms 500 --threshold 0.6 --label-threshold hey_hark=0.5
+ASSISTANT_DETECTOR ?= --average-window-ms 700 --threshold 0.4 --label-threshold hey_hark=0.4
 WAKE_LABEL = $(shell echo "$(WAKE)" | tr 'A-Z ' 'a-z_')
 assistant: venv-dev synth-deps
 	test -d data/synth/wake/$(WAKE_LABEL) || $(SYNTH) --words "$(WAKE):600" --seed 0 --out data/synth/wake
@@ -268,7 +271,7 @@ assistant: venv-dev synth-deps
 	  --seed 2 --out data/synth/wake_val
 	nice -n 5 $(BIN)/hark train --wake "$(WAKE)" --commands $(COMMANDS) --data $(DATA) \
 	  --synth data/synth/commands data/synth/unknown data/synth/wake data/synth/wake_voices \
-	  $(TCN_FLAGS) --width $(ASSISTANT_WIDTH) \
+	  $(TCN_FLAGS) --width $(ASSISTANT_WIDTH) --tail-unknown 0.5 \
 	  $(BEFORE_DC) --seed $(ASSISTANT_SEED) --out $(ASSISTANT)
 	$(BIN)/hark export $(ASSISTANT) --out $(ASSISTANT)/assistant.hark --name hark-tcn$(ASSISTANT_WIDTH)-wake-12 $(ASSISTANT_DETECTOR)
 	$(MAKE) --no-print-directory assistant-eval ASSISTANT=$(ASSISTANT)
