@@ -126,16 +126,19 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     """assistant_eval end to end on a tiny model: a validation and a test part (other wake
     renderings, other real lists, other seeds), every setting scored on both, the operating
     point chosen on the validation rows and reported with the test row of the same setting;
-    JSON + markdown + both DET curves."""
+    the held-out synthetic commands' pairs stream reported at that point; JSON + markdown +
+    both DET curves."""
     from hark.training.assistant_eval import evaluate
     _, run = assistant_run
-    for name, seed in (("eval", "1"), ("val", "2")):
-        assert main(["synth", "--words", "hey hark:3", "--voice-set", "holdout", "--engines",
+    for name, words, seed in (("eval", "hey hark:3", "1"), ("val", "hey hark:3", "2"),
+                              ("commands", "no:3,stop:2", "5")):
+        assert main(["synth", "--words", words, "--voice-set", "holdout", "--engines",
                      "espeak-ng", "--no-augment", "--seed", seed, "--out", str(tmp_path / name)]) == 0
     settings = [(300, 0.05, 0.05), (300, 0.9, 0.9), (500, 0.99, 0.99)]
     res = evaluate(run / "assistant.hark", shared_data, tmp_path / "eval", tmp_path / "out",
                    hours=0.005, pair_seconds=20, settings=settings, log=lambda _: None,
-                   validation_eval=tmp_path / "val", validation_hours=0.005)
+                   validation_eval=tmp_path / "val", validation_hours=0.005,
+                   command_eval=tmp_path / "commands")
     val = res["validation"]
     for rows in (res["rows"], val["rows"]):
         assert [(r["average_window_ms"], r["threshold"], r["command_threshold"])
@@ -150,10 +153,15 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     assert op is not None and op["validation"] in val["rows"]
     i = val["rows"].index(op["validation"])
     assert {k: v for k, v in op.items() if k != "validation"} == res["rows"][i]
+    synthetic = res["synthetic_commands"]
+    assert synthetic["words"] == ["no"] and synthetic["seed"] not in (res["seed"], val["seed"])
+    assert [(r["average_window_ms"], r["threshold"], r["command_threshold"])
+            for r in synthetic["rows"]] == settings and synthetic["rows"][0]["pairs"] >= 3
     assert res["misses"]["test"]["pairs"] == op["pairs"]
     assert res["misses"]["test"]["wake_missed"] == op["pairs"] - op["wake_hits"]
     md = (tmp_path / "out" / "assistant_eval.md").read_text()
     assert "chosen on VALIDATION" in md and "| test |" in md and "Why pairs are missed" in md
+    assert "Held-out synthetic voices' no" in md
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
@@ -168,6 +176,9 @@ def test_evaluate_refuses_overlapping_parts(assistant_run, shared_data, tmp_path
     with pytest.raises(HarkError, match="their own wake phrases"):
         evaluate(run / "assistant.hark", shared_data, tmp_path, tmp_path / "out",
                  validation_eval=tmp_path / ".")
+    with pytest.raises(ds.DatasetError, match="no clips of the model's commands"):
+        evaluate(run / "assistant.hark", shared_data, tmp_path / "a", tmp_path / "out",
+                 command_eval=tmp_path)
 
 
 def test_labels_and_grammar_of_a_wake_and_commands_run():
@@ -317,9 +328,10 @@ def test_assistant_recipe_trains_on_no_held_out_voice():
             made.setdefault(out, set()).add("--voice-set holdout" in line)
     train = next(line for line in recipe if " train --wake" in line)
     trained = re.search(r"--synth ((?:[^-\s]\S*\s+)+)", train).group(1).split()
-    measured = re.findall(r"--(?:validation-)?eval (\S+)", " ".join(_make_target(make, "assistant-eval")))
+    measured = re.findall(r"--(?:validation-|command-)?eval (\S+)",
+                          " ".join(_make_target(make, "assistant-eval")))
     wake_folders = [f for f in trained if "wake" in f]
-    assert len(wake_folders) >= 2 and len(measured) == 2
+    assert len(wake_folders) >= 2 and len(measured) == 3
     assert all(made[f] == {False} for f in wake_folders), made
     assert all(made[f] == {True} for f in measured), made
 

@@ -17,6 +17,11 @@ wake phrases of --eval), where it is reported. Each stream runs once through the
 the MicroPython unix port (device front end, streaming int8 engine); its score rows then feed
 one firmware Detector per (averaging window, wake threshold, command threshold) in the blob's
 grammar (training/sweep.py), so one pass gives the whole DET curve.
+
+The real lists hold almost no "on" or "off" (one each in the test list, none in validation), so
+--command-eval adds one more pairs stream: the wake phrase, then a command from held-out
+synthetic voices (`hark synth --words "on:200,off:200" --voice-set holdout`), reported at the
+operating point and never used to choose it.
 """
 import argparse
 import json
@@ -128,40 +133,51 @@ def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALS
                                   r["threshold"])) if ok else None
 
 
+def _stream_detections(model, wav, rows, configs, board, output) -> list:
+    """wav through the firmware once (score rows into `rows`, its output format into
+    `output`), then every detector config over those rows."""
+    output.update(sweep.firmware_scores(model, wav, rows, board, PAD_MS))
+    return sweep.detector_sweep(model, rows, configs, board)
+
+
+def measure_pairs(model, wake, wake_clips, command_clips, word_of, bank, seconds, seed, configs,
+                  board, tmp) -> dict:
+    """A pairs stream through the firmware: the pair scores of every detector config, with
+    the events, detections and score rows that miss_reasons reads."""
+    wav, rows = Path(tmp) / "stream.wav", Path(tmp) / "rows.bin"
+    output = {}
+    audio, events = pairs_stream(wake_clips, command_clips, bank, seconds, seed, word_of, wav)
+    secs = len(audio) / RATE + PAD_MS / 1000
+    found = _stream_detections(model, wav, rows, configs, board, output)
+    scores = np.fromfile(rows, np.int8).reshape(-1, len(blobfile.read_blob(model)[0]["labels"]))
+    return {"pairs": [score_pairs(dets, events, wake, secs) for dets in found],
+            "pair_events": events, "pair_detections": found, "pair_scores": scores,
+            "output": output, "minutes": secs / 60}
+
+
 def measure_part(model, d, wake, commands, wake_clips, splits, hours, pair_seconds, seed,
                  configs, board, tmp, log=print, name="test") -> dict:
     """One part's pairs stream and `hours` of negatives through the firmware: the pair scores
     and the false wakes and commands of every detector config."""
     command_clips = [c.path for c in d.clips if c.word in commands and c.split in splits]
     bank = ds.load_noise(d)
+    part = measure_pairs(model, wake, wake_clips, command_clips, {c.path: c.word for c in d.clips},
+                         bank, pair_seconds, seed, configs, board, tmp)
+    log(f"{name} pairs stream: {part['minutes']:.1f} min, {part['pairs'][0]['pairs']} pairs")
     wav, rows = Path(tmp) / "stream.wav", Path(tmp) / "rows.bin"
-
-    output = {}
-
-    def detections():
-        output.update(sweep.firmware_scores(model, wav, rows, board, PAD_MS))
-        return sweep.detector_sweep(model, rows, configs, board)
-
-    audio, pair_events = pairs_stream(wake_clips, command_clips, bank, pair_seconds, seed,
-                                      {c.path: c.word for c in d.clips}, wav)
-    secs = len(audio) / RATE + PAD_MS / 1000
-    found = detections()
-    pairs = [score_pairs(dets, pair_events, wake, secs) for dets in found]
-    scores = np.fromfile(rows, np.int8).reshape(-1, len(blobfile.read_blob(model)[0]["labels"]))
-    log(f"{name} pairs stream: {secs / 60:.1f} min, {pairs[0]['pairs']} pairs")
     negatives, neg_hours, neg_words = [], 0.0, 0
     for h in range(int(np.ceil(hours))):
         audio, events = negatives_stream(d.root, 3600 * min(1.0, hours - h), seed + 1 + h,
                                          splits, wav)
         secs = len(audio) / RATE + PAD_MS / 1000
-        negatives.append([count_negatives(found, wake) for found in detections()])
+        negatives.append([count_negatives(found, wake) for found in
+                          _stream_detections(model, wav, rows, configs, board, {})])
         neg_hours += secs / 3600
         neg_words += len(events)
         log(f"{name} negatives stream {h + 1}: {secs / 60:.1f} min, {len(events)} words")
     return {"splits": list(splits), "seed": seed, "negative_hours": neg_hours,
             "negative_words": neg_words, "pair_stream_minutes": pair_seconds / 60,
-            "pairs": pairs, "negatives": negatives, "pair_events": pair_events,
-            "pair_detections": found, "pair_scores": scores, "output": output}
+            "negatives": negatives, **part}
 
 
 def part_rows(settings, part) -> list:
@@ -244,10 +260,14 @@ def _wake_clips(eval_dir, wake):
 
 def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, seed=21,
              splits=TEST, settings=None, log=print, validation_eval=None, validation_hours=2.0,
-             validation_seed=31, validation_splits=VALIDATION) -> dict:
+             validation_seed=31, validation_splits=VALIDATION, command_eval=None,
+             command_seed=41) -> dict:
     """The TEST part (wake phrases of eval_dir, real speech of `splits`) and, given
     validation_eval, the VALIDATION part through the firmware; the operating point is chosen
-    on the validation rows and reported with the test row of the same setting. Writes
+    on the validation rows and reported with the test row of the same setting. Given
+    command_eval (held-out synthetic voices saying commands, e.g. on and off, of which the real
+    lists hold almost none), one more pairs stream of those after the wake phrase, reported at
+    the operating point and never used to choose it. Writes
     out_dir/assistant_eval.json, .md and the DET curves det_wake.png (wake threshold) and
     det_command.png (the whole flow) of the test part."""
     settings = settings or settings_grid()
@@ -266,6 +286,13 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
         if Path(validation_eval).resolve() == Path(eval_dir).resolve():
             raise HarkError(f"{eval_dir}: the test and validation parts need their own wake "
                             "phrases; make the validation ones with another --seed of hark synth")
+    if command_eval is not None:
+        synthetic = [p for p in _synth_unknown(command_eval) if p.parent.name in commands]
+        if not synthetic:
+            raise ds.DatasetError(
+                f"{command_eval}: no clips of the model's commands ({', '.join(commands)}) from "
+                "held-out voices; make them with `hark synth --words \"on:200,off:200\" "
+                "--voice-set holdout --out DIR`")
     board = assistant_board()
     configs = [sweep.detector_config(meta, s, wake) for s in settings]
     parts = {}
@@ -277,6 +304,12 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                 "validation")
         parts["test"] = measure_part(model, d, wake, commands, _wake_clips(eval_dir, wake), splits,
                                      hours, pair_seconds, seed, configs, board, tmp, log, "test")
+        if command_eval is not None:
+            wake_clips = _wake_clips(validation_eval or eval_dir, wake)
+            extra = measure_pairs(model, wake, wake_clips, synthetic, None, ds.load_noise(d),
+                                  pair_seconds, command_seed, configs, board, tmp)
+            log(f"synthetic commands pairs stream: {extra['minutes']:.1f} min, "
+                f"{extra['pairs'][0]['pairs']} pairs")
     rows = {name: part_rows(settings, part) for name, part in parts.items()}
     op, misses = None, None
     if "validation" in rows:
@@ -300,6 +333,13 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
         result["validation"] = {"eval": os.path.relpath(validation_eval), "splits": v["splits"],
                                 "seed": v["seed"], "negative_hours": v["negative_hours"],
                                 "negative_words": v["negative_words"], "rows": rows["validation"]}
+    if command_eval is not None:
+        result["synthetic_commands"] = {
+            "eval": os.path.relpath(command_eval), "wake_eval": os.path.relpath(
+                validation_eval or eval_dir), "seed": command_seed,
+            "words": sorted({p.parent.name for p in synthetic}),
+            "rows": [{"average_window_ms": w, "threshold": t, "command_threshold": c, **pairs}
+                     for (w, t, c), pairs in zip(settings, extra["pairs"])]}
     (out_dir / "assistant_eval.json").write_text(json.dumps(result, indent=1))
     (out_dir / "assistant_eval.md").write_text(table(result))
     plot(result, out_dir)
@@ -356,6 +396,20 @@ def table(result) -> str:
             lines += ["| part |" + cols, "|---|---:|---:|---:|---:|---:|",
                       f"| validation | {_figures(op['validation'])} |",
                       f"| test | {_figures(op)} |", ""]
+            synthetic = result.get("synthetic_commands")
+            if synthetic:
+                i = [(r["average_window_ms"], r["threshold"], r["command_threshold"])
+                     for r in result["rows"]].index(
+                    (op["average_window_ms"], op["threshold"], op["command_threshold"]))
+                r = synthetic["rows"][i]
+                lat = f"{num(r['latency_ms_median'], '{:.0f}')} / {num(r['latency_ms_p90'], '{:.0f}')}"
+                lines += [f"Held-out synthetic voices' {'/'.join(synthetic['words'])} "
+                          f"({synthetic['eval']}) after the wake phrase ({synthetic['wake_eval']}), "
+                          f"{r['pairs']} pairs, stream seed {synthetic['seed']}, at the operating "
+                          f"point (the real lists hold almost none of these words): wake recall "
+                          f"{pct(r['wake_recall'])}, command recall {pct(r['command_recall'])} "
+                          f"({pct(r['command_recall_given_wake'])} of heard wakes), "
+                          f"{r['wrong_commands']} wrong commands, median / p90 latency {lat} ms.", ""]
     misses = result.get("misses")
     if misses:
         lines += ["Why pairs are missed at the operating point (firmware detections; the "
@@ -415,13 +469,18 @@ def main(argv=None):
     p.add_argument("--command-thresholds", default=",".join(map(str, COMMAND_THRESHOLDS)),
                    help="command thresholds to try (every setting costs time in each hop of the "
                         "detectors' replay)")
+    p.add_argument("--command-eval",
+                   help="a hark synth --voice-set holdout folder of command words the real lists "
+                        "hold almost none of (e.g. on, off): one more pairs stream (after the "
+                        "validation wake phrases), reported at the operating point, never used "
+                        "to choose it")
     p.add_argument("--seed", type=int, default=21)
     args = p.parse_args(argv)
     settings = settings_grid(*([float(x) for x in v.split(",")]
                                for v in (args.windows, args.thresholds, args.command_thresholds)))
     res = evaluate(args.model, args.data, args.eval, args.out, args.hours, args.pair_seconds,
                    args.seed, settings=settings, validation_eval=args.validation_eval,
-                   validation_hours=args.validation_hours)
+                   validation_hours=args.validation_hours, command_eval=args.command_eval)
     print(table(res))
 
 
