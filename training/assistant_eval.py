@@ -133,11 +133,11 @@ def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALS
                                   r["threshold"])) if ok else None
 
 
-def _stream_detections(model, wav, rows, configs, board, output) -> list:
-    """wav through the firmware once (score rows into `rows`, its output format into
-    `output`), then every detector config over those rows."""
-    output.update(sweep.firmware_scores(model, wav, rows, board, PAD_MS))
-    return sweep.detector_sweep(model, rows, configs, board)
+def _stream_detections(model, wav, rows, configs, board) -> tuple:
+    """wav through the firmware once (score rows into `rows`), then every detector config over
+    those rows: (the firmware's output format, the detections of each config)."""
+    output = sweep.firmware_scores(model, wav, rows, board, PAD_MS)
+    return output, sweep.detector_sweep(model, rows, configs, board)
 
 
 def measure_pairs(model, wake, wake_clips, command_clips, word_of, bank, seconds, seed, configs,
@@ -145,22 +145,20 @@ def measure_pairs(model, wake, wake_clips, command_clips, word_of, bank, seconds
     """A pairs stream through the firmware: the pair scores of every detector config, with
     the events, detections and score rows that miss_reasons reads."""
     wav, rows = Path(tmp) / "stream.wav", Path(tmp) / "rows.bin"
-    output = {}
     audio, events = pairs_stream(wake_clips, command_clips, bank, seconds, seed, word_of, wav)
     secs = len(audio) / RATE + PAD_MS / 1000
-    found = _stream_detections(model, wav, rows, configs, board, output)
+    output, found = _stream_detections(model, wav, rows, configs, board)
     scores = np.fromfile(rows, np.int8).reshape(-1, len(blobfile.read_blob(model)[0]["labels"]))
     return {"pairs": [score_pairs(dets, events, wake, secs) for dets in found],
             "pair_events": events, "pair_detections": found, "pair_scores": scores,
             "output": output, "minutes": secs / 60}
 
 
-def measure_part(model, d, wake, commands, wake_clips, splits, hours, pair_seconds, seed,
+def measure_part(model, d, bank, wake, commands, wake_clips, splits, hours, pair_seconds, seed,
                  configs, board, tmp, log=print, name="test") -> dict:
     """One part's pairs stream and `hours` of negatives through the firmware: the pair scores
     and the false wakes and commands of every detector config."""
     command_clips = [c.path for c in d.clips if c.word in commands and c.split in splits]
-    bank = ds.load_noise(d)
     part = measure_pairs(model, wake, wake_clips, command_clips, {c.path: c.word for c in d.clips},
                          bank, pair_seconds, seed, configs, board, tmp)
     log(f"{name} pairs stream: {part['minutes']:.1f} min, {part['pairs'][0]['pairs']} pairs")
@@ -171,7 +169,7 @@ def measure_part(model, d, wake, commands, wake_clips, splits, hours, pair_secon
                                          splits, wav)
         secs = len(audio) / RATE + PAD_MS / 1000
         negatives.append([count_negatives(found, wake) for found in
-                          _stream_detections(model, wav, rows, configs, board, {})])
+                          _stream_detections(model, wav, rows, configs, board)[1]])
         neg_hours += secs / 3600
         neg_words += len(events)
         log(f"{name} negatives stream {h + 1}: {secs / 60:.1f} min, {len(events)} words")
@@ -295,19 +293,21 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                 "--voice-set holdout --out DIR`")
     board = assistant_board()
     configs = [sweep.detector_config(meta, s, wake) for s in settings]
+    bank = ds.load_noise(d)
     parts = {}
     with tempfile.TemporaryDirectory(prefix="hark-assistant-") as tmp:
         if validation_eval is not None:
             parts["validation"] = measure_part(
-                model, d, wake, commands, _wake_clips(validation_eval, wake), validation_splits,
-                validation_hours, pair_seconds, validation_seed, configs, board, tmp, log,
-                "validation")
-        parts["test"] = measure_part(model, d, wake, commands, _wake_clips(eval_dir, wake), splits,
-                                     hours, pair_seconds, seed, configs, board, tmp, log, "test")
+                model, d, bank, wake, commands, _wake_clips(validation_eval, wake),
+                validation_splits, validation_hours, pair_seconds, validation_seed, configs, board,
+                tmp, log, "validation")
+        parts["test"] = measure_part(model, d, bank, wake, commands, _wake_clips(eval_dir, wake),
+                                     splits, hours, pair_seconds, seed, configs, board, tmp, log,
+                                     "test")
         if command_eval is not None:
             wake_clips = _wake_clips(validation_eval or eval_dir, wake)
-            extra = measure_pairs(model, wake, wake_clips, synthetic, None, ds.load_noise(d),
-                                  pair_seconds, command_seed, configs, board, tmp)
+            extra = measure_pairs(model, wake, wake_clips, synthetic, None, bank, pair_seconds,
+                                  command_seed, configs, board, tmp)
             log(f"synthetic commands pairs stream: {extra['minutes']:.1f} min, "
                 f"{extra['pairs'][0]['pairs']} pairs")
     rows = {name: part_rows(settings, part) for name, part in parts.items()}
@@ -358,10 +358,13 @@ MISSES = (("pairs", "pairs"), ("wake_missed", "wake phrases missed"),
            "— over it, not fired (another label on top, or outside the command window)"))
 
 
+def _latency(r) -> str:
+    return f"{num(r['latency_ms_median'], '{:.0f}')} / {num(r['latency_ms_p90'], '{:.0f}')}"
+
+
 def _figures(r) -> str:
-    lat = f"{num(r['latency_ms_median'], '{:.0f}')} / {num(r['latency_ms_p90'], '{:.0f}')}"
     return (f"{pct(r['wake_recall'])} | {pct(r['command_recall'])} "
-            f"({pct(r['command_recall_given_wake'])}) | {lat} | "
+            f"({pct(r['command_recall_given_wake'])}) | {_latency(r)} | "
             f"{r['false_wakes_per_hour']:.2f} | {r['false_commands_per_hour']:.2f}")
 
 
@@ -402,14 +405,13 @@ def table(result) -> str:
                      for r in result["rows"]].index(
                     (op["average_window_ms"], op["threshold"], op["command_threshold"]))
                 r = synthetic["rows"][i]
-                lat = f"{num(r['latency_ms_median'], '{:.0f}')} / {num(r['latency_ms_p90'], '{:.0f}')}"
                 lines += [f"Held-out synthetic voices' {'/'.join(synthetic['words'])} "
                           f"({synthetic['eval']}) after the wake phrase ({synthetic['wake_eval']}), "
                           f"{r['pairs']} pairs, stream seed {synthetic['seed']}, at the operating "
                           f"point (the real lists hold almost none of these words): wake recall "
                           f"{pct(r['wake_recall'])}, command recall {pct(r['command_recall'])} "
                           f"({pct(r['command_recall_given_wake'])} of heard wakes), "
-                          f"{r['wrong_commands']} wrong commands, median / p90 latency {lat} ms.", ""]
+                          f"{r['wrong_commands']} wrong commands, median / p90 latency {_latency(r)} ms.", ""]
     misses = result.get("misses")
     if misses:
         lines += ["Why pairs are missed at the operating point (firmware detections; the "
