@@ -19,7 +19,7 @@ def exported(shared_data, tmp_path_factory):
     with redirect_stdout(out):
         assert main(["train", "--data", str(shared_data), "--out", str(run), "--epochs", "2",
                      "--max-per-word", "6", "--views", "1", "--family", "tcn",
-                     "--dc-prob", "0.2", "--dc-silence-prob", "0.4"]) == 0
+                     "--dc-prob", "0.2", "--dc-silence-prob", "0.4", "--n-mfcc", "13"]) == 0
     TRAIN_STDOUT.append(out.getvalue())
     assert main(["export", str(run), "--out", str(run / "tiny.hark")]) == 0
     return run
@@ -40,7 +40,12 @@ def test_run_directory_has_everything(exported):
                  "confusion_float.png", "tiny.hark", "tiny.tflite"):
         assert (exported / name).stat().st_size > 0, name
     config = json.loads((exported / "config.json").read_text())
-    assert config["family"] == "tcn" and len(config["normalisation"]["mean"]) == 10
+    # --n-mfcc 13: the spec, the normalisation and the blob's model input follow it
+    assert config["family"] == "tcn" and config["spec"]["n_mfcc"] == 13
+    assert len(config["normalisation"]["mean"]) == 13
+    from hark.training import blob
+    meta, _ = blob.read_blob(exported / "tiny.hark")
+    assert meta["model"]["input"]["shape"][-1] == 13
     assert (config["dc_prob"], config["dc_silence_prob"]) == (0.2, 0.4)  # augmentation recorded
 
 
@@ -100,3 +105,5 @@ def test_train_errors_are_clear(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     assert main(["export", str(tmp_path)]) == 1
     assert "not a training run" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--n-mfcc", "41"]) == 1
+    assert "--n-mfcc must be in 1..40" in capsys.readouterr().err

@@ -297,6 +297,28 @@ except ValueError as e:
         assert r.stdout.strip() == f"front-end {what}; re-export the model with `hark export`"
 
 
+@pytest.mark.parametrize("fmax, n_mfcc", [(8000.0, 10), (8000.0, 13), (8000.0, 20)])
+def test_other_specs_match_librosa_and_the_numpy_model(setup, mpy, fmax, n_mfcc):
+    """The tables carry the spec: the shipped recipe's fmax 8000 and other cepstra counts
+    (`hark train --fmax/--n-mfcc`) run the same firmware, bit-exact with the numpy model."""
+    from hark.training import blob as host_blob
+    spec = FeatureSpec(fmax=fmax, n_mfcc=n_mfcc)
+    clips = setup["clips"][:24]
+    mfccs = np.stack([mfcc(c.astype(np.float32) / 32768, spec) for c in clips])
+    norm = Normalisation.fit(mfccs)
+    meta, arrays = ft.build(spec, norm, INPUT_SCALE, INPUT_ZERO_POINT)
+    path = setup["tmp"] / f"fe-{fmax:.0f}-{n_mfcc}.hark"
+    host_blob.write_blob(path, {"format": 2, "labels": ["x"], "model": {},
+                                "features": dict(spec.to_dict(), normalisation=norm.to_dict()),
+                                "frontend": meta}, arrays)
+    lines = _run(mpy, dict(setup, blob=path), RUN_CLIPS, clips)
+    dev = np.stack([np.frombuffer(bytes.fromhex(line), np.int8).reshape(-1, n_mfcc)
+                    for line in lines[:-1]])
+    assert np.array_equal(dev, ft.device_features_numpy(clips, meta, arrays))
+    diff = np.abs(dev.astype(int) - quantise(norm.apply(mfccs), INPUT_SCALE, INPUT_ZERO_POINT))
+    assert dev.shape == (len(clips), spec.n_frames, n_mfcc)
+    assert diff.max() <= MAX_STEPS and diff.mean() <= MEAN_STEPS
+
 
 def test_speed(device_run):
     _, (best, median) = device_run

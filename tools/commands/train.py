@@ -105,6 +105,9 @@ def register(sub):
     p.add_argument("--fmax", type=float, default=0,
                    help="top of the mel filterbank in Hz (default 4000, as MLPerf Tiny KWS; "
                         "8000 keeps fricatives such as the f of \"off\")")
+    p.add_argument("--n-mfcc", type=int, default=0,
+                   help="cepstral coefficients per 20 ms frame, the model's input channels "
+                        "(default 10, as MLPerf Tiny KWS; at most the 40 mel bands)")
     t = p.add_argument_group(
         "distillation from a pretrained speech teacher",
         "The teacher is Google's speech embedding (bundled by openwakeword==0.4.0, run with "
@@ -311,6 +314,10 @@ def run(args):
         if not 0 < args.fmax <= 8000:
             raise HarkError("--fmax must be in (0, 8000] Hz at 16 kHz audio")
         cfg.spec = dict(cfg.spec, fmax=args.fmax)
+    if args.n_mfcc:
+        if not 0 < args.n_mfcc <= cfg.spec["n_mels"]:
+            raise HarkError(f"--n-mfcc must be in 1..{cfg.spec['n_mels']} (the mel bands)")
+        cfg.spec = dict(cfg.spec, n_mfcc=args.n_mfcc)
     if cfg.teacher_runs:
         from hark.training.run_teacher import TeacherRunError, check_runs
         try:
