@@ -178,3 +178,32 @@ def test_word_part_start_keeps_only_the_end_of_the_word_at_the_start_of_the_wind
         assert spoken[0] <= 100 * 16 + 160 and spoken[-1] - spoken[0] + 1 <= 400 * 16
         np.testing.assert_allclose(out[spoken[-1] - 99:spoken[-1] + 1], y[last - 99:last + 1],
                                    atol=1e-6)
+
+
+def test_speed_perturb_scales_pitch_and_duration_and_keeps_the_word_centred():
+    t = np.arange(6000)
+    y = np.zeros(16000, np.float32)
+    y[5000:11000] = 0.5 * np.sin(2 * np.pi * 440 * t / 16000)
+    start, end = aug.active_region(y)
+    assert np.array_equal(aug.speed_perturb(y, 1.0), y)
+    for factor in (0.9, 1.1):
+        z = aug.speed_perturb(y, factor)
+        assert z.shape == y.shape and z.dtype == np.float32
+        pitch = np.argmax(np.abs(np.fft.rfft(z)))       # 1 Hz bins over 1 s
+        assert abs(pitch - 440 * factor) <= 2
+        s, e = aug.active_region(z)
+        assert abs((e - s) - (end - start) / factor) <= 2 * 160
+        assert abs((s + e) / 2 - (start + end) / 2) <= 160
+
+
+def test_speed_off_by_default_and_drawn_when_asked():
+    rng = np.random.default_rng(3)
+    plain = aug.augment(clip(), np.random.default_rng(5), bank())
+    assert np.array_equal(plain, aug.augment(clip(), np.random.default_rng(5), bank(),
+                                             aug.AugmentConfig(speed_prob=0.0)))
+    changed = [not np.array_equal(aug.augment(clip(), np.random.default_rng(s), bank(),
+                                              aug.AugmentConfig(speed_prob=1.0, noise_prob=0)),
+                                  aug.augment(clip(), np.random.default_rng(s), bank(),
+                                              aug.AugmentConfig(noise_prob=0)))
+               for s in rng.integers(0, 1000, 5)]
+    assert all(changed)

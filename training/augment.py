@@ -1,4 +1,5 @@
-"""Augmentation of 1 s clips: time shift, gain, background noise at random SNR, reverb, DC offset.
+"""Augmentation of 1 s clips: speed, time shift, gain, background noise at random SNR, reverb, DC
+offset.
 
 Everything draws from the numpy Generator it is given, so a seed reproduces a run.
 """
@@ -17,6 +18,26 @@ class AugmentConfig:
     rt60_s: tuple = (0.1, 0.6)
     mic_prob: float = 0.0            # chance of a random microphone/channel response
     dc_prob: float = 0.0             # chance of a random DC offset (constant or a step)
+    speed_prob: float = 0.0          # chance of a speed change (speed_perturb)
+    speed_range: tuple = (0.9, 1.1)  # uniform speed factor range
+
+
+def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
+    """y played `factor` times as fast (tempo, pitch and formants together, as resampling a
+    recording does: ASR's speed perturbation, a cheap stand-in for other speakers), the same
+    length, its spoken part kept centred where it was."""
+    from scipy.signal import resample_poly
+    down = int(round(100 * factor))
+    if down == 100:
+        return y
+    fast = resample_poly(y, 100, down).astype(np.float32)
+    start, end = active_region(y)
+    centre = (start + end) * 50 // down          # the spoken part's centre, resampled
+    out = np.zeros_like(y)
+    at = (start + end) // 2 - centre             # where fast[0] lands in out
+    lo, hi = max(0, at), min(len(y), at + len(fast))
+    out[lo:hi] = fast[lo - at:hi - at]
+    return out
 
 
 def time_shift(y: np.ndarray, samples: int) -> np.ndarray:
@@ -120,6 +141,8 @@ def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = 
             sample_rate: int = 16000) -> np.ndarray:
     """One random variant of a clip (same length), clipped to [-1, 1]."""
     y = np.asarray(y, np.float32)
+    if config.speed_prob and rng.random() < config.speed_prob:
+        y = speed_perturb(y, rng.uniform(*config.speed_range))
     shift = int(rng.uniform(-config.shift_ms, config.shift_ms) * sample_rate / 1000)
     if shift:  # never push the spoken part out of the window: its label would be a lie
         start, end = active_region(y)

@@ -53,6 +53,7 @@ class TrainConfig:
     shift_ms: float = 100.0             # time-shift range of augmentation (+-ms)
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     mic_prob: float = 0.0               # chance of a random microphone response per example
+    speed_prob: float = 0.0             # chance of a speed change (0.9-1.1) per example
     time_masks: int = 0                 # SpecAugment time masks per training example (0: none)
     onset_unknown: float = 0.0          # share of _unknown_ examples that are a word's onset only
     tail_unknown: float = 0.0           # share of _unknown_ examples that are a word's tail only
@@ -204,7 +205,7 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     plan, size = _class_plan(real, synth, labels, cfg, rng)
     spec = FeatureSpec.from_dict(cfg.spec)
     augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob,
-                                       dc_prob=cfg.dc_prob)
+                                       dc_prob=cfg.dc_prob, speed_prob=cfg.speed_prob)
     clips, targets, features, logits = [], [], [], []
     extra = cfg.teacher_extra if teacher else 0
     total = cfg.views * (extra + sum(size if l == ds.SILENCE else len(plan[l]) for l in labels))
@@ -316,7 +317,7 @@ def episode_pool(cfg, sources, noise, spec):
         sources = sources + [load_split_audio(extra, None, cfg, rng, "reading episode words",
                                               exclude=cfg.unseen_words)]
     augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob,
-                                       dc_prob=cfg.dc_prob)
+                                       dc_prob=cfg.dc_prob, speed_prob=cfg.speed_prob)
     pool = build_pool(sources, noise, spec, cfg, augment_config, rng)
     if len(pool) < 2:
         raise ds.DatasetError(f"--embedding-loss needs clips of at least 2 words with "

@@ -84,6 +84,9 @@ def register(sub):
     p.add_argument("--mic-prob", type=float, default=0.0,
                    help="chance of colouring an example with a random microphone response "
                         "(band limits, resonances; default 0): synthetic speech is studio-flat")
+    p.add_argument("--speed-prob", type=float, default=0.0,
+                   help="chance of playing an example 0.9-1.1 times as fast (tempo, pitch and "
+                        "formants together; default 0): other speakers on the cheap")
     p.add_argument("--time-masks", type=int, default=0, metavar="N",
                    help="SpecAugment time masking: N spans of up to 100 ms (5 hops) per "
                         "training example set to the features' mean (default 0: none)")
@@ -187,6 +190,7 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"), "batch_size": (lambda v: v >= 1,
           "max_per_word": (lambda v: v >= 0, ">= 0"), "class_size": (lambda v: v >= 0, ">= 0"),
           "shift_ms": (lambda v: v >= 0, ">= 0"), "unknown_weight": (lambda v: v > 0, "> 0"),
           "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+          "speed_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "time_masks": (lambda v: 0 <= v <= 4, "between 0 and 4"),
           "onset_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "tail_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
@@ -293,6 +297,7 @@ def run(args):
                       wake=args.wake.strip(), commands=command_list(args.commands),
                       shift_ms=args.shift_ms,
                       unknown_weight=args.unknown_weight, mic_prob=args.mic_prob,
+                      speed_prob=args.speed_prob,
                       time_masks=args.time_masks, onset_unknown=args.onset_unknown,
                       tail_unknown=args.tail_unknown,
                       dc_prob=args.dc_prob, dc_silence_prob=args.dc_silence_prob,
