@@ -316,6 +316,20 @@ def _make_target(make: str, target: str) -> list:
     return [line.strip() for line in block.splitlines()[1:]]
 
 
+def test_make_assistant_reproduces_the_shipped_recipe():
+    """`make assistant`'s train line and seed are the shipped model's recorded recipe: the
+    synthetic folders, class size, word tails and width."""
+    make = (REPO / "Makefile").read_text()
+    cfg = json.loads((REPO / "models" / "assistant.train.json").read_text())["config"]
+    train = next(line for line in _make_target(make, "assistant") if " train --wake" in line)
+    synth = re.search(r"--synth ((?:[^-\s$]\S*\s+)+)", train).group(1).split()
+    assert synth == cfg["synth"]
+    assert f"--class-size {cfg['class_size']} " in train
+    assert f"--tail-unknown {cfg['tail_unknown']:g} " in train
+    assert re.search(r"^ASSISTANT_SEED \?= (\d+)$", make, re.M).group(1) == str(cfg["seed"])
+    assert re.search(r"^ASSISTANT_WIDTH \?= (\d+)$", make, re.M).group(1) == str(cfg["width"])
+
+
 def test_assistant_recipe_trains_on_no_held_out_voice():
     """Every wake-phrase folder `make assistant` and `make synth` train on is rendered from
     training voices only, and the folders it measures on from held-out voices only."""
