@@ -215,6 +215,10 @@ crossval-training: venv-dev
 	$(CROSSVAL) --out runs/cv/W64_E80 --name "recipe M, width 64, 80 epochs" -- $(M_RECIPE) --width 64 --epochs 80
 	$(CROSSVAL) --out runs/cv/W64_V6 --name "recipe M, width 64, 6 augmented views" -- $(M_RECIPE) --width 64 --views 6
 	$(CROSSVAL) --out runs/cv/W64_TM2 --name "recipe M, width 64, 2 time masks" -- $(M_RECIPE) --width 64 --time-masks 2
+	test -d data/synth/voices_plenty || $(PLENTY_VOICES)
+	$(CROSSVAL) --out runs/cv/W64_M_CS1100 --name "recipe M + class size 1100 + plentiful commands' new voices" -- \
+	  --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
+	  data/synth/voices_plenty $(TCN_FLAGS) --width 64 --class-size 1100
 
 # The enrollment cohort beside a model (other speakers' words whose device MFCC frames calibrate
 # an enrolled word's threshold on the board; the frames are quantised with the model's input
