@@ -316,14 +316,18 @@ def _make_target(make: str, target: str) -> list:
     return [line.strip() for line in block.splitlines()[1:]]
 
 
+def _synth_folders(train_line: str) -> list:
+    """The folders after --synth in a `hark train` line (up to the next option or variable)."""
+    return re.search(r"--synth ((?:[^-\s$]\S*\s+)+)", train_line).group(1).split()
+
+
 def test_make_assistant_reproduces_the_shipped_recipe():
     """`make assistant`'s train line and seed are the shipped model's recorded recipe: the
     synthetic folders, class size, word tails and width."""
     make = (REPO / "Makefile").read_text()
     cfg = json.loads((REPO / "models" / "assistant.train.json").read_text())["config"]
     train = next(line for line in _make_target(make, "assistant") if " train --wake" in line)
-    synth = re.search(r"--synth ((?:[^-\s$]\S*\s+)+)", train).group(1).split()
-    assert synth == cfg["synth"]
+    assert _synth_folders(train) == cfg["synth"]
     assert f"--class-size {cfg['class_size']} " in train
     assert f"--tail-unknown {cfg['tail_unknown']:g} " in train
     assert re.search(r"^ASSISTANT_SEED \?= (\d+)$", make, re.M).group(1) == str(cfg["seed"])
@@ -341,7 +345,7 @@ def test_assistant_recipe_trains_on_no_held_out_voice():
             out = re.search(r"--out (\S+)", line).group(1)
             made.setdefault(out, set()).add("--voice-set holdout" in line)
     train = next(line for line in recipe if " train --wake" in line)
-    trained = re.search(r"--synth ((?:[^-\s]\S*\s+)+)", train).group(1).split()
+    trained = _synth_folders(train)
     measured = re.findall(r"--(?:validation-|command-)?eval (\S+)",
                           " ".join(_make_target(make, "assistant-eval")))
     wake_folders = [f for f in trained if "wake" in f]

@@ -167,8 +167,8 @@ def _run(mpy, setup, script, clips, *extra):
     return r.stdout.splitlines()
 
 
-def _frames(line: str) -> np.ndarray:
-    return np.frombuffer(bytes.fromhex(line), np.int8).reshape(-1, SPEC.n_mfcc)
+def _frames(line: str, n_mfcc: int = SPEC.n_mfcc) -> np.ndarray:
+    return np.frombuffer(bytes.fromhex(line), np.int8).reshape(-1, n_mfcc)
 
 
 @pytest.fixture
@@ -312,8 +312,7 @@ def test_other_specs_match_librosa_and_the_numpy_model(setup, mpy, fmax, n_mfcc)
                                 "features": dict(spec.to_dict(), normalisation=norm.to_dict()),
                                 "frontend": meta}, arrays)
     lines = _run(mpy, dict(setup, blob=path), RUN_CLIPS, clips)
-    dev = np.stack([np.frombuffer(bytes.fromhex(line), np.int8).reshape(-1, n_mfcc)
-                    for line in lines[:-1]])
+    dev = np.stack([_frames(line, n_mfcc) for line in lines[:-1]])
     assert np.array_equal(dev, ft.device_features_numpy(clips, meta, arrays))
     diff = np.abs(dev.astype(int) - quantise(norm.apply(mfccs), INPUT_SCALE, INPUT_ZERO_POINT))
     assert dev.shape == (len(clips), spec.n_frames, n_mfcc)

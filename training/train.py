@@ -159,6 +159,12 @@ def _tile(indices, n, rng):
     return [indices[j % len(indices)] for j in rng.permutation(n)]
 
 
+def _augment_config(cfg) -> aug.AugmentConfig:
+    """The run's augmentation, the same for the classes and the embedding's episodes."""
+    return aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob, dc_prob=cfg.dc_prob,
+                             speed_prob=cfg.speed_prob)
+
+
 def _class_plan(real, synth, labels, cfg, rng):
     """Per label, `size` sources [("real"|"synth", index)]; real clips fill at least
     `real_share` of a class that has synthetic clips, oversampled when they are few."""
@@ -204,8 +210,7 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
 
     plan, size = _class_plan(real, synth, labels, cfg, rng)
     spec = FeatureSpec.from_dict(cfg.spec)
-    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob,
-                                       dc_prob=cfg.dc_prob, speed_prob=cfg.speed_prob)
+    augment_config = _augment_config(cfg)
     clips, targets, features, logits = [], [], [], []
     extra = cfg.teacher_extra if teacher else 0
     total = cfg.views * (extra + sum(size if l == ds.SILENCE else len(plan[l]) for l in labels))
@@ -316,8 +321,7 @@ def episode_pool(cfg, sources, noise, spec):
     if extra:
         sources = sources + [load_split_audio(extra, None, cfg, rng, "reading episode words",
                                               exclude=cfg.unseen_words)]
-    augment_config = aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob,
-                                       dc_prob=cfg.dc_prob, speed_prob=cfg.speed_prob)
+    augment_config = _augment_config(cfg)
     pool = build_pool(sources, noise, spec, cfg, augment_config, rng)
     if len(pool) < 2:
         raise ds.DatasetError(f"--embedding-loss needs clips of at least 2 words with "
