@@ -164,6 +164,9 @@ def test_teacher_flags_are_checked_before_work(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--teacher", "oww-embedding",
                  "--teacher-filter", "0.3", "--teacher-filter-labels", "on,of"]) == 1
     assert "the teacher judges the command labels only" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--wake", "hey hark", "--synth",
+                 str(tmp_path), "--teacher", "oww-embedding"]) == 1
+    assert "wake-word-only run" in capsys.readouterr().err
 
 
 def test_teacher_correction_swaps_a_wrong_top_class_with_the_label():
@@ -246,3 +249,46 @@ def test_judge_counts_what_the_teacher_filter_keeps_per_engine(tmp_path):
     (tmp_path / "voices.csv").write_text("\n".join(rows).replace("off/", "scoff/") + "\n")
     result = judge(Teacher(), [tmp_path], labels, {ds.UNKNOWN}, min_prob=0.3)
     assert list(result) == [("mbrola", ds.UNKNOWN)] and result[("mbrola", ds.UNKNOWN)]["n"] == 3
+
+
+def test_teacher_learns_the_labels_only_synthetic_clips_have():
+    """A wake phrase has no real clips: its synthetic clips join the teacher's training set,
+    the synthetic clips of words real speech has do not."""
+    from hark.training.distill import synthetic_only
+
+    labels = list(ds.LABELS) + ["hey_hark"]
+    real = [ds.Clip("on0.wav", "on", "on", "train"), ds.Clip("up0.wav", "up", "up", "train")]
+    synth = [ds.Clip(f"{w}{i}.wav", w, w, "train")
+             for i, w in enumerate(("on", "hey_hark", "hey_hark"))]
+    audio = [np.full(16000, k, np.float32) for k in range(len(synth))]
+    only_audio, only = synthetic_only(real, audio, synth, labels)
+    assert [c.label for c in only] == ["hey_hark", "hey_hark"]
+    assert [a[0] for a in only_audio] == [1, 2]
+    assert synthetic_only(real + only, audio, synth, labels) == ([], [])
+
+
+def test_word_parts_keep_their_unknown_label_under_a_teacher():
+    """The teacher labels source clips whole; a word's tail cut from one is _unknown_ by rule
+    (the teacher would hear the word), so it gets a near one-hot _unknown_ label."""
+    from hark.training.train import TrainConfig, build_training_set
+
+    cfg = TrainConfig(data=[], wake="hey hark", commands=["on"], class_size=4, views=1,
+                      tail_unknown=1.0, dc_prob=0, dc_silence_prob=0)
+    real = [ds.Clip(f"{w}{i}.wav", w, ds.label_for(w, cfg.labels), "train")
+            for w in ("on", "bird") for i in range(2)]
+    synth = [ds.Clip(f"hh{i}.wav", "hey_hark", "hey_hark", "train") for i in range(2)]
+    tone = np.sin(np.arange(16000) * 0.1).astype(np.float32) * 0.3
+
+    class Teacher:     # hears everything as "on"
+        def logits(self, clips):
+            z = np.zeros((len(clips), len(cfg.labels)), np.float32)
+            z[:, cfg.labels.index("on")] = 5.0
+            return z
+
+    _, y, z = build_training_set([tone] * 4, real, [tone] * 2, synth, [], cfg.labels, cfg,
+                                 np.random.default_rng(0), Teacher())
+    unknown = cfg.labels.index(ds.UNKNOWN)
+    assert (y == unknown).sum() > 0
+    assert (z[y == unknown].argmax(axis=1) == unknown).all()
+    words = (y != unknown) & (y != cfg.labels.index(ds.SILENCE))
+    assert words.sum() > 0 and (z[words].argmax(axis=1) == cfg.labels.index("on")).all()

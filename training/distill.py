@@ -50,9 +50,20 @@ def _teacher_set(real_audio, real_clips, noise, labels, rng, shift_ms):
     return clips, np.asarray(targets, np.int64)
 
 
+def synthetic_only(real_clips, synth_audio, synth_clips, labels):
+    """The synthetic clips of labels no real clip has (a wake phrase): the teacher must learn
+    them too, or its soft labels would teach the student that the phrase is another word."""
+    real = {c.label for c in real_clips}
+    keep = [i for i, c in enumerate(synth_clips) if c.label in labels and c.label not in real
+            and c.label != ds.SILENCE]
+    return [synth_audio[i] for i in keep], [synth_clips[i] for i in keep]
+
+
 def train_teacher(real_audio, real_clips, val_audio, val_clips, noise, labels, seed: int,
                   shift_ms: float = 150.0, epochs: int = 30) -> Teacher:
-    """Train (or load from the cache: same clips, labels and seed) the teacher head."""
+    """Train (or load from the cache: same clips, labels and seed) the teacher head.
+    real_audio/real_clips may include synthetic clips of labels real speech lacks
+    (synthetic_only)."""
     import keras
 
     names = sorted(str(c.path) for c in real_clips)

@@ -204,8 +204,8 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     z holds the teacher's logits per example (None without a teacher). The teacher labels
     each source clip once, clean (cached across seeds and folds: labelling every augmented
     view costs ~10x more on 2 cores); silence gets a near one-hot label (logit 10 on
-    silence). With a teacher, each view also gets `teacher_extra` clips that only the
-    teacher labels (y = -1)."""
+    silence, and a word part of --onset/--tail-unknown one on _unknown_). With a teacher, each
+    view also gets `teacher_extra` clips that only the teacher labels (y = -1)."""
     from .distill import EXTRA_KINDS, extra_clip
 
     plan, size = _class_plan(real, synth, labels, cfg, rng)
@@ -221,6 +221,8 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
                          "synth": teacher.logits([fit_clip(y) for y in synth_audio])
                          if len(synth_audio) else None}
         silence_logits = np.where(np.arange(len(labels)) == labels.index(ds.SILENCE), 10.0, 0.0)
+        # a word's head or tail is _unknown_ by rule: the teacher would hear the whole word
+        part_logits = np.where(np.arange(len(labels)) == labels.index(ds.UNKNOWN), 10.0, 0.0)
     pending = []   # teacher-only clips waiting to be labelled, as (index in logits, clip)
 
     def flush():
@@ -251,7 +253,8 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
                         clips.append(aug.augment(fit_clip(src), rng, noise, augment_config))
                     targets.append(li)
                     if teacher:
-                        logits.append(source_logits[kind][i])
+                        logits.append(part_logits if part < word_parts
+                                      else source_logits[kind][i])
                 bar.update(len(plan[label]))
             if len(clips) >= 4096:  # features as we go: raw audio of every view would not fit
                 flush()
@@ -380,10 +383,11 @@ def train(cfg: TrainConfig) -> dict:
 
     teacher = None
     if cfg.teacher:
-        from .distill import train_teacher
+        from .distill import synthetic_only, train_teacher
         print(f"training the teacher head on {cfg.teacher} ...", flush=True)
-        teacher = train_teacher(train_audio, train_clips, val_audio, val_clips, noise,
-                                cfg.labels, seed=0)
+        only_audio, only_clips = synthetic_only(train_clips, synth_audio, synth_clips, cfg.labels)
+        teacher = train_teacher(list(train_audio) + only_audio, list(train_clips) + only_clips,
+                                val_audio, val_clips, noise, cfg.labels, seed=0)
         if cfg.teacher_filter and synth_clips:
             from .distill import judge_synthetic
             synth_audio, synth_clips, judged = judge_synthetic(

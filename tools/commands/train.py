@@ -223,13 +223,9 @@ def check_args(args):
     if args.onset_unknown + args.tail_unknown > 1:
         raise HarkError("--onset-unknown and --tail-unknown share the _unknown_ examples: "
                         "together at most 1")
-    if args.teacher and (args.onset_unknown or args.tail_unknown):
-        raise HarkError("--teacher labels each source clip once, not the word parts of "
-                        "--onset-unknown/--tail-unknown: leave one out (--teacher-runs label "
-                        "every example and can be combined)")
-    if args.teacher and args.wake:
-        raise HarkError("--teacher labels the 12-class command task; a wake-word run has "
-                        "no teacher head (leave out --teacher)")
+    if args.teacher and args.wake and not args.commands:
+        raise HarkError("--teacher labels commands; a wake-word-only run has none to learn "
+                        "from it (leave out --teacher, or add --commands)")
     if not 0.0 <= args.soft_weight <= 1.0 or args.temperature <= 0:
         raise HarkError("--soft-weight must be between 0 and 1 and --temperature above 0")
     if (args.teacher_extra or args.teacher_filter or args.teacher_correct) and not args.teacher:
