@@ -159,8 +159,17 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
             for r in synthetic["rows"]] == settings and synthetic["rows"][0]["pairs"] >= 3
     assert res["misses"]["test"]["pairs"] == op["pairs"]
     assert res["misses"]["test"]["wake_missed"] == op["pairs"] - op["wake_hits"]
+    # per-command thresholds tuned on validation below the point's, measured again from the
+    # stored score rows through the firmware detector: no lower than the point on validation
+    tuned = res["command_thresholds"]
+    assert all(t < op["command_threshold"] and c in COMMANDS for c, t in tuned["thresholds"].items())
+    assert tuned["validation"]["command_hits"] >= op["validation"]["command_hits"]
+    if not tuned["thresholds"]:     # the same detector on the stored rows: the same figures
+        assert tuned["test"] == {k: op[k] for k in tuned["test"]}
+    assert tuned["synthetic_commands"]["pairs"] == synthetic["rows"][0]["pairs"]
     md = (tmp_path / "out" / "assistant_eval.md").read_text()
     assert "chosen on VALIDATION" in md and "| test |" in md and "Why pairs are missed" in md
+    assert "Per-command thresholds" in md
     assert "Held-out synthetic voices' no" in md
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
