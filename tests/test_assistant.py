@@ -315,8 +315,14 @@ def test_shipped_assistant_runs_the_operating_point_chosen_on_validation():
     assert det["threshold"] == pytest.approx(op["command_threshold"])
     assert det["thresholds"]["hey_hark"] == pytest.approx(op["threshold"])
     make = (REPO / "Makefile").read_text()
-    assert (f"ASSISTANT_DETECTOR ?= --average-window-ms {op['average_window_ms']} --threshold "
-            f"{op['command_threshold']:g} --label-threshold hey_hark={op['threshold']:g}") in make
+    line = (f"ASSISTANT_DETECTOR ?= --average-window-ms {op['average_window_ms']} --threshold "
+            f"{op['command_threshold']:g} --label-threshold hey_hark={op['threshold']:g}")
+    assert line in make
+    # and the per-command thresholds tuned on validation at that point
+    own = res["command_thresholds"]["thresholds"]
+    assert own and {k: v for k, v in det["thresholds"].items() if k != "hey_hark"} == pytest.approx(own)
+    rest = make.replace("\\\n", " ").split(line, 1)[1].split("\n", 1)[0].split()
+    assert sorted(rest) == sorted(x for c, t in own.items() for x in ("--label-threshold", f"{c}={t:g}"))
 
 
 def _make_target(make: str, target: str) -> list:
@@ -407,7 +413,8 @@ def test_bench_measures_the_assistant_at_the_blobs_settings(assistant_run, share
                           pair_seconds=20, with_qemu=False)
     meta, _ = blob.read_blob(model)
     assert a["shipped_setting"] == {"average_window_ms": meta["detector"]["average_window_ms"],
-                                    "wake_threshold": 0.05, "command_threshold": 0.05}
+                                    "wake_threshold": 0.05, "command_threshold": 0.05,
+                                    "command_thresholds": {}}
     assert {r["average_window_ms"] for r in a["rows"]} == {meta["detector"]["average_window_ms"]}
     assert {r["command_threshold"] for r in a["rows"]} == {0.05}
     shipped = next(r for r in a["rows"] if r["threshold"] == 0.05)

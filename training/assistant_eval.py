@@ -335,6 +335,9 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     out_dir.mkdir(parents=True, exist_ok=True)
     meta, _ = blobfile.read_blob(model)
     grammar = grammar_of(meta, model)
+    # the grid's command threshold holds for every command: a blob's own per-command
+    # thresholds (an earlier run's tuning) stay out of it and out of the tuning
+    grid_meta = dict(meta, detector=dict(meta.get("detector") or {}, thresholds={}))
     wake = grammar["wake_word"]
     commands = [l for l in meta["labels"] if not l.startswith("_") and l != wake]
     d = ds.load_dataset(data_dir, require_labels=False)
@@ -354,7 +357,7 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                 "held-out voices; make them with `hark synth --words \"on:200,off:200\" "
                 "--voice-set holdout --out DIR`")
     board = assistant_board()
-    configs = [sweep.detector_config(meta, s, wake) for s in settings]
+    configs = [sweep.detector_config(grid_meta, s, wake) for s in settings]
     bank = ds.load_noise(d)
     parts = {}
     with tempfile.TemporaryDirectory(prefix="hark-assistant-") as tmp:
@@ -382,8 +385,8 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
             misses = {name: miss_reasons(part, i, meta["labels"], wake, settings[i])
                       for name, part in parts.items()}
             if tune_commands:
-                tuned = _tuned(model, parts, extra if command_eval is not None else None, meta,
-                               settings[i], wake, commands, board, log)
+                tuned = _tuned(model, parts, extra if command_eval is not None else None,
+                               grid_meta, settings[i], wake, commands, board, log)
     test = parts["test"]
     result = {"model": os.path.relpath(model), "wake_word": wake, "commands": commands,
               "grammar": grammar, "data": os.path.relpath(data_dir),

@@ -300,8 +300,9 @@ def assistant_figures(path: Path, data_dir, eval_dir, out_dir, hours=ASSISTANT_H
     res = assistant_eval.evaluate(path, data_dir, eval_dir, out_dir, hours, pair_seconds, seed,
                                   settings=settings, log=lambda _: None)
     row = res["rows"][settings.index(shipped)]
+    own = {k: v for k, v in (det.get("thresholds") or {}).items() if k != wake}
     out = {"shipped_setting": dict(zip(("average_window_ms", "wake_threshold", "command_threshold"),
-                                       shipped)),
+                                       shipped), command_thresholds=own),
            "negative_hours": res["negative_hours"], "negative_words": res["negative_words"],
            "splits": res["splits"], "wake_word": wake, "commands": res["commands"], "rows": res["rows"],
            **{k: row[k] for k in ("pairs", "wake_recall", "command_recall", "command_recall_given_wake",
@@ -325,7 +326,9 @@ def assistant_markdown(a: dict) -> list:
     lines = ["", f"**Wake word + commands** (models/{ASSISTANT}.hark, `{a['wake_word']}` then one of "
              f"{len(a['commands'])} commands, the blob's `wake+command` grammar and detector: window "
              f"{s['average_window_ms']} ms, wake threshold {s['wake_threshold']:.2f}, command threshold "
-             f"{s['command_threshold']:.2f}; training/assistant_eval.py through the firmware in the unix "
+             f"{s['command_threshold']:.2f}" + "".join(
+                 f", {c} {t:.2f}" for c, t in sorted(s.get("command_thresholds", {}).items())) +
+             "; training/assistant_eval.py through the firmware in the unix "
              f"port). {a['pairs']} pairs of a held-out-voice wake phrase and a real held-out-speaker "
              f"command; false alarms over {a['negative_hours']:.2f} h of real speech ({a['negative_words']} "
              f"words of the {'/'.join(a.get('splits', ['test', 'validation']))} list, noise 5-30 dB "
