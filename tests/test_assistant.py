@@ -242,6 +242,20 @@ def test_pairs_stream_puts_a_command_just_after_each_wake_phrase(shared_data, tm
         assert 0.2 <= c["start_s"] - w["end_s"] <= 0.6 + 0.2 + 0.05   # gap + the clips' margins
 
 
+def test_the_grid_sets_every_command_unless_the_blob_is_measured_as_shipped():
+    """assistant_eval's grid and tuning start from one command threshold for all commands; hark
+    bench measures the blob with its own per-command thresholds."""
+    from hark.training.assistant_eval import setting_base
+    from hark.training.sweep import detector_config
+
+    meta = {"labels": ["_silence_", "_unknown_", "no", "hey_hark"], "detector": {
+        "average_window_ms": 600, "threshold": 0.5, "thresholds": {"hey_hark": 0.4, "no": 0.3}}}
+    grid = detector_config(setting_base(meta), (500, 0.6, 0.7), "hey_hark")
+    assert grid["thresholds"] == {"hey_hark": 0.6} and grid["threshold"] == 0.7
+    shipped = detector_config(setting_base(meta, True), (600, 0.4, 0.5), "hey_hark")
+    assert shipped["thresholds"] == {"hey_hark": 0.4, "no": 0.3}
+
+
 def test_pair_scores_and_false_alarms():
     events = [{"kind": "wake", "label": "hey_hark", "start_s": 1.0, "end_s": 1.5, "target": True},
               {"kind": "command", "label": "yes", "start_s": 1.8, "end_s": 2.2, "target": True},
@@ -399,11 +413,16 @@ def test_demo_commands_alone_stay_silent_and_fire_after_the_wake_word():
     assert [d.label for d in default if d.time_s < first_wake] == [e["label"] for e in alone]
 
 
-def test_bench_measures_the_assistant_at_the_blobs_settings(assistant_run, shared_data, tmp_path):
+def test_bench_measures_the_assistant_at_the_blobs_settings(assistant_run, shared_data, tmp_path,
+                                                            monkeypatch):
     """hark bench's assistant section: the DET rows over the wake threshold at the blob's window
     and command threshold, the shipped row picked out, and a table that marks it."""
+    from hark.training import assistant_eval
     from hark.training.bench import assistant_figures, assistant_markdown
     _, run = assistant_run
+    evaluate, kept = assistant_eval.evaluate, []
+    monkeypatch.setattr(assistant_eval, "evaluate", lambda *a, **k: kept.append(
+        k["blob_thresholds"]) or evaluate(*a, **k))
     model = run / "assistant.hark"
     assert assistant_figures(model, shared_data, tmp_path / "none", tmp_path / "o")["skipped"]
     held_out = tmp_path / "eval"
@@ -420,6 +439,7 @@ def test_bench_measures_the_assistant_at_the_blobs_settings(assistant_run, share
     shipped = next(r for r in a["rows"] if r["threshold"] == 0.05)
     assert a["wake_recall"] == shipped["wake_recall"] and a["pairs"] >= 3
     assert a["wake_recall"] >= a["rows"][-1]["wake_recall"]      # lowest threshold hears most
+    assert kept == [True]            # the blob as shipped, its per-command thresholds too
     md = "\n".join(assistant_markdown(a))
     assert "0.05 (shipped)" in md and md.count("(shipped)") == 1
     assert (tmp_path / "out" / "det_wake.png").stat().st_size > 0

@@ -181,6 +181,15 @@ def measure_part(model, d, bank, wake, commands, wake_clips, splits, hours, pair
             "negatives": negatives, "negative_scores": neg_scores, **part}
 
 
+def setting_base(meta, blob_thresholds=False) -> dict:
+    """The blob meta whose detector the settings modify. The grid's command threshold holds for
+    every command, so a blob's own per-command thresholds (an earlier run's tuning) stay out of
+    it and out of the tuning, unless blob_thresholds (the blob as shipped: hark bench)."""
+    if blob_thresholds:
+        return meta
+    return dict(meta, detector=dict(meta.get("detector") or {}, thresholds={}))
+
+
 def part_rows(settings, part) -> list:
     """One row of figures per setting from measure_part's scores."""
     rows = []
@@ -319,7 +328,7 @@ def _wake_clips(eval_dir, wake):
 def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, seed=21,
              splits=TEST, settings=None, log=print, validation_eval=None, validation_hours=2.0,
              validation_seed=31, validation_splits=VALIDATION, command_eval=None,
-             command_seed=41, tune_commands=True) -> dict:
+             command_seed=41, tune_commands=True, blob_thresholds=False) -> dict:
     """The TEST part (wake phrases of eval_dir, real speech of `splits`) and, given
     validation_eval, the VALIDATION part through the firmware; the operating point is chosen
     on the validation rows and reported with the test row of the same setting. Given
@@ -327,7 +336,8 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     lists hold almost none), one more pairs stream of those after the wake phrase, reported at
     the operating point and never used to choose it. tune_commands: then per-command thresholds
     below the operating point's, chosen on the validation rows too (tune_command_thresholds),
-    and reported on the test part and that stream. Writes
+    and reported on the test part and that stream. blob_thresholds: keep the blob's own
+    per-command thresholds in every setting (hark bench: the blob as shipped). Writes
     out_dir/assistant_eval.json, .md and the DET curves det_wake.png (wake threshold) and
     det_command.png (the whole flow) of the test part."""
     settings = settings or settings_grid()
@@ -335,9 +345,7 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     out_dir.mkdir(parents=True, exist_ok=True)
     meta, _ = blobfile.read_blob(model)
     grammar = grammar_of(meta, model)
-    # the grid's command threshold holds for every command: a blob's own per-command
-    # thresholds (an earlier run's tuning) stay out of it and out of the tuning
-    grid_meta = dict(meta, detector=dict(meta.get("detector") or {}, thresholds={}))
+    grid_meta = setting_base(meta, blob_thresholds)
     wake = grammar["wake_word"]
     commands = [l for l in meta["labels"] if not l.startswith("_") and l != wake]
     d = ds.load_dataset(data_dir, require_labels=False)

@@ -298,7 +298,7 @@ def assistant_figures(path: Path, data_dir, eval_dir, out_dir, hours=ASSISTANT_H
     wake_thresholds = sorted(set(assistant_eval.THRESHOLDS) | {shipped[1]})
     settings = [(shipped[0], t, shipped[2]) for t in wake_thresholds]
     res = assistant_eval.evaluate(path, data_dir, eval_dir, out_dir, hours, pair_seconds, seed,
-                                  settings=settings, log=lambda _: None)
+                                  settings=settings, log=lambda _: None, blob_thresholds=True)
     row = res["rows"][settings.index(shipped)]
     own = {k: v for k, v in (det.get("thresholds") or {}).items() if k != wake}
     out = {"shipped_setting": dict(zip(("average_window_ms", "wake_threshold", "command_threshold"),
