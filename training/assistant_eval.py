@@ -22,6 +22,10 @@ The real lists hold almost no "on" or "off" (one each in the test list, none in 
 --command-eval adds one more pairs stream: the wake phrase, then a command from held-out
 synthetic voices (`hark synth --words "on:200,off:200" --voice-set holdout`), reported at the
 operating point and never used to choose it.
+
+At the operating point, each command may then get its own threshold below the point's, tuned
+on the validation part's stored score rows through the same firmware detector
+(tune_command_thresholds) and reported on the test part beside the point alone.
 """
 import argparse
 import json

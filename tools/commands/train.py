@@ -114,8 +114,10 @@ def register(sub):
     t = p.add_argument_group(
         "distillation from a pretrained speech teacher",
         "The teacher is Google's speech embedding (bundled by openwakeword==0.4.0, run with "
-        "onnxruntime) with a small head trained here on the run's real training clips. It "
-        "labels every training clip; the student learns from both labels (with --soft-weight "
+        "onnxruntime) with a small head trained here on the run's real training clips (and, "
+        "with --wake and --commands, the wake phrase's synthetic clips). It labels every "
+        "training clip (word parts of --tail-unknown stay _unknown_ by rule); the student "
+        "learns from both labels (with --soft-weight "
         "0 the teacher only judges synthetic clips: --teacher-filter). Embeddings are "
         "cached in ~/.cache/hark/teacher ($HARK_CACHE), so a rerun with the same seed is fast. "
         "Or --teacher-runs: hark's own wider runs, whose mean logits label every augmented "
