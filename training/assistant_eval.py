@@ -236,7 +236,8 @@ def tune_command_thresholds(model, part, meta, setting, wake, commands, board, t
     the change that hears the most commands of all pairs within both false-alarm budgets,
     until none hears more. Some commands are rarely fired in place of another (validation
     shows which): a lower threshold hears their weak real speakers. Thresholds only go down,
-    so no command gets harder to say. Returns ({command: threshold}, its figures on part)."""
+    so no command gets harder to say. Returns ({command: threshold}, the detector config with
+    them, its figures on part)."""
     base = sweep.detector_config(meta, setting, wake)
     own = {}
 
@@ -262,7 +263,7 @@ def tune_command_thresholds(model, part, meta, setting, wake, commands, board, t
             break
         own[c], best = t, f
         log(f"validation: {c} at {t:.2f} hears {f['command_hits']} commands")
-    return own, best
+    return own, config(own), best
 
 
 def window_averages(scores, output, window_ms) -> np.ndarray:
@@ -430,10 +431,8 @@ def _tuned(model, parts, synthetic, meta, setting, wake, commands, board, log) -
     """The operating point with per-command thresholds tuned on VALIDATION, measured on each
     stream's stored score rows through the firmware detector."""
     with tempfile.TemporaryDirectory(prefix="hark-assistant-") as tmp:
-        own, validation = tune_command_thresholds(model, parts["validation"], meta, setting, wake,
-                                                  commands, board, tmp, log)
-        config = sweep.detector_config(meta, setting, wake)
-        config["thresholds"].update(own)
+        own, config, validation = tune_command_thresholds(model, parts["validation"], meta,
+                                                          setting, wake, commands, board, tmp, log)
         out = {"average_window_ms": setting[0], "threshold": setting[1],
                "command_threshold": setting[2], "thresholds": own, "validation": validation,
                "test": stored_figures(model, parts["test"], [config], wake, board, tmp)[0]}

@@ -220,9 +220,11 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
         source_logits = {"real": teacher.logits([fit_clip(y) for y in real_audio]),
                          "synth": teacher.logits([fit_clip(y) for y in synth_audio])
                          if len(synth_audio) else None}
-        silence_logits = np.where(np.arange(len(labels)) == labels.index(ds.SILENCE), 10.0, 0.0)
+        def rule_logits(label):     # a near one-hot label the teacher is not asked for
+            return np.where(np.arange(len(labels)) == labels.index(label), 10.0, 0.0)
+        silence_logits = rule_logits(ds.SILENCE)
         # a word's head or tail is _unknown_ by rule: the teacher would hear the whole word
-        part_logits = np.where(np.arange(len(labels)) == labels.index(ds.UNKNOWN), 10.0, 0.0)
+        part_logits = rule_logits(ds.UNKNOWN)
     pending = []   # teacher-only clips waiting to be labelled, as (index in logits, clip)
 
     def flush():
