@@ -299,9 +299,8 @@ def test_miss_reasons_tell_a_wrong_command_from_a_low_score_and_a_quiet_wake():
         events += [{"label": "hey_hark", "start_s": k, "end_s": k + 0.2},
                    {"label": word, "start_s": k + 0.4, "end_s": k + 0.6}]
     found = [(0.2, "hey_hark"), (0.5, "yes"), (1.2, "hey_hark"), (1.5, "no"), (2.2, "hey_hark")]
-    part = {"pair_detections": [found], "pair_scores": scores, "output": output,
-            "pair_events": events}
-    m = miss_reasons(part, 0, labels, "hey_hark", (100, 0.5, 0.6))
+    part = {"pair_scores": scores, "output": output, "pair_events": events}
+    m = miss_reasons(part, found, labels, "hey_hark", (100, 0.5, 0.6))
     assert (m["pairs"], m["wake_missed"], m["wake_near"], m["wake_far"]) == (4, 1, 1, 0)
     assert (m["command_missed"], m["wrong_first"], m["command_far"], m["command_near"]) == (2, 1, 1, 0)
     assert m["command_over_threshold_not_fired"] == 0

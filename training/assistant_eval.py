@@ -139,50 +139,41 @@ def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALS
                                   r["threshold"])) if ok else None
 
 
-def _stream_detections(model, wav, rows, configs, board) -> tuple:
-    """wav through the firmware once (score rows into `rows`), then every detector config over
-    those rows: (the firmware's output format, the detections of each config)."""
-    output = sweep.firmware_scores(model, wav, rows, board, PAD_MS)
-    return output, sweep.detector_sweep(model, rows, configs, board)
-
-
-def measure_pairs(model, wake, wake_clips, command_clips, word_of, bank, seconds, seed, configs,
-                  board, tmp) -> dict:
-    """A pairs stream through the firmware: the pair scores of every detector config, with
-    the events, detections and score rows that miss_reasons reads."""
+def measure_pairs(model, wake_clips, command_clips, word_of, bank, seconds, seed, board,
+                  tmp) -> dict:
+    """A pairs stream through the firmware once: its events and score rows (stored_figures
+    scores them for every detector config; miss_reasons reads them)."""
     wav, rows = Path(tmp) / "stream.wav", Path(tmp) / "rows.bin"
     audio, events = pairs_stream(wake_clips, command_clips, bank, seconds, seed, word_of, wav)
     secs = len(audio) / RATE + PAD_MS / 1000
-    output, found = _stream_detections(model, wav, rows, configs, board)
+    output = sweep.firmware_scores(model, wav, rows, board, PAD_MS)
     scores = np.fromfile(rows, np.int8).reshape(-1, len(blobfile.read_blob(model)[0]["labels"]))
-    return {"pairs": [score_pairs(dets, events, wake, secs) for dets in found],
-            "pair_events": events, "pair_detections": found, "pair_scores": scores,
-            "pair_seconds": secs, "output": output, "minutes": secs / 60}
+    return {"pair_events": events, "pair_scores": scores, "pair_seconds": secs, "output": output,
+            "minutes": secs / 60}
 
 
-def measure_part(model, d, bank, wake, commands, wake_clips, splits, hours, pair_seconds, seed,
-                 configs, board, tmp, log=print, name="test") -> dict:
-    """One part's pairs stream and `hours` of negatives through the firmware: the pair scores
-    and the false wakes and commands of every detector config."""
+def measure_part(model, d, bank, commands, wake_clips, splits, hours, pair_seconds, seed, board,
+                 tmp, log=print, name="test") -> dict:
+    """One part's pairs stream and `hours` of negatives through the firmware once: their
+    events and score rows."""
     command_clips = [c.path for c in d.clips if c.word in commands and c.split in splits]
-    part = measure_pairs(model, wake, wake_clips, command_clips, {c.path: c.word for c in d.clips},
-                         bank, pair_seconds, seed, configs, board, tmp)
-    log(f"{name} pairs stream: {part['minutes']:.1f} min, {part['pairs'][0]['pairs']} pairs")
+    part = measure_pairs(model, wake_clips, command_clips, {c.path: c.word for c in d.clips},
+                         bank, pair_seconds, seed, board, tmp)
+    log(f"{name} pairs stream: {part['minutes']:.1f} min, {len(part['pair_events']) // 2} pairs")
     wav, rows = Path(tmp) / "stream.wav", Path(tmp) / "rows.bin"
-    negatives, neg_hours, neg_words, neg_scores = [], 0.0, 0, []
+    neg_hours, neg_words, neg_scores = 0.0, 0, []
     for h in range(int(np.ceil(hours))):
         audio, events = negatives_stream(d.root, 3600 * min(1.0, hours - h), seed + 1 + h,
                                          splits, wav)
         secs = len(audio) / RATE + PAD_MS / 1000
-        negatives.append([count_negatives(found, wake) for found in
-                          _stream_detections(model, wav, rows, configs, board)[1]])
+        sweep.firmware_scores(model, wav, rows, board, PAD_MS)
         neg_scores.append(np.fromfile(rows, np.int8))
         neg_hours += secs / 3600
         neg_words += len(events)
         log(f"{name} negatives stream {h + 1}: {secs / 60:.1f} min, {len(events)} words")
     return {"splits": list(splits), "seed": seed, "negative_hours": neg_hours,
             "negative_words": neg_words, "pair_stream_minutes": pair_seconds / 60,
-            "negatives": negatives, "negative_scores": neg_scores, **part}
+            "negative_scores": neg_scores, **part}
 
 
 def setting_base(meta, blob_thresholds=False) -> dict:
@@ -194,30 +185,23 @@ def setting_base(meta, blob_thresholds=False) -> dict:
     return dict(meta, detector=dict(meta.get("detector") or {}, thresholds={}))
 
 
-def part_rows(settings, part) -> list:
-    """One row of figures per setting from measure_part's scores."""
-    rows = []
-    for i, (window, thr, command_thr) in enumerate(settings):
-        wakes = sum(hour[i][0] for hour in part["negatives"])
-        cmds = sum(hour[i][1] for hour in part["negatives"])
-        rows.append({"average_window_ms": window, "threshold": thr,
-                     "command_threshold": command_thr, **part["pairs"][i],
-                     "false_wakes": wakes, "false_commands": cmds,
-                     "false_wakes_per_hour": wakes / part["negative_hours"],
-                     "false_commands_per_hour": cmds / part["negative_hours"]})
-    return rows
+def pair_detections(model, part, configs, board, tmp) -> list:
+    """The firmware Detector's detections of each config over a part's stored pairs score rows."""
+    rows = Path(tmp) / "rows.bin"
+    part["pair_scores"].tofile(rows)
+    return sweep.detector_sweep(model, rows, configs, board)
 
 
 def stored_figures(model, part, configs, wake, board, tmp) -> list:
-    """part_rows' figures (without the setting) of detector `configs` over the score rows a
-    part's streams left: the firmware Detector again, no audio (seconds per config-hour)."""
-    rows = Path(tmp) / "rows.bin"
-    part["pair_scores"].tofile(rows)
+    """The figures of detector `configs` over the score rows a part's streams left (the
+    firmware Detector, no audio: seconds per config-hour): the pairs' (score_pairs) and, unless
+    the part is a pairs stream only (--command-eval), the false wakes and commands."""
     out = [score_pairs(found, part["pair_events"], wake, part["pair_seconds"])
-           for found in sweep.detector_sweep(model, rows, configs, board)]
-    if "negative_scores" not in part:           # a pairs-only stream (--command-eval)
+           for found in pair_detections(model, part, configs, board, tmp)]
+    if "negative_scores" not in part:
         return out
-    wakes, cmds = np.zeros(len(configs)), np.zeros(len(configs))
+    rows = Path(tmp) / "rows.bin"
+    wakes, cmds = [0] * len(configs), [0] * len(configs)
     for scores in part["negative_scores"]:
         scores.tofile(rows)
         for i, found in enumerate(sweep.detector_sweep(model, rows, configs, board)):
@@ -225,8 +209,14 @@ def stored_figures(model, part, configs, wake, board, tmp) -> list:
             wakes[i] += w
             cmds[i] += c
     h = part["negative_hours"]
-    return [dict(r, false_wakes=int(w), false_commands=int(c), false_wakes_per_hour=w / h,
+    return [dict(r, false_wakes=w, false_commands=c, false_wakes_per_hour=w / h,
                  false_commands_per_hour=c / h) for r, w, c in zip(out, wakes, cmds)]
+
+
+def setting_rows(settings, figures) -> list:
+    """One row per (average window, wake threshold, command threshold) setting: its figures."""
+    return [{"average_window_ms": w, "threshold": t, "command_threshold": c, **f}
+            for (w, t, c), f in zip(settings, figures)]
 
 
 def tune_command_thresholds(model, part, meta, setting, wake, commands, board, tmp,
@@ -278,17 +268,16 @@ def window_averages(scores, output, window_ms) -> np.ndarray:
     return (sums[hi] - sums[lo]) / (hi - lo)[:, None] * output["scale"]
 
 
-def miss_reasons(part, index, labels, wake, setting, near=0.1) -> dict:
+def miss_reasons(part, found, labels, wake, setting, near=0.1) -> dict:
     """Why pairs are missed at one setting (average window, wake threshold, command
     threshold), from the firmware detector's detections and the window averages of the score
-    rows (part: measure_part's, index: the setting's place among its configs). Missed wake
+    rows (part: measure_part's, found: the setting's pair_detections). Missed wake
     phrases: their best average `near` the threshold or further below (or at
     it, under another label). Commands missed after a heard wake: a wrong command fired first
     (one per wake word), the right one's best average stayed under the threshold (near it or
     further), or it was over it but not fired (under another label in the average, or outside
     the command window: the grammar's timing)."""
     window, wake_thr, command_thr = setting
-    found = part["pair_detections"][index]
     avg = window_averages(part["pair_scores"], part["output"], window)
     t = np.arange(1, len(avg) + 1) * part["output"]["period_ms"] / 1000
     w = labels.index(wake)
@@ -372,34 +361,38 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     board = assistant_board()
     configs = [sweep.detector_config(grid_meta, s, wake) for s in settings]
     bank = ds.load_noise(d)
-    parts = {}
+    parts, extra = {}, None
     with tempfile.TemporaryDirectory(prefix="hark-assistant-") as tmp:
         if validation_eval is not None:
             parts["validation"] = measure_part(
-                model, d, bank, wake, commands, _wake_clips(validation_eval, wake),
-                validation_splits, validation_hours, pair_seconds, validation_seed, configs, board,
-                tmp, log, "validation")
-        parts["test"] = measure_part(model, d, bank, wake, commands, _wake_clips(eval_dir, wake),
-                                     splits, hours, pair_seconds, seed, configs, board, tmp, log,
-                                     "test")
+                model, d, bank, commands, _wake_clips(validation_eval, wake), validation_splits,
+                validation_hours, pair_seconds, validation_seed, board, tmp, log, "validation")
+        parts["test"] = measure_part(model, d, bank, commands, _wake_clips(eval_dir, wake),
+                                     splits, hours, pair_seconds, seed, board, tmp, log, "test")
         if command_eval is not None:
             wake_clips = _wake_clips(validation_eval or eval_dir, wake)
-            extra = measure_pairs(model, wake, wake_clips, synthetic, None, bank, pair_seconds,
-                                  command_seed, configs, board, tmp)
+            extra = measure_pairs(model, wake_clips, synthetic, None, bank, pair_seconds,
+                                  command_seed, board, tmp)
             log(f"synthetic commands pairs stream: {extra['minutes']:.1f} min, "
-                f"{extra['pairs'][0]['pairs']} pairs")
-    rows = {name: part_rows(settings, part) for name, part in parts.items()}
-    op, misses, tuned = None, None, None
-    if "validation" in rows:
-        chosen = operating_point(rows["validation"])
+                f"{len(extra['pair_events']) // 2} pairs")
+        rows = {name: setting_rows(settings, stored_figures(model, part, configs, wake, board,
+                                                             tmp))
+                for name, part in parts.items()}
+        op, misses, tuned = None, None, None
+        chosen = operating_point(rows["validation"]) if "validation" in rows else None
         if chosen is not None:
             i = rows["validation"].index(chosen)
             op = dict(rows["test"][i], validation=chosen)
-            misses = {name: miss_reasons(part, i, meta["labels"], wake, settings[i])
+            misses = {name: miss_reasons(part, pair_detections(model, part, [configs[i]], board,
+                                                               tmp)[0],
+                                         meta["labels"], wake, settings[i])
                       for name, part in parts.items()}
             if tune_commands:
-                tuned = _tuned(model, parts, extra if command_eval is not None else None,
-                               grid_meta, settings[i], wake, commands, board, log)
+                tuned = _tuned(model, parts, extra, grid_meta, settings[i], wake, commands, board,
+                               tmp, log)
+        if extra is not None:
+            extra_rows = setting_rows(settings, stored_figures(model, extra, configs, wake, board,
+                                                               tmp))
     test = parts["test"]
     result = {"model": os.path.relpath(model), "wake_word": wake, "commands": commands,
               "grammar": grammar, "data": os.path.relpath(data_dir),
@@ -419,26 +412,23 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
             "eval": os.path.relpath(command_eval), "wake_eval": os.path.relpath(
                 validation_eval or eval_dir), "seed": command_seed,
             "words": sorted({p.parent.name for p in synthetic}),
-            "rows": [{"average_window_ms": w, "threshold": t, "command_threshold": c, **pairs}
-                     for (w, t, c), pairs in zip(settings, extra["pairs"])]}
+            "rows": extra_rows}
     (out_dir / "assistant_eval.json").write_text(json.dumps(result, indent=1))
     (out_dir / "assistant_eval.md").write_text(table(result))
     plot(result, out_dir)
     return result
 
 
-def _tuned(model, parts, synthetic, meta, setting, wake, commands, board, log) -> dict:
+def _tuned(model, parts, synthetic, meta, setting, wake, commands, board, tmp, log) -> dict:
     """The operating point with per-command thresholds tuned on VALIDATION, measured on each
     stream's stored score rows through the firmware detector."""
-    with tempfile.TemporaryDirectory(prefix="hark-assistant-") as tmp:
-        own, config, validation = tune_command_thresholds(model, parts["validation"], meta,
-                                                          setting, wake, commands, board, tmp, log)
-        out = {"average_window_ms": setting[0], "threshold": setting[1],
-               "command_threshold": setting[2], "thresholds": own, "validation": validation,
-               "test": stored_figures(model, parts["test"], [config], wake, board, tmp)[0]}
-        if synthetic is not None:
-            out["synthetic_commands"] = stored_figures(model, synthetic, [config], wake, board,
-                                                       tmp)[0]
+    own, config, validation = tune_command_thresholds(model, parts["validation"], meta, setting,
+                                                      wake, commands, board, tmp, log)
+    out = {"average_window_ms": setting[0], "threshold": setting[1],
+           "command_threshold": setting[2], "thresholds": own, "validation": validation,
+           "test": stored_figures(model, parts["test"], [config], wake, board, tmp)[0]}
+    if synthetic is not None:
+        out["synthetic_commands"] = stored_figures(model, synthetic, [config], wake, board, tmp)[0]
     return out
 
 
