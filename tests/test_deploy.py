@@ -286,11 +286,13 @@ def test_build_only_over_budget_fails(tmp_path, capsys):
 
 @pytest.mark.parametrize("name, fits", [
     ("default", ["esp32-inmp441", "esp32s3", "rp2040", "pyboard"]),
+    ("esp32", ["esp32-inmp441", "esp32s3", "rp2040"]),
     ("wide", ["esp32s3", "rp2040"]),
 ])
 def test_shipped_models_fit_the_boards_the_readme_names(name, fits, tmp_path, capsys):
     """The README's "Which model for which board": the default fits every board profile; the
-    wide model only those with the RAM for it, and the others are told to use the default."""
+    esp32 and wide models only those with the RAM for them, and the others are told to use the
+    default."""
     for board in ("esp32-inmp441", "esp32s3", "rp2040", "pyboard"):
         result = in_process(capsys, "deploy", "--board", board, "--build-only",
                             "--model", MODELS_DIR / f"{name}.hark", "--build-dir", tmp_path / board)

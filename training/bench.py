@@ -1,6 +1,6 @@
 """`hark bench`: every published number of the shipped models, measured in one run.
 
-For each model in models/ (default, wide, dscnn, tiny_conv when present):
+For each model in models/ (default, esp32, wide, dscnn, tiny_conv when present):
 - accuracy on the dev test list: the float Keras model (models/<name>.keras when present),
   int8 in TFLite Micro with librosa features, and int8 with the device's integer front end
   (its numpy model, bit-exact with the firmware); per-class recall;
@@ -35,7 +35,7 @@ from . import evaluate, nonspeech, report, stream
 from .dataset import COMMANDS, SILENCE, UNKNOWN
 from .report import num, pct
 
-MODEL_NAMES = ("default", "wide", "dscnn", "tiny_conv")
+MODEL_NAMES = ("default", "esp32", "wide", "dscnn", "tiny_conv")
 ASSISTANT = "assistant"
 ASSISTANT_HOURS = 1.0            # real speech with no wake phrase, for false wakes/commands
 ASSISTANT_PAIR_SECONDS = 600     # wake phrase + command pairs

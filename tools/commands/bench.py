@@ -8,7 +8,7 @@ from hark.cli import HarkError
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "speech_commands"
 
 HELP = """\
-Measures every shipped model (models/default.hark, wide.hark, dscnn.hark, tiny_conv.hark, whichever exist)
+Measures every shipped model (models/default.hark, esp32.hark, wide.hark, dscnn.hark, tiny_conv.hark, whichever exist)
 in one run: accuracy on the dev test list (float Keras model when models/<name>.keras exists,
 int8 in TFLite Micro with librosa features and with the device's integer front end),
 per-class recall, params/bytes/arena/MACs, the real firmware in the MicroPython unix port on a

@@ -17,6 +17,7 @@ soft-reset the board.
 EXAMPLES = """\
 examples:
   hark deploy --board esp32-inmp441 --port /dev/ttyUSB0
+  hark deploy --board esp32-inmp441 --model models/esp32.hark # width 80: the most an ESP32 holds
   hark deploy --board rp2040 --model models/assistant.hark   # another model, same firmware
   hark deploy --board esp32s3 --model models/wide.hark       # width 96: more RAM, more commands heard
   hark deploy --board pyboard --build-only                   # budget report, no board needed
