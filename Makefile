@@ -122,15 +122,20 @@ DEFAULT_DETECTOR ?= --threshold 0.825
 # became `hark train`'s default (README, "Real unseen speakers"): pinned off so that each target
 # still reproduces what it ships or measured. `make train-default BEFORE_DC=` trains with it.
 BEFORE_DC ?= --dc-prob 0 --dc-silence-prob 0
+# A trained runs/NAME shipped as models/NAME.hark (blob name, detector settings): exported, refused
+# if it fires on edge audio (DC steps, noise), then its enrollment cohort and dev-list evaluation.
+define SHIP
+$(BIN)/hark export runs/$(1) --out runs/$(1)/$(1).hark --name $(2) $(3)
+$(BIN)/python -m hark.training.nonspeech runs/$(1)/$(1).hark --offsets
+$(BIN)/hark export runs/$(1) --out models/$(1).hark --name $(2) $(3)
+$(call COHORT_OF,$(1))
+$(BIN)/hark eval --model models/$(1).hark --data $(DATA) --json runs/$(1)/eval_int8.json --plot runs/$(1)/confusion_int8.png
+endef
 train-default: venv-dev
 	$(BIN)/hark train --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
 	  --family tcn --width 64 --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000 $(BEFORE_DC) \
 	  --seed 3 --out runs/default
-	$(BIN)/hark export runs/default --out runs/default/default.hark --name hark-tcn64-12 $(DEFAULT_DETECTOR)
-	$(BIN)/python -m hark.training.nonspeech runs/default/default.hark --offsets
-	$(BIN)/hark export runs/default --out models/default.hark --name hark-tcn64-12 $(DEFAULT_DETECTOR)
-	$(COHORT)
-	$(BIN)/hark eval --model models/default.hark --data $(DATA) --json runs/default/eval_int8.json --plot runs/default/confusion_int8.png
+	$(call SHIP,default,hark-tcn64-12,$(DEFAULT_DETECTOR))
 
 # A wider student for boards with the RAM for it (models/wide.hark: ESP32-S3, ESP32 with PSRAM;
 # not the ESP32 without PSRAM, the RP2040 or the pyboard): the default's recipe at width 96 with
@@ -145,11 +150,7 @@ M_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/sy
 WIDE_DETECTOR ?= --threshold 0.825
 train-wide: venv-dev
 	$(BIN)/hark train $(M_RECIPE) --width 96 --seed $(WIDE_SEED) --out runs/wide
-	$(BIN)/hark export runs/wide --out runs/wide/wide.hark --name hark-tcn96-12 $(WIDE_DETECTOR)
-	$(BIN)/python -m hark.training.nonspeech runs/wide/wide.hark --offsets
-	$(BIN)/hark export runs/wide --out models/wide.hark --name hark-tcn96-12 $(WIDE_DETECTOR)
-	$(call COHORT_OF,wide)
-	$(BIN)/hark eval --model models/wide.hark --data $(DATA) --json runs/wide/eval_int8.json --plot runs/wide/confusion_int8.png
+	$(call SHIP,wide,hark-tcn96-12,$(WIDE_DETECTOR))
 
 # The largest student the ESP32 without PSRAM holds (models/esp32.hark, 105 of its 107 KB by
 # `hark deploy`'s estimate; not the pyboard): width 80 on recipe M with class size 1100 and the
@@ -162,11 +163,7 @@ ESP32_DETECTOR ?= --threshold 0.8
 train-esp32: venv-dev
 	test -d data/synth/voices_plenty || $(PLENTY_VOICES)
 	$(BIN)/hark train $(CS_RECIPE) --width 80 --seed $(ESP32_SEED) --out runs/esp32
-	$(BIN)/hark export runs/esp32 --out runs/esp32/esp32.hark --name hark-tcn80-12 $(ESP32_DETECTOR)
-	$(BIN)/python -m hark.training.nonspeech runs/esp32/esp32.hark --offsets
-	$(BIN)/hark export runs/esp32 --out models/esp32.hark --name hark-tcn80-12 $(ESP32_DETECTOR)
-	$(call COHORT_OF,esp32)
-	$(BIN)/hark eval --model models/esp32.hark --data $(DATA) --json runs/esp32/eval_int8.json --plot runs/esp32/confusion_int8.png
+	$(call SHIP,esp32,hark-tcn80-12,$(ESP32_DETECTOR))
 
 # Speaker-grouped cross-validation of the recipes: espeak-ng/flite/festival voices only, with the speech
 # teacher (its soft labels as they are and corrected), with the new voice families, both, the

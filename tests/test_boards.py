@@ -299,3 +299,25 @@ def test_host_enroll_name_rule_is_the_firmwares(mpy):
     r = mpy(code, json.dumps(ENROLL_NAMES))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [boards.enroll_name_ok(w) for w in ENROLL_NAMES]
+
+
+@pytest.mark.parametrize("name", ["default", "esp32", "wide"])
+def test_make_train_target_reproduces_the_shipped_recipe(name):
+    """`make train-<name>`'s `hark train` line (as make expands it) trains what
+    models/<name>.train.json records: a shipped model can be made again from the Makefile."""
+    import shlex
+    import subprocess
+    from hark.cli import build_parser
+    out = subprocess.run(["make", "-n", "-s", f"train-{name}"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.replace("\\\n", " ")
+    line = next(l for l in out.splitlines() if "hark train " in l)
+    words = shlex.split(line)
+    args = build_parser().parse_args(words[words.index("train"):])
+    cfg = json.loads((REPO / "models" / f"{name}.train.json").read_text())["config"]
+    for key in ("family", "width", "seed", "class_size", "synth", "shift_ms", "unknown_weight",
+                "mic_prob", "epochs", "views", "real_share", "synth_ratio"):
+        assert getattr(args, key) == cfg[key], key
+    # recorded only since the option existed; the default was trained before, without it
+    for key in ("dc_prob", "dc_silence_prob"):
+        assert getattr(args, key) == cfg.get(key, 0.0), key
+    assert args.fmax == cfg["spec"]["fmax"]
