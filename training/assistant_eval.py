@@ -383,8 +383,8 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
         if chosen is not None:
             i = rows["validation"].index(chosen)
             op = dict(rows["test"][i], validation=chosen)
-            misses = {name: miss_reasons(part, pair_detections(model, part, [configs[i]], board,
-                                                               tmp)[0],
+            at = [configs[i]]
+            misses = {name: miss_reasons(part, pair_detections(model, part, at, board, tmp)[0],
                                          meta["labels"], wake, settings[i])
                       for name, part in parts.items()}
             if tune_commands:
