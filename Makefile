@@ -225,7 +225,7 @@ crossval-distil: crossval-width
 # Training-only changes to the default's recipe at width 64 (nothing the board sees): 80 epochs
 # instead of 40, 6 augmented views instead of 3, SpecAugment time masking (2 spans of up to 100 ms);
 # 3 seeds each, ~4 min per fold (README, "Real unseen speakers": none beats the recipe). Then the
-# class size 1100 with the plentiful commands' new voices (CS_RECIPE) at widths 64 and 80.
+# class size 1100 with the plentiful commands' new voices (CS_RECIPE) at widths 64, 80 and 96.
 CS_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
 	  data/synth/voices_plenty $(TCN_FLAGS) --class-size 1100
 crossval-training: venv-dev
@@ -237,6 +237,8 @@ crossval-training: venv-dev
 	  $(CS_RECIPE) --width 64
 	$(CROSSVAL) --out runs/cv/W80_M_CS1100 --name "recipe M + class size 1100 + plentiful commands' new voices, width 80" -- \
 	  $(CS_RECIPE) --width 80
+	$(CROSSVAL) --out runs/cv/W96_M_CS1100 --name "recipe M + class size 1100 + plentiful commands' new voices, width 96" -- \
+	  $(CS_RECIPE) --width 96
 
 # The enrollment cohort beside a model (other speakers' words whose device MFCC frames calibrate
 # an enrolled word's threshold on the board; the frames are quantised with the model's input
