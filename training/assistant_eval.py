@@ -185,10 +185,10 @@ def setting_base(meta, blob_thresholds=False) -> dict:
     return dict(meta, detector=dict(meta.get("detector") or {}, thresholds={}))
 
 
-def pair_detections(model, part, configs, board, tmp) -> list:
-    """The firmware Detector's detections of each config over a part's stored pairs score rows."""
+def detections(model, scores, configs, board, tmp) -> list:
+    """The firmware Detector's detections of each config over stored score rows."""
     rows = Path(tmp) / "rows.bin"
-    part["pair_scores"].tofile(rows)
+    scores.tofile(rows)
     return sweep.detector_sweep(model, rows, configs, board)
 
 
@@ -197,14 +197,12 @@ def stored_figures(model, part, configs, wake, board, tmp) -> list:
     firmware Detector, no audio: seconds per config-hour): the pairs' (score_pairs) and, unless
     the part is a pairs stream only (--command-eval), the false wakes and commands."""
     out = [score_pairs(found, part["pair_events"], wake, part["pair_seconds"])
-           for found in pair_detections(model, part, configs, board, tmp)]
+           for found in detections(model, part["pair_scores"], configs, board, tmp)]
     if "negative_scores" not in part:
         return out
-    rows = Path(tmp) / "rows.bin"
     wakes, cmds = [0] * len(configs), [0] * len(configs)
     for scores in part["negative_scores"]:
-        scores.tofile(rows)
-        for i, found in enumerate(sweep.detector_sweep(model, rows, configs, board)):
+        for i, found in enumerate(detections(model, scores, configs, board, tmp)):
             w, c = count_negatives(found, wake)
             wakes[i] += w
             cmds[i] += c
@@ -271,7 +269,7 @@ def window_averages(scores, output, window_ms) -> np.ndarray:
 def miss_reasons(part, found, labels, wake, setting, near=0.1) -> dict:
     """Why pairs are missed at one setting (average window, wake threshold, command
     threshold), from the firmware detector's detections and the window averages of the score
-    rows (part: measure_part's, found: the setting's pair_detections). Missed wake
+    rows (part: measure_part's, found: the setting's detections over its pairs). Missed wake
     phrases: their best average `near` the threshold or further below (or at
     it, under another label). Commands missed after a heard wake: a wrong command fired first
     (one per wake word), the right one's best average stayed under the threshold (near it or
@@ -383,9 +381,9 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
         if chosen is not None:
             i = rows["validation"].index(chosen)
             op = dict(rows["test"][i], validation=chosen)
-            at = [configs[i]]
-            misses = {name: miss_reasons(part, pair_detections(model, part, at, board, tmp)[0],
-                                         meta["labels"], wake, settings[i])
+            found = {name: detections(model, part["pair_scores"], [configs[i]], board, tmp)[0]
+                     for name, part in parts.items()}
+            misses = {name: miss_reasons(part, found[name], meta["labels"], wake, settings[i])
                       for name, part in parts.items()}
             if tune_commands:
                 tuned = _tuned(model, parts, extra, grid_meta, settings[i], wake, commands, board,
