@@ -320,4 +320,6 @@ def test_make_train_target_reproduces_the_shipped_recipe(name):
     # recorded only since the option existed; the default was trained before, without it
     for key in ("dc_prob", "dc_silence_prob"):
         assert getattr(args, key) == cfg.get(key, 0.0), key
+    for key in ("teacher", "teacher_extra", "teacher_correct", "soft_weight", "temperature"):
+        assert getattr(args, key) == cfg[key], key
     assert args.fmax == cfg["spec"]["fmax"]
