@@ -242,6 +242,8 @@ crossval-training: venv-dev
 	  $(CS_RECIPE) --width 80
 	$(CROSSVAL) --out runs/cv/W96_M_CS1100 --name "recipe M + class size 1100 + plentiful commands' new voices, width 96" -- \
 	  $(CS_RECIPE) --width 96
+	$(CROSSVAL) --out runs/cv/W64_CS_H --name "class size 1100 recipe, width 64 + teacher (word errors corrected)" -- \
+	  $(CS_RECIPE) --width 64 --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
 	$(CROSSVAL) --out runs/cv/W80_CS_H --name "class size 1100 recipe, width 80 + teacher (word errors corrected)" -- \
 	  $(CS_RECIPE) --width 80 --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
 
