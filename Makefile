@@ -146,6 +146,8 @@ WIDE_SEED ?= 0
 # The tcn recipe's flags but its width (the default's 64, the wide model's 96), and recipe M: them
 # on the shipped synthetic speech + the new voice families' on/off.
 TCN_FLAGS = --family tcn --shift-ms 250 --unknown-weight 2 --mic-prob 0.5 --fmax 8000
+# the speech teacher's soft labels, word errors corrected, and 1,000 teacher-only clips per view
+TEACHER_WORDS = --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
 M_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands $(TCN_FLAGS)
 WIDE_DETECTOR ?= --threshold 0.825
 train-wide: venv-dev
@@ -161,7 +163,7 @@ train-wide: venv-dev
 # speakers"). `make train-esp32 ESP32_TEACHER= ESP32_DETECTOR="--threshold 0.8"` trains the
 # undistilled model shipped before it.
 ESP32_SEED ?= 1
-ESP32_TEACHER ?= --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
+ESP32_TEACHER ?= $(TEACHER_WORDS)
 ESP32_DETECTOR ?= --threshold 0.875
 train-esp32: venv-dev
 	test -d data/synth/voices_plenty || $(PLENTY_VOICES)
@@ -187,13 +189,13 @@ crossval: venv-dev
 	$(CROSSVAL) --out runs/cv/D_teacher_correct --name "same, soft labels corrected (all)" -- \
 	  $(RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct all
 	$(CROSSVAL) --out runs/cv/F_teacher_correct_words --name "same, soft labels corrected (words)" -- \
-	  $(RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
+	  $(RECIPE) $(TEACHER_WORDS)
 	$(CROSSVAL) --out runs/cv/G_new_voices --name "+ new voice families (MBROLA, RHVoice, Pico, Kokoro)" -- \
 	  $(VOICES_RECIPE)
 	$(CROSSVAL) --out runs/cv/I_new_voices_onoff --name "+ new voice families' on/off only" -- \
 	  $(M_RECIPE) --width 64 $(BEFORE_DC)
 	$(CROSSVAL) --out runs/cv/H_new_voices_teacher --name "+ new voice families + teacher (word errors corrected)" -- \
-	  $(VOICES_RECIPE) --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
+	  $(VOICES_RECIPE) $(TEACHER_WORDS)
 	$(CROSSVAL) --out runs/cv/J_teacher_filter --name "G + teacher as judge (synthetic clips below 0.3 dropped)" -- \
 	  $(VOICES_RECIPE) --teacher oww-embedding --soft-weight 0 --teacher-filter 0.3
 	$(CROSSVAL) --out runs/cv/K_random_drop --name "G with 40 % of the synthetic clips at random (control for J)" -- \
@@ -212,7 +214,7 @@ crossval-width: venv-dev
 	$(CROSSVAL5) --out runs/cv/W96_M --name "recipe M, width 96" -- $(M_RECIPE) --width 96
 	$(CROSSVAL) --out runs/cv/W128_M --name "recipe M, width 128" -- $(M_RECIPE) --width 128
 	$(CROSSVAL) --out runs/cv/W96_H --name "width 96 + teacher, word errors corrected" -- $(M_RECIPE) --width 96 \
-	  --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
+	  $(TEACHER_WORDS)
 
 # Distillation from hark's own wider runs (`hark train --teacher-runs`): recipe M at width 64
 # taught by the mean logits of crossval-width's runs of the same fold (width 128 seeds 0-2, width 96
@@ -228,7 +230,8 @@ crossval-distil: crossval-width
 # Training-only changes to the default's recipe at width 64 (nothing the board sees): 80 epochs
 # instead of 40, 6 augmented views instead of 3, SpecAugment time masking (2 spans of up to 100 ms);
 # 3 seeds each, ~4 min per fold (README, "Real unseen speakers": none beats the recipe). Then the
-# class size 1100 with the plentiful commands' new voices (CS_RECIPE) at widths 64, 80 and 96.
+# class size 1100 with the plentiful commands' new voices (CS_RECIPE) at widths 64, 80 and 96, and at
+# 64 and 80 with the speech teacher (TEACHER_WORDS).
 CS_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
 	  data/synth/voices_plenty $(TCN_FLAGS) --class-size 1100
 crossval-training: venv-dev
@@ -243,9 +246,9 @@ crossval-training: venv-dev
 	$(CROSSVAL) --out runs/cv/W96_M_CS1100 --name "recipe M + class size 1100 + plentiful commands' new voices, width 96" -- \
 	  $(CS_RECIPE) --width 96
 	$(CROSSVAL) --out runs/cv/W64_CS_H --name "class size 1100 recipe, width 64 + teacher (word errors corrected)" -- \
-	  $(CS_RECIPE) --width 64 --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
+	  $(CS_RECIPE) --width 64 $(TEACHER_WORDS)
 	$(CROSSVAL) --out runs/cv/W80_CS_H --name "class size 1100 recipe, width 80 + teacher (word errors corrected)" -- \
-	  $(CS_RECIPE) --width 80 --teacher oww-embedding --teacher-extra 1000 --teacher-correct words
+	  $(CS_RECIPE) --width 80 $(TEACHER_WORDS)
 
 # The enrollment cohort beside a model (other speakers' words whose device MFCC frames calibrate
 # an enrolled word's threshold on the board; the frames are quantised with the model's input
