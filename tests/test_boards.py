@@ -315,11 +315,8 @@ def test_make_train_target_reproduces_the_shipped_recipe(name):
     args = build_parser().parse_args(words[words.index("train"):])
     cfg = json.loads((REPO / "models" / f"{name}.train.json").read_text())["config"]
     for key in ("family", "width", "seed", "class_size", "synth", "shift_ms", "unknown_weight",
-                "mic_prob", "epochs", "views", "real_share", "synth_ratio"):
-        assert getattr(args, key) == cfg[key], key
-    # recorded only since the option existed; the default was trained before, without it
-    for key in ("dc_prob", "dc_silence_prob"):
-        assert getattr(args, key) == cfg.get(key, 0.0), key
-    for key in ("teacher", "teacher_extra", "teacher_correct", "soft_weight", "temperature"):
+                "mic_prob", "epochs", "views", "real_share", "synth_ratio", "dc_prob",
+                "dc_silence_prob", "teacher", "teacher_extra", "teacher_correct", "soft_weight",
+                "temperature"):
         assert getattr(args, key) == cfg[key], key
     assert args.fmax == cfg["spec"]["fmax"]
