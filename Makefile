@@ -118,8 +118,9 @@ synth: venv-dev system-deps synth-deps
 # hark.training.nonspeech), starting on the pyboard with 8 KB to spare (seeds 2 and 3 need 240
 # and 832 B more heap at start-up: tests/test_qemu.py), then the validation list and the
 # validation-speaker stream; the threshold is the highest-recall 500 ms setting with no more
-# false accepts on that stream than the previous default at its own (40 FA/h). The previous default (recipe I, seed 3, 0.825) is in
-# git history; `make train-default DEFAULT_TEACHER=` trains this recipe without the teacher.
+# false accepts on that stream than the previous default at its own (40 FA/h). The previous
+# default (recipe I, seed 3, 0.825) is in git history; `make train-default DEFAULT_TEACHER=`
+# trains this recipe without the teacher.
 DEFAULT_SEED ?= 1
 DEFAULT_TEACHER ?= $(TEACHER_WORDS)
 DEFAULT_DETECTOR ?= --threshold 0.875
@@ -236,9 +237,9 @@ crossval-distil: crossval-width
 
 # Training-only changes to the default's recipe at width 64 (nothing the board sees): 80 epochs
 # instead of 40, 6 augmented views instead of 3, SpecAugment time masking (2 spans of up to 100 ms);
-# 3 seeds each, ~4 min per fold (README, "Real unseen speakers": none beats the recipe). Then the
-# class size 1100 with the plentiful commands' new voices (CS_RECIPE) at widths 64, 80 and 96, and at
-# 64 and 80 with the speech teacher (TEACHER_WORDS).
+# 3 seeds each, ~4 min per fold (README, "Real unseen speakers": none beats the recipe). Then
+# the class size 1100 with the plentiful commands' new voices (CS_RECIPE) at widths 64, 80 and
+# 96, and at 64 and 80 with the speech teacher (TEACHER_WORDS).
 CS_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
 	  data/synth/voices_plenty $(TCN_FLAGS) --class-size 1100
 crossval-training: venv-dev
