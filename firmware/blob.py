@@ -8,11 +8,6 @@ import struct
 
 import micropython
 
-try:
-    from binascii import crc32 as _crc32_native
-except ImportError:
-    _crc32_native = None
-
 MAGIC = b"HARK"
 VERSION = 3
 TYPECODES = "bBhHiI"
@@ -24,34 +19,54 @@ class BlobError(ValueError):
     pass
 
 
-_table = None
+@micropython.viper
+def crc32_start(state: ptr32):
+    """state (array "I" of 17): the CRC-32 (zlib's) so far in [0], 0 now, then its table for
+    four bits at a time (uzlib's, as binascii.crc32's)."""
+    poly = uint(0xEDB88320)
+    for n in range(16):
+        c = uint(n)
+        for _ in range(4):
+            if c & 1:
+                c = (c >> 1) ^ poly
+            else:
+                c = c >> 1
+        state[n + 1] = c
+    state[0] = 0
 
 
 @micropython.viper
-def _crc32_update(buf: ptr8, n: int, crc: uint, table: ptr32) -> uint:
-    # reflected CRC-32, one table lookup per byte; values stay < 2**32 on 64-bit ports too
-    c = uint(crc)
+def crc32_update(buf: ptr8, n: int, state: ptr32):
+    """Continue the CRC-32 in state over n bytes of buf. The value stays in the array, never a
+    Python int: on 32-bit ports an int >= 2**30 is a heap object, binascii.crc32's running
+    values are one or not as the file's bytes fall, and a stale one the conservative GC keeps
+    would move where the weights land (and the smallest heap that starts) with the model's
+    values (QEMU: 84,784 to 85,616 B for the same model with its weight bytes shuffled)."""
+    t = ptr32(int(state) + 4)
+    c = uint(state[0]) ^ uint(0xFFFFFFFF)
     i = 0
     while i < n:
-        c = uint(table[(c ^ uint(buf[i])) & 0xFF]) ^ (c >> 8)
+        c ^= uint(buf[i])
+        c = uint(t[c & 15]) ^ (c >> 4)
+        c = uint(t[c & 15]) ^ (c >> 4)
         i += 1
-    return c
+    state[0] = c ^ uint(0xFFFFFFFF)
 
 
-def crc32_fallback(data, crc=0):
-    """binascii.crc32 for ports without it (zlib polynomial)."""
-    global _table
-    if _table is None:
-        _table = array.array("I", range(256))
-        for n in range(256):
-            c = n
-            for _ in range(8):
-                c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-            _table[n] = c
-    return _crc32_update(data, len(data), crc ^ 0xFFFFFFFF, _table) ^ 0xFFFFFFFF
+@micropython.viper
+def crc32_half(state: ptr32, high: int) -> int:
+    """The CRC's low or high 16 bits: a small int on every port."""
+    c = uint(state[0])
+    return int(c >> 16) if high else int(c & 0xFFFF)
 
 
-crc32 = _crc32_native or crc32_fallback
+def crc32(data, crc=0):
+    """binascii.crc32 (for ports without binascii, and the tests' check of the loader's)."""
+    state = array.array("I", range(17))
+    crc32_start(state)
+    state[0] = crc
+    crc32_update(data, len(data), state)
+    return state[0]
 
 
 class Blob:
@@ -126,12 +141,10 @@ def _dct(read, count, fail):
     return m
 
 
-def load(path, crc_fn=None, skip=()):
+def load(path, skip=()):
     """Read and validate a blob; raises BlobError naming the file, the problem and the fix.
     Arrays whose names start with a prefix in `skip` are not read (e.g. the windowed plan of a
     model that streams: 1.4 KB less at the start-up peak)."""
-    crc_fn = crc_fn or crc32
-
     def fail(what):
         raise BlobError("%s: %s" % (path, what))
 
@@ -156,19 +169,17 @@ def load(path, crc_fn=None, skip=()):
         # CRC before the version (streamed through a small buffer): a flipped bit anywhere,
         # the version field included, is reported as corruption
         chunk = bytearray(256)
-        crc = 0
+        crc = array.array("I", range(17))
+        crc32_start(crc)
         left = total - 16
         while left > 0:
             n = f.readinto(chunk) if left >= 256 else f.readinto(memoryview(chunk)[:left])
             if not n:
                 fail("file is truncated while reading; %s" % FIX)
-            crc = crc_fn(memoryview(chunk)[:n], crc)
+            crc32_update(chunk, n, crc)
             left -= n
-        if crc & 0xFFFF != want_lo or (crc >> 16) & 0xFFFF != want_hi:
+        if crc32_half(crc, 0) != want_lo or crc32_half(crc, 1) != want_hi:
             fail("CRC-32 mismatch (file corrupted); %s and copy it again" % FIX)
-        # the running CRC is a heap int whenever it is >= 2**30 (3 chunks in 4, as the file's
-        # bytes fall): collect that garbage now, or where the next collect comes (and so where
-        # the weights land) would depend on the model's values
         del chunk, crc
         gc.collect()
         if version != VERSION:

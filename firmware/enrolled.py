@@ -28,7 +28,7 @@ def model_crc(model):
 def crc32(data, crc=0):
     try:
         from binascii import crc32 as native
-    except ImportError:     # a port built without it: the loader's own (viper, table-driven)
+    except ImportError:     # a port built without it: the loader's own (viper)
         from blob import crc32 as native
     return native(data, crc)
 

@@ -182,12 +182,14 @@ def test_device_reader_errors(kind, tmp_path, mpy):
         assert w in r.stdout, (kind, r.stdout)
 
 
-def test_device_crc_fallback_matches_binascii(mpy):
+def test_device_crc_matches_binascii(mpy):
+    """The loader's CRC (kept as two 16-bit halves, never a heap int) is zlib's, also continued."""
     r = mpy("import binascii, blob\n"
             "d = bytes(range(256)) * 5 + b'hark'\n"
-            "print(blob.crc32_fallback(d) == binascii.crc32(d),"
-            " blob.crc32_fallback(d[7:], blob.crc32_fallback(d[:7])) == binascii.crc32(d))")
-    assert r.stdout.split() == ["True", "True"], r.stdout + r.stderr
+            "print(blob.crc32(d) == binascii.crc32(d),"
+            " blob.crc32(d[7:], blob.crc32(d[:7])) == binascii.crc32(d),"
+            " blob.crc32(b'') == 0, blob.crc32(b'\\xff' * 3) == binascii.crc32(b'\\xff' * 3))")
+    assert r.stdout.split() == ["True"] * 4, r.stdout + r.stderr
 
 
 SHIPPED = sorted(p.with_suffix("") for p in (REPO / "models").glob("*.tflite")
