@@ -41,7 +41,7 @@ def crc32_update(buf: ptr8, n: int, state: ptr32):
     Python int: on 32-bit ports an int >= 2**30 is a heap object, binascii.crc32's running
     values are one or not as the file's bytes fall, and a stale one the conservative GC keeps
     would move where the weights land (and the smallest heap that starts) with the model's
-    values (QEMU: 84,784 to 85,616 B for the same model with its weight bytes shuffled)."""
+    values (QEMU: 84,768 to 85,664 B for the default model with its weight bytes shuffled)."""
     t = ptr32(int(state) + 4)
     c = uint(state[0]) ^ uint(0xFFFFFFFF)
     i = 0
