@@ -183,7 +183,7 @@ def test_device_reader_errors(kind, tmp_path, mpy):
 
 
 def test_device_crc_matches_binascii(mpy):
-    """The loader's CRC (kept as two 16-bit halves, never a heap int) is zlib's, also continued."""
+    """The loader's CRC (its value kept in an array, never a heap int) is zlib's, also continued."""
     r = mpy("import binascii, blob\n"
             "d = bytes(range(256)) * 5 + b'hark'\n"
             "print(blob.crc32(d) == binascii.crc32(d),"
