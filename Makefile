@@ -116,8 +116,8 @@ synth: venv-dev system-deps synth-deps
 # teacher (DEFAULT_TEACHER; `make crossval-training` W64_CS_H; licence: models/MODEL_CARD.md).
 # Seed DEFAULT_SEED of four: quiet on edge audio (seed 0 is not: tests/test_edge_audio.py,
 # hark.training.nonspeech), starting on the pyboard with 8 KB to spare (seeds 2 and 3 needed 240
-# and 832 B more heap at start-up with the loader's CRC then: README), then the validation list and the
-# validation-speaker stream; the threshold is the highest-recall 500 ms setting with no more
+# and 832 B more heap at start-up with the loader's CRC then: README), then the validation list
+# and the validation-speaker stream; the threshold is the highest-recall 500 ms setting with no more
 # false accepts on that stream than the previous default at its own (40 FA/h). The previous
 # default (recipe I, seed 3, 0.825) is in git history; `make train-default DEFAULT_TEACHER=`
 # trains this recipe without the teacher.
