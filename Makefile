@@ -259,6 +259,8 @@ crossval-training: venv-dev
 	  $(CS_RECIPE) --width 80 $(TEACHER_WORDS)
 	$(CROSSVAL) --out runs/cv/W96_CS_H --name "class size 1100 recipe, width 96 + teacher (word errors corrected)" -- \
 	  $(CS_RECIPE) --width 96 $(TEACHER_WORDS)
+	$(CROSSVAL) --out runs/cv/W64_CS_H_SW09 --name "class size 1100 recipe, width 64 + teacher (word errors corrected), soft weight 0.9" -- \
+	  $(CS_RECIPE) --width 64 $(TEACHER_WORDS) --soft-weight 0.9
 
 # The enrollment cohort beside a model (other speakers' words whose device MFCC frames calibrate
 # an enrolled word's threshold on the board; the frames are quantised with the model's input
