@@ -19,7 +19,7 @@ def exported(shared_data, tmp_path_factory):
     with redirect_stdout(out):
         assert main(["train", "--data", str(shared_data), "--out", str(run), "--epochs", "2",
                      "--max-per-word", "6", "--views", "1", "--family", "tcn",
-                     "--dc-prob", "0.2", "--dc-silence-prob", "0.4", "--n-mfcc", "13"]) == 0
+                     "--average-epochs", "2", "--dc-prob", "0.2", "--dc-silence-prob", "0.4", "--n-mfcc", "13"]) == 0
     TRAIN_STDOUT.append(out.getvalue())
     assert main(["export", str(run), "--out", str(run / "tiny.hark")]) == 0
     return run
@@ -30,9 +30,23 @@ def test_train_shows_time_left_and_the_files_it_wrote(exported):
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert len(epochs) == 2 and all("s/epoch" in line for line in epochs)
     assert epochs[0].endswith("left)") and epochs[1].endswith("0 s left)")
+    averaged = [line for line in lines if line.startswith("mean of the last 2 epochs' weights")]
+    assert len(averaged) == 1 and "(best epoch " in averaged[0]
     wrote = next(line for line in lines if line.startswith("wrote in "))
     for name in ("model.keras", "config.json", "metrics.json", "history.png"):
         assert name in wrote
+
+
+def test_weight_average_is_the_mean_in_each_arrays_dtype():
+    from hark.training.train import add_weights, mean_weights
+    epochs = [[np.full((2, 2), v, np.float32), np.array([v], np.uint32)] for v in (1, 2, 6)]
+    summed = None
+    for weights in epochs:
+        summed = add_weights(summed, weights)
+    mean = mean_weights(summed, 3)
+    assert mean[0].dtype == np.float32 and np.all(mean[0] == 3.0)
+    assert mean[1].dtype == np.uint32 and mean[1][0] == 6   # a seed state: the latest, not a mean
+    assert np.all(epochs[0][0] == 1)                         # the epochs' arrays are not changed
 
 
 def test_run_directory_has_everything(exported):
@@ -47,6 +61,8 @@ def test_run_directory_has_everything(exported):
     meta, _ = blob.read_blob(exported / "tiny.hark")
     assert meta["model"]["input"]["shape"][-1] == 13
     assert (config["dc_prob"], config["dc_silence_prob"]) == (0.2, 0.4)  # augmentation recorded
+    assert config["average_epochs"] == 2
+    assert 0 <= json.loads((exported / "history.json").read_text())["averaged_val_accuracy"] <= 1
 
 
 def test_eval_json_and_plot(exported, shared_data, capsys):

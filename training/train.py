@@ -39,6 +39,8 @@ class TrainConfig:
     width: int = 0                      # tcn channels; 0 = family default
     labels: list = field(default_factory=lambda: list(ds.LABELS))
     epochs: int = 40
+    average_epochs: int = 0             # keep the mean of the last N epochs' weights (0: the best
+                                        # validation epoch's)
     batch_size: int = 100
     learning_rate: float = 3e-3
     seed: int = 0
@@ -335,6 +337,23 @@ def episode_pool(cfg, sources, noise, spec):
     return pool
 
 
+def add_weights(summed, weights):
+    """Running sum of a model's float weights (BatchNorm statistics too); other arrays (a seed
+    generator's state) keep their latest value."""
+    if summed is None:
+        return [np.array(w, dtype=np.float64) if _is_float(w) else w for w in weights]
+    return [s + w if _is_float(w) else w for s, w in zip(summed, weights)]
+
+
+def mean_weights(summed, n: int):
+    """The weights of `n` epochs averaged, each array back in its own dtype."""
+    return [(s / n).astype(np.float32) if _is_float(s) else s for s in summed]
+
+
+def _is_float(array) -> bool:
+    return np.issubdtype(np.asarray(array).dtype, np.floating)
+
+
 def _duration(seconds: float) -> str:
     minutes, sec = divmod(int(round(seconds)), 60)
     return f"{minutes} min {sec:02d} s" if minutes else f"{sec} s"
@@ -456,7 +475,7 @@ def train(cfg: TrainConfig) -> dict:
                           cfg.embedding_shots)
         history["embedding_loss"], history["embedding_scale"] = [], []
         order_rng = np.random.default_rng([cfg.seed, 16])
-    best, best_weights = -1.0, None
+    best, best_weights, summed = -1.0, None, None
     fit_start = time.time()
     for epoch in range(cfg.epochs):
         view = epoch % cfg.views  # each epoch sees a different augmentation of every example
@@ -479,7 +498,16 @@ def train(cfg: TrainConfig) -> dict:
               flush=True)
         if history["val_accuracy"][-1] >= best:
             best, best_weights = history["val_accuracy"][-1], model.get_weights()
-    model.set_weights(best_weights)
+        if epoch >= cfg.epochs - cfg.average_epochs:
+            summed = add_weights(summed, model.get_weights())
+    if cfg.average_epochs:
+        model.set_weights(mean_weights(summed, cfg.average_epochs))
+        history["averaged_val_accuracy"] = float(
+            (model.predict(xn_val, batch_size=256, verbose=0).argmax(axis=1) == y_val).mean())
+        print(f"mean of the last {cfg.average_epochs} epochs' weights: val_acc "
+              f"{history['averaged_val_accuracy']:.3f} (best epoch {best:.3f})", flush=True)
+    else:
+        model.set_weights(best_weights)
 
     out.mkdir(parents=True, exist_ok=True)      # only now: a failed run leaves no empty folder
     model.save(out / "model.keras")

@@ -53,6 +53,10 @@ def register(sub):
                    help="tcn channels per layer (default 64, the shipped model's, which fits "
                         "the esp32-inmp441, esp32s3 and rp2040 budgets; wider needs a bigger board)")
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--average-epochs", type=int, default=0, metavar="N",
+                   help="keep the mean of the last N epochs' weights (default 0: the epoch "
+                        "with the best validation accuracy): an average of nearby solutions, "
+                        "less dependent on the seed and on the validation list's speakers")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0, help="seeds data order, augmentation, weights")
@@ -186,7 +190,9 @@ def register(sub):
 
 
 # option: (check, what it must be); checked before TensorFlow starts (~10 s)
-RANGES = {"epochs": (lambda v: v >= 1, ">= 1"), "batch_size": (lambda v: v >= 1, ">= 1"),
+RANGES = {"epochs": (lambda v: v >= 1, ">= 1"),
+          "average_epochs": (lambda v: v >= 0, ">= 0 (0: the best validation epoch)"),
+          "batch_size": (lambda v: v >= 1, ">= 1"),
           "views": (lambda v: v >= 1, ">= 1"), "learning_rate": (lambda v: v > 0, "> 0"),
           "width": (lambda v: v >= 0, ">= 0 (0: the family default)"),
           "max_per_word": (lambda v: v >= 0, ">= 0"), "class_size": (lambda v: v >= 0, ">= 0"),
@@ -222,6 +228,9 @@ def check_args(args):
                             "labels; list words only")
         if label_for(args.wake) in {label_for(c) for c in commands}:
             raise HarkError(f"--commands {args.commands}: the wake phrase cannot also be a command")
+    if args.average_epochs > args.epochs:
+        raise HarkError(f"--average-epochs {args.average_epochs} averages more epochs than "
+                        f"--epochs {args.epochs} trains: at most {args.epochs}")
     if args.onset_unknown + args.tail_unknown > 1:
         raise HarkError("--onset-unknown and --tail-unknown share the _unknown_ examples: "
                         "together at most 1")
@@ -288,7 +297,8 @@ def run(args):
 
     cfg = TrainConfig(data=args.data, synth=args.synth, out=args.out, family=args.family,
                       width=args.width,
-                      epochs=args.epochs, batch_size=args.batch_size,
+                      epochs=args.epochs, average_epochs=args.average_epochs,
+                      batch_size=args.batch_size,
                       learning_rate=args.learning_rate, seed=args.seed, views=args.views,
                       real_share=args.real_share, synth_ratio=args.synth_ratio,
                       max_per_word=args.max_per_word, class_size=args.class_size,
