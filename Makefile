@@ -297,7 +297,7 @@ wake: venv-dev
 	$(BIN)/python -m hark.training.wake_eval runs/wake/wake.hark --data $(DATA) --eval data/synth/wake_eval --out runs/wake --hours 3
 
 # Wake word + commands in one model (docs/wake.md; after `make synth`, ~5 min training and
-# ~25 min of measurement on 2 cores). The shipped models/assistant.hark is seed 1 of this
+# ~25 min of measurement on 2 cores). The shipped models/assistant.hark is seed 0 of this
 # recipe, the one of seeds 0-2 whose VALIDATION part heard the most commands; the detector
 # setting (averaging window, wake and command thresholds) is the operating point assistant_eval
 # chose on its VALIDATION part (runs/assistant/eval/assistant_eval.md;
