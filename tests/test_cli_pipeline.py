@@ -102,6 +102,77 @@ def test_int8_probabilities_follow_float(exported):
     assert np.abs(p_float - p_int8).mean() < 0.02
 
 
+def test_logit_offset_is_folded_into_the_run_s_export(exported, tmp_path, capsys):
+    """--logit-offset moves one row of the dense layer's int32 bias by offset/scale and nothing
+    else (offset 0 gives the same bytes); the float model beside the blob gets the same offset,
+    the run's own stays as trained; offsets that would clip or name no class are refused."""
+    import keras
+
+    from hark.training import blob, graph
+    from hark.training.export import MAX_OFFSET_STEPS, logit_step, offset_logits
+    from hark.training.features import Normalisation
+
+    tflite = (exported / "tiny.tflite").read_bytes()
+    labels = blob.read_blob(exported / "tiny.hark")[0]["labels"]
+    assert offset_logits(tflite, labels, {"_unknown_": 0.0}) == tflite
+    offset = round(8 * logit_step(tflite), 4)          # 8 int8 steps of the logits
+    out = tmp_path / "offset.hark"
+    assert main(["export", str(exported), "--out", str(out),
+                 "--logit-offset", f"_unknown_={offset}"]) == 0
+    recipe = json.loads(out.with_suffix(".train.json").read_text())
+    assert recipe["logit_offsets"] == {"_unknown_": offset}
+    _, before = graph.from_tflite(tflite)
+    _, after = graph.from_tflite(out.with_suffix(".tflite").read_bytes())
+    changed = [k for k in before if not np.array_equal(before[k], after[k])]
+    assert len(changed) == 1                          # the dense layer's bias
+    delta = after[changed[0]].astype(np.int64) - before[changed[0]]
+    k = labels.index("_unknown_")
+    assert np.count_nonzero(delta) == 1 and delta[k] > 0
+    xn = Normalisation.from_dict(recipe["config"]["normalisation"]).apply(
+        np.load(exported / "test_features.npz")["x"][:16])
+    logits = [keras.Model(m.inputs, m.layers[-1].input).predict(xn, verbose=0) for m in
+              (keras.models.load_model(exported / "model.keras"),
+               keras.models.load_model(out.with_suffix(".keras")))]
+    assert np.allclose(logits[1] - logits[0], np.eye(len(labels))[k] * offset, atol=1e-4)
+    capsys.readouterr()
+    too_far = round(1.5 * MAX_OFFSET_STEPS * logit_step(tflite), 3)
+    assert main(["export", str(exported), "--out", str(out),
+                 "--logit-offset", f"_unknown_={too_far}"]) == 1
+    assert "it would clip" in capsys.readouterr().err
+    assert main(["export", str(exported), "--logit-offset", "_unknown_=0.1"]) == 1
+    assert "must stay as trained" in capsys.readouterr().err
+    assert main(["export", str(exported), "--out", str(out), "--logit-offset", "unknown=1"]) == 1
+    assert "which the model does not output" in capsys.readouterr().err
+    assert main(["export", str(exported), "--out", str(out), "--logit-offset", "_unknown_"]) == 1
+    assert "give a label and a number, e.g. _unknown_=1" in capsys.readouterr().err
+    assert main(["export", "--tflite", str(out.with_suffix(".tflite")), "--out", str(out),
+                 "--logit-offset", "_unknown_=1"]) == 1
+    assert "export the run again" in capsys.readouterr().err
+
+
+def test_logit_offset_moves_decisions_only_towards_its_class(shared_data):
+    """On a trained model and real clips, TFLite Micro's probability of the offset class rises
+    or stays on every clip, and a clip's label changes only to that class."""
+    from hark import MODELS_DIR
+    from hark.training import blob, convert, dataset, evaluate, features
+    from hark.training.export import offset_logits
+    from hark.training.features import Normalisation
+
+    meta, _ = blob.read_blob(MODELS_DIR / "default.hark")
+    tflite = (MODELS_DIR / "default.tflite").read_bytes()
+    audio, _, _ = dataset.load_clips(dataset.load_dataset(shared_data).split("test")[::3])
+    q = meta["model"]["input"]
+    xn = Normalisation.from_dict(meta["features"]["normalisation"]).apply(
+        features.batch_features(audio))
+    x = evaluate.quantise(xn, q["scale"], q["zero_point"])
+    k = meta["labels"].index("_unknown_")
+    p0 = convert.run_tflm(tflite, x)
+    p1 = convert.run_tflm(offset_logits(tflite, meta["labels"], {"_unknown_": 1.0}), x)
+    assert np.all(p1[:, k] >= p0[:, k]) and np.mean(p1[:, k] > p0[:, k]) > 0.1
+    moved = p0.argmax(1) != p1.argmax(1)
+    assert np.all(p1.argmax(1)[moved] == k)
+
+
 def test_shipped_int8_model_agrees_with_float(shared_data):
     """The shipped int8 model picks the float model's label on real held-out clips."""
     from hark import MODELS_DIR

@@ -34,32 +34,118 @@ def grammar_for(config: dict, command_window_ms: int = COMMAND_WINDOW_MS):
 
 
 def export(run_dir, out_path, name: str = None, detector: dict = None,
-           command_window_ms: int = COMMAND_WINDOW_MS) -> dict:
+           command_window_ms: int = COMMAND_WINDOW_MS, logit_offsets: dict = None) -> dict:
     """Convert run_dir/model.keras; write out_path (.hark) and, beside it, the .tflite, the
-    float .keras and <name>.train.json (training config and float metrics) for provenance."""
+    float .keras and <name>.train.json (training config, float metrics and the logit offsets
+    folded into the .tflite) for provenance."""
     import shutil
 
     import keras
 
     run_dir, out_path = Path(run_dir), Path(out_path)
+    if logit_offsets and out_path.with_suffix(".keras").resolve() == (run_dir / "model.keras").resolve():
+        raise ExportError("with logit offsets the float model beside the blob is adjusted too, "
+                          "and the run's own model.keras must stay as trained: pass --out "
+                          f"another name, e.g. {run_dir / 'adjusted.hark'}")
     config = json.loads((run_dir / "config.json").read_text())
     spec = FeatureSpec.from_dict(config["spec"])
     norm = Normalisation.from_dict(config["normalisation"])
     model = keras.models.load_model(run_dir / "model.keras")
     calibration = np.load(run_dir / "calibration.npz")["x"]
     tflite = convert.to_int8_tflite(model, [calibration[i:i + 1] for i in range(len(calibration))])
+    if logit_offsets:
+        tflite = offset_logits(tflite, config["labels"], logit_offsets)
+        offset_keras(model, config["labels"], logit_offsets)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     info = write_model_blob(tflite, spec, norm, config["labels"], out_path,
                             name or out_path.stem, detector, family=config.get("family"),
                             grammar=grammar_for(config, command_window_ms))
     out_path.with_suffix(".tflite").write_bytes(tflite)
-    if out_path.with_suffix(".keras").resolve() != (run_dir / "model.keras").resolve():
+    if logit_offsets:
+        model.save(out_path.with_suffix(".keras"))
+    elif out_path.with_suffix(".keras").resolve() != (run_dir / "model.keras").resolve():
         shutil.copyfile(run_dir / "model.keras", out_path.with_suffix(".keras"))
     metrics = run_dir / "metrics.json"
     out_path.with_suffix(".train.json").write_text(json.dumps(
-        {"config": config, "metrics": json.loads(metrics.read_text()) if metrics.exists() else {}},
-        indent=1))
+        {"config": config, "metrics": json.loads(metrics.read_text()) if metrics.exists() else {},
+         "logit_offsets": dict(logit_offsets or {})}, indent=1))
     return info
+
+
+def _final_dense(tflite: bytes):
+    """(model object, subgraph, the FULLY_CONNECTED op that feeds the final SOFTMAX)."""
+    from .graph import _builtin_names, _schema
+
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(tflite), 0))
+    names = _builtin_names(schema)
+    sg = model.subgraphs[0]
+    kinds = [names.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
+                           model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode))
+             for op in sg.operators]
+    fc = sg.operators[-2] if kinds[-2:] == ["FULLY_CONNECTED", "SOFTMAX"] else None
+    if fc is None or len(fc.inputs) < 3 or fc.inputs[2] < 0:
+        raise ExportError("logit offsets need a model that ends in a dense layer with a bias "
+                          "and a softmax (every `hark train` family does)")
+    return model, sg, fc
+
+
+def logit_step(tflite: bytes) -> float:
+    """The int8 step of the model's logits (the dense layer's output scale)."""
+    _, sg, fc = _final_dense(tflite)
+    return float(sg.tensors[fc.outputs[0]].quantization.scale[0])
+
+
+# An offset of more steps than this could push a logit out of the int8 range the converter
+# calibrated on, where it would clip instead of moving.
+MAX_OFFSET_STEPS = 32
+
+
+def offset_logits(tflite: bytes, labels, offsets: dict) -> bytes:
+    """Post-hoc logit adjustment (Menon et al., ICLR 2021): add offsets[label] to the model's
+    logits, folded into the int32 bias of the FULLY_CONNECTED op that feeds the final SOFTMAX.
+    The ops, kernels and quantisation are unchanged, so the firmware stays bit-exact with
+    TFLite Micro on the adjusted flatbuffer. A positive `_unknown_` offset trades a little
+    command recall for more unknown words heard as unknown (README, "Real unseen speakers")."""
+    import flatbuffers
+
+    strange = sorted(set(offsets) - set(labels))
+    if strange:
+        raise ExportError(f"a logit offset for {', '.join(strange)}, which the model does not "
+                          f"output; its labels are {', '.join(labels)}")
+    model, sg, fc = _final_dense(tflite)
+    step = float(sg.tensors[fc.outputs[0]].quantization.scale[0])
+    too_far = {k: v for k, v in offsets.items() if abs(v) > MAX_OFFSET_STEPS * step}
+    if too_far:
+        raise ExportError(f"logit offset {too_far} is more than {MAX_OFFSET_STEPS} of the "
+                          f"logits' int8 steps ({step:.4g}): it would clip; at most "
+                          f"{MAX_OFFSET_STEPS * step:.3g}")
+    bias = sg.tensors[fc.inputs[2]]
+    scales = np.broadcast_to(np.asarray(bias.quantization.scale, np.float64), (len(labels),))
+    values = np.frombuffer(bytes(bytearray(model.buffers[bias.buffer].data)),
+                           np.int32).astype(np.int64)
+    for label, offset in offsets.items():
+        k = labels.index(label)
+        values[k] += int(round(offset / scales[k]))
+    if np.abs(values).max() >= 2 ** 31:
+        raise ExportError("a logit offset overflows the dense layer's int32 bias: use a "
+                          "smaller one")
+    model.buffers[bias.buffer].data = np.frombuffer(values.astype(np.int32).tobytes(), np.uint8)
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def offset_keras(model, labels, offsets: dict) -> None:
+    """The same offsets added to the float model's last dense bias, so that the .keras beside a
+    blob computes what its .tflite does."""
+    import keras
+
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    kernel, bias = dense.get_weights()
+    for label, offset in offsets.items():
+        bias[labels.index(label)] += offset
+    dense.set_weights([kernel, bias])
 
 
 def repack(tflite_path, out_path, name: str = None, detector: dict = None,

@@ -12,12 +12,18 @@ labels, feature spec, front-end tables (window, mel filters, DCT with the normal
 and input quantisation folded in), the int8 graph and detector defaults, with a magic
 header, format version and CRC-32. The .tflite is written beside the blob.
 
+--logit-offset LABEL=V adds V to one class's logit before the softmax (post-hoc logit
+adjustment), folded into the int8 dense layer's bias of the .tflite: the same graph and
+kernels, so the device stays bit-exact with TFLite Micro. `_unknown_=1` makes a model call
+more unknown words unknown for a little command recall (README, "Real unseen speakers").
+
 --tflite repacks an already converted model instead (after a blob format change): the same
 int8 graph from M.tflite, with labels, feature spec and normalisation from the M.train.json
 beside it; no Keras, no re-conversion. `make models` repacks the shipped ones.
 
 examples:
   hark export runs/kws --out models/mine.hark
+  hark export runs/kws --out models/mine.hark --logit-offset _unknown_=1
   hark export --tflite models/default.tflite --out models/default.hark --name hark-tcn64-12
 """
 
@@ -36,6 +42,9 @@ def register(sub):
                         "DETECTOR_DEFAULTS; a wake phrase wants less, see docs/wake.md)")
     p.add_argument("--label-threshold", action="append", default=[], metavar="LABEL=P",
                    help="one label's own detector threshold, e.g. hey_hark=0.9 (repeatable)")
+    p.add_argument("--logit-offset", action="append", default=[], metavar="LABEL=V",
+                   help="add V to LABEL's logit, folded into the int8 model (repeatable; "
+                        "converting a run only: a repacked .tflite keeps the offsets it has)")
     p.add_argument("--command-window-ms", type=int, default=3000,
                    help="a model trained with --wake and --commands: how long after the wake "
                         "word a command counts (stored with the grammar; default 3000)")
@@ -60,20 +69,24 @@ def run(args):
         raise HarkError(f"{args.tflite or args.run_dir}: {exc}; nothing was written") from None
 
 
-def label_thresholds(items) -> dict:
-    """["hey_hark=0.9", ...] -> {"hey_hark": 0.9}."""
+def label_thresholds(items, option="--label-threshold", example="hey_hark=0.9") -> dict:
+    """["hey_hark=0.9", ...] -> {"hey_hark": 0.9} (also --logit-offset's LABEL=V)."""
     out = {}
     for item in items:
         label, _, value = item.partition("=")
         try:
             out[label.strip()] = float(value)
         except ValueError:
-            raise HarkError(f"--label-threshold {item!r}: give LABEL=P, e.g. hey_hark=0.9") from None
+            raise HarkError(f"{option} {item!r}: give a label and a number, e.g. "
+                            f"{example}") from None
     return out
 
 
 def _export(args, detector, export, repack):
     if args.tflite:
+        if args.logit_offset:
+            raise HarkError("--logit-offset is folded in when a run is converted; a .tflite "
+                            "keeps the offsets its .train.json records: export the run again")
         tflite = Path(args.tflite)
         if args.run_dir or not args.out:
             raise HarkError("--tflite repacks one model: pass --out M.hark and no run directory")
@@ -90,7 +103,8 @@ def _export(args, detector, export, repack):
         raise HarkError(f"{run_dir} is not a training run (no model.keras/config.json); "
                         "train one with `hark train --out DIR`")
     out = Path(args.out) if args.out else run_dir / "model.hark"
-    info = export(run_dir, out, args.name, detector, args.command_window_ms)
+    offsets = label_thresholds(args.logit_offset, "--logit-offset", "_unknown_=1")
+    info = export(run_dir, out, args.name, detector, args.command_window_ms, offsets)
     print(f"wrote {info['path']} ({info['blob_bytes']} bytes) and "
           f"{out.with_suffix('.tflite')} ({info['tflite_bytes']} bytes)")
     print(f"params {info['params']}, MACs/inference {info['macs']}, "
