@@ -100,6 +100,21 @@ def test_crossval_sums_scarce_rows_over_folds(tmp_path):
     assert "± 0.0" in crossval.markdown(result, "fake")
 
 
+def test_crossval_offset_scan_moves_decisions_to_the_offset_class():
+    """A logit offset on _unknown_ turns near ties into _unknown_ and leaves clear decisions."""
+    labels = list(ds.LABELS)
+    k, on = labels.index(ds.UNKNOWN), labels.index("on")
+    logits = np.zeros((4, len(labels)))
+    logits[:2, on] = [0.5, 5.0]          # "on" clips: a near tie and a clear one
+    logits[2:, on] = [0.5, 0.2]          # unknown-word clips heard as "on"
+    y = np.array([on, on, k, k])
+    scan = crossval.offset_summaries({0: [(logits, y, labels)]}, ds.UNKNOWN, [0.0, 1.0])
+    assert (scan[0.0][0]["on"], scan[0.0][0][ds.UNKNOWN]) == (1.0, 0.0)
+    assert (scan[1.0][0]["on"], scan[1.0][0][ds.UNKNOWN]) == (0.5, 1.0)
+    assert "| +1 |" in crossval.offsets_markdown(scan, ds.UNKNOWN)
+    assert crossval.parse_offsets("_unknown_=-1,0,0.5") == (ds.UNKNOWN, [-1.0, 0.0, 0.5])
+
+
 @pytest.mark.slow
 def test_train_with_teacher_reports_teacher_and_student(shared_data, tmp_path, monkeypatch):
     from hark.cli import main

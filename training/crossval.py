@@ -11,6 +11,10 @@ once per seed, by a model that never trained on its speaker (`hark train --cv-fo
 writes one run per (seed, fold) (a finished run is reused, so an interrupted sweep resumes),
 then cv.json and cv.md: per seed and as mean ± spread, recall of on, off, _unknown_,
 _silence_ and the eight plentiful commands, for the student and, with --teacher, the teacher.
+
+--offsets _unknown_=-1,0,0.5,1 also scores every fold's model with that class's logit raised
+by each value (what `hark export --logit-offset` folds into a blob) and writes offsets.md: the
+offset for a recipe is chosen here, on speakers no fold trained on, not on the dev lists.
 """
 import argparse
 import json
@@ -90,6 +94,54 @@ def markdown(result: dict, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def offset_summaries(logits_by_seed, label: str, offsets) -> dict:
+    """{offset: {seed: seed_summary}} with `label`'s logit raised by each offset.
+    logits_by_seed: {seed: [(logits, y_true, labels) per fold]}."""
+    from .report import classification_metrics
+
+    out = {}
+    for offset in offsets:
+        out[offset] = {}
+        for seed, folds in logits_by_seed.items():
+            runs = []
+            for logits, y, labels in folds:
+                z = np.array(logits, np.float64)
+                z[:, labels.index(label)] += offset
+                runs.append(classification_metrics(y, z.argmax(axis=1), labels))
+            out[offset][seed] = seed_summary(runs)
+    return out
+
+
+def fold_logits(run: Path):
+    """(logits, labels, class indices) of a finished fold on its test clips (float model)."""
+    import keras
+
+    from .features import Normalisation
+
+    config = json.loads((run / "config.json").read_text())
+    data = np.load(run / "test_features.npz")
+    model = keras.models.load_model(run / "model.keras")
+    logit_model = keras.Model(model.inputs, model.layers[-1].input)
+    x = Normalisation.from_dict(config["normalisation"]).apply(data["x"])
+    return logit_model.predict(x, batch_size=256, verbose=0), data["y"], config["labels"]
+
+
+def offsets_markdown(scan: dict, label: str) -> str:
+    lines = [f"| `{label}` logit offset | " + " | ".join(COLUMNS) + " | 12 classes per seed |",
+             "|---:|" + "---:|" * (len(COLUMNS) + 1)]
+    for offset, per_seed in scan.items():
+        cells = [f"{100 * np.mean([s[c] for s in per_seed.values()]):.1f}" for c in COLUMNS]
+        seeds = " / ".join(f"{100 * s['all']:.1f}" for s in per_seed.values())
+        lines.append(f"| {offset:+g} | " + " | ".join(cells) + f" | {seeds} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_offsets(text: str):
+    """"_unknown_=-1,0,0.5,1" -> ("_unknown_", [-1.0, 0.0, 0.5, 1.0])."""
+    label, _, values = text.partition("=")
+    return label.strip(), [float(v) for v in values.split(",") if v.strip()]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m hark.training.crossval",
                                      description=__doc__,
@@ -98,6 +150,9 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--name", default="", help="row name in cv.md (default: --out's name)")
+    parser.add_argument("--offsets", metavar="LABEL=V,V,...",
+                        help="also score every fold with LABEL's logit raised by each V "
+                             "(offsets.md), e.g. _unknown_=-1,0,0.5,1,1.5,2")
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
                         help="after --: `hark train` options (not --seed/--out/--cv-*)")
     args = parser.parse_args(argv)
@@ -107,6 +162,12 @@ def main(argv=None):
         parser.error(f"{', '.join(sorted(banned))} are set per run by crossval")
     if args.folds < 2:
         parser.error("--folds must be at least 2")
+    try:
+        offset_label, offsets = parse_offsets(args.offsets) if args.offsets else ("", [])
+    except ValueError:
+        parser.error(f"--offsets {args.offsets}: give LABEL=V,V,..., e.g. _unknown_=0,0.5,1")
+    if args.offsets and not offsets:
+        parser.error("--offsets names no value: e.g. _unknown_=0,0.5,1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_args.json").write_text(json.dumps(train_args))
@@ -116,6 +177,12 @@ def main(argv=None):
     table = markdown(result, args.name or out.name)
     (out / "cv.md").write_text(table)
     print(table)
+    if offsets:
+        logits = {seed: [fold_logits(out / f"seed{seed}_fold{f}") for f in range(args.folds)]
+                  for seed in args.seeds}
+        scan = offsets_markdown(offset_summaries(logits, offset_label, offsets), offset_label)
+        (out / "offsets.md").write_text(scan)
+        print(scan)
 
 
 if __name__ == "__main__":
