@@ -113,7 +113,7 @@ def offset_summaries(logits_by_seed, label: str, offsets) -> dict:
 
 
 def fold_logits(run: Path):
-    """(logits, labels, class indices) of a finished fold on its test clips (float model)."""
+    """(logits, true class indices, labels) of a finished fold's float model on its test clips."""
     import keras
 
     from .features import Normalisation

@@ -13,25 +13,15 @@ from . import convert
 def cut_tflite(tflite: bytes) -> bytes:
     """The flatbuffer with the ops from the last FULLY_CONNECTED on removed and that op's input
     as the only output: TFLite Micro then computes the embedding with the same int8 kernels."""
-    import flatbuffers
+    from .graph import editable, repacked
 
-    from .graph import _builtin_names, _schema
-
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(tflite), 0))
-    names = _builtin_names(schema)
-    sg = model.subgraphs[0]
-    kinds = [names.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
-                           model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode))
-             for op in sg.operators]
+    model, sg, kinds = editable(tflite)
     if "FULLY_CONNECTED" not in kinds:
         raise ValueError("the model has no dense layer, so no embedding to cut at")
     last = len(kinds) - 1 - kinds[::-1].index("FULLY_CONNECTED")
     sg.outputs = [int(sg.operators[last].inputs[0])]
     sg.operators = sg.operators[:last]
-    builder = flatbuffers.Builder(len(tflite) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return repacked(model, len(tflite))
 
 
 def embed(cut: bytes, int8_inputs) -> np.ndarray:

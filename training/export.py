@@ -43,7 +43,8 @@ def export(run_dir, out_path, name: str = None, detector: dict = None,
     import keras
 
     run_dir, out_path = Path(run_dir), Path(out_path)
-    if logit_offsets and out_path.with_suffix(".keras").resolve() == (run_dir / "model.keras").resolve():
+    own_model = (run_dir / "model.keras").resolve()
+    if logit_offsets and out_path.with_suffix(".keras").resolve() == own_model:
         raise ExportError("with logit offsets the float model beside the blob is adjusted too, "
                           "and the run's own model.keras must stay as trained: pass --out "
                           f"another name, e.g. {run_dir / 'adjusted.hark'}")
@@ -63,7 +64,7 @@ def export(run_dir, out_path, name: str = None, detector: dict = None,
     out_path.with_suffix(".tflite").write_bytes(tflite)
     if logit_offsets:
         model.save(out_path.with_suffix(".keras"))
-    elif out_path.with_suffix(".keras").resolve() != (run_dir / "model.keras").resolve():
+    elif out_path.with_suffix(".keras").resolve() != own_model:
         shutil.copyfile(run_dir / "model.keras", out_path.with_suffix(".keras"))
     metrics = run_dir / "metrics.json"
     out_path.with_suffix(".train.json").write_text(json.dumps(
@@ -74,15 +75,7 @@ def export(run_dir, out_path, name: str = None, detector: dict = None,
 
 def _final_dense(tflite: bytes):
     """(model object, subgraph, the FULLY_CONNECTED op that feeds the final SOFTMAX)."""
-    from .graph import _builtin_names, _schema
-
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(tflite), 0))
-    names = _builtin_names(schema)
-    sg = model.subgraphs[0]
-    kinds = [names.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
-                           model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode))
-             for op in sg.operators]
+    model, sg, kinds = graph.editable(tflite)
     fc = sg.operators[-2] if kinds[-2:] == ["FULLY_CONNECTED", "SOFTMAX"] else None
     if fc is None or len(fc.inputs) < 3 or fc.inputs[2] < 0:
         raise ExportError("logit offsets need a model that ends in a dense layer with a bias "
@@ -107,8 +100,6 @@ def offset_logits(tflite: bytes, labels, offsets: dict) -> bytes:
     The ops, kernels and quantisation are unchanged, so the firmware stays bit-exact with
     TFLite Micro on the adjusted flatbuffer. A positive `_unknown_` offset trades a little
     command recall for more unknown words heard as unknown (README, "Real unseen speakers")."""
-    import flatbuffers
-
     strange = sorted(set(offsets) - set(labels))
     if strange:
         raise ExportError(f"a logit offset for {', '.join(strange)}, which the model does not "
@@ -131,9 +122,7 @@ def offset_logits(tflite: bytes, labels, offsets: dict) -> bytes:
         raise ExportError("a logit offset overflows the dense layer's int32 bias: use a "
                           "smaller one")
     model.buffers[bias.buffer].data = np.frombuffer(values.astype(np.int32).tobytes(), np.uint8)
-    builder = flatbuffers.Builder(len(tflite) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return graph.repacked(model, len(tflite))
 
 
 def offset_keras(model, labels, offsets: dict) -> None:

@@ -145,6 +145,28 @@ def _builtin_names(schema):
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
+def editable(tflite: bytes):
+    """(object-API model, its subgraph, each operator's builtin name) of a flatbuffer, for the
+    edits export and embedding make before `repacked`."""
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(tflite), 0))
+    names = _builtin_names(schema)
+    sg = model.subgraphs[0]
+    kinds = [names.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
+                           model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode))
+             for op in sg.operators]
+    return model, sg, kinds
+
+
+def repacked(model, size_hint: int) -> bytes:
+    """An edited object-API model as TFLite flatbuffer bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def from_tflite(tflite_bytes: bytes):
     """Parse a full-int8 TFLite model; returns (model_meta, arrays) for the blob."""
     schema = _schema()
