@@ -19,7 +19,8 @@ def exported(shared_data, tmp_path_factory):
     with redirect_stdout(out):
         assert main(["train", "--data", str(shared_data), "--out", str(run), "--epochs", "2",
                      "--max-per-word", "6", "--views", "1", "--family", "tcn",
-                     "--average-epochs", "2", "--dc-prob", "0.2", "--dc-silence-prob", "0.4", "--n-mfcc", "13"]) == 0
+                     "--average-epochs", "2", "--dc-prob", "0.2", "--dc-silence-prob", "0.4",
+                     "--n-mfcc", "13"]) == 0
     TRAIN_STDOUT.append(out.getvalue())
     assert main(["export", str(run), "--out", str(run / "tiny.hark")]) == 0
     return run

@@ -74,19 +74,19 @@ def export(run_dir, out_path, name: str = None, detector: dict = None,
 
 
 def _final_dense(tflite: bytes):
-    """(model object, subgraph, the FULLY_CONNECTED op that feeds the final SOFTMAX)."""
+    """(model object, subgraph, the FULLY_CONNECTED op that feeds the final SOFTMAX, the int8
+    step of its output: the logits)."""
     model, sg, kinds = graph.editable(tflite)
     fc = sg.operators[-2] if kinds[-2:] == ["FULLY_CONNECTED", "SOFTMAX"] else None
     if fc is None or len(fc.inputs) < 3 or fc.inputs[2] < 0:
         raise ExportError("logit offsets need a model that ends in a dense layer with a bias "
                           "and a softmax (every `hark train` family does)")
-    return model, sg, fc
+    return model, sg, fc, float(sg.tensors[fc.outputs[0]].quantization.scale[0])
 
 
 def logit_step(tflite: bytes) -> float:
     """The int8 step of the model's logits (the dense layer's output scale)."""
-    _, sg, fc = _final_dense(tflite)
-    return float(sg.tensors[fc.outputs[0]].quantization.scale[0])
+    return _final_dense(tflite)[3]
 
 
 # An offset of more steps than this could push a logit out of the int8 range the converter
@@ -104,8 +104,7 @@ def offset_logits(tflite: bytes, labels, offsets: dict) -> bytes:
     if strange:
         raise ExportError(f"a logit offset for {', '.join(strange)}, which the model does not "
                           f"output; its labels are {', '.join(labels)}")
-    model, sg, fc = _final_dense(tflite)
-    step = float(sg.tensors[fc.outputs[0]].quantization.scale[0])
+    model, sg, fc, step = _final_dense(tflite)
     too_far = {k: v for k, v in offsets.items() if abs(v) > MAX_OFFSET_STEPS * step}
     if too_far:
         raise ExportError(f"logit offset {too_far} is more than {MAX_OFFSET_STEPS} of the "

@@ -146,14 +146,16 @@ def _builtin_names(schema):
 
 
 def editable(tflite: bytes):
-    """(object-API model, its subgraph, each operator's builtin name) of a flatbuffer, for the
-    edits export and embedding make before `repacked`."""
+    """(object-API model, its one subgraph, each operator's builtin name or "?") of a
+    flatbuffer: what from_tflite reads, and what export and embedding edit before `repacked`."""
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytes(tflite), 0))
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"model has {len(model.subgraphs)} subgraphs; the engine runs exactly one")
     names = _builtin_names(schema)
     sg = model.subgraphs[0]
     kinds = [names.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
-                           model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode))
+                           model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode), "?")
              for op in sg.operators]
     return model, sg, kinds
 
@@ -170,12 +172,7 @@ def repacked(model, size_hint: int) -> bytes:
 def from_tflite(tflite_bytes: bytes):
     """Parse a full-int8 TFLite model; returns (model_meta, arrays) for the blob."""
     schema = _schema()
-    buf = bytes(tflite_bytes)
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
-    if len(model.subgraphs) != 1:
-        raise ValueError(f"model has {len(model.subgraphs)} subgraphs; the engine runs exactly one")
-    sg = model.subgraphs[0]
-    names = _builtin_names(schema)
+    model, sg, kinds = editable(tflite_bytes)
 
     def const(i):
         t = sg.tensors[i]
@@ -215,9 +212,7 @@ def from_tflite(tflite_bytes: bytes):
     ops, arrays = [], {}
     params = macs = 0
     alias = {}          # RESHAPE output -> input tensor (same bytes)
-    for n, op in enumerate(sg.operators):
-        oc = model.operatorCodes[op.opcodeIndex]
-        name = names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), "?")
+    for n, (op, name) in enumerate(zip(sg.operators, kinds)):
         if name not in SUPPORTED_OPS:
             raise ValueError(f"op {n} is {name}, which the hark engine does not support; "
                              f"supported ops: {', '.join(SUPPORTED_OPS)}")
