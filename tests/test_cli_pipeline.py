@@ -112,6 +112,7 @@ def test_logit_offset_is_folded_into_the_run_s_export(exported, tmp_path, capsys
     from hark.training import blob, graph
     from hark.training.export import MAX_OFFSET_STEPS, logit_step, offset_logits
     from hark.training.features import Normalisation
+    from hark.training.models import logits_of
 
     tflite = (exported / "tiny.tflite").read_bytes()
     labels = blob.read_blob(exported / "tiny.hark")[0]["labels"]
@@ -131,7 +132,7 @@ def test_logit_offset_is_folded_into_the_run_s_export(exported, tmp_path, capsys
     assert np.count_nonzero(delta) == 1 and delta[k] > 0
     xn = Normalisation.from_dict(recipe["config"]["normalisation"]).apply(
         np.load(exported / "test_features.npz")["x"][:16])
-    logits = [keras.Model(m.inputs, m.layers[-1].input).predict(xn, verbose=0) for m in
+    logits = [logits_of(m).predict(xn, verbose=0) for m in
               (keras.models.load_model(exported / "model.keras"),
                keras.models.load_model(out.with_suffix(".keras")))]
     assert np.allclose(logits[1] - logits[0], np.eye(len(labels))[k] * offset, atol=1e-4)

@@ -117,11 +117,11 @@ def fold_logits(run: Path):
     import keras
 
     from .features import Normalisation
+    from .models import logits_of
 
     config = json.loads((run / "config.json").read_text())
     data = np.load(run / "test_features.npz")
-    model = keras.models.load_model(run / "model.keras")
-    logit_model = keras.Model(model.inputs, model.layers[-1].input)
+    logit_model = logits_of(keras.models.load_model(run / "model.keras"))
     x = Normalisation.from_dict(config["normalisation"]).apply(data["x"])
     return logit_model.predict(x, batch_size=256, verbose=0), data["y"], config["labels"]
 

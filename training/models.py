@@ -69,3 +69,8 @@ def build(family: str, input_shape, n_labels: int, width: int = 0) -> keras.Mode
         return tcn(tuple(input_shape), n_labels, width)
     return builders[family](tuple(input_shape), n_labels)
 
+
+def logits_of(model: keras.Model) -> keras.Model:
+    """The same weights without the final softmax: every family ends in one, and distillation,
+    teacher runs and logit offsets work on what it is fed."""
+    return keras.Model(model.inputs, model.layers[-1].input)

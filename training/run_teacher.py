@@ -26,12 +26,13 @@ class RunEnsemble:
     def __init__(self, runs):
         import keras
 
+        from .models import logits_of
+
         self.members = []
         for run in runs:
             config = json.loads((Path(run) / "config.json").read_text())
-            model = keras.models.load_model(Path(run) / "model.keras")
-            # The last layer is the softmax; its input is the logits the student learns from.
-            logit_model = keras.Model(model.inputs, model.layers[-1].input)
+            # the logits the student learns from
+            logit_model = logits_of(keras.models.load_model(Path(run) / "model.keras"))
             self.members.append((Normalisation.from_dict(config["normalisation"]), logit_model))
 
     def logits(self, features: np.ndarray) -> np.ndarray:

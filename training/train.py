@@ -453,7 +453,7 @@ def train(cfg: TrainConfig) -> dict:
         from .distill import correct_soft, distill_loss, pack, packed_accuracy, soft_targets
         n = len(cfg.labels)
         # The student learns from logits; the saved model (same weights) keeps its softmax.
-        fit_model = keras.Model(model.inputs, model.layers[-1].input)
+        fit_model = models.logits_of(model)
         soft = soft_targets(z_train, cfg.temperature)
         if cfg.teacher_correct:
             words = [i for i, l in enumerate(cfg.labels) if l not in (ds.UNKNOWN, ds.SILENCE)]
