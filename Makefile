@@ -128,7 +128,7 @@ DEFAULT_TEACHER ?= $(TEACHER_WORDS)
 DEFAULT_DETECTOR ?= --threshold 0.8
 DEFAULT_OFFSET ?= --logit-offset _unknown_=1
 # The reference models and the measured recipes below were trained before DC-offset augmentation
-# became `hark train`'s default (README, "Real unseen speakers"): pinned off so that each target
+# became `hark train`'s default (docs/accuracy.md, "Real unseen speakers"): pinned off so that each target
 # still reproduces what it ships or measured.
 BEFORE_DC ?= --dc-prob 0 --dc-silence-prob 0
 # A trained runs/NAME shipped as models/NAME.hark (blob name, detector settings): exported, refused
@@ -149,7 +149,7 @@ train-default: venv-dev
 # not the ESP32 without PSRAM, the RP2040 or the pyboard): the default's recipe (CS_RECIPE,
 # distilled from the speech teacher: WIDE_TEACHER) at width 96. Seed WIDE_SEED of four, chosen
 # as the default was: quiet on edge audio (seed 3 is not), then the validation list and the
-# validation-speaker stream (README, "Real unseen speakers"). The undistilled recipe-M model it
+# validation-speaker stream (docs/accuracy.md, "Real unseen speakers"). The undistilled recipe-M model it
 # replaced (session 16) is in git history.
 WIDE_SEED ?= 1
 WIDE_TEACHER ?= $(TEACHER_WORDS)
@@ -230,7 +230,7 @@ crossval-width: venv-dev
 # Distillation from hark's own wider runs (`hark train --teacher-runs`): recipe M at width 64
 # taught by the mean logits of crossval-width's runs of the same fold (width 128 seeds 0-2, width 96
 # seeds 0-4; their ensemble scores 89.1 %) at T 2 / half the loss and at T 4 / 0.9 of it, 3 seeds each,
-# ~4 min per fold (README, "Real unseen speakers": neither beats the same recipe without them).
+# ~4 min per fold (docs/accuracy.md, "Real unseen speakers": neither beats the same recipe without them).
 CV_TEACHERS = $(foreach s,0 1 2,runs/cv/W128_M/seed$(s)_fold{fold}) $(foreach s,0 1 2 3 4,runs/cv/W96_M/seed$(s)_fold{fold})
 crossval-distil: crossval-width
 	$(CROSSVAL) --out runs/cv/W64_D8 --name "recipe M, width 64, taught by 8 wider runs" -- \
@@ -240,7 +240,7 @@ crossval-distil: crossval-width
 
 # Training-only changes to the default's recipe at width 64 (nothing the board sees): 80 epochs
 # instead of 40, 6 augmented views instead of 3, SpecAugment time masking (2 spans of up to 100 ms);
-# 3 seeds each, ~4 min per fold (README, "Real unseen speakers": none beats the recipe). Then
+# 3 seeds each, ~4 min per fold (docs/accuracy.md, "Real unseen speakers": none beats the recipe). Then
 # the class size 1100 with the plentiful commands' new voices (CS_RECIPE) at widths 64, 80 and
 # 96, and at 64, 80 and 96 with the speech teacher (TEACHER_WORDS); last, at 64 with the
 # teacher's labels as 0.9 of the loss instead of half, and keeping the mean of the last 10 epochs'

@@ -99,7 +99,7 @@ def offset_logits(tflite: bytes, labels, offsets: dict) -> bytes:
     logits, folded into the int32 bias of the FULLY_CONNECTED op that feeds the final SOFTMAX.
     The ops, kernels and quantisation are unchanged, so the firmware stays bit-exact with
     TFLite Micro on the adjusted flatbuffer. A positive `_unknown_` offset trades a little
-    command recall for more unknown words heard as unknown (README, "Real unseen speakers")."""
+    command recall for more unknown words heard as unknown (docs/accuracy.md, "Real unseen speakers")."""
     strange = sorted(set(offsets) - set(labels))
     if strange:
         raise ExportError(f"a logit offset for {', '.join(strange)}, which the model does not "

@@ -15,7 +15,7 @@ header, format version and CRC-32. The .tflite is written beside the blob.
 --logit-offset LABEL=V adds V to one class's logit before the softmax (post-hoc logit
 adjustment), folded into the int8 dense layer's bias of the .tflite: the same graph and
 kernels, so the device stays bit-exact with TFLite Micro. `_unknown_=1` makes a model call
-more unknown words unknown for a little command recall (README, "Real unseen speakers").
+more unknown words unknown for a little command recall (docs/accuracy.md, "Real unseen speakers").
 
 --tflite repacks an already converted model instead (after a blob format change): the same
 int8 graph from M.tflite, with labels, feature spec and normalisation from the M.train.json
