@@ -245,8 +245,8 @@ crossval-distil: crossval-width
 # 96, and at 64, 80 and 96 with the speech teacher (TEACHER_WORDS); last, at 64 with the
 # teacher's labels as 0.9 of the loss instead of half, and keeping the mean of the last 10 epochs'
 # weights (README: both within the spread). The default's
-# recipe (W64_CS_H) also scores its folds with the _unknown_ logit raised (offsets.md), which
-# chose the default's DEFAULT_OFFSET.
+# recipe (W64_CS_H) also scores its folds with the _unknown_ logit raised (offsets-_unknown_.md), and
+# then on's and off's together over _unknown_ +1 (offsets-on,off.md; its runs reused).
 CS_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
 	  data/synth/voices_plenty $(TCN_FLAGS) --class-size 1100
 crossval-training: venv-dev
@@ -262,6 +262,9 @@ crossval-training: venv-dev
 	  $(CS_RECIPE) --width 96
 	$(CROSSVAL) --out runs/cv/W64_CS_H --name "class size 1100 recipe, width 64 + teacher (word errors corrected)" \
 	  --offsets _unknown_=-1,0,0.5,1,1.5,2,3 -- \
+	  $(CS_RECIPE) --width 64 $(TEACHER_WORDS)
+	$(CROSSVAL) --out runs/cv/W64_CS_H --name "class size 1100 recipe, width 64 + teacher (word errors corrected)" \
+	  --offsets on,off=0,0.5,1,1.5,2,2.5,3 --with-offset _unknown_=1 -- \
 	  $(CS_RECIPE) --width 64 $(TEACHER_WORDS)
 	$(CROSSVAL) --out runs/cv/W80_CS_H --name "class size 1100 recipe, width 80 + teacher (word errors corrected)" -- \
 	  $(CS_RECIPE) --width 80 $(TEACHER_WORDS)

@@ -111,8 +111,30 @@ def test_crossval_offset_scan_moves_decisions_to_the_offset_class():
     scan = crossval.offset_summaries({0: [(logits, y, labels)]}, ds.UNKNOWN, [0.0, 1.0])
     assert (scan[0.0][0]["on"], scan[0.0][0][ds.UNKNOWN]) == (1.0, 0.0)
     assert (scan[1.0][0]["on"], scan[1.0][0][ds.UNKNOWN]) == (0.5, 1.0)
+    assert (scan[0.0][0]["taken"], scan[1.0][0]["taken"]) == (0, 1)   # the near-tie "on" clip
     assert "| +1 |" in crossval.offsets_markdown(scan, ds.UNKNOWN)
-    assert crossval.parse_offsets("_unknown_=-1,0,0.5") == (ds.UNKNOWN, [-1.0, 0.0, 0.5])
+    assert crossval.parse_offsets("_unknown_=-1,0,0.5") == ([ds.UNKNOWN], [-1.0, 0.0, 0.5])
+
+
+def test_crossval_offset_scan_raises_several_classes_over_a_fixed_one():
+    """--offsets on,off=V raises both logits together, --with-offset holds _unknown_'s in every
+    row, and "taken" counts the clips of other classes the raised ones now win."""
+    labels = list(ds.LABELS)
+    k, on, off, up = (labels.index(x) for x in (ds.UNKNOWN, "on", "off", "up"))
+    logits = np.zeros((4, len(labels)))
+    logits[0, [on, k]] = [1.0, 1.5]      # "on" lost to _unknown_ by 0.5 (1.5 with _unknown_ +1)
+    logits[1, [off, up]] = [1.0, 1.8]    # "off" heard as "up" by 0.8
+    logits[2, [up, off]] = [3.0, 0.5]    # "up", clearly
+    logits[3, [k, on]] = [1.0, 0.8]      # an unknown word 0.2 (1.2 with +1) above "on"
+    y = np.array([on, off, up, k])
+    scan = crossval.offset_summaries({0: [(logits, y, labels)]}, ["on", "off"], [0.0, 1.0, 2.0],
+                                     fixed={ds.UNKNOWN: 1.0})
+    assert [(s[0]["on"], s[0]["off"], s[0]["taken"]) for s in scan.values()] == [
+        (0.0, 0.0, 0), (0.0, 1.0, 0), (1.0, 1.0, 1)]          # at +2 "up" stays, the word goes
+    table = crossval.offsets_markdown(scan, ["on", "off"], {ds.UNKNOWN: 1.0})
+    assert "`on`, `off` logit offset, `_unknown_` +1 in every row" in table
+    assert crossval.parse_offsets("on, off=0,1") == (["on", "off"], [0.0, 1.0])
+    assert crossval.parse_fixed(["_unknown_=1"]) == {ds.UNKNOWN: 1.0}
 
 
 @pytest.mark.slow

@@ -13,8 +13,12 @@ then cv.json and cv.md: per seed and as mean ± spread, recall of on, off, _unkn
 _silence_ and the eight plentiful commands, for the student and, with --teacher, the teacher.
 
 --offsets _unknown_=-1,0,0.5,1 also scores every fold's model with that class's logit raised
-by each value (what `hark export --logit-offset` folds into a blob) and writes offsets.md: the
-offset for a recipe is chosen here, on speakers no fold trained on, not on the dev lists.
+by each value (what `hark export --logit-offset` folds into a blob) and writes
+offsets-_unknown_.md: the offset for a recipe is chosen here, on speakers no fold trained on,
+not on the dev lists. --offsets on,off=0,1,2 raises both classes' logits by each value
+together, --with-offset _unknown_=1 (repeatable) holds another class's offset in every row
+(offsets-on,off.md), and each scan counts the clips of other classes the raised ones take:
+their cost where clips are plentiful.
 """
 import argparse
 import json
@@ -94,21 +98,30 @@ def markdown(result: dict, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def offset_summaries(logits_by_seed, label: str, offsets) -> dict:
-    """{offset: {seed: seed_summary}} with `label`'s logit raised by each offset.
+def offset_summaries(logits_by_seed, labels_raised, offsets, fixed=None) -> dict:
+    """{offset: {seed: seed_summary}} with each of `labels_raised`'s logits raised by each offset
+    and `fixed` ({label: offset}) applied in every row. Each summary also counts "taken": clips
+    of other classes now decided as one of `labels_raised`.
     logits_by_seed: {seed: [(logits, y_true, labels) per fold]}."""
     from .report import classification_metrics
 
+    labels_raised = [labels_raised] if isinstance(labels_raised, str) else list(labels_raised)
     out = {}
     for offset in offsets:
         out[offset] = {}
         for seed, folds in logits_by_seed.items():
-            runs = []
+            runs, taken = [], 0
             for logits, y, labels in folds:
                 z = np.array(logits, np.float64)
-                z[:, labels.index(label)] += offset
-                runs.append(classification_metrics(y, z.argmax(axis=1), labels))
-            out[offset][seed] = seed_summary(runs)
+                for label, value in (fixed or {}).items():
+                    z[:, labels.index(label)] += value
+                raised = [labels.index(label) for label in labels_raised]
+                z[:, raised] += offset
+                decided = z.argmax(axis=1)
+                others = ~np.isin(y, raised)
+                taken += int(np.isin(decided[others], raised).sum())
+                runs.append(classification_metrics(y, decided, labels))
+            out[offset][seed] = {**seed_summary(runs), "taken": taken}
     return out
 
 
@@ -126,20 +139,35 @@ def fold_logits(run: Path):
     return logit_model.predict(x, batch_size=256, verbose=0), data["y"], config["labels"]
 
 
-def offsets_markdown(scan: dict, label: str) -> str:
-    lines = [f"| `{label}` logit offset | " + " | ".join(COLUMNS) + " | 12 classes per seed |",
-             "|---:|" + "---:|" * (len(COLUMNS) + 1)]
+def offsets_markdown(scan: dict, labels_raised, fixed=None) -> str:
+    labels_raised = [labels_raised] if isinstance(labels_raised, str) else list(labels_raised)
+    names = ", ".join(f"`{label}`" for label in labels_raised)
+    held = "".join(f", `{label}` {value:+g} in every row" for label, value in (fixed or {}).items())
+    lines = [f"| {names} logit offset{held} | " + " | ".join(COLUMNS)
+             + f" | 12 classes per seed | other clips taken by {names} per seed |",
+             "|---:|" + "---:|" * (len(COLUMNS) + 2)]
     for offset, per_seed in scan.items():
         cells = [f"{100 * np.mean([s[c] for s in per_seed.values()]):.1f}" for c in COLUMNS]
         seeds = " / ".join(f"{100 * s['all']:.1f}" for s in per_seed.values())
-        lines.append(f"| {offset:+g} | " + " | ".join(cells) + f" | {seeds} |")
+        taken = " / ".join(str(s["taken"]) for s in per_seed.values())
+        lines.append(f"| {offset:+g} | " + " | ".join(cells) + f" | {seeds} | {taken} |")
     return "\n".join(lines) + "\n"
 
 
 def parse_offsets(text: str):
-    """"_unknown_=-1,0,0.5,1" -> ("_unknown_", [-1.0, 0.0, 0.5, 1.0])."""
-    label, _, values = text.partition("=")
-    return label.strip(), [float(v) for v in values.split(",") if v.strip()]
+    """"_unknown_=-1,0,0.5,1" -> (["_unknown_"], [-1.0, 0.0, 0.5, 1.0]); "on,off=0,1" raises both."""
+    labels, _, values = text.partition("=")
+    return ([label.strip() for label in labels.split(",") if label.strip()],
+            [float(v) for v in values.split(",") if v.strip()])
+
+
+def parse_fixed(items) -> dict:
+    """["_unknown_=1", ...] -> {"_unknown_": 1.0}."""
+    fixed = {}
+    for item in items:
+        label, _, value = item.partition("=")
+        fixed[label.strip()] = float(value)
+    return fixed
 
 
 def main(argv=None):
@@ -150,9 +178,13 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--name", default="", help="row name in cv.md (default: --out's name)")
-    parser.add_argument("--offsets", metavar="LABEL=V,V,...",
+    parser.add_argument("--offsets", metavar="LABEL[,LABEL]=V,V,...",
                         help="also score every fold with LABEL's logit raised by each V "
-                             "(offsets.md), e.g. _unknown_=-1,0,0.5,1,1.5,2")
+                             "(offsets-LABEL.md), e.g. _unknown_=-1,0,0.5,1,1.5,2; on,off=0,1,2 "
+                             "raises both together")
+    parser.add_argument("--with-offset", action="append", default=[], metavar="LABEL=V",
+                        help="with --offsets: hold LABEL's logit raised by V in every row "
+                             "(repeatable), e.g. the _unknown_=1 a model already ships with")
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
                         help="after --: `hark train` options (not --seed/--out/--cv-*)")
     args = parser.parse_args(argv)
@@ -163,11 +195,18 @@ def main(argv=None):
     if args.folds < 2:
         parser.error("--folds must be at least 2")
     try:
-        offset_label, offsets = parse_offsets(args.offsets) if args.offsets else ("", [])
+        offset_labels, offsets = parse_offsets(args.offsets) if args.offsets else ([], [])
+        fixed = parse_fixed(args.with_offset)
     except ValueError:
-        parser.error(f"--offsets {args.offsets}: give LABEL=V,V,..., e.g. _unknown_=0,0.5,1")
-    if args.offsets and not offsets:
-        parser.error("--offsets names no value: e.g. _unknown_=0,0.5,1")
+        parser.error(f"--offsets {args.offsets} / --with-offset {args.with_offset}: give "
+                     "LABEL=V,V,... and LABEL=V, e.g. --offsets on,off=0,1 --with-offset _unknown_=1")
+    if args.offsets and not (offsets and offset_labels):
+        parser.error("--offsets names no label or no value: e.g. _unknown_=0,0.5,1")
+    if fixed and not offsets:
+        parser.error("--with-offset holds an offset fixed in --offsets' scan: give --offsets too")
+    if set(fixed) & set(offset_labels):
+        parser.error(f"{', '.join(sorted(set(fixed) & set(offset_labels)))}: in both --offsets "
+                     "and --with-offset")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_args.json").write_text(json.dumps(train_args))
@@ -180,8 +219,14 @@ def main(argv=None):
     if offsets:
         logits = {seed: [fold_logits(out / f"seed{seed}_fold{f}") for f in range(args.folds)]
                   for seed in args.seeds}
-        scan = offsets_markdown(offset_summaries(logits, offset_label, offsets), offset_label)
-        (out / "offsets.md").write_text(scan)
+        labels = logits[args.seeds[0]][0][2]
+        strange = sorted((set(offset_labels) | set(fixed)) - set(labels))
+        if strange:
+            parser.error(f"no class {', '.join(strange)} in these models; their labels are "
+                         f"{', '.join(labels)}")
+        scan = offsets_markdown(offset_summaries(logits, offset_labels, offsets, fixed),
+                                offset_labels, fixed)
+        (out / f"offsets-{','.join(offset_labels)}.md").write_text(scan)
         print(scan)
 
 
