@@ -17,8 +17,8 @@ by each value (what `hark export --logit-offset` folds into a blob) and writes
 offsets-_unknown_.md: the offset for a recipe is chosen here, on speakers no fold trained on,
 not on the dev lists. --offsets on,off=0,1,2 raises both classes' logits by each value
 together, --with-offset _unknown_=1 (repeatable) holds another class's offset in every row
-(offsets-on,off.md), and each scan counts the clips of other classes the raised ones take:
-their cost where clips are plentiful.
+(offsets-on,off-with-_unknown_+1.md), and each scan counts the clips of other classes the
+raised ones take: their cost where clips are plentiful.
 """
 import argparse
 import json
@@ -226,7 +226,8 @@ def main(argv=None):
                          f"{', '.join(labels)}")
         scan = offsets_markdown(offset_summaries(logits, offset_labels, offsets, fixed),
                                 offset_labels, fixed)
-        (out / f"offsets-{','.join(offset_labels)}.md").write_text(scan)
+        held = "".join(f"-with-{label}{value:+g}" for label, value in fixed.items())
+        (out / f"offsets-{','.join(offset_labels)}{held}.md").write_text(scan)
         print(scan)
 
 
