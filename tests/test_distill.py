@@ -108,11 +108,11 @@ def test_crossval_offset_scan_moves_decisions_to_the_offset_class():
     logits[:2, on] = [0.5, 5.0]          # "on" clips: a near tie and a clear one
     logits[2:, on] = [0.5, 0.2]          # unknown-word clips heard as "on"
     y = np.array([on, on, k, k])
-    scan = crossval.offset_summaries({0: [(logits, y, labels)]}, ds.UNKNOWN, [0.0, 1.0])
+    scan = crossval.offset_summaries({0: [(logits, y, labels)]}, [ds.UNKNOWN], [0.0, 1.0])
     assert (scan[0.0][0]["on"], scan[0.0][0][ds.UNKNOWN]) == (1.0, 0.0)
     assert (scan[1.0][0]["on"], scan[1.0][0][ds.UNKNOWN]) == (0.5, 1.0)
     assert (scan[0.0][0]["taken"], scan[1.0][0]["taken"]) == (0, 1)   # the near-tie "on" clip
-    assert "| +1 |" in crossval.offsets_markdown(scan, ds.UNKNOWN)
+    assert "| +1 |" in crossval.offsets_markdown(scan, [ds.UNKNOWN])
     assert crossval.parse_offsets("_unknown_=-1,0,0.5") == ([ds.UNKNOWN], [-1.0, 0.0, 0.5])
 
 

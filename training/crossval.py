@@ -105,7 +105,6 @@ def offset_summaries(logits_by_seed, labels_raised, offsets, fixed=None) -> dict
     logits_by_seed: {seed: [(logits, y_true, labels) per fold]}."""
     from .report import classification_metrics
 
-    labels_raised = [labels_raised] if isinstance(labels_raised, str) else list(labels_raised)
     out = {}
     for offset in offsets:
         out[offset] = {}
@@ -140,7 +139,6 @@ def fold_logits(run: Path):
 
 
 def offsets_markdown(scan: dict, labels_raised, fixed=None) -> str:
-    labels_raised = [labels_raised] if isinstance(labels_raised, str) else list(labels_raised)
     names = ", ".join(f"`{label}`" for label in labels_raised)
     held = "".join(f", `{label}` {value:+g} in every row" for label, value in (fixed or {}).items())
     lines = [f"| {names} logit offset{held} | " + " | ".join(COLUMNS)
