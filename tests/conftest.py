@@ -24,6 +24,14 @@ def _find_shared_data() -> Path:
 SHARED_DATA = _find_shared_data()
 
 
+def make_variable(name: str, *assignments) -> list:
+    """A Makefile variable as make expands it (with command-line assignments), split in words."""
+    out = subprocess.run(["make", "-s", "-f", "Makefile", "-f", "-", "show", *assignments],
+                         input=f"show:\n\t@echo $({name})\n", cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    return out.split()
+
+
 def run_micropython(code: str, *args, heapsize: str = "2M", cwd=None, stdin=None, timeout=600):
     """Run code in the real MicroPython unix port with firmware/ on its path."""
     env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")

@@ -3,13 +3,13 @@ exporter stores in the blob, the firmware taking it when the board profile has n
 end-to-end scoring of training/assistant_eval.py."""
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import make_variable
 from hark import boards
 from hark.cli import main
 from hark.training import blob, dataset as ds
@@ -335,17 +335,9 @@ def test_shipped_assistant_runs_the_operating_point_chosen_on_validation():
     point = ["--average-window-ms", str(op["average_window_ms"]), "--threshold",
              f"{op['command_threshold']:g}", "--label-threshold", f"hey_hark={op['threshold']:g}"]
     tuned = [x for c, t in sorted(own.items()) for x in ("--label-threshold", f"{c}={t:g}")]
-    assert _make_variable("ASSISTANT_DETECTOR") == point + tuned
-    ok_lamp = _make_variable("ASSISTANT_DETECTOR", "WAKE=ok lamp", "COMMANDS=on,off,up,down")
+    assert make_variable("ASSISTANT_DETECTOR") == point + tuned
+    ok_lamp = make_variable("ASSISTANT_DETECTOR", "WAKE=ok lamp", "COMMANDS=on,off,up,down")
     assert ok_lamp == point[:-1] + [f"ok_lamp={op['threshold']:g}"]
-
-
-def _make_variable(name: str, *assignments) -> list:
-    """A Makefile variable as make expands it (with command-line assignments), split in words."""
-    out = subprocess.run(["make", "-s", "-f", "Makefile", "-f", "-", "show", *assignments],
-                         input=f"show:\n\t@echo $({name})\n", cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout
-    return out.split()
 
 
 def _make_target(make: str, target: str) -> list:

@@ -196,3 +196,21 @@ def test_train_errors_are_clear(tmp_path, capsys):
     assert "not a training run" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--n-mfcc", "41"]) == 1
     assert "--n-mfcc must be in 1..40" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["default", "esp32", "wide"])
+def test_shipped_models_carry_what_the_makefile_exports(name):
+    """A shipped commands model's blob threshold is its Makefile NAME_DETECTOR and the logit
+    offsets its .train.json records are NAME_OFFSET (`make train-NAME` reproduces both); the
+    offsets are in the .tflite, so a `make models` repack keeps them."""
+    from conftest import REPO, make_variable
+    from hark.training import blob
+    from hark.commands.export import label_thresholds
+
+    meta, _ = blob.read_blob(REPO / "models" / f"{name}.hark")
+    detector = make_variable(f"{name.upper()}_DETECTOR")
+    assert detector[0] == "--threshold" and meta["detector"]["threshold"] == pytest.approx(
+        float(detector[1]))
+    offsets = label_thresholds(make_variable(f"{name.upper()}_OFFSET")[1::2])
+    recipe = json.loads((REPO / "models" / f"{name}.train.json").read_text())
+    assert recipe.get("logit_offsets", {}) == offsets
