@@ -134,7 +134,7 @@ def test_crossval_offset_scan_raises_several_classes_over_a_fixed_one():
     table = crossval.offsets_markdown(scan, ["on", "off"], {ds.UNKNOWN: 1.0})
     assert "`on`, `off` logit offset, `_unknown_` +1 in every row" in table
     assert crossval.parse_offsets("on, off=0,1") == (["on", "off"], [0.0, 1.0])
-    assert crossval.parse_fixed(["_unknown_=1"]) == {ds.UNKNOWN: 1.0}
+    assert crossval.label_values(["_unknown_=1"]) == {ds.UNKNOWN: 1.0}   # --with-offset
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import COMMANDS, SILENCE, UNKNOWN
+from .export import label_values
 from .train import SCARCE_LABELS
 
 PLENTIFUL = [w for w in COMMANDS if w not in SCARCE_LABELS]
@@ -159,15 +160,6 @@ def parse_offsets(text: str):
             [float(v) for v in values.split(",") if v.strip()])
 
 
-def parse_fixed(items) -> dict:
-    """["_unknown_=1", ...] -> {"_unknown_": 1.0}."""
-    fixed = {}
-    for item in items:
-        label, _, value = item.partition("=")
-        fixed[label.strip()] = float(value)
-    return fixed
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m hark.training.crossval",
                                      description=__doc__,
@@ -194,7 +186,7 @@ def main(argv=None):
         parser.error("--folds must be at least 2")
     try:
         offset_labels, offsets = parse_offsets(args.offsets) if args.offsets else ([], [])
-        fixed = parse_fixed(args.with_offset)
+        fixed = label_values(args.with_offset)
     except ValueError:
         parser.error(f"--offsets {args.offsets} / --with-offset {args.with_offset}: give "
                      "LABEL=V,V,... and LABEL=V, e.g. --offsets on,off=0,1 --with-offset _unknown_=1")

@@ -94,6 +94,19 @@ def logit_step(tflite: bytes) -> float:
 MAX_OFFSET_STEPS = 32
 
 
+def label_values(items) -> dict:
+    """["_unknown_=1", "on=1.5"] -> {"_unknown_": 1.0, "on": 1.5}: the LABEL=V form of
+    --logit-offset and --label-threshold. ValueError names the item that is not LABEL=number."""
+    out = {}
+    for item in items:
+        label, _, value = item.partition("=")
+        try:
+            out[label.strip()] = float(value)
+        except ValueError:
+            raise ValueError(item) from None
+    return out
+
+
 def offset_logits(tflite: bytes, labels, offsets: dict) -> bytes:
     """Post-hoc logit adjustment (Menon et al., ICLR 2021): add offsets[label] to the model's
     logits, folded into the int32 bias of the FULLY_CONNECTED op that feeds the final SOFTMAX.

@@ -71,15 +71,13 @@ def run(args):
 
 def label_thresholds(items, option="--label-threshold", example="hey_hark=0.9") -> dict:
     """["hey_hark=0.9", ...] -> {"hey_hark": 0.9} (also --logit-offset's LABEL=V)."""
-    out = {}
-    for item in items:
-        label, _, value = item.partition("=")
-        try:
-            out[label.strip()] = float(value)
-        except ValueError:
-            raise HarkError(f"{option} {item!r}: give a label and a number, e.g. "
-                            f"{example}") from None
-    return out
+    from hark.training.export import label_values
+
+    try:
+        return label_values(items)
+    except ValueError as exc:
+        raise HarkError(f"{option} {str(exc)!r}: give a label and a number, e.g. "
+                        f"{example}") from None
 
 
 def _export(args, detector, export, repack):
