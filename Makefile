@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 DATA   ?= ../shared/data/speech_commands
-SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat qemu-system-arm
+SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat qemu-system-arm g++
 
 .PHONY: demo demo-assistant test venv-demo venv-dev system-deps firmware-deps firmware-test synth-deps synth train-default train-wide train-esp32 crossval-width crossval-distil crossval-training train-references wake assistant assistant-eval models bench bench-quick stream-hour crossval mpy clean
 
@@ -25,7 +25,7 @@ demo-assistant: venv-demo
 	@echo "--- the same stream, models/default.hark (commands alone):"
 	$(BIN)/hark simulate samples/assistant/assistant_demo.wav --model models/default.hark --board unix
 
-test: venv-dev system-deps
+test: system-deps venv-dev
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 $(BIN)/python:
@@ -45,9 +45,10 @@ venv-demo: $(VENV)/.demo
 venv-dev: $(VENV)/.dev
 
 # Debian packages: text-to-speech engines for `hark synth`, socat for the deploy test,
-# qemu-system-arm for the 32-bit Cortex-M4F runs (tools/qemu.py, tests/test_qemu.py).
+# qemu-system-arm for the 32-bit Cortex-M4F runs (tools/qemu.py, tests/test_qemu.py), g++ for
+# pyroomacoustics, which the dev venv builds from source (simulated rooms).
 system-deps:
-	@missing=""; for c in espeak-ng flite text2wave sox socat qemu-system-arm; do command -v $$c >/dev/null || missing=1; done; \
+	@missing=""; for c in espeak-ng flite text2wave sox socat qemu-system-arm g++; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \

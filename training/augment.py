@@ -1,11 +1,13 @@
-"""Augmentation of 1 s clips: speed, time shift, gain, background noise at random SNR, reverb, DC
-offset.
+"""Augmentation of 1 s clips: speed, time shift, gain, background noise at random SNR, reverb or a
+simulated room, DC offset.
 
 Everything draws from the numpy Generator it is given, so a seed reproduces a run.
 """
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from . import rooms
 
 
 @dataclass
@@ -20,6 +22,8 @@ class AugmentConfig:
     dc_prob: float = 0.0             # chance of a random DC offset (constant or a step)
     speed_prob: float = 0.0          # chance of a speed change (speed_perturb)
     speed_range: tuple = (0.9, 1.1)  # uniform speed factor range
+    room_prob: float = 0.0           # chance of a simulated room (instead of the synthetic reverb)
+    rooms: tuple = ()                # its impulse responses (rooms.impulse_responses)
 
 
 def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
@@ -148,7 +152,9 @@ def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = 
         start, end = active_region(y)
         shift = min(max(shift, -start), len(y) - end)
     y = time_shift(y, shift)
-    if rng.random() < config.reverb_prob:
+    if config.room_prob and config.rooms and rng.random() < config.room_prob:
+        y = rooms.in_room(y, config.rooms[rng.integers(len(config.rooms))])
+    elif rng.random() < config.reverb_prob:
         y = reverb(y, rng, rng.uniform(*config.rt60_s), sample_rate)
     if config.mic_prob and rng.random() < config.mic_prob:
         y = microphone(y, rng, sample_rate)

@@ -19,6 +19,10 @@ not on the dev lists. --offsets on,off=0,1,2 raises both classes' logits by each
 together, --with-offset _unknown_=1 (repeatable) holds another class's offset in every row
 (offsets-on,off-with-_unknown_+1.md), and each scan counts the clips of other classes the
 raised ones take: their cost where clips are plentiful.
+
+--rooms 200 also plays every fold's test clips as a microphone 1-3 m away hears them (200
+simulated rooms, none a training room, RT60 0.2-0.7 s, noise at 10-25 dB SNR; the same audio for
+every recipe) and adds the row "student in simulated rooms": a board across a room.
 """
 import argparse
 import json
@@ -76,13 +80,18 @@ def summarise(out: Path, folds: int, seeds) -> dict:
         if all("teacher" in r for r in runs):
             result["teacher"][seed] = seed_summary([r["teacher"]["test"] for r in runs])
     for who in ("student", "teacher"):
-        per_seed = result[who]
-        if per_seed:
-            result[who + "_mean"] = {c: float(np.mean([s[c] for s in per_seed.values()]))
-                                     for c in COLUMNS}
-            result[who + "_std"] = {c: float(np.std([s[c] for s in per_seed.values()]))
-                                    for c in COLUMNS}
+        add_spread(result, who)
     return result
+
+
+def add_spread(result: dict, who: str) -> None:
+    """result[who + "_mean"] and [who + "_std"] over the seeds of result[who], if any."""
+    per_seed = result.get(who)
+    if per_seed:
+        result[who + "_mean"] = {c: float(np.mean([s[c] for s in per_seed.values()]))
+                                 for c in COLUMNS}
+        result[who + "_std"] = {c: float(np.std([s[c] for s in per_seed.values()]))
+                                for c in COLUMNS}
 
 
 def markdown(result: dict, name: str) -> str:
@@ -90,12 +99,13 @@ def markdown(result: dict, name: str) -> str:
     head = (f"| {name} | " + " | ".join(
         f"{c} (n={n[c]})" if c in n else c for c in COLUMNS) + " |")
     lines = [head, "|---|" + "---:|" * len(COLUMNS)]
-    for who in ("student", "teacher"):
-        if not result[who]:
+    for who, row in (("student", "student"), ("teacher", "teacher"),
+                     ("rooms", "student in simulated rooms")):
+        if not result.get(who):
             continue
         mean, std = result[who + "_mean"], result[who + "_std"]
         cells = [f"{100 * mean[c]:.1f} ± {100 * std[c]:.1f}" for c in COLUMNS]
-        lines.append(f"| {who}, {len(result[who])} seeds | " + " | ".join(cells) + " |")
+        lines.append(f"| {row}, {len(result[who])} seeds | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,6 +163,78 @@ def offsets_markdown(scan: dict, labels_raised, fixed=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+ROOM_SEED = 1               # the rooms a measurement uses (training draws from seed 0's)
+ROOM_SNR_DB = (10.0, 25.0)  # background noise over the room's sound
+
+
+def far_field(audio, rirs, noise_bank, seed: int):
+    """Each 1 s clip as a microphone 1-3 m away hears it: in a random room of `rirs`
+    (rooms.in_room), then background noise at 10-25 dB SNR; the same seed, the same rooms and
+    noise clip by clip, so recipes are compared on identical audio."""
+    from .augment import add_noise, noise_segment
+    from .rooms import in_room
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for y in audio:
+        wet = in_room(y, rirs[rng.integers(len(rirs))])
+        if len(noise_bank):
+            wet = add_noise(wet, noise_segment(noise_bank, len(wet), rng), rng.uniform(*ROOM_SNR_DB))
+        out.append(np.clip(wet, -1.0, 1.0).astype(np.float32))
+    return out
+
+
+def fold_test_audio(config: dict):
+    """(1 s clips, true class indices, noise bank) of a fold's test set, as `hark train --cv-fold`
+    built it: the fold's speakers' scarce clips and the test list's plentiful commands, then one
+    class's worth of `_silence_` cut from the noise (a fixed generator: the same for every run)."""
+    from . import augment as aug
+    from . import dataset as ds
+    from .features import fit_clip
+    from .train import apply_cv_fold
+
+    labels = config["labels"]
+    real = [ds.load_dataset(p, labels) for p in config["data"]]
+    apply_cv_fold(real, config["cv_folds"], config["cv_fold"])
+    clips = [c for d in real for c in d.split("test")]
+    audio, kept, _ = ds.load_clips(clips)
+    noise = [n for d in real for n in ds.load_noise(d)]
+    rng = np.random.default_rng(ROOM_SEED)
+    ys = [fit_clip(y) for y in audio] + [aug.silence_clip(rng, noise)
+                                         for _ in range(aug.silence_count(len(kept), labels))]
+    y_true = [labels.index(c.label) for c in kept] + [labels.index(SILENCE)] * (len(ys) - len(kept))
+    return ys, np.asarray(y_true), noise
+
+
+def room_summaries(out: Path, folds: int, seeds, n_rooms: int) -> dict:
+    """{seed: seed_summary} of every fold's float model on its test clips in simulated rooms
+    (far_field; n_rooms rooms of rooms.impulse_responses(seed=ROOM_SEED), none a training room)."""
+    import keras
+
+    from .features import FeatureSpec, Normalisation, batch_features
+    from .report import classification_metrics
+    from .rooms import impulse_responses
+
+    rirs = impulse_responses(n_rooms, seed=ROOM_SEED)
+    tests, result = {}, {}
+    for seed in seeds:
+        runs = []
+        for fold in range(folds):
+            run = out / f"seed{seed}_fold{fold}"
+            config = json.loads((run / "config.json").read_text())
+            if fold not in tests:       # every seed's fold holds the same speakers
+                ys, y_true, noise = fold_test_audio(config)
+                tests[fold] = (far_field(ys, rirs, noise, ROOM_SEED + fold), y_true)
+            audio, y_true = tests[fold]
+            x = Normalisation.from_dict(config["normalisation"]).apply(
+                batch_features(audio, FeatureSpec.from_dict(config["spec"])))
+            model = keras.models.load_model(run / "model.keras", compile=False)
+            decided = model.predict(x, batch_size=256, verbose=0).argmax(axis=1)
+            runs.append(classification_metrics(y_true, decided, config["labels"]))
+        result[seed] = seed_summary(runs)
+    return result
+
+
 def parse_offsets(text: str):
     """"_unknown_=-1,0,0.5,1" -> (["_unknown_"], [-1.0, 0.0, 0.5, 1.0]); "on,off=0,1" raises both."""
     labels, _, values = text.partition("=")
@@ -175,6 +257,10 @@ def main(argv=None):
     parser.add_argument("--with-offset", action="append", default=[], metavar="LABEL=V",
                         help="with --offsets: hold LABEL's logit raised by V in every row "
                              "(repeatable), e.g. the _unknown_=1 a model already ships with")
+    parser.add_argument("--rooms", type=int, default=0, metavar="N",
+                        help="also score every fold's test clips as heard 1-3 m away in N "
+                             "simulated rooms with noise at 10-25 dB SNR (a row of cv.md; "
+                             "rooms no training run draws from), e.g. 200")
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
                         help="after --: `hark train` options (not --seed/--out/--cv-*)")
     args = parser.parse_args(argv)
@@ -202,6 +288,9 @@ def main(argv=None):
     (out / "train_args.json").write_text(json.dumps(train_args))
     run_folds(out, args.folds, args.seeds, train_args)
     result = summarise(out, args.folds, args.seeds)
+    if args.rooms:
+        result["rooms"] = room_summaries(out, args.folds, args.seeds, args.rooms)
+        add_spread(result, "rooms")
     (out / "cv.json").write_text(json.dumps(result, indent=2))
     table = markdown(result, args.name or out.name)
     (out / "cv.md").write_text(table)

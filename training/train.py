@@ -26,6 +26,7 @@ import numpy as np
 
 from . import augment as aug
 from . import dataset as ds
+from . import rooms
 from .features import DEFAULT_SPEC, FeatureSpec, Normalisation, batch_features, fit_clip
 from .metric import HELD_OUT
 
@@ -56,6 +57,7 @@ class TrainConfig:
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     mic_prob: float = 0.0               # chance of a random microphone response per example
     speed_prob: float = 0.0             # chance of a speed change (0.9-1.1) per example
+    room_prob: float = 0.0              # chance of a simulated room 1-3 m away per example
     time_masks: int = 0                 # SpecAugment time masks per training example (0: none)
     onset_unknown: float = 0.0          # share of _unknown_ examples that are a word's onset only
     tail_unknown: float = 0.0           # share of _unknown_ examples that are a word's tail only
@@ -161,10 +163,14 @@ def _tile(indices, n, rng):
     return [indices[j % len(indices)] for j in rng.permutation(n)]
 
 
+ROOMS = 400     # simulated rooms a run draws from (--room-prob); measurements use other seeds
+
+
 def _augment_config(cfg) -> aug.AugmentConfig:
     """The run's augmentation, the same for the classes and the embedding's episodes."""
+    room_bank = rooms.impulse_responses(ROOMS, seed=0) if cfg.room_prob else ()
     return aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob, dc_prob=cfg.dc_prob,
-                             speed_prob=cfg.speed_prob)
+                             speed_prob=cfg.speed_prob, room_prob=cfg.room_prob, rooms=room_bank)
 
 
 def _class_plan(real, synth, labels, cfg, rng):
