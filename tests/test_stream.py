@@ -4,7 +4,8 @@ import pytest
 import soundfile as sf
 
 from hark.training.augment import active_region
-from hark.training.stream import make_stream, score_stream
+from hark.training.rooms import MEASUREMENT_SEED, impulse_responses
+from hark.training.stream import make_stream, place_word, score_stream
 
 RATE = 16000
 
@@ -24,6 +25,25 @@ def test_deterministic_and_written(made, shared_data):
     assert not np.array_equal(audio, other)
     y, sr = sf.read(wav, dtype="int16")
     assert sr == RATE and np.array_equal(y, audio) and len(audio) == 60 * RATE
+
+
+def test_rooms_play_every_word_in_a_room_and_keep_the_stream_reproducible(made, shared_data):
+    """--rooms: the same rooms every time; each word placed in one rings on after it ends."""
+    audio, events, _ = made
+    roomed, room_events = make_stream(shared_data, 60, seed=3, unknown_dir=None, rooms=4)
+    again, _ = make_stream(shared_data, 60, seed=3, unknown_dir=None, rooms=4)
+    assert np.array_equal(roomed, again) and not np.array_equal(roomed, audio)
+    assert room_events[0]["source"] == events[0]["source"]
+    word = np.zeros(RATE, np.float32)
+    word[4000:8000] = 0.3 * np.sin(np.arange(4000) / 5.0)
+    level = np.full(4 * RATE, 1e-3, np.float32)
+
+    def after_end(rirs):    # energy in the 150 ms after the word's end over the word's own
+        out = np.zeros(4 * RATE, np.float32)
+        e = place_word(out, level, word, RATE, np.random.default_rng(0), rirs=rirs)
+        a, b = int(e["start_s"] * RATE), int(e["end_s"] * RATE)
+        return np.mean(out[b:b + 2400] ** 2) / np.mean(out[a:b] ** 2)
+    assert after_end(impulse_responses(4, MEASUREMENT_SEED)) > 100 * max(after_end(()), 1e-9)
 
 
 def test_events_are_ordered_held_out_words(made, shared_data):

@@ -34,6 +34,7 @@ import numpy as np
 
 from .dataset import COMMANDS, SILENCE, UNKNOWN
 from .export import label_values
+from .rooms import MEASUREMENT_SEED
 from .train import SCARCE_LABELS
 
 PLENTIFUL = [w for w in COMMANDS if w not in SCARCE_LABELS]
@@ -163,7 +164,6 @@ def offsets_markdown(scan: dict, labels_raised, fixed=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-ROOM_SEED = 1               # the rooms a measurement uses (training draws from seed 0's)
 ROOM_SNR_DB = (10.0, 25.0)  # background noise over the room's sound
 
 
@@ -179,7 +179,8 @@ def far_field(audio, rirs, noise_bank, seed: int):
     for y in audio:
         wet = in_room(y, rirs[rng.integers(len(rirs))])
         if len(noise_bank):
-            wet = add_noise(wet, noise_segment(noise_bank, len(wet), rng), rng.uniform(*ROOM_SNR_DB))
+            noise = noise_segment(noise_bank, len(wet), rng)
+            wet = add_noise(wet, noise, rng.uniform(*ROOM_SNR_DB))
         out.append(np.clip(wet, -1.0, 1.0).astype(np.float32))
     return out
 
@@ -199,7 +200,7 @@ def fold_test_audio(config: dict):
     clips = [c for d in real for c in d.split("test")]
     audio, kept, _ = ds.load_clips(clips)
     noise = [n for d in real for n in ds.load_noise(d)]
-    rng = np.random.default_rng(ROOM_SEED)
+    rng = np.random.default_rng(MEASUREMENT_SEED)
     ys = [fit_clip(y) for y in audio] + [aug.silence_clip(rng, noise)
                                          for _ in range(aug.silence_count(len(kept), labels))]
     y_true = [labels.index(c.label) for c in kept] + [labels.index(SILENCE)] * (len(ys) - len(kept))
@@ -208,14 +209,15 @@ def fold_test_audio(config: dict):
 
 def room_summaries(out: Path, folds: int, seeds, n_rooms: int) -> dict:
     """{seed: seed_summary} of every fold's float model on its test clips in simulated rooms
-    (far_field; n_rooms rooms of rooms.impulse_responses(seed=ROOM_SEED), none a training room)."""
+    (far_field; n_rooms rooms of rooms.impulse_responses with MEASUREMENT_SEED: none a training
+    room)."""
     import keras
 
     from .features import FeatureSpec, Normalisation, batch_features
     from .report import classification_metrics
     from .rooms import impulse_responses
 
-    rirs = impulse_responses(n_rooms, seed=ROOM_SEED)
+    rirs = impulse_responses(n_rooms, MEASUREMENT_SEED)
     tests, result = {}, {}
     for seed in seeds:
         runs = []
@@ -224,7 +226,7 @@ def room_summaries(out: Path, folds: int, seeds, n_rooms: int) -> dict:
             config = json.loads((run / "config.json").read_text())
             if fold not in tests:       # every seed's fold holds the same speakers
                 ys, y_true, noise = fold_test_audio(config)
-                tests[fold] = (far_field(ys, rirs, noise, ROOM_SEED + fold), y_true)
+                tests[fold] = (far_field(ys, rirs, noise, MEASUREMENT_SEED + fold), y_true)
             audio, y_true = tests[fold]
             x = Normalisation.from_dict(config["normalisation"]).apply(
                 batch_features(audio, FeatureSpec.from_dict(config["spec"])))

@@ -11,6 +11,8 @@ SAMPLE_RATE = 16000
 DISTANCE_M = (1.0, 3.0)     # source to microphone
 RT60_S = (0.2, 0.7)         # reverberation time
 MAX_ORDER = 40              # image-source reflections kept (the late tail is cut at 1.2 x RT60)
+TRAINING_SEED = 0           # the rooms training draws from (hark train --room-prob)
+MEASUREMENT_SEED = 1        # the rooms measurements use (crossval --rooms, stream --rooms)
 
 
 @lru_cache(maxsize=2)

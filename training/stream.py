@@ -21,6 +21,7 @@ from . import augment as aug
 from . import dataset as ds
 from . import sweep
 from .report import num
+from .rooms import MEASUREMENT_SEED, impulse_responses, in_room
 
 RATE = ds.SAMPLE_RATE
 DEFAULT_UNKNOWN_DIR = Path(__file__).resolve().parents[1] / "data" / "synth" / "unknown"
@@ -76,8 +77,10 @@ def _noise_bed(n, rng, bank):
 
 def make_stream(data_dir, seconds: float, seed: int, commands=tuple(ds.COMMANDS),
                 target_share: float = 0.6, splits=("test", "validation"),
-                unknown_dir=DEFAULT_UNKNOWN_DIR, out_wav=None, progress=None):
-    """(int16 audio at 16 kHz, events) for a stream of `seconds`.
+                unknown_dir=DEFAULT_UNKNOWN_DIR, out_wav=None, progress=None, rooms=0):
+    """(int16 audio at 16 kHz, events) for a stream of `seconds`; with rooms=N every word is
+    heard 1-3 m away in one of N simulated rooms (none a training room: rooms.impulse_responses
+    with MEASUREMENT_SEED).
 
     events: one dict per placed word, in time order: label (the model label: the command, or
     `_unknown_` for distractors), word, start_s/end_s (the word's active part), target
@@ -92,8 +95,9 @@ def make_stream(data_dir, seconds: float, seed: int, commands=tuple(ds.COMMANDS)
     if not targets:
         raise ds.DatasetError(f"{data_dir}: no clips of {list(commands)} in the {'/'.join(splits)} "
                               "lists to use as targets")
+    rirs = impulse_responses(rooms, MEASUREMENT_SEED) if rooms else ()
     return compose_stream(targets, distractors, ds.load_noise(d), seconds, seed, target_share,
-                          {c.path: c.word for c in d.clips}, out_wav, progress)
+                          {c.path: c.word for c in d.clips}, out_wav, progress, rirs)
 
 
 def word_span(y):
@@ -113,14 +117,16 @@ def to_int16(out, out_wav=None) -> np.ndarray:
     return audio
 
 
-def place_word(out, level, y, start, rng, span=None) -> dict:
+def place_word(out, level, y, start, rng, span=None, rirs=()) -> dict:
     """Mix clip y (its active part and MARGIN_S around it; span: word_span(y) if the caller has
     it) into `out` at sample `start`, with a random SNR over the local noise `level` and
-    sometimes reverb. Returns start_s/end_s (the active part), snr_db and stop_s (where the
-    placed audio ends)."""
+    sometimes reverb, or always in one of the rooms `rirs` (rooms.impulse_responses) if given.
+    Returns start_s/end_s (the active part), snr_db and stop_s (where the placed audio ends)."""
     a, b, lo, hi = span or word_span(y)
     y = y[lo:hi].astype(np.float32)
-    if rng.random() < REVERB_PROB:
+    if len(rirs):
+        y = in_room(y, rirs[rng.integers(len(rirs))])
+    elif rng.random() < REVERB_PROB:
         y = aug.reverb(y, rng, rng.uniform(0.1, 0.5))
     local = float(level[start:start + len(y)].max())
     word_db = max(20 * np.log10(local + 1e-12) + rng.uniform(*SNR_DB), MIN_WORD_DBFS)
@@ -135,11 +141,12 @@ def place_word(out, level, y, start, rng, span=None) -> dict:
 
 
 def compose_stream(targets, distractors, bank, seconds: float, seed: int,
-                   target_share: float = 0.6, word_of=None, out_wav=None, progress=None):
+                   target_share: float = 0.6, word_of=None, out_wav=None, progress=None, rirs=()):
     """make_stream from lists of clip paths: `targets` (labelled by their word: word_of[path],
     else the folder name) are placed with probability target_share, `distractors` (labelled
-    `_unknown_`) otherwise, over stretches of the noise recordings in `bank`. Either list may
-    be empty, not both: no targets makes a stream for counting false accepts alone."""
+    `_unknown_`) otherwise, over stretches of the noise recordings in `bank`, each word in one
+    of the rooms `rirs` if given. Either list may be empty, not both: no targets makes a stream
+    for counting false accepts alone."""
     if not targets and not distractors:
         raise ds.DatasetError("a stream needs target or distractor clips")
     rng = np.random.default_rng(seed)
@@ -169,7 +176,7 @@ def compose_stream(targets, distractors, bank, seconds: float, seed: int,
         if start + (span[3] - span[2]) >= n:
             break
         word = word_of.get(path, Path(path).parent.name)
-        event = place_word(out, level, y, start, rng, span)
+        event = place_word(out, level, y, start, rng, span, rirs)
         stop = event.pop("stop_s")
         events.append({"label": word if is_target else ds.UNKNOWN, "word": word, **event,
                        "target": is_target, "reused": path in used, "source": str(path)})
@@ -296,6 +303,9 @@ def main(argv=None) -> int:
     p.add_argument("--splits", default="test,validation",
                    help="lists the command words come from (default test,validation)")
     p.add_argument("--board", default="unix")
+    p.add_argument("--rooms", type=int, default=0, metavar="N",
+                   help="every word heard 1-3 m away in one of N simulated rooms (RT60 "
+                        "0.2-0.7 s; no training room), e.g. 200: a board across a room")
     p.add_argument("--keep", metavar="DIR",
                    help="write the stream to DIR/stream.wav and its word times to "
                         "DIR/stream_events.json (for `hark simulate --events`) and stop")
@@ -310,7 +320,7 @@ def main(argv=None) -> int:
         keep = Path(args.keep)
         keep.mkdir(parents=True, exist_ok=True)
         audio, events = make_stream(args.data, args.seconds, args.seed, out_wav=keep / "stream.wav",
-                                    splits=tuple(args.splits.split(",")))
+                                    splits=tuple(args.splits.split(",")), rooms=args.rooms)
         (keep / "stream_events.json").write_text(json.dumps(events, indent=1))
         print(f"wrote {keep / 'stream.wav'} ({len(audio) / RATE / 3600:.2f} h) and "
               f"{keep / 'stream_events.json'} ({len(events)} words)")
@@ -318,7 +328,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         wav = f"{tmp}/stream.wav"
         audio, events = make_stream(args.data, args.seconds, args.seed, out_wav=wav,
-                                    splits=tuple(args.splits.split(",")))
+                                    splits=tuple(args.splits.split(",")), rooms=args.rooms)
         seconds = len(audio) / RATE
         if args.sweep:
             rows = sweep_stream(args.model, wav, events, seconds,

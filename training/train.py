@@ -168,7 +168,7 @@ ROOMS = 400     # simulated rooms a run draws from (--room-prob); measurements u
 
 def _augment_config(cfg) -> aug.AugmentConfig:
     """The run's augmentation, the same for the classes and the embedding's episodes."""
-    room_bank = rooms.impulse_responses(ROOMS, seed=0) if cfg.room_prob else ()
+    room_bank = rooms.impulse_responses(ROOMS, rooms.TRAINING_SEED) if cfg.room_prob else ()
     return aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob, dc_prob=cfg.dc_prob,
                              speed_prob=cfg.speed_prob, room_prob=cfg.room_prob, rooms=room_bank)
 
