@@ -231,7 +231,7 @@ def room_summaries(out: Path, folds: int, seeds, n_rooms: int) -> dict:
             x = Normalisation.from_dict(config["normalisation"]).apply(
                 batch_features(audio, FeatureSpec.from_dict(config["spec"])))
             model = keras.models.load_model(run / "model.keras", compile=False)
-            decided = np.asarray(model(x, training=False)).argmax(axis=1)
+            decided = model.predict(x, batch_size=256, verbose=0).argmax(axis=1)
             runs.append(classification_metrics(y_true, decided, config["labels"]))
         result[seed] = seed_summary(runs)
     return result
