@@ -189,10 +189,8 @@ def fold_test_audio(config: dict):
     """(1 s clips, true class indices, noise bank) of a fold's test set, as `hark train --cv-fold`
     built it: the fold's speakers' scarce clips and the test list's plentiful commands, then one
     class's worth of `_silence_` cut from the noise (a fixed generator: the same for every run)."""
-    from . import augment as aug
     from . import dataset as ds
-    from .features import fit_clip
-    from .train import apply_cv_fold
+    from .train import apply_cv_fold, eval_clips
 
     labels = config["labels"]
     real = [ds.load_dataset(p, labels) for p in config["data"]]
@@ -200,11 +198,8 @@ def fold_test_audio(config: dict):
     clips = [c for d in real for c in d.split("test")]
     audio, kept, _ = ds.load_clips(clips)
     noise = [n for d in real for n in ds.load_noise(d)]
-    rng = np.random.default_rng(MEASUREMENT_SEED)
-    ys = [fit_clip(y) for y in audio] + [aug.silence_clip(rng, noise)
-                                         for _ in range(aug.silence_count(len(kept), labels))]
-    y_true = [labels.index(c.label) for c in kept] + [labels.index(SILENCE)] * (len(ys) - len(kept))
-    return ys, np.asarray(y_true), noise
+    ys, y_true = eval_clips(audio, kept, noise, labels, np.random.default_rng(MEASUREMENT_SEED))
+    return ys, y_true, noise
 
 
 def room_summaries(out: Path, folds: int, seeds, n_rooms: int) -> dict:

@@ -287,14 +287,20 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     return np.concatenate(features), np.asarray(targets, np.int64), z
 
 
-def eval_set(audio, clips, noise, labels, rng, spec=DEFAULT_SPEC):
+def eval_clips(audio, clips, noise, labels, rng, spec=DEFAULT_SPEC):
     """Clean clips of a split plus one class's worth of silence clips cut from noise.
-    Returns (features, targets, the 1 s clips themselves)."""
+    Returns (the 1 s clips, targets)."""
     n_silence = aug.silence_count(len(clips), labels)
     ys = [fit_clip(y, spec) for y in audio] + [aug.silence_clip(rng, noise)
                                                for _ in range(n_silence)]
     targets = [labels.index(c.label) for c in clips] + [labels.index(ds.SILENCE)] * n_silence
-    return batch_features(ys, spec), np.asarray(targets, np.int64), ys
+    return ys, np.asarray(targets, np.int64)
+
+
+def eval_set(audio, clips, noise, labels, rng, spec=DEFAULT_SPEC):
+    """eval_clips and their features: (features, targets, the 1 s clips themselves)."""
+    ys, targets = eval_clips(audio, clips, noise, labels, rng, spec)
+    return batch_features(ys, spec), targets, ys
 
 
 def held_out_voices(datasets) -> set:
