@@ -76,7 +76,24 @@ def test_eval_json_and_plot(exported, shared_data, capsys):
     assert metrics["n"] == np.sum(metrics["confusion"])
     assert {"on", "off", "_unknown_", "_silence_"} <= set(metrics["per_class"])
     assert (exported / "cm.png").stat().st_size > 1000
-    assert "confusion" in capsys.readouterr().out
+    # every _unknown_ clip is in exactly one word's row, and the rejected ones are the diagonal
+    k = metrics["labels"].index("_unknown_")
+    rows = metrics["unknown_words"]
+    assert sum(r["n"] for r in rows) == np.sum(metrics["confusion"][k])
+    assert round(sum(r["rejected"] * r["n"] for r in rows)) == metrics["confusion"][k][k]
+    assert [r["rejected"] for r in rows] == sorted(r["rejected"] for r in rows)
+    out = capsys.readouterr().out
+    assert "confusion" in out and "unknown words, least rejected first" in out
+
+
+def test_unknown_words_per_word():
+    from hark.training.report import unknown_words
+
+    labels = ["_silence_", "_unknown_", "on", "off"]
+    words = ["dog", "dog", "dog", "wow", "on"]
+    rows = unknown_words(words, [1, 1, 1, 1, 2], [3, 1, 3, 1, 1], labels)
+    assert rows == [{"word": "dog", "n": 3, "rejected": 1 / 3, "heard_as": {"off": 2}},
+                    {"word": "wow", "n": 1, "rejected": 1.0, "heard_as": {}}]
 
 
 def _float_and_int8(keras_path, tflite_path, blob_path, x):

@@ -17,6 +17,37 @@ def classification_metrics(y_true, y_pred, labels) -> dict:
             "per_class": per_class, "confusion": confusion.tolist(), "labels": list(labels)}
 
 
+def unknown_words(words, y_true, y_pred, labels, unknown="_unknown_") -> list:
+    """Per word the model files under `unknown`: [{"word", "n", "rejected", "heard_as"}], the
+    least rejected first; heard_as counts the labels it was taken for instead. Which words a
+    model takes for commands decides its false accepts, and the 12-class recall hides them."""
+    k = labels.index(unknown)
+    rows = {}
+    for w, t, p in zip(words, y_true, y_pred):
+        if t != k:
+            continue
+        r = rows.setdefault(w, {"word": w, "n": 0, "rejected": 0, "heard_as": {}})
+        r["n"] += 1
+        if p == k:
+            r["rejected"] += 1
+        else:
+            r["heard_as"][labels[p]] = r["heard_as"].get(labels[p], 0) + 1
+    out = sorted(rows.values(), key=lambda r: (r["rejected"] / r["n"], r["word"]))
+    for r in out:
+        r["rejected"] = r["rejected"] / r["n"]
+        r["heard_as"] = dict(sorted(r["heard_as"].items(), key=lambda kv: (-kv[1], kv[0])))
+    return out
+
+
+def format_unknown_words(rows, limit: int = 10) -> str:
+    lines = [f"unknown words, least rejected first ({min(limit, len(rows))} of {len(rows)}):"]
+    for r in rows[:limit]:
+        taken = ", ".join(f"{label} {n}" for label, n in list(r["heard_as"].items())[:3])
+        lines.append(f"  {r['word']:>10} {100 * r['rejected']:5.1f}% rejected  (n={r['n']})"
+                     + (f"  heard as {taken}" if taken else ""))
+    return "\n".join(lines)
+
+
 def pct(share, digits=1) -> str:
     """A share as a percentage for a table; — for a figure that was not measured (None)."""
     return "—" if share is None else f"{100 * share:.{digits}f}%"

@@ -11,7 +11,8 @@ one, else every clip (with a warning: they may include training data), plus _sil
 from its _background_noise_; says which clips it used and warns about list entries that
 have no clip. Prints accuracy,
 per-class recall (on, off, _unknown_ and _silence_ are reported on their own: they are
-scarce in real data) and the confusion matrix.
+scarce in real data), the confusion matrix, and the unknown words least often rejected
+with what they were heard as (the words that will trigger commands on a board).
 
 engines:
   tflite    TFLite Micro running MODEL.tflite (the bit-exact int8 reference; default)
@@ -24,6 +25,7 @@ examples:
   hark eval --model models/default.hark --data ../shared/data/speech_commands
   hark eval --model M.hark --data DIR --engine firmware --features device --json out.json --plot cm.png
   hark eval --model M.hark --data DIR --split all --words on,off   # every real on/off clip
+  hark eval --model M.hark --data DIR --split all --words _unknown_ # which other words fire
 """
 
 
@@ -34,7 +36,8 @@ def register(sub):
     p.add_argument("--data", required=True, help="Speech Commands-layout folder")
     p.add_argument("--engine", default="tflite", choices=["tflite", "firmware"])
     p.add_argument("--features", default="librosa", choices=["librosa", "device"])
-    p.add_argument("--json", help="write {accuracy, n, per_class, confusion, labels} here")
+    p.add_argument("--json", help="write {accuracy, n, per_class, confusion, labels, "
+                                  "unknown_words} here")
     p.add_argument("--plot", help="save the confusion matrix as PNG here")
     p.add_argument("--max-per-word", type=int, default=0, help="cap clips per word (quick runs)")
     p.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
@@ -48,7 +51,7 @@ def run(args):
     from tqdm import tqdm
 
     from hark.training import blob, evaluate, report
-    from hark.training.dataset import DatasetError
+    from hark.training.dataset import UNKNOWN, DatasetError
 
     model = Path(args.model)
     if not model.exists():
@@ -66,7 +69,7 @@ def run(args):
         raise HarkError(str(exc)) from exc
     labels = meta["labels"]
     try:
-        audio, targets, _ = evaluate.eval_clips(
+        audio, targets, words = evaluate.eval_clips(
             args.data, labels, max_per_word=args.max_per_word, split=args.split,
             words=[w for w in args.words.split(",") if w] or None,
             progress=lambda it: tqdm(it, desc="reading", unit="clip", leave=False), say=print)
@@ -80,9 +83,14 @@ def run(args):
         y = evaluate.run_engine(args.engine, model, x, meta)
     except FileNotFoundError as exc:
         raise HarkError(str(exc)) from exc
-    metrics = report.classification_metrics(targets, y.argmax(axis=1), labels)
+    predicted = y.argmax(axis=1)
+    metrics = report.classification_metrics(targets, predicted, labels)
     print(report.format_metrics(
         metrics, f"{model} on {args.data} (engine {args.engine}, features {args.features})"))
+    if UNKNOWN in labels:
+        metrics["unknown_words"] = report.unknown_words(words, targets, predicted, labels)
+        if metrics["unknown_words"]:
+            print(report.format_unknown_words(metrics["unknown_words"]))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2))
     if args.plot:
