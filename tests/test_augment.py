@@ -207,3 +207,28 @@ def test_speed_off_by_default_and_drawn_when_asked():
                                               aug.AugmentConfig(noise_prob=0)))
                for s in rng.integers(0, 1000, 5)]
     assert all(changed)
+
+
+def test_mixup_mixes_examples_and_targets_alike_each_mostly_itself():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 49, 10)).astype(np.float32)
+    t = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 64)]
+    mixed_x, mixed_t = aug.mixup(x, t, np.random.default_rng(3), alpha=0.4)
+    again = aug.mixup(x, t, np.random.default_rng(3), alpha=0.4)
+    assert (again[0] == mixed_x).all() and (again[1] == mixed_t).all()
+    np.testing.assert_allclose(mixed_t.sum(axis=1), 1, rtol=1e-6)
+    # every mixed example is lam * itself + (1 - lam) * one other example, lam >= 0.5
+    for i in range(64):
+        lams = [_fit_lam(mixed_x[i], x[i], x[j]) for j in range(64)]
+        residual = [np.abs(mixed_x[i] - (lam * x[i] + (1 - lam) * x[j])).max()
+                    for j, lam in enumerate(lams)]
+        j = int(np.argmin(residual))
+        lam = lams[j]
+        assert residual[j] < 1e-4 and 0.5 <= lam <= 1.0
+        np.testing.assert_allclose(mixed_t[i], lam * t[i] + (1 - lam) * t[j], atol=1e-5)
+    assert not np.allclose(mixed_x, x)
+
+
+def _fit_lam(mixed, a, b):
+    d = (a - b).ravel()
+    return 1.0 if not d.any() else float(np.dot((mixed - b).ravel(), d) / np.dot(d, d))

@@ -69,19 +69,21 @@ def test_a_folds_runs_teach_that_folds_student(shared_data, tmp_path):
 
     common = ["--data", str(shared_data), "--epochs", "1", "--max-per-word", "6",
               "--width", "8", "--cv-folds", "3", "--cv-fold", "2"]
-    for seed in (0, 1):
-        assert main(["train", *common, "--seed", str(seed),
+    for seed in (0, 1):     # seed 1 with mixup: hard labels as distributions
+        assert main(["train", *common, "--seed", str(seed), *(["--mixup", "0.2"] * seed),
                      "--out", str(tmp_path / f"teacher{seed}_fold2")]) == 0
-    out = tmp_path / "student"
+    mixed = json.loads((tmp_path / "teacher1_fold2" / "history.json").read_text())
+    assert 0 < mixed["accuracy"][0] <= 1 and 0 < mixed["val_accuracy"][0] <= 1
+    out = tmp_path / "student"      # mixup on packed distillation targets
     assert main(["train", *common, "--out", str(out), "--time-masks", "2", "--tail-unknown",
-                 "0.3", "--teacher-runs", str(tmp_path / "teacher0_fold{fold}"),
+                 "0.3", "--mixup", "0.4", "--teacher-runs", str(tmp_path / "teacher0_fold{fold}"),
                  str(tmp_path / "teacher1_fold{fold}")]) == 0
     metrics = json.loads((out / "metrics.json").read_text())["float_test"]
     runs = [str(tmp_path / "teacher0_fold2"), str(tmp_path / "teacher1_fold2")]
     assert metrics["teacher"]["runs"] == runs
     config = json.loads((out / "config.json").read_text())
     assert config["teacher_runs"] == runs and config["time_masks"] == 2
-    assert config["tail_unknown"] == 0.3
+    assert config["tail_unknown"] == 0.3 and config["mixup"] == 0.4
     assert metrics["teacher"]["test"]["n"] == metrics["n"]
 
     x = np.load(out / "test_features.npz")["x"][:20]

@@ -212,6 +212,20 @@ def silence_clip(rng: np.random.Generator, noise_bank=(), length: int = 16000,
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
+def mixup(x: np.ndarray, targets: np.ndarray, rng: np.random.Generator, alpha: float):
+    """mixup (Zhang et al. 2018) on normalised features and their target distributions: each
+    example mixed with a random other one of the batch given, lam ~ Beta(alpha, alpha) folded
+    to >= 0.5 so that every mixed example is mostly itself. Targets must be linear in the
+    loss (probability rows, packed distillation targets). Returns new arrays."""
+    n = len(x)
+    lam = rng.beta(alpha, alpha, n).astype(np.float32)
+    lam = np.maximum(lam, 1 - lam)
+    other = rng.permutation(n)
+    mixed_x = lam[:, None, None] * x + (1 - lam[:, None, None]) * x[other]
+    mixed_t = lam[:, None] * targets + (1 - lam[:, None]) * targets[other]
+    return mixed_x.astype(np.float32), mixed_t.astype(np.float32)
+
+
 def time_masks(x: np.ndarray, rng: np.random.Generator, masks: int, most: int = 5,
                fill: float = 0.0) -> np.ndarray:
     """SpecAugment's time masking on normalised feature frames (n, frames, coefficients), in

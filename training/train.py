@@ -59,6 +59,7 @@ class TrainConfig:
     speed_prob: float = 0.0             # chance of a speed change (0.9-1.1) per example
     room_prob: float = 0.0              # chance of a simulated room 1-3 m away per example
     time_masks: int = 0                 # SpecAugment time masks per training example (0: none)
+    mixup: float = 0.0                  # mixup's Beta(alpha, alpha) per epoch (0: none)
     onset_unknown: float = 0.0          # share of _unknown_ examples that are a word's onset only
     tail_unknown: float = 0.0           # share of _unknown_ examples that are a word's tail only
     dc_prob: float = 0.1                # chance of a random DC offset per example (speech too)
@@ -470,11 +471,19 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.teacher_correct:
             words = [i for i, l in enumerate(cfg.labels) if l not in (ds.UNKNOWN, ds.SILENCE)]
             soft = correct_soft(soft, y_train, None if cfg.teacher_correct == "all" else words)
-        t_train = pack(y_train, soft, n)
+        # with mixup every row's hard weight is folded into its one-hot row (a teacher-only
+        # clip's is zero), so the loss is linear in the packed target and rows mix exactly
+        t_train = pack(y_train, soft, n, hard_weight=np.ones(len(y_train)) if cfg.mixup
+                       else None)
         t_val = pack(y_val, np.eye(n, dtype=np.float32)[y_val], n)
         fit_model.compile(optimizer=keras.optimizers.Adam(schedule),
                           loss=distill_loss(n, cfg.temperature, cfg.soft_weight),
                           metrics=[packed_accuracy(n)])
+    elif cfg.mixup:     # mixed examples need target distributions, not class indices
+        eye = np.eye(len(cfg.labels), dtype=np.float32)
+        t_train, t_val = eye[y_train], eye[y_val]
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss="categorical_crossentropy", metrics=["categorical_accuracy"])
     else:
         model.compile(optimizer=keras.optimizers.Adam(schedule),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -488,6 +497,7 @@ def train(cfg: TrainConfig) -> dict:
         history["embedding_loss"], history["embedding_scale"] = [], []
         order_rng = np.random.default_rng([cfg.seed, 16])
     best, best_weights, summed = -1.0, None, None
+    mix_rng = np.random.default_rng([cfg.seed, 18])
     fit_start = time.time()
     for epoch in range(cfg.epochs):
         view = epoch % cfg.views  # each epoch sees a different augmentation of every example
@@ -498,8 +508,13 @@ def train(cfg: TrainConfig) -> dict:
                          model.evaluate(xn_val, t_val, batch_size=256, verbose=0)))
             h = {k: [v] for k, v in h.items()}
         else:
-            h = fit_model.fit(xn_fit[sl], t_train[sl], batch_size=cfg.batch_size, epochs=1,
+            x_epoch, t_epoch = xn_fit[sl], t_train[sl]
+            if cfg.mixup:
+                x_epoch, t_epoch = aug.mixup(x_epoch, t_epoch, mix_rng, cfg.mixup)
+            h = fit_model.fit(x_epoch, t_epoch, batch_size=cfg.batch_size, epochs=1,
                               validation_data=(xn_val, t_val), shuffle=True, verbose=0).history
+            if "categorical_accuracy" in h:
+                h = {k.replace("categorical_accuracy", "accuracy"): v for k, v in h.items()}
         for k in history:
             history[k].append(float(h[k][0]))
         per_epoch = (time.time() - fit_start) / (epoch + 1)

@@ -98,6 +98,10 @@ def register(sub):
     p.add_argument("--time-masks", type=int, default=0, metavar="N",
                    help="SpecAugment time masking: N spans of up to 100 ms (5 hops) per "
                         "training example set to the features' mean (default 0: none)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="mixup: every epoch, each training example mixed with another (features "
+                        "and labels, weight ~ Beta(ALPHA, ALPHA), the example's own >= 0.5; "
+                        "e.g. 0.2; default 0: none)")
     p.add_argument("--onset-unknown", type=float, default=0.0, metavar="P",
                    help="share of _unknown_ examples that hold only a word's first 100-250 ms "
                         "at the window's end (any word, commands too; default 0): a streaming "
@@ -205,6 +209,7 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"),
           "speed_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "room_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "time_masks": (lambda v: 0 <= v <= 4, "between 0 and 4"),
+          "mixup": (lambda v: v >= 0, ">= 0 (0: none)"),
           "onset_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "tail_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "dc_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
@@ -259,9 +264,9 @@ def check_args(args):
     if args.soft_weight == 0 and (args.teacher_extra or args.teacher_correct):
         raise HarkError("--soft-weight 0 leaves the teacher only --teacher-filter: its labels "
                         "(--teacher-extra, --teacher-correct) would be ignored; raise --soft-weight")
-    if args.embedding_loss and (args.teacher or args.wake):
+    if args.embedding_loss and (args.teacher or args.wake or args.mixup):
         raise HarkError("--embedding-loss trains beside the 12-class cross-entropy only: leave "
-                        "out --teacher and --wake")
+                        "out --teacher, --wake and --mixup")
     if args.embedding_synth and not args.embedding_loss:
         raise HarkError("--embedding-synth feeds the episodes of --embedding-loss proto: add it")
     if args.cv_folds and not 0 <= args.cv_fold < args.cv_folds or args.cv_folds == 1:
@@ -311,7 +316,8 @@ def run(args):
                       shift_ms=args.shift_ms,
                       unknown_weight=args.unknown_weight, mic_prob=args.mic_prob,
                       speed_prob=args.speed_prob, room_prob=args.room_prob,
-                      time_masks=args.time_masks, onset_unknown=args.onset_unknown,
+                      time_masks=args.time_masks, mixup=args.mixup,
+                      onset_unknown=args.onset_unknown,
                       tail_unknown=args.tail_unknown,
                       dc_prob=args.dc_prob, dc_silence_prob=args.dc_silence_prob,
                       exclude_words=[w for w in args.exclude_words.split(",") if w],
