@@ -255,7 +255,7 @@ crossval-distil: crossval-width
 # teacher's labels as 0.9 of the loss instead of half, and keeping the mean of the last 10 epochs'
 # weights (README: both within the spread); and at 64 with 70 % of the examples played in a
 # simulated room (--room-prob 0.7), with 3,000 teacher-only clips per view instead of 1,000, and with
-# mixup (--mixup 0.3). The three shipped recipes and that one also score their
+# mixup (--mixup 0.3). The three shipped recipes and the rooms one also score their
 # folds' clips as heard across a room (--rooms 200: cv.md's "in simulated rooms" row). The default's
 # recipe (W64_CS_H) also scores its folds with the _unknown_ logit raised (offsets-_unknown_.md), and
 # then on's and off's together over _unknown_ +1 (offsets-on,off-with-_unknown_+1.md; runs reused);

@@ -97,6 +97,11 @@ def test_embedding_flags_are_checked_before_work(tmp_path, capsys):
                  "--teacher", "oww-embedding"]) == 1
     assert "leave out --teacher" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--embedding-loss", "proto",
+                 "--mixup", "0.3"]) == 1     # episodes are not mixed: say so, not ignore it
+    assert "--mixup" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--mixup", "-1"]) == 1
+    assert "--mixup" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--embedding-loss", "proto",
                  "--embedding-way", "1"]) == 1
     assert "--embedding-way 1 must be >= 2" in capsys.readouterr().err
 
