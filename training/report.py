@@ -1,5 +1,9 @@
 """Metrics and plots: accuracy, per-class recall, confusion matrix, training curves."""
+from collections import Counter
+
 import numpy as np
+
+from .dataset import UNKNOWN
 
 
 def classification_metrics(y_true, y_pred, labels) -> dict:
@@ -17,26 +21,22 @@ def classification_metrics(y_true, y_pred, labels) -> dict:
             "per_class": per_class, "confusion": confusion.tolist(), "labels": list(labels)}
 
 
-def unknown_words(words, y_true, y_pred, labels, unknown="_unknown_") -> list:
+def unknown_words(words, y_true, y_pred, labels, unknown=UNKNOWN) -> list:
     """Per word the model files under `unknown`: [{"word", "n", "rejected", "heard_as"}], the
     least rejected first; heard_as counts the labels it was taken for instead. Which words a
     model takes for commands decides its false accepts, and the 12-class recall hides them."""
     k = labels.index(unknown)
-    rows = {}
+    heard = {}
     for w, t, p in zip(words, y_true, y_pred):
-        if t != k:
-            continue
-        r = rows.setdefault(w, {"word": w, "n": 0, "rejected": 0, "heard_as": {}})
-        r["n"] += 1
-        if p == k:
-            r["rejected"] += 1
-        else:
-            r["heard_as"][labels[p]] = r["heard_as"].get(labels[p], 0) + 1
-    out = sorted(rows.values(), key=lambda r: (r["rejected"] / r["n"], r["word"]))
-    for r in out:
-        r["rejected"] = r["rejected"] / r["n"]
-        r["heard_as"] = dict(sorted(r["heard_as"].items(), key=lambda kv: (-kv[1], kv[0])))
-    return out
+        if t == k:
+            heard.setdefault(w, Counter())[labels[p]] += 1
+    rows = []
+    for w, counts in heard.items():
+        n = sum(counts.values())
+        rejected = counts.pop(unknown, 0) / n
+        rows.append({"word": w, "n": n, "rejected": rejected,
+                     "heard_as": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))})
+    return sorted(rows, key=lambda r: (r["rejected"], r["word"]))
 
 
 def format_unknown_words(rows, limit: int = 10) -> str:

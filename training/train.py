@@ -483,7 +483,8 @@ def train(cfg: TrainConfig) -> dict:
         eye = np.eye(len(cfg.labels), dtype=np.float32)
         t_train, t_val = eye[y_train], eye[y_val]
         model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss="categorical_crossentropy", metrics=["categorical_accuracy"])
+                      loss="categorical_crossentropy",
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     else:
         model.compile(optimizer=keras.optimizers.Adam(schedule),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -513,8 +514,6 @@ def train(cfg: TrainConfig) -> dict:
                 x_epoch, t_epoch = aug.mixup(x_epoch, t_epoch, mix_rng, cfg.mixup)
             h = fit_model.fit(x_epoch, t_epoch, batch_size=cfg.batch_size, epochs=1,
                               validation_data=(xn_val, t_val), shuffle=True, verbose=0).history
-            if "categorical_accuracy" in h:
-                h = {k.replace("categorical_accuracy", "accuracy"): v for k, v in h.items()}
         for k in history:
             history[k].append(float(h[k][0]))
         per_epoch = (time.time() - fit_start) / (epoch + 1)
