@@ -254,8 +254,9 @@ crossval-distil: crossval-width
 # 96, and at 64, 80 and 96 with the speech teacher (TEACHER_WORDS); last, at 64 with the
 # teacher's labels as 0.9 of the loss instead of half, and keeping the mean of the last 10 epochs'
 # weights (README: both within the spread); and at 64 with 70 % of the examples played in a
-# simulated room (--room-prob 0.7), with 3,000 teacher-only clips per view instead of 1,000, and with
-# mixup (--mixup 0.3). The three shipped recipes and the rooms one also score their
+# simulated room (--room-prob 0.7), with 3,000 teacher-only clips per view instead of 1,000, with
+# mixup (--mixup 0.3), and with word tails as a third of a 3-class-size _unknown_ (its
+# --unknown-weight 3 comes after TCN_FLAGS' 2 and overrides it). The three shipped recipes and the rooms one also score their
 # folds' clips as heard across a room (--rooms 200: cv.md's "in simulated rooms" row). The default's
 # recipe (W64_CS_H) also scores its folds with the _unknown_ logit raised (offsets-_unknown_.md), and
 # then on's and off's together over _unknown_ +1 (offsets-on,off-with-_unknown_+1.md; runs reused);
@@ -298,6 +299,8 @@ crossval-training: venv-dev
 	  $(CS_RECIPE) --width 64 --teacher oww-embedding --teacher-correct words --teacher-extra 3000
 	$(CROSSVAL) --out runs/cv/W64_CS_H_MIX03 --name "class size 1100 recipe, width 64 + teacher (word errors corrected), mixup 0.3" \
 	  --offsets _unknown_=-1,0,0.5,1,1.5,2,3 -- $(CS_RECIPE) --width 64 $(TEACHER_WORDS) --mixup 0.3
+	$(CROSSVAL) --out runs/cv/W64_CS_H_TAIL3 --name "class size 1100 recipe, width 64 + teacher (word errors corrected), word tails as a third of a 3-class-size _unknown_" \
+	  --offsets _unknown_=-1,0,0.5,1,1.5,2,3 -- $(CS_RECIPE) --width 64 $(TEACHER_WORDS) --unknown-weight 3 --tail-unknown 0.333
 
 # The enrollment cohort beside a model (other speakers' words whose device MFCC frames calibrate
 # an enrolled word's threshold on the board; the frames are quantised with the model's input
