@@ -260,7 +260,8 @@ crossval-distil: crossval-width
 # the rooms one also score their folds' clips as heard across a room (--rooms 200: cv.md's "in
 # simulated rooms" row). The default's recipe (W64_CS_H) also scores its folds with the _unknown_
 # logit raised (offsets-_unknown_.md), and then on's and off's together over _unknown_ +1
-# (offsets-on,off-with-_unknown_+1.md; runs reused); the esp32's (W80_CS_H) and the wide model's (W96_CS_H) their on/off logits (offsets-on,off.md).
+# (offsets-on,off-with-_unknown_+1.md; runs reused); the esp32's (W80_CS_H) and the wide
+# model's (W96_CS_H) their on/off logits (offsets-on,off.md).
 CS_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
 	  data/synth/voices_plenty $(TCN_FLAGS) --class-size 1100
 crossval-training: venv-dev
