@@ -256,8 +256,8 @@ crossval-distil: crossval-width
 # weights (README: both within the spread); and at 64 with 70 % of the examples played in a
 # simulated room (--room-prob 0.7), with 3,000 teacher-only clips per view instead of 1,000, with
 # mixup (--mixup 0.3), and with word tails as a third of a 3-class-size _unknown_ (CS_RECIPE
-# spelt out with --unknown-weight 3). The three shipped recipes and the rooms one also score their folds' clips as heard across a room (--rooms 200: cv.md's "in
-# simulated rooms" row). The default's recipe (W64_CS_H) also scores its folds with the _unknown_
+# spelt out with --unknown-weight 3). The three shipped recipes and the rooms one also score
+# their folds' clips as heard across a room (--rooms 200: cv.md's "in simulated rooms" row). The default's recipe (W64_CS_H) also scores its folds with the _unknown_
 # logit raised (offsets-_unknown_.md), and then on's and off's together over _unknown_ +1
 # (offsets-on,off-with-_unknown_+1.md; runs reused); the esp32's (W80_CS_H) and the wide
 # model's (W96_CS_H) their on/off logits (offsets-on,off.md).
