@@ -249,18 +249,18 @@ crossval-distil: crossval-width
 
 # Training-only changes to the default's recipe at width 64 (nothing the board sees): 80 epochs
 # instead of 40, 6 augmented views instead of 3, SpecAugment time masking (2 spans of up to 100 ms);
-# 3 seeds each, ~4 min per fold (docs/accuracy.md, "Real unseen speakers": none beats the recipe). Then
-# the class size 1100 with the plentiful commands' new voices (CS_RECIPE) at widths 64, 80 and
-# 96, and at 64, 80 and 96 with the speech teacher (TEACHER_WORDS); last, at 64 with the
-# teacher's labels as 0.9 of the loss instead of half, and keeping the mean of the last 10 epochs'
-# weights (README: both within the spread); and at 64 with 70 % of the examples played in a
-# simulated room (--room-prob 0.7), with 3,000 teacher-only clips per view instead of 1,000, with
-# mixup (--mixup 0.3), and with word tails as a third of a 3-class-size _unknown_ (CS_RECIPE
-# spelt out with --unknown-weight 3). The three shipped recipes and the rooms one also score
-# their folds' clips as heard across a room (--rooms 200: cv.md's "in simulated rooms" row). The default's recipe (W64_CS_H) also scores its folds with the _unknown_
-# logit raised (offsets-_unknown_.md), and then on's and off's together over _unknown_ +1
-# (offsets-on,off-with-_unknown_+1.md; runs reused); the esp32's (W80_CS_H) and the wide
-# model's (W96_CS_H) their on/off logits (offsets-on,off.md).
+# 3 seeds each, ~4 min per fold (docs/accuracy.md, "Real unseen speakers": none beats the recipe).
+# Then the class size 1100 with the plentiful commands' new voices (CS_RECIPE) at widths 64, 80 and
+# 96, and at 64, 80 and 96 with the speech teacher (TEACHER_WORDS); last, at 64 with the teacher's
+# labels as 0.9 of the loss instead of half, and keeping the mean of the last 10 epochs' weights
+# (README: both within the spread); and at 64 with 70 % of the examples played in a simulated room
+# (--room-prob 0.7), with 3,000 teacher-only clips per view instead of 1,000, with mixup (--mixup
+# 0.3), and with word tails as a third of a 3-class-size _unknown_ (CS_RECIPE spelt out with
+# --unknown-weight 3). The three shipped recipes and the rooms one also score their folds' clips as
+# heard across a room (--rooms 200: cv.md's "in simulated rooms" row). The default's recipe
+# (W64_CS_H) also scores its folds with the _unknown_ logit raised (offsets-_unknown_.md), and then
+# on's and off's together over _unknown_ +1 (offsets-on,off-with-_unknown_+1.md; runs reused); the
+# esp32's (W80_CS_H) and the wide model's (W96_CS_H) their on/off logits (offsets-on,off.md).
 CS_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
 	  data/synth/voices_plenty $(TCN_FLAGS) --class-size 1100
 crossval-training: venv-dev
