@@ -109,7 +109,9 @@ def register(sub):
                         "model should not fire on an onset alone")
     p.add_argument("--tail-unknown", type=float, default=0.0, metavar="P",
                    help="share of _unknown_ examples that hold only a word's last 100-400 ms at "
-                        "the window's start (a word leaving a streaming window; default 0)")
+                        "the window's start (a word leaving a streaming window; default 0). The "
+                        "assistant uses 0.5; a commands-only model loses whole other words to "
+                        "them, so raise --unknown-weight with it (3 and 0.333: docs/accuracy.md)")
     p.add_argument("--dc-prob", type=float, default=0.1,
                    help="chance of a random DC offset (constant or a step, up to 90 %% of full "
                         "scale) on any example, speech included (default 0.1): real "
