@@ -297,7 +297,7 @@ crossval-training: venv-dev
 	  --rooms 200 -- $(CS_RECIPE) --width 64 $(TEACHER_WORDS) --room-prob 0.7
 	$(CROSSVAL) --out runs/cv/W64_CS_H_TX3000 --name "class size 1100 recipe, width 64 + teacher (word errors corrected), 3,000 teacher-only clips per view" \
 	  --offsets _unknown_=-1,0,0.5,1,1.5,2,3 -- \
-	  $(CS_RECIPE) --width 64 --teacher oww-embedding --teacher-correct words --teacher-extra 3000
+	  $(CS_RECIPE) --width 64 $(subst --teacher-extra 1000,--teacher-extra 3000,$(TEACHER_WORDS))
 	$(CROSSVAL) --out runs/cv/W64_CS_H_MIX03 --name "class size 1100 recipe, width 64 + teacher (word errors corrected), mixup 0.3" \
 	  --offsets _unknown_=-1,0,0.5,1,1.5,2,3 -- $(CS_RECIPE) --width 64 $(TEACHER_WORDS) --mixup 0.3
 	$(CROSSVAL) --out runs/cv/W64_CS_H_TAIL3 --name "class size 1100 recipe, width 64 + teacher (word errors corrected), word tails as a third of a 3-class-size _unknown_" \
