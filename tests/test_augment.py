@@ -232,3 +232,46 @@ def test_mixup_mixes_examples_and_targets_alike_each_mostly_itself():
 def _fit_lam(mixed, a, b):
     d = (a - b).ravel()
     return 1.0 if not d.any() else float(np.dot((mixed - b).ravel(), d) / np.dot(d, d))
+
+
+def vowel(f0=120, formants=((700, 90), (1200, 110), (2500, 150)), seconds=0.5):
+    """Source-filter vowel: a glottal pulse train through one resonator per formant."""
+    from scipy.signal import lfilter
+    pulses = np.zeros(int(16000 * seconds))
+    pulses[::int(16000 / f0)] = 1
+    poles = np.array([1.0])
+    for freq, bandwidth in formants:
+        r = np.exp(-np.pi * bandwidth / 16000)
+        poles = np.convolve(poles, [1, -2 * r * np.cos(2 * np.pi * freq / 16000), r * r])
+    y = lfilter([1], poles, pulses)
+    return (y / np.abs(y).max()).astype(np.float32)
+
+
+def test_formant_warp_moves_the_envelope_and_keeps_the_pitch():
+    import librosa
+    y = vowel()
+    freqs = librosa.fft_frequencies(sr=16000, n_fft=2048)
+
+    def centroid_and_pitch(x):
+        spectrum = np.abs(librosa.stft(x[1000:-1000], n_fft=2048, center=False)).mean(axis=1)
+        pitch = np.median(librosa.yin(x, fmin=60, fmax=400, sr=16000))
+        return (spectrum * freqs).sum() / spectrum.sum(), pitch
+
+    base_centroid, base_pitch = centroid_and_pitch(y)
+    for factor in (0.85, 1.2):
+        centroid, pitch = centroid_and_pitch(aug.warp_formants(y, factor))
+        assert abs(pitch / base_pitch - 1) < 0.02                    # same speaker pitch
+        moved = (centroid / base_centroid - 1) / (factor - 1)
+        assert 0.6 < moved < 1.4          # the envelope moved the right way, by about factor
+
+
+def test_formant_warp_off_by_default_and_drawn_when_asked():
+    plain = aug.augment(clip(), np.random.default_rng(5), bank())
+    assert np.array_equal(plain, aug.augment(clip(), np.random.default_rng(5), bank(),
+                                             aug.AugmentConfig(formant_prob=0.0)))
+    for seed in (1, 2, 3):
+        warped = aug.augment(clip(), np.random.default_rng(seed), bank(),
+                             aug.AugmentConfig(formant_prob=1.0, noise_prob=0))
+        assert warped.shape == plain.shape and np.abs(warped).max() <= 1.0
+        assert not np.array_equal(warped, aug.augment(clip(), np.random.default_rng(seed), bank(),
+                                                      aug.AugmentConfig(noise_prob=0)))

@@ -154,6 +154,7 @@ def test_action_pins_may_share_a_gpio():
     (["--epochs", "0"], "--epochs 0 must be >= 1"),
     (["--batch-size", "-1"], "--batch-size -1 must be >= 1"),
     (["--mic-prob", "2"], "--mic-prob 2.0 must be between 0 and 1"),
+    (["--formant-prob", "1.2"], "--formant-prob 1.2 must be between 0 and 1"),
     (["--dc-prob", "-0.1"], "--dc-prob -0.1 must be between 0 and 1"),
     (["--dc-silence-prob", "1.5"], "--dc-silence-prob 1.5 must be between 0 and 1"),
     (["--average-epochs", "-1"], "--average-epochs -1 must be >= 0"),

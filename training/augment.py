@@ -1,4 +1,4 @@
-"""Augmentation of 1 s clips: speed, time shift, gain, background noise at random SNR, reverb or a
+"""Augmentation of 1 s clips: speed, vocal-tract length, time shift, gain, background noise at random SNR, reverb or a
 simulated room, DC offset.
 
 Everything draws from the numpy Generator it is given, so a seed reproduces a run.
@@ -22,6 +22,7 @@ class AugmentConfig:
     dc_prob: float = 0.0             # chance of a random DC offset (constant or a step)
     speed_prob: float = 0.0          # chance of a speed change (speed_perturb)
     speed_range: tuple = (0.9, 1.1)  # uniform speed factor range
+    formant_prob: float = 0.0        # chance of a vocal-tract-length warp (warp_formants)
     room_prob: float = 0.0           # chance of a simulated room (instead of the synthetic reverb)
     rooms: tuple = ()                # its impulse responses (rooms.impulse_responses)
 
@@ -42,6 +43,31 @@ def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
     lo, hi = max(0, at), min(len(y), at + len(fast))
     out[lo:hi] = fast[lo - at:hi - at]
     return out
+
+
+FORMANT_LIFTER = 24          # cepstral coefficients kept as the envelope (16 kHz, 512-point)
+FORMANT_RANGE = (0.82, 1.2)  # adult male .. child-like tract length ratios
+
+
+def formant_factor(rng: np.random.Generator) -> float:
+    """A warp factor for warp_formants, log-uniform over FORMANT_RANGE."""
+    return float(np.exp(rng.uniform(*np.log(FORMANT_RANGE))))
+
+
+def warp_formants(y, factor: float):
+    """Move the spectral envelope (the formants: vocal-tract length) by factor and keep
+    the pitch: the envelope is the low-quefrency part of each frame's real cepstrum, the
+    harmonics and phase stay where they were. factor > 1 sounds like a shorter tract."""
+    import librosa
+    spec = librosa.stft(y, n_fft=512, hop_length=128)
+    log_mag = np.log(np.abs(spec) + 1e-7)
+    cepstrum = np.fft.irfft(log_mag, axis=0)
+    cepstrum[FORMANT_LIFTER:-FORMANT_LIFTER] = 0
+    envelope = np.fft.rfft(cepstrum, axis=0).real
+    bins = np.arange(spec.shape[0], dtype=np.float64)
+    warped = np.stack([np.interp(bins / factor, bins, column) for column in envelope.T], axis=1)
+    spec = spec * np.exp(warped - envelope)
+    return librosa.istft(spec, hop_length=128, length=len(y)).astype(np.float32)
 
 
 def time_shift(y: np.ndarray, samples: int) -> np.ndarray:
@@ -147,6 +173,8 @@ def augment(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig = 
     y = np.asarray(y, np.float32)
     if config.speed_prob and rng.random() < config.speed_prob:
         y = speed_perturb(y, rng.uniform(*config.speed_range))
+    if config.formant_prob and rng.random() < config.formant_prob:
+        y = warp_formants(y, formant_factor(rng))
     shift = int(rng.uniform(-config.shift_ms, config.shift_ms) * sample_rate / 1000)
     if shift:  # never push the spoken part out of the window: its label would be a lie
         start, end = active_region(y)

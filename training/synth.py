@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from hark.training import kokoro
-from hark.training.augment import AugmentConfig, augment as augment_clip
+from hark.training.augment import AugmentConfig, augment as augment_clip, formant_factor, warp_formants
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
@@ -370,33 +370,13 @@ def render(voice: Voice, text: str, rng, tmpdir: str) -> tuple:
     return y.mean(axis=1), sr, params
 
 
-def warp_formants(y, factor: float):
-    """Move the spectral envelope (the formants: vocal-tract length) by factor and keep
-    the pitch: the envelope is the low-quefrency part of each frame's real cepstrum, the
-    harmonics and phase stay where they were. factor > 1 sounds like a shorter tract."""
-    import librosa
-    spec = librosa.stft(y, n_fft=512, hop_length=128)
-    log_mag = np.log(np.abs(spec) + 1e-7)
-    cepstrum = np.fft.irfft(log_mag, axis=0)
-    cepstrum[FORMANT_LIFTER:-FORMANT_LIFTER] = 0
-    envelope = np.fft.rfft(cepstrum, axis=0).real
-    bins = np.arange(spec.shape[0], dtype=np.float64)
-    warped = np.stack([np.interp(bins / factor, bins, column) for column in envelope.T], axis=1)
-    spec = spec * np.exp(warped - envelope)
-    return librosa.istft(spec, hop_length=128, length=len(y)).astype(np.float32)
-
-
-FORMANT_LIFTER = 24          # cepstral coefficients kept as the envelope (16 kHz, 512-point)
-FORMANT_RANGE = (0.82, 1.2)  # adult male .. child-like tract length ratios
-
-
 def _fit(y, rng, formant_prob=0.0):
     """Trim silence, perturb pitch/formants and tempo, and squeeze into the window."""
     import librosa
     y, _ = librosa.effects.trim(y, top_db=40)
     params = {"semitones": 0.0, "stretch": 1.0, "formant": 1.0}
     if formant_prob and rng.random() < formant_prob:
-        params["formant"] = round(float(np.exp(rng.uniform(*np.log(FORMANT_RANGE)))), 3)
+        params["formant"] = round(formant_factor(rng), 3)
         y = warp_formants(y, params["formant"])
     if rng.random() < 0.85:
         params["semitones"] = round(float(rng.uniform(-4, 4)), 2)

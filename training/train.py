@@ -57,6 +57,7 @@ class TrainConfig:
     unknown_weight: float = 1.0         # _unknown_ examples per view, in class sizes
     mic_prob: float = 0.0               # chance of a random microphone response per example
     speed_prob: float = 0.0             # chance of a speed change (0.9-1.1) per example
+    formant_prob: float = 0.0           # chance of a vocal-tract-length warp per example
     room_prob: float = 0.0              # chance of a simulated room 1-3 m away per example
     time_masks: int = 0                 # SpecAugment time masks per training example (0: none)
     mixup: float = 0.0                  # mixup's Beta(alpha, alpha) per epoch (0: none)
@@ -171,7 +172,8 @@ def _augment_config(cfg) -> aug.AugmentConfig:
     """The run's augmentation, the same for the classes and the embedding's episodes."""
     room_bank = rooms.impulse_responses(ROOMS, rooms.TRAINING_SEED) if cfg.room_prob else ()
     return aug.AugmentConfig(shift_ms=cfg.shift_ms, mic_prob=cfg.mic_prob, dc_prob=cfg.dc_prob,
-                             speed_prob=cfg.speed_prob, room_prob=cfg.room_prob, rooms=room_bank)
+                             speed_prob=cfg.speed_prob, formant_prob=cfg.formant_prob,
+                             room_prob=cfg.room_prob, rooms=room_bank)
 
 
 def _class_plan(real, synth, labels, cfg, rng):

@@ -91,6 +91,10 @@ def register(sub):
     p.add_argument("--speed-prob", type=float, default=0.0,
                    help="chance of playing an example 0.9-1.1 times as fast (tempo, pitch and "
                         "formants together; default 0): other speakers on the cheap")
+    p.add_argument("--formant-prob", type=float, default=0.0,
+                   help="chance of moving an example's formants by 0.82-1.2 with its pitch "
+                        "and tempo kept (a vocal-tract-length warp; default 0): a speaker "
+                        "with a longer or shorter vocal tract saying the same clip")
     p.add_argument("--room-prob", type=float, default=0.0,
                    help="chance of playing an example in a simulated room, 1-3 m from the "
                         "microphone, RT60 0.2-0.7 s (image-source method; default 0): a board "
@@ -210,6 +214,7 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"),
           "shift_ms": (lambda v: v >= 0, ">= 0"), "unknown_weight": (lambda v: v > 0, "> 0"),
           "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "speed_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+          "formant_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "room_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "time_masks": (lambda v: 0 <= v <= 4, "between 0 and 4"),
           "mixup": (lambda v: v >= 0, ">= 0 (0: none)"),
@@ -318,7 +323,8 @@ def run(args):
                       wake=args.wake.strip(), commands=command_list(args.commands),
                       shift_ms=args.shift_ms,
                       unknown_weight=args.unknown_weight, mic_prob=args.mic_prob,
-                      speed_prob=args.speed_prob, room_prob=args.room_prob,
+                      speed_prob=args.speed_prob, formant_prob=args.formant_prob,
+                      room_prob=args.room_prob,
                       time_masks=args.time_masks, mixup=args.mixup,
                       onset_unknown=args.onset_unknown,
                       tail_unknown=args.tail_unknown,
