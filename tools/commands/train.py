@@ -94,7 +94,8 @@ def register(sub):
     p.add_argument("--formant-prob", type=float, default=0.0,
                    help="chance of moving an example's formants by 0.82-1.2 with its pitch "
                         "and tempo kept (a vocal-tract-length warp; default 0): a speaker "
-                        "with a longer or shorter vocal tract saying the same clip")
+                        "with a longer or shorter vocal tract saying the same clip. At 0.5 on "
+                        "the default's recipe: within the seed spread (docs/accuracy.md)")
     p.add_argument("--room-prob", type=float, default=0.0,
                    help="chance of playing an example in a simulated room, 1-3 m from the "
                         "microphone, RT60 0.2-0.7 s (image-source method; default 0): a board "
