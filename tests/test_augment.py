@@ -275,3 +275,12 @@ def test_formant_warp_off_by_default_and_drawn_when_asked():
         assert warped.shape == plain.shape and np.abs(warped).max() <= 1.0
         assert not np.array_equal(warped, aug.augment(clip(), np.random.default_rng(seed), bank(),
                                                       aug.AugmentConfig(noise_prob=0)))
+
+
+def test_a_training_run_hands_its_augmentation_options_to_augment():
+    from hark.training import train
+    cfg = train.TrainConfig(data=[], shift_ms=250, mic_prob=0.5, dc_prob=0.2, speed_prob=0.3,
+                            formant_prob=0.4)
+    got = train._augment_config(cfg)
+    assert (got.shift_ms, got.mic_prob, got.dc_prob, got.speed_prob, got.formant_prob,
+            got.room_prob) == (250, 0.5, 0.2, 0.3, 0.4, 0.0)
