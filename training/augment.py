@@ -1,5 +1,5 @@
-"""Augmentation of 1 s clips: speed, vocal-tract length, time shift, gain, background noise at random SNR, reverb or a
-simulated room, DC offset.
+"""Augmentation of 1 s clips: speed, vocal-tract length, time shift, gain, background noise at
+random SNR, reverb or a simulated room, DC offset.
 
 Everything draws from the numpy Generator it is given, so a seed reproduces a run.
 """
