@@ -27,7 +27,8 @@ import numpy as np
 import soundfile as sf
 
 from hark.training import kokoro
-from hark.training.augment import AugmentConfig, augment as augment_clip, formant_factor, warp_formants
+from hark.training.augment import (AugmentConfig, augment as augment_clip, formant_factor,
+                                    warp_formants)
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
