@@ -257,12 +257,12 @@ crossval-distil: crossval-width
 # (--room-prob 0.7), with 3,000 teacher-only clips per view instead of 1,000, with mixup (--mixup
 # 0.3), with word tails as a third of a 3-class-size _unknown_ (CS_RECIPE with its
 # --unknown-weight 2 replaced by 3), and with a vocal-tract-length warp of half the examples
-# (--formant-prob 0.5; also its on/off logits over _unknown_ +1). The three shipped recipes and the rooms one also score their
-# folds' clips as heard across a room (--rooms 200: cv.md's "in simulated rooms" row). The default's
-# recipe (W64_CS_H) also scores its folds with the _unknown_ logit raised (offsets-_unknown_.md),
-# and then on's and off's together over _unknown_ +1 (offsets-on,off-with-_unknown_+1.md; runs
-# reused); the esp32's (W80_CS_H) and the wide model's (W96_CS_H) their on/off logits
-# (offsets-on,off.md).
+# (--formant-prob 0.5; also its on/off logits over _unknown_ +1). The three shipped recipes and
+# the rooms one also score their folds' clips as heard across a room (--rooms 200: cv.md's "in
+# simulated rooms" row). The default's recipe (W64_CS_H) also scores its folds with the _unknown_
+# logit raised (offsets-_unknown_.md), and then on's and off's together over _unknown_ +1
+# (offsets-on,off-with-_unknown_+1.md; runs reused); the esp32's (W80_CS_H) and the wide model's
+# (W96_CS_H) their on/off logits (offsets-on,off.md).
 CS_RECIPE = --data $(DATA) --synth data/synth/commands data/synth/unknown data/synth/voices/commands \
 	  data/synth/voices_plenty $(TCN_FLAGS) --class-size 1100
 crossval-training: venv-dev
