@@ -1,5 +1,6 @@
 """Augmentation: deterministic under a seed, length-preserving, bounded."""
 import numpy as np
+import pytest
 
 from hark.training import augment as aug
 
@@ -196,17 +197,40 @@ def test_speed_perturb_scales_pitch_and_duration_and_keeps_the_word_centred():
         assert abs((s + e) / 2 - (start + end) / 2) <= 160
 
 
-def test_speed_off_by_default_and_drawn_when_asked():
+class CountingRng:
+    """A numpy Generator that counts the draws made from it."""
+    def __init__(self, seed):
+        self.generator, self.calls = np.random.default_rng(seed), 0
+
+    def __getattr__(self, name):
+        method = getattr(self.generator, name)
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return method(*args, **kwargs)
+        return counted
+
+
+@pytest.mark.parametrize("option", ["speed_prob", "formant_prob"])
+def test_an_optional_perturbation_is_off_by_default_and_drawn_when_asked(option):
+    """Off (the default) it draws nothing, so earlier recipes reproduce; at 1 it changes every
+    example and keeps it a bounded clip of the same length."""
     rng = np.random.default_rng(3)
     plain = aug.augment(clip(), np.random.default_rng(5), bank())
     assert np.array_equal(plain, aug.augment(clip(), np.random.default_rng(5), bank(),
-                                             aug.AugmentConfig(speed_prob=0.0)))
-    changed = [not np.array_equal(aug.augment(clip(), np.random.default_rng(s), bank(),
-                                              aug.AugmentConfig(speed_prob=1.0, noise_prob=0)),
-                                  aug.augment(clip(), np.random.default_rng(s), bank(),
-                                              aug.AugmentConfig(noise_prob=0)))
-               for s in rng.integers(0, 1000, 5)]
-    assert all(changed)
+                                             aug.AugmentConfig(**{option: 0.0})))
+    draws = []
+    for p in (0.0, 1e-12):          # never taken at 1e-12, but its chance is drawn
+        counting = CountingRng(5)
+        aug.augment(clip(), counting, bank(), aug.AugmentConfig(**{option: p}))
+        draws.append(counting.calls)
+    assert draws[1] == draws[0] + 1
+    for s in rng.integers(0, 1000, 5):
+        changed = aug.augment(clip(), np.random.default_rng(s), bank(),
+                              aug.AugmentConfig(noise_prob=0, **{option: 1.0}))
+        assert changed.shape == plain.shape and np.abs(changed).max() <= 1.0
+        assert not np.array_equal(changed, aug.augment(clip(), np.random.default_rng(s), bank(),
+                                                       aug.AugmentConfig(noise_prob=0)))
 
 
 def test_mixup_mixes_examples_and_targets_alike_each_mostly_itself():
@@ -263,18 +287,6 @@ def test_formant_warp_moves_the_envelope_and_keeps_the_pitch():
         assert abs(pitch / base_pitch - 1) < 0.02                    # same speaker pitch
         moved = (centroid / base_centroid - 1) / (factor - 1)
         assert 0.6 < moved < 1.4          # the envelope moved the right way, by about factor
-
-
-def test_formant_warp_off_by_default_and_drawn_when_asked():
-    plain = aug.augment(clip(), np.random.default_rng(5), bank())
-    assert np.array_equal(plain, aug.augment(clip(), np.random.default_rng(5), bank(),
-                                             aug.AugmentConfig(formant_prob=0.0)))
-    for seed in (1, 2, 3):
-        warped = aug.augment(clip(), np.random.default_rng(seed), bank(),
-                             aug.AugmentConfig(formant_prob=1.0, noise_prob=0))
-        assert warped.shape == plain.shape and np.abs(warped).max() <= 1.0
-        assert not np.array_equal(warped, aug.augment(clip(), np.random.default_rng(seed), bank(),
-                                                      aug.AugmentConfig(noise_prob=0)))
 
 
 def test_a_training_run_hands_its_augmentation_options_to_augment():
