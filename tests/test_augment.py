@@ -253,6 +253,22 @@ def test_mixup_mixes_examples_and_targets_alike_each_mostly_itself():
     assert not np.allclose(mixed_x, x)
 
 
+def test_mixup_leaves_kept_rows_alone_and_out_of_other_mixes():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 49, 10)).astype(np.float32)
+    t = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 40)]
+    kept = np.arange(40) % 4 == 0
+    mixed_x, mixed_t = aug.mixup(x, t, np.random.default_rng(3), alpha=0.4, kept=kept)
+    assert (mixed_x[kept] == x[kept]).all() and (mixed_t[kept] == t[kept]).all()
+    for i in np.flatnonzero(~kept):     # each other row is itself plus a row that is not kept
+        if (mixed_x[i] == x[i]).all():
+            continue                    # its own partner
+        residual = [np.abs(mixed_x[i] - (lam * x[i] + (1 - lam) * x[j])).max()
+                    for j, lam in ((j, _fit_lam(mixed_x[i], x[i], x[j])) for j in range(40))]
+        assert not kept[int(np.argmin(residual))] and min(residual) < 1e-4
+    assert not np.allclose(mixed_x[~kept], x[~kept])
+
+
 def _fit_lam(mixed, a, b):
     d = (a - b).ravel()
     return 1.0 if not d.any() else float(np.dot((mixed - b).ravel(), d) / np.dot(d, d))

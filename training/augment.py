@@ -240,15 +240,23 @@ def silence_clip(rng: np.random.Generator, noise_bank=(), length: int = 16000,
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
-def mixup(x: np.ndarray, targets: np.ndarray, rng: np.random.Generator, alpha: float):
+def mixup(x: np.ndarray, targets: np.ndarray, rng: np.random.Generator, alpha: float,
+          kept: np.ndarray = None):
     """mixup (Zhang et al. 2018) on normalised features and their target distributions: each
     example mixed with a random other one of the batch given, lam ~ Beta(alpha, alpha) folded
     to >= 0.5 so that every mixed example is mostly itself. Targets must be linear in the
-    loss (probability rows, packed distillation targets). Returns new arrays."""
+    loss (probability rows, packed distillation targets). Rows where the boolean mask `kept`
+    is set stay as they are and are no other row's partner (e.g. `_silence_` on a DC offset,
+    which mixed into words would teach that an offset is partly a word). Returns new arrays."""
     n = len(x)
     lam = rng.beta(alpha, alpha, n).astype(np.float32)
     lam = np.maximum(lam, 1 - lam)
-    other = rng.permutation(n)
+    if kept is None:
+        other = rng.permutation(n)
+    else:
+        other, mixed = np.arange(n), np.flatnonzero(~kept)
+        other[mixed] = mixed[rng.permutation(len(mixed))]
+        lam[kept] = 1.0
     mixed_x = lam[:, None, None] * x + (1 - lam[:, None, None]) * x[other]
     mixed_t = lam[:, None] * targets + (1 - lam[:, None]) * targets[other]
     return mixed_x.astype(np.float32), mixed_t.astype(np.float32)

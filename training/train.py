@@ -61,6 +61,7 @@ class TrainConfig:
     room_prob: float = 0.0              # chance of a simulated room 1-3 m away per example
     time_masks: int = 0                 # SpecAugment time masks per training example (0: none)
     mixup: float = 0.0                  # mixup's Beta(alpha, alpha) per epoch (0: none)
+    mixup_keep_silence: bool = False    # with mixup: _silence_ examples left unmixed
     onset_unknown: float = 0.0          # share of _unknown_ examples that are a word's onset only
     tail_unknown: float = 0.0           # share of _unknown_ examples that are a word's tail only
     dc_prob: float = 0.1                # chance of a random DC offset per example (speech too)
@@ -500,7 +501,7 @@ def train(cfg: TrainConfig) -> dict:
         history["embedding_loss"], history["embedding_scale"] = [], []
         order_rng = np.random.default_rng([cfg.seed, 16])
     best, best_weights, summed = -1.0, None, None
-    mix_rng = np.random.default_rng([cfg.seed, 18])
+    mix_rng, silence = np.random.default_rng([cfg.seed, 18]), cfg.labels.index(ds.SILENCE)
     fit_start = time.time()
     for epoch in range(cfg.epochs):
         view = epoch % cfg.views  # each epoch sees a different augmentation of every example
@@ -513,7 +514,8 @@ def train(cfg: TrainConfig) -> dict:
         else:
             x_epoch, t_epoch = xn_fit[sl], t_train[sl]
             if cfg.mixup:
-                x_epoch, t_epoch = aug.mixup(x_epoch, t_epoch, mix_rng, cfg.mixup)
+                kept = y_train[sl] == silence if cfg.mixup_keep_silence else None
+                x_epoch, t_epoch = aug.mixup(x_epoch, t_epoch, mix_rng, cfg.mixup, kept)
             h = fit_model.fit(x_epoch, t_epoch, batch_size=cfg.batch_size, epochs=1,
                               validation_data=(xn_val, t_val), shuffle=True, verbose=0).history
         for k in history:

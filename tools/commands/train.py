@@ -108,6 +108,10 @@ def register(sub):
                         "and labels, weight ~ Beta(ALPHA, ALPHA), the example's own >= 0.5; "
                         "default 0: none; at 0.3 more clips right but no more commands heard on "
                         "streams, and more firing on DC offsets: docs/accuracy.md)")
+    p.add_argument("--mixup-keep-silence", action="store_true",
+                   help="with --mixup, leave _silence_ examples unmixed and out of other "
+                        "examples' mixes: silence on a DC offset mixed into a word teaches "
+                        "that an offset is partly a word")
     p.add_argument("--onset-unknown", type=float, default=0.0, metavar="P",
                    help="share of _unknown_ examples that hold only a word's first 100-250 ms "
                         "at the window's end (any word, commands too; default 0): a streaming "
@@ -276,6 +280,8 @@ def check_args(args):
     if args.embedding_loss and (args.teacher or args.wake or args.mixup):
         raise HarkError("--embedding-loss trains beside the 12-class cross-entropy only: leave "
                         "out --teacher, --wake and --mixup")
+    if args.mixup_keep_silence and not args.mixup:
+        raise HarkError("--mixup-keep-silence chooses what --mixup mixes: add --mixup ALPHA")
     if args.embedding_synth and not args.embedding_loss:
         raise HarkError("--embedding-synth feeds the episodes of --embedding-loss proto: add it")
     if args.cv_folds and not 0 <= args.cv_fold < args.cv_folds or args.cv_folds == 1:
@@ -327,6 +333,7 @@ def run(args):
                       speed_prob=args.speed_prob, formant_prob=args.formant_prob,
                       room_prob=args.room_prob,
                       time_masks=args.time_masks, mixup=args.mixup,
+                      mixup_keep_silence=args.mixup_keep_silence,
                       onset_unknown=args.onset_unknown,
                       tail_unknown=args.tail_unknown,
                       dc_prob=args.dc_prob, dc_silence_prob=args.dc_silence_prob,
