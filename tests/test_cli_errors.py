@@ -159,7 +159,10 @@ def test_action_pins_may_share_a_gpio():
     (["--dc-silence-prob", "1.5"], "--dc-silence-prob 1.5 must be between 0 and 1"),
     (["--average-epochs", "-1"], "--average-epochs -1 must be >= 0"),
     (["--epochs", "5", "--average-epochs", "6"], "than --epochs 5 trains: at most 5"),
-    (["--mixup-keep-silence"], "--mixup-keep-silence chooses what --mixup mixes: add --mixup"),
+    (["--mixup-keep-silence"], "--mixup-keep-silence chooses how --mixup mixes: add --mixup"),
+    (["--mixup-epochs", "30"], "--mixup-epochs chooses how --mixup mixes: add --mixup"),
+    (["--mixup", "0.3", "--epochs", "5", "--mixup-epochs", "6"],
+     "--mixup-epochs 6 is more than --epochs 5 trains: at most 5"),
 ])
 def test_train_options_are_checked_first(tmp_path, capsys, words, args):
     out = tmp_path / "run"

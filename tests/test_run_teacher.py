@@ -63,6 +63,20 @@ def test_word_parts_share_unknown_and_go_with_the_speech_teacher(tmp_path, capsy
 
 
 @pytest.mark.slow
+def test_mixup_stops_after_mixup_epochs(shared_data, tmp_path, monkeypatch):
+    from hark.cli import main
+    from hark.training import augment
+
+    mixed_epochs, mixup = [], augment.mixup
+    monkeypatch.setattr(augment, "mixup", lambda *a, **k: mixed_epochs.append(1) or mixup(*a, **k))
+    assert main(["train", "--data", str(shared_data), "--epochs", "3", "--max-per-word", "4",
+                 "--width", "8", "--mixup", "0.3", "--mixup-epochs", "2",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert len(mixed_epochs) == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["mixup_epochs"] == 2
+
+
+@pytest.mark.slow
 def test_a_folds_runs_teach_that_folds_student(shared_data, tmp_path):
     from hark.cli import main
     from hark.training.run_teacher import RunEnsemble

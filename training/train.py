@@ -61,6 +61,7 @@ class TrainConfig:
     room_prob: float = 0.0              # chance of a simulated room 1-3 m away per example
     time_masks: int = 0                 # SpecAugment time masks per training example (0: none)
     mixup: float = 0.0                  # mixup's Beta(alpha, alpha) per epoch (0: none)
+    mixup_epochs: int = 0               # with mixup: mix only the first N epochs (0: all)
     mixup_keep_silence: bool = False    # with mixup: _silence_ examples left unmixed
     onset_unknown: float = 0.0          # share of _unknown_ examples that are a word's onset only
     tail_unknown: float = 0.0           # share of _unknown_ examples that are a word's tail only
@@ -513,7 +514,7 @@ def train(cfg: TrainConfig) -> dict:
             h = {k: [v] for k, v in h.items()}
         else:
             x_epoch, t_epoch = xn_fit[sl], t_train[sl]
-            if cfg.mixup:
+            if cfg.mixup and (not cfg.mixup_epochs or epoch < cfg.mixup_epochs):
                 kept = y_train[sl] == silence if cfg.mixup_keep_silence else None
                 x_epoch, t_epoch = aug.mixup(x_epoch, t_epoch, mix_rng, cfg.mixup, kept)
             h = fit_model.fit(x_epoch, t_epoch, batch_size=cfg.batch_size, epochs=1,

@@ -108,6 +108,10 @@ def register(sub):
                         "and labels, weight ~ Beta(ALPHA, ALPHA), the example's own >= 0.5; "
                         "default 0: none; at 0.3 more clips right but no more commands heard on "
                         "streams, and more firing on DC offsets: docs/accuracy.md)")
+    p.add_argument("--mixup-epochs", type=int, default=0, metavar="N",
+                   help="with --mixup, mix only the first N epochs (default 0: every epoch): "
+                        "the last ones, at a low learning rate, see whole examples again, so "
+                        "the scores a streaming detector averages are not left flattened")
     p.add_argument("--mixup-keep-silence", action="store_true",
                    help="with --mixup, leave _silence_ examples unmixed and out of other "
                         "examples' mixes: silence on a DC offset mixed into a word teaches "
@@ -223,6 +227,7 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"),
           "room_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "time_masks": (lambda v: 0 <= v <= 4, "between 0 and 4"),
           "mixup": (lambda v: v >= 0, ">= 0 (0: none)"),
+          "mixup_epochs": (lambda v: v >= 0, ">= 0 (0: every epoch)"),
           "onset_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "tail_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "dc_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
@@ -280,8 +285,13 @@ def check_args(args):
     if args.embedding_loss and (args.teacher or args.wake or args.mixup):
         raise HarkError("--embedding-loss trains beside the 12-class cross-entropy only: leave "
                         "out --teacher, --wake and --mixup")
-    if args.mixup_keep_silence and not args.mixup:
-        raise HarkError("--mixup-keep-silence chooses what --mixup mixes: add --mixup ALPHA")
+    for option in ("mixup_keep_silence", "mixup_epochs"):
+        if getattr(args, option) and not args.mixup:
+            flag = "--" + option.replace("_", "-")
+            raise HarkError(f"{flag} chooses how --mixup mixes: add --mixup ALPHA")
+    if args.mixup_epochs > args.epochs:
+        raise HarkError(f"--mixup-epochs {args.mixup_epochs} is more than --epochs "
+                        f"{args.epochs} trains: at most {args.epochs}, or 0 for every epoch")
     if args.embedding_synth and not args.embedding_loss:
         raise HarkError("--embedding-synth feeds the episodes of --embedding-loss proto: add it")
     if args.cv_folds and not 0 <= args.cv_fold < args.cv_folds or args.cv_folds == 1:
@@ -333,6 +343,7 @@ def run(args):
                       speed_prob=args.speed_prob, formant_prob=args.formant_prob,
                       room_prob=args.room_prob,
                       time_masks=args.time_masks, mixup=args.mixup,
+                      mixup_epochs=args.mixup_epochs,
                       mixup_keep_silence=args.mixup_keep_silence,
                       onset_unknown=args.onset_unknown,
                       tail_unknown=args.tail_unknown,
