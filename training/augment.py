@@ -246,8 +246,8 @@ def mixup(x: np.ndarray, targets: np.ndarray, rng: np.random.Generator, alpha: f
     example mixed with a random other one of the batch given, lam ~ Beta(alpha, alpha) folded
     to >= 0.5 so that every mixed example is mostly itself. Targets must be linear in the
     loss (probability rows, packed distillation targets). Rows where the boolean mask `kept`
-    is set stay as they are and are no other row's partner (e.g. `_silence_` on a DC offset,
-    which mixed into words would teach that an offset is partly a word). Returns new arrays."""
+    is set stay as they are and are no other row's partner (`hark train --mixup-keep-silence`).
+    Returns new arrays."""
     n = len(x)
     lam = rng.beta(alpha, alpha, n).astype(np.float32)
     lam = np.maximum(lam, 1 - lam)
