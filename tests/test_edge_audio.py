@@ -160,8 +160,11 @@ def test_non_speech_gate_passes_the_shipped_model_and_stops_a_trigger_happy_one(
     eager = tmp_path / "eager.hark"     # same graph, a detector that fires on almost anything
     export.repack(shipped.with_suffix(".tflite"), eager,
                   detector={"threshold": 0.02, "average_window_ms": 200, "minimum_count": 1})
-    assert nonspeech.main([str(eager)]) == 1
+    assert nonspeech.main([str(eager), "--json", str(tmp_path / "fired.json")]) == 1
     assert "fires on non-speech input (DC step" in capsys.readouterr().out
+    fired = json.loads((tmp_path / "fired.json").read_text())   # what `make gate-seed` keeps
+    assert set(fired) == set(nonspeech.quiet_signals())
+    assert any(fired.values()) and all("@" in d for dets in fired.values() for d in dets)
 
 
 def test_more_dc_offsets_keep_the_shipped_model_quiet(capsys):

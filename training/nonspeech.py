@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     firmware; exit 1 (naming signal and detection) if the model fires on any. `make
     train-default` runs it before a model is shipped."""
     import argparse
+    import json
     import tempfile
     from pathlib import Path
 
@@ -74,11 +75,14 @@ def main(argv=None) -> int:
     p.add_argument("--board", default="unix")
     p.add_argument("--offsets", action="store_true",
                    help="also play offset_signals: 18 more DC offsets and steps")
+    p.add_argument("--json", type=Path, help="also write {signal: [detections]} here")
     args = p.parse_args(argv)
     signals = {**quiet_signals(), **(offset_signals() if args.offsets else {})}
     with tempfile.TemporaryDirectory() as tmp:
         found = detections(args.model, boards.load(args.board), write_signals(tmp, signals))
     fired = {name: dets for name, dets in found.items() if dets}
+    if args.json:
+        args.json.write_text(json.dumps(found, indent=1))
     for name, dets in found.items():
         print(f"{name}: {', '.join(dets) or 'quiet'}")
     if fired:
