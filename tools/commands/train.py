@@ -106,8 +106,8 @@ def register(sub):
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
                    help="mixup: every epoch, each training example mixed with another (features "
                         "and labels, weight ~ Beta(ALPHA, ALPHA), the example's own >= 0.5; "
-                        "default 0: none; at 0.3 more clips right, as many commands heard on "
-                        "streams, but more seeds firing on DC offsets: docs/accuracy.md)")
+                        "default 0: none; at 0.3 more clips right, about as many commands "
+                        "heard on streams, more seeds firing on DC offsets: docs/accuracy.md)")
     p.add_argument("--mixup-epochs", type=int, default=0, metavar="N",
                    help="with --mixup, mix only the first N epochs (default 0: every epoch): "
                         "the last ones, at a low learning rate, see whole examples again. At "
