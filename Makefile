@@ -127,6 +127,8 @@ synth: venv-dev system-deps synth-deps
 # speakers"), which moved that stream's pick from 0.875 to 0.8 and then to 0.825.
 DEFAULT_SEED ?= 1
 DEFAULT_TEACHER ?= $(TEACHER_WORDS)
+# the default's training flags but its seed and run folder (train-default, gate-seed)
+DEFAULT_RECIPE = $(CS_RECIPE) --width 64 $(DEFAULT_TEACHER)
 DEFAULT_DETECTOR ?= --threshold 0.825
 DEFAULT_OFFSET ?= --logit-offset _unknown_=1 --logit-offset on=1.5 --logit-offset off=1.5
 # The reference models and the measured recipes below were trained before DC-offset augmentation
@@ -144,7 +146,7 @@ $(BIN)/hark eval --model models/$(1).hark --data $(DATA) --json runs/$(1)/eval_i
 endef
 train-default: venv-dev
 	test -d data/synth/voices_plenty || $(PLENTY_VOICES)
-	$(BIN)/hark train $(CS_RECIPE) --width 64 $(DEFAULT_TEACHER) --seed $(DEFAULT_SEED) --out runs/default
+	$(BIN)/hark train $(DEFAULT_RECIPE) --seed $(DEFAULT_SEED) --out runs/default
 	$(call SHIP,default,hark-tcn64-12,$(DEFAULT_DETECTOR) $(DEFAULT_OFFSET))
 
 # A change to the default's recipe judged at full data on what cross-validation cannot see (how
@@ -161,7 +163,7 @@ gate-seeds: venv-dev
 	$(BIN)/python -m hark.training.gates $(foreach s,$(GATE_SEEDS),runs/gates/$(NAME)_s$(s)) | tee runs/gates/$(NAME).md
 gate-seed: venv-dev
 	@test -n "$(RUN)" -a -n "$(SEED)" || { echo 'one seed: make gate-seed RUN=runs/gates/NAME_s0 SEED=0 EXTRA="..."'; exit 1; }
-	$(BIN)/hark train $(CS_RECIPE) --width 64 $(DEFAULT_TEACHER) $(EXTRA) --seed $(SEED) --out $(RUN)
+	$(BIN)/hark train $(DEFAULT_RECIPE) $(EXTRA) --seed $(SEED) --out $(RUN)
 	$(BIN)/hark export $(RUN) --out $(RUN)/plain.hark --name gates $(DEFAULT_DETECTOR)
 	$(BIN)/hark export $(RUN) --out $(RUN)/offsets.hark --name gates $(DEFAULT_DETECTOR) $(DEFAULT_OFFSET)
 	-$(BIN)/python -m hark.training.nonspeech $(RUN)/plain.hark --offsets --json $(RUN)/nonspeech.json
