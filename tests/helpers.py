@@ -79,3 +79,13 @@ def fmt(rate=16000, channels=1, bits=16, tag=1) -> bytes:
 
     align = channels * bits // 8
     return struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
+
+
+def make_train_words(*make_args) -> list:
+    """The `hark train` line of a make target as make expands it (`make -n`), split in words:
+    what a Makefile target would train, without training."""
+    import shlex
+    import subprocess
+    out = subprocess.run(["make", "-n", "-s", *make_args], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.replace("\\\n", " ")
+    return shlex.split(next(line for line in out.splitlines() if "hark train " in line))

@@ -7,7 +7,7 @@ import pytest
 
 from hark import BOARDS_DIR, REPO, boards
 from hark.cli import HarkError
-from helpers import fake_blob
+from helpers import fake_blob, make_train_words
 
 
 NAMES = ["esp32-inmp441", "esp32s3", "rp2040", "pyboard", "unix"]
@@ -305,13 +305,8 @@ def test_host_enroll_name_rule_is_the_firmwares(mpy):
 def test_make_train_target_reproduces_the_shipped_recipe(name):
     """`make train-<name>`'s `hark train` line (as make expands it) trains what
     models/<name>.train.json records: a shipped model can be made again from the Makefile."""
-    import shlex
-    import subprocess
     from hark.cli import build_parser
-    out = subprocess.run(["make", "-n", "-s", f"train-{name}"], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout.replace("\\\n", " ")
-    line = next(l for l in out.splitlines() if "hark train " in l)
-    words = shlex.split(line)
+    words = make_train_words(f"train-{name}")
     args = build_parser().parse_args(words[words.index("train"):])
     cfg = json.loads((REPO / "models" / f"{name}.train.json").read_text())["config"]
     for key in ("family", "width", "seed", "class_size", "synth", "shift_ms", "unknown_weight",

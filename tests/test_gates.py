@@ -1,11 +1,10 @@
 """`make gate-seeds`: full-data seeds of the default's recipe plus a change, through the gates
 that chose the default, and `python -m hark.training.gates`, which tables what they left."""
 import json
-import shlex
-import subprocess
 
-from hark import REPO
 from hark.training import gates
+
+from helpers import make_train_words
 
 
 def _run(folder, fired, test, validation, stream_rows, on_off=None):
@@ -52,16 +51,10 @@ def test_gates_say_which_outputs_are_missing(tmp_path, capsys):
     assert "eval_test.json" not in err
 
 
-def _train_line(*args):
-    out = subprocess.run(["make", "-n", "-s", *args], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
-    return next(shlex.split(line) for line in out.splitlines() if " train " in line)
-
-
 def test_gate_seed_trains_what_train_default_trains_plus_the_change():
     """The gates judge a change to the shipped recipe: losing the tie to train-default fails."""
-    gate = _train_line("gate-seed", "RUN=runs/gates/t_s3", "SEED=3", "EXTRA=--mixup 0.3")
-    default = _train_line("train-default")
+    gate = make_train_words("gate-seed", "RUN=runs/gates/t_s3", "SEED=3", "EXTRA=--mixup 0.3")
+    default = make_train_words("train-default")
     def without(line, *options):    # drop these options and their values
         keep = []
         for word in line:

@@ -90,7 +90,8 @@ def test_a_folds_runs_teach_that_folds_student(shared_data, tmp_path):
     assert 0 < mixed["accuracy"][0] <= 1 and 0 < mixed["val_accuracy"][0] <= 1
     out = tmp_path / "student"      # mixup on packed distillation targets, silence unmixed
     assert main(["train", *common, "--out", str(out), "--time-masks", "2", "--tail-unknown",
-                 "0.3", "--mixup", "0.4", "--mixup-keep-silence", "--teacher-runs", str(tmp_path / "teacher0_fold{fold}"),
+                 "0.3", "--mixup", "0.4", "--mixup-keep-silence",
+                 "--teacher-runs", str(tmp_path / "teacher0_fold{fold}"),
                  str(tmp_path / "teacher1_fold{fold}")]) == 0
     metrics = json.loads((out / "metrics.json").read_text())["float_test"]
     runs = [str(tmp_path / "teacher0_fold2"), str(tmp_path / "teacher1_fold2")]
