@@ -10,6 +10,8 @@ import numpy as np
 
 FA_BUDGETS = (5, 10, 20, 30, 40)        # false accepts per hour
 POINT = (500, 0.825)                    # the default's averaging window (ms) and threshold
+NEEDED = ("nonspeech.json", "eval_test.json", "eval_validation.json",   # eval_holdout.json:
+          "stream_validation/stream_det.json")                           # after `make synth`
 HEADER = ("| run | DC + noise, 18 offsets | dev test list | validation list | 1 h validation "
           "stream, 500 ms 0.825 | best at ≤ 5 / 10 / 20 / 30 / 40 FA/h, validation stream | "
           "held-out synthetic on / off (with the default's offsets) |\n"
@@ -71,9 +73,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("runs", nargs="+", help="run folders that `make gate-seed` filled")
     args = p.parse_args(argv)
-    missing = [f"{r}/{name}" for r in args.runs for name in
-               ("nonspeech.json", "eval_test.json", "eval_validation.json",
-                "stream_validation/stream_det.json") if not (Path(r) / name).exists()]
+    missing = [f"{r}/{name}" for r in args.runs for name in NEEDED
+               if not (Path(r) / name).exists()]
     if missing:
         print("gates: not every gate has run: missing " + ", ".join(missing[:4]) +
               (" …" if len(missing) > 4 else "") + "; run `make gate-seed` for it first",
