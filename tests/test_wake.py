@@ -139,3 +139,23 @@ def test_unknown_weight_scales_only_the_unknown_class():
     assert size == 7 and len(plan["yes"]) == 7
     assert len(plan["_unknown_"]) == 21
     assert sum(k == "real" for k, _ in plan["_unknown_"]) == 7   # real_share 0.3 of 21
+
+
+def test_unknown_real_share_moves_only_the_unknown_class():
+    """--unknown-real-share: real unknown words fill that share of _unknown_; the other classes
+    keep --real-share."""
+    def clip(word, label):
+        return ds.Clip(Path(word), word, label, "train")
+
+    labels = ["_silence_", "_unknown_", "yes", "on"]
+    real = ([clip("yes", "yes")] * 10 + [clip("on", "on")] * 2 + [clip("dog", "_unknown_")] * 4)
+    synth = [clip("cat", "_unknown_")] * 50 + [clip("on", "on")] * 50
+    def real_in(plan, label):
+        return sum(k == "real" for k, _ in plan[label])
+    base = TrainConfig(data=[], labels=labels, class_size=20)
+    plan, _ = _class_plan(real, synth, labels, base, np.random.default_rng(0))
+    assert (real_in(plan, "_unknown_"), real_in(plan, "on")) == (6, 6)      # 0.3 of 20
+    cfg = TrainConfig(data=[], labels=labels, class_size=20, unknown_real_share=0.5)
+    plan, _ = _class_plan(real, synth, labels, cfg, np.random.default_rng(0))
+    assert (real_in(plan, "_unknown_"), real_in(plan, "on")) == (10, 6)
+    assert len(plan["_unknown_"]) == 20 and len(plan["yes"]) == 20

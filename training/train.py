@@ -49,6 +49,7 @@ class TrainConfig:
     views: int = 3                      # augmented copies precomputed per example
     class_size: int = 0                 # examples per class per view; 0 = median real count
     real_share: float = 0.3             # minimum share of real clips within a class
+    unknown_real_share: float = None    # the same for _unknown_ (None: real_share)
     synth_ratio: float = 1.0            # fraction of available synthetic clips used
     max_per_word: int = 0               # cap clips per word (tiny smoke runs); 0 = all
     exclude_words: list = field(default_factory=list)  # real words held out entirely
@@ -205,7 +206,9 @@ def _class_plan(real, synth, labels, cfg, rng):
             continue
         # Streams are mostly not commands: more (and more varied) negatives cut false accepts.
         n = int(round(size * cfg.unknown_weight)) if label == ds.UNKNOWN else size
-        n_real = n if not s else min(n, max(len(r), int(np.ceil(cfg.real_share * n))))
+        share = (cfg.unknown_real_share if label == ds.UNKNOWN and cfg.unknown_real_share
+                 is not None else cfg.real_share)
+        n_real = n if not s else min(n, max(len(r), int(np.ceil(share * n))))
         n_real = n_real if r else 0
         plan[label] = ([("real", i) for i in _tile(r, n_real, rng)] +
                        [("synth", i) for i in _tile(s, n - n_real, rng)])
