@@ -157,20 +157,6 @@ def test_train_default_width_is_the_shipped_recipe():
     assert widths == {int(recipe)}
 
 
-def test_train_dropout_changes_training_layers_only():
-    """`hark train --dropout F` scales the tcn's dropout rates (F = 0 leaves the layers out):
-    the weights, and so what a board loads, stay the same."""
-    import keras
-    from hark.training import models
-    def rates(model):
-        return [round(layer.rate, 3) for layer in model.layers
-                if isinstance(layer, keras.layers.Dropout)]
-    default, half, none = (models.build("tcn", (49, 10), 12, 8, dropout=f) for f in (1, 0.5, 0))
-    assert rates(default) == [0.1] + [0.15] * 4 and rates(half) == [0.05] + [0.075] * 4
-    assert rates(none) == []
-    assert default.count_params() == half.count_params() == none.count_params()
-
-
 def test_ram_uses_the_blob_arena(tmp_path):
     board = boards.load("pyboard")
     small = boards.fits(board, fake_blob(tmp_path / "a.hark", 20_000, arena_bytes=10_000), [])

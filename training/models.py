@@ -32,23 +32,18 @@ def dscnn(input_shape, n_labels: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="dscnn")
 
 
-def _dropout(x, rate: float):
-    return layers.Dropout(rate)(x) if rate else x
-
-
-def tcn(input_shape, n_labels: int, width: int = 64, dropout: float = 1.0) -> keras.Model:
+def tcn(input_shape, n_labels: int, width: int = 64) -> keras.Model:
     """Temporal convolutions with kernel (k, 1) and VALID padding: every layer only looks
-    back in time, which is what frame-by-frame streaming needs. dropout scales the training-only
-    dropout rates (0.1 after the first layer, 0.15 after each block); 0 leaves the layers out."""
+    back in time, which is what frame-by-frame streaming needs."""
     frames, coeffs = input_shape
     inputs = keras.Input(shape=input_shape, name="features")
     x = layers.Reshape((frames, 1, coeffs))(inputs)
     x = _bn_relu(layers.Conv2D(width, (5, 1), use_bias=False)(x))
-    x = _dropout(x, 0.1 * dropout)
+    x = layers.Dropout(0.1)(x)
     for stride, channels in ((2, width), (2, width), (1, width), (1, width)):
         x = _bn_relu(layers.DepthwiseConv2D((5, 1), strides=(stride, 1), use_bias=False)(x))
         x = _bn_relu(layers.Conv2D(channels, 1, use_bias=False)(x))
-        x = _dropout(x, 0.15 * dropout)
+        x = layers.Dropout(0.15)(x)
     x = layers.AveragePooling2D(pool_size=(x.shape[1], 1))(x)
     x = layers.Flatten()(x)
     outputs = layers.Softmax()(layers.Dense(n_labels)(x))
@@ -65,15 +60,13 @@ def tiny_conv(input_shape, n_labels: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="tiny_conv")
 
 
-def build(family: str, input_shape, n_labels: int, width: int = 0,
-          dropout: float = 1.0) -> keras.Model:
-    """width (tcn only): channels per layer; 0 = the family default. dropout (tcn only): a
-    factor on its dropout rates."""
+def build(family: str, input_shape, n_labels: int, width: int = 0) -> keras.Model:
+    """width (tcn only): channels per layer; 0 = the family default."""
     builders = {"tcn": tcn, "dscnn": dscnn, "tiny_conv": tiny_conv}
     if family not in builders:
         raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
-    if family == "tcn":
-        return tcn(tuple(input_shape), n_labels, width or 64, dropout)
+    if width and family == "tcn":
+        return tcn(tuple(input_shape), n_labels, width)
     return builders[family](tuple(input_shape), n_labels)
 
 

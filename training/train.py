@@ -38,7 +38,6 @@ class TrainConfig:
     out: str = "runs/kws"
     family: str = "tcn"
     width: int = 0                      # tcn channels; 0 = family default
-    dropout: float = 1.0                # factor on the tcn's dropout rates (0: no dropout)
     labels: list = field(default_factory=lambda: list(ds.LABELS))
     epochs: int = 40
     average_epochs: int = 0             # keep the mean of the last N epochs' weights (0: the best
@@ -462,7 +461,7 @@ def train(cfg: TrainConfig) -> dict:
                             noise, spec)
         print(f"episode pool: {len(pool)} words, {len(pool.x)} examples", flush=True)
     norm = Normalisation.fit(x_train)
-    model = models.build(cfg.family, x_train.shape[1:], len(cfg.labels), cfg.width, cfg.dropout)
+    model = models.build(cfg.family, x_train.shape[1:], len(cfg.labels), cfg.width)
     steps = cfg.epochs * int(np.ceil(len(x_train) / cfg.views / cfg.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(steps, 1), alpha=0.02)
     xn_train, xn_val, xn_test = (norm.apply(x) for x in (x_train, x_val, x_test))

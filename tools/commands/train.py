@@ -52,9 +52,6 @@ def register(sub):
     p.add_argument("--width", type=int, default=0,
                    help="tcn channels per layer (default 64, the shipped model's, which fits "
                         "the esp32-inmp441, esp32s3 and rp2040 budgets; wider needs a bigger board)")
-    p.add_argument("--dropout", type=float, default=1.0, metavar="F",
-                   help="tcn only: scale its dropout rates (0.1 after the first layer, 0.15 "
-                        "after each block) by F; 0 trains without dropout (default 1)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--average-epochs", type=int, default=0, metavar="N",
                    help="keep the mean of the last N epochs' weights (default 0: the epoch "
@@ -229,7 +226,6 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"),
           "batch_size": (lambda v: v >= 1, ">= 1"),
           "views": (lambda v: v >= 1, ">= 1"), "learning_rate": (lambda v: v > 0, "> 0"),
           "width": (lambda v: v >= 0, ">= 0 (0: the family default)"),
-          "dropout": (lambda v: 0 <= v <= 5, "between 0 and 5 (a factor: 0.15 x 5 < 1)"),
           "max_per_word": (lambda v: v >= 0, ">= 0"), "class_size": (lambda v: v >= 0, ">= 0"),
           "shift_ms": (lambda v: v >= 0, ">= 0"), "unknown_weight": (lambda v: v > 0, "> 0"),
           "mic_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
@@ -267,9 +263,6 @@ def check_args(args):
                             "labels; list words only")
         if label_for(args.wake) in {label_for(c) for c in commands}:
             raise HarkError(f"--commands {args.commands}: the wake phrase cannot also be a command")
-    if args.dropout != 1.0 and args.family != "tcn":
-        raise HarkError(f"--dropout scales the tcn's dropout; the {args.family} family keeps its "
-                        "own (leave out --dropout, or use --family tcn)")
     if args.average_epochs > args.epochs:
         raise HarkError(f"--average-epochs {args.average_epochs} averages more epochs than "
                         f"--epochs {args.epochs} trains: at most {args.epochs}")
@@ -348,7 +341,7 @@ def run(args):
     from hark.training.train import TrainConfig, train
 
     cfg = TrainConfig(data=args.data, synth=args.synth, out=args.out, family=args.family,
-                      width=args.width, dropout=args.dropout,
+                      width=args.width,
                       epochs=args.epochs, average_epochs=args.average_epochs,
                       batch_size=args.batch_size,
                       learning_rate=args.learning_rate, seed=args.seed, views=args.views,
