@@ -330,9 +330,8 @@ def run(args):
     if args.wake and not args.synth:
         raise HarkError(f"--wake needs the synthetic clips of the phrase: `hark synth --words "
                         f"\"{args.wake}:600\" --out DIR`, then --synth DIR")
-    if not all(0.0 <= v <= 1.0 for v in (args.real_share, args.synth_ratio,
-                                         args.real_share if args.unknown_real_share is None
-                                         else args.unknown_real_share)):
+    shares = [args.real_share, args.synth_ratio, args.unknown_real_share]
+    if not all(0.0 <= v <= 1.0 for v in shares if v is not None):
         raise HarkError("--real-share, --unknown-real-share and --synth-ratio must be between 0 "
                         "and 1")
     check_args(args)
