@@ -64,8 +64,8 @@ def register(sub):
     p.add_argument("--real-share", type=float, default=0.3,
                    help="minimum share of real clips in a class that has synthetic clips. At "
                         "0.5 the default's recipe hears more commands on the 1 h streams at a "
-                        "like false-accept rate but scores 0.8 points lower in cross-validation "
-                        "(off and _unknown_): docs/accuracy.md")
+                        "like false-accept rate but is cross-validated 0.8 points lower at its "
+                        "offsets (off and _unknown_): docs/accuracy.md")
     p.add_argument("--unknown-real-share", type=float, default=None, metavar="F",
                    help="the same for _unknown_ alone (default: --real-share): real unknown "
                         "words are what a stream's false accepts are made of. At 0.5 on the "
