@@ -70,7 +70,7 @@ def register(sub):
                    help="the same for _unknown_ alone (default: --real-share): real unknown "
                         "words are what a stream's false accepts are made of. At 0.5 on the "
                         "default's recipe: cross-validated 0.7 points under it at its offsets, "
-                        "streams not measured (docs/accuracy.md)")
+                        "streams level on two seeds (docs/accuracy.md)")
     p.add_argument("--synth-ratio", type=float, default=1.0,
                    help="fraction of the synthetic clips to use (0..1)")
     p.add_argument("--max-per-word", type=int, default=0, help="cap clips per word (smoke runs)")
