@@ -234,6 +234,9 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"),
           "speed_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "formant_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "room_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+          "real_share": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+          "unknown_real_share": (lambda v: v is None or 0 <= v <= 1, "between 0 and 1"),
+          "synth_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "time_masks": (lambda v: 0 <= v <= 4, "between 0 and 4"),
           "mixup": (lambda v: v >= 0, ">= 0 (0: none)"),
           "mixup_epochs": (lambda v: v >= 0, ">= 0 (0: every epoch)"),
@@ -332,10 +335,6 @@ def run(args):
     if args.wake and not args.synth:
         raise HarkError(f"--wake needs the synthetic clips of the phrase: `hark synth --words "
                         f"\"{args.wake}:600\" --out DIR`, then --synth DIR")
-    shares = [args.real_share, args.synth_ratio, args.unknown_real_share]
-    if not all(0.0 <= v <= 1.0 for v in shares if v is not None):
-        raise HarkError("--real-share, --unknown-real-share and --synth-ratio must be between 0 "
-                        "and 1")
     check_args(args)
     from hark.training.dataset import DatasetError
     from hark.training.report import format_metrics
