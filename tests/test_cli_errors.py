@@ -163,7 +163,9 @@ def test_action_pins_may_share_a_gpio():
     (["--mixup-epochs", "30"], "--mixup-epochs chooses how --mixup mixes: add --mixup"),
     (["--mixup", "0.3", "--epochs", "5", "--mixup-epochs", "6"],
      "--mixup-epochs 6 is more than --epochs 5 trains: at most 5"),
-    (["--unknown-real-share", "1.5"], "--unknown-real-share 1.5 must be between 0 and 1"),
+    (["--label-real-share", "_unknown_=1.5"],
+     "--label-real-share _unknown_=1.5 must be between 0 and 1"),
+    (["--label-real-share", "on"], "--label-real-share 'on': give a label and a number"),
     (["--real-share", "-0.1"], "--real-share -0.1 must be between 0 and 1"),
     (["--synth-ratio", "2"], "--synth-ratio 2.0 must be between 0 and 1"),
 ])

@@ -141,9 +141,9 @@ def test_unknown_weight_scales_only_the_unknown_class():
     assert sum(k == "real" for k, _ in plan["_unknown_"]) == 7   # real_share 0.3 of 21
 
 
-def test_unknown_real_share_moves_only_the_unknown_class():
-    """--unknown-real-share: real unknown words fill that share of _unknown_; the other classes
-    keep --real-share."""
+def test_label_real_share_moves_only_its_class():
+    """--label-real-share _unknown_=0.5: real unknown words fill that share of _unknown_; the
+    other classes keep --real-share; a label the run does not have is refused."""
     def clip(word, label):
         return ds.Clip(Path(word), word, label, "train")
 
@@ -155,7 +155,11 @@ def test_unknown_real_share_moves_only_the_unknown_class():
     base = TrainConfig(data=[], labels=labels, class_size=20)
     plan, _ = _class_plan(real, synth, labels, base, np.random.default_rng(0))
     assert (real_in(plan, "_unknown_"), real_in(plan, "on")) == (6, 6)      # 0.3 of 20
-    cfg = TrainConfig(data=[], labels=labels, class_size=20, unknown_real_share=0.5)
+    cfg = TrainConfig(data=[], labels=labels, class_size=20, label_real_share={"_unknown_": 0.5})
     plan, _ = _class_plan(real, synth, labels, cfg, np.random.default_rng(0))
     assert (real_in(plan, "_unknown_"), real_in(plan, "on")) == (10, 6)
     assert len(plan["_unknown_"]) == 20 and len(plan["yes"]) == 20
+    for label in ("off", "_silence_"):
+        cfg = TrainConfig(data=[], labels=labels, class_size=20, label_real_share={label: 0.5})
+        with pytest.raises(ds.DatasetError, match=f"--label-real-share {label}: not a word label"):
+            _class_plan(real, synth, labels, cfg, np.random.default_rng(0))

@@ -48,7 +48,7 @@ class TrainConfig:
     views: int = 3                      # augmented copies precomputed per example
     class_size: int = 0                 # examples per class per view; 0 = median real count
     real_share: float = 0.3             # minimum share of real clips within a class
-    unknown_real_share: float = None    # the same for _unknown_ (None: real_share)
+    label_real_share: dict = field(default_factory=dict)  # {label: its own real_share}
     synth_ratio: float = 1.0            # fraction of available synthetic clips used
     max_per_word: int = 0               # cap clips per word (tiny smoke runs); 0 = all
     exclude_words: list = field(default_factory=list)  # real words held out entirely
@@ -181,7 +181,12 @@ def _augment_config(cfg) -> aug.AugmentConfig:
 
 def _class_plan(real, synth, labels, cfg, rng):
     """Per label, `size` sources [("real"|"synth", index)]; real clips fill at least
-    `real_share` of a class that has synthetic clips, oversampled when they are few."""
+    `real_share` (or the label's own in `label_real_share`) of a class that has synthetic
+    clips, oversampled when they are few."""
+    strange = sorted(l for l in cfg.label_real_share if l not in labels or l == ds.SILENCE)
+    if strange:
+        raise ds.DatasetError(f"--label-real-share {', '.join(strange)}: not a word label of this "
+                              f"run; give one of {', '.join(l for l in labels if l != ds.SILENCE)}")
     counts = [sum(1 for c in real if c.label == l) for l in labels if l != ds.SILENCE]
     size = cfg.class_size or int(np.median([c for c in counts if c] or [1]))
     if cfg.wake_only and not cfg.class_size:  # wake word and silence: half the negatives each
@@ -205,8 +210,7 @@ def _class_plan(real, synth, labels, cfg, rng):
             continue
         # Streams are mostly not commands: more (and more varied) negatives cut false accepts.
         n = int(round(size * cfg.unknown_weight)) if label == ds.UNKNOWN else size
-        share = (cfg.unknown_real_share if label == ds.UNKNOWN and cfg.unknown_real_share
-                 is not None else cfg.real_share)
+        share = cfg.label_real_share.get(label, cfg.real_share)
         n_real = n if not s else min(n, max(len(r), int(np.ceil(share * n))))
         n_real = n_real if r else 0
         plan[label] = ([("real", i) for i in _tile(r, n_real, rng)] +

@@ -66,9 +66,8 @@ def register(sub):
                         "0.5 the default's recipe hears more commands on the 1 h streams at a "
                         "like false-accept rate but is cross-validated 0.8 points lower at its "
                         "offsets (off and _unknown_): docs/accuracy.md")
-    p.add_argument("--unknown-real-share", type=float, default=None, metavar="F",
-                   help="the same for _unknown_ alone (default: --real-share): real unknown "
-                        "words are what a stream's false accepts are made of. At 0.5 on the "
+    p.add_argument("--label-real-share", action="append", default=[], metavar="LABEL=F",
+                   help="one class's own --real-share (repeat for more). _unknown_=0.5 on the "
                         "default's recipe: cross-validated 0.7 points under it at its offsets, "
                         "streams level on two seeds (docs/accuracy.md)")
     p.add_argument("--synth-ratio", type=float, default=1.0,
@@ -235,7 +234,6 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"),
           "formant_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "room_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "real_share": (lambda v: 0 <= v <= 1, "between 0 and 1"),
-          "unknown_real_share": (lambda v: v is None or 0 <= v <= 1, "between 0 and 1"),
           "synth_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "time_masks": (lambda v: 0 <= v <= 4, "between 0 and 4"),
           "mixup": (lambda v: v >= 0, ">= 0 (0: none)"),
@@ -248,11 +246,20 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"),
           "embedding_shots": (lambda v: v >= 1, ">= 1")}
 
 
+def label_real_shares(items) -> dict:
+    """["on=0.5", ...] -> {"on": 0.5}."""
+    from .export import label_thresholds
+    return label_thresholds(items, "--label-real-share", "on=0.5")
+
+
 def check_args(args):
     """Everything that can be checked without TensorFlow, so a typo costs no start-up time
     and leaves no run folder behind."""
     bad = [f"--{k.replace('_', '-')} {getattr(args, k)} must be {what}"
            for k, (ok, what) in RANGES.items() if not ok(getattr(args, k))]
+    bad += [f"--label-real-share {label}={share:g} must be between 0 and 1"
+            for label, share in label_real_shares(args.label_real_share).items()
+            if not 0 <= share <= 1]
     if bad:
         raise HarkError("; ".join(bad))
     commands = command_list(args.commands)
@@ -345,7 +352,8 @@ def run(args):
                       epochs=args.epochs, average_epochs=args.average_epochs,
                       batch_size=args.batch_size,
                       learning_rate=args.learning_rate, seed=args.seed, views=args.views,
-                      real_share=args.real_share, unknown_real_share=args.unknown_real_share,
+                      real_share=args.real_share,
+                      label_real_share=label_real_shares(args.label_real_share),
                       synth_ratio=args.synth_ratio,
                       max_per_word=args.max_per_word, class_size=args.class_size,
                       wake=args.wake.strip(), commands=command_list(args.commands),
