@@ -294,7 +294,7 @@ crossval-distil: crossval-width
 # (--label-real-share _unknown_=0.5), and of on and off alone (both offset scans). The three shipped recipes
 # (the default's since session 27: W64_CS_H_RS05) and
 # the rooms one also score their folds' clips as heard across a room (--rooms 200: cv.md's "in
-# simulated rooms" row). The default's recipe (W64_CS_H) also scores its folds with the _unknown_
+# simulated rooms" row). The session-20 default's recipe (W64_CS_H) also scores its folds with the _unknown_
 # logit raised (offsets-_unknown_.md), and then on's and off's together over _unknown_ +1
 # (offsets-on,off-with-_unknown_+1.md; runs reused); the esp32's (W80_CS_H) and the wide model's
 # (W96_CS_H) their on/off logits (offsets-on,off.md).
