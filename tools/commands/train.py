@@ -68,10 +68,10 @@ def register(sub):
                         "cross-validation level once on/off get their own offsets "
                         "(docs/accuracy.md, *The default since session 27*)")
     p.add_argument("--label-real-share", action="append", default=[], metavar="LABEL=F",
-                   help="one class's own --real-share (repeat for more). On the default's "
-                        "recipe at its offsets, _unknown_=0.5 is cross-validated 0.7 points "
-                        "under it and on=0.5 off=0.5 1.4 points (off), neither with the whole "
-                        "share's stream gain (docs/accuracy.md)")
+                   help="one class's own --real-share (repeat for more). Over the session-20 "
+                        "default's recipe (0.3) at its offsets, _unknown_=0.5 is cross-validated "
+                        "0.7 points under it and on=0.5 off=0.5 1.4 points (off), neither with "
+                        "the whole share's stream gain (docs/accuracy.md)")
     p.add_argument("--synth-ratio", type=float, default=1.0,
                    help="fraction of the synthetic clips to use (0..1)")
     p.add_argument("--max-per-word", type=int, default=0, help="cap clips per word (smoke runs)")
