@@ -733,3 +733,14 @@ def test_shipped_cohort_is_tied_to_its_own_model(cohort):
     assert ed.read_cohort(cohort)          # intact: read_cohort checks the magic and the body CRC
     crc_model = struct.unpack_from(ed.COHORT_HEAD, cohort.read_bytes())[3]
     assert crc_model == header_crc(cohort.with_suffix(".hark"))
+
+
+@pytest.mark.parametrize("cohort", sorted(MODELS.glob("*.cohort")), ids=lambda p: p.name)
+def test_shipped_models_frames_have_the_scale_enrollments_constants_were_picked_on(cohort):
+    """The enrollment thresholds (fixed and calibrated cap) are int8 distances picked on frames
+    at one input scale; a model whose training set normalises its features to another scale
+    moves every distance (a candidate default at 0.0489 lost 30-75 % of enrolled words): a new
+    shipped model must keep the scale, or the constants must be picked again for it."""
+    from hark.training import enroll_dtw as ed
+    scale = read_blob(cohort.with_suffix(".hark"))[0]["model"]["input"]["scale"]
+    assert abs(scale / ed.CONSTANTS_INPUT_SCALE - 1) < 0.03, (cohort.name, scale)
