@@ -40,6 +40,10 @@ THRESHOLDS = (90, 90, 90, 90, 100)
 CAL_RANK = 2        # the (CAL_RANK + 1)-th smallest cohort distance ...
 CAL_FACTOR_32 = 24  # ... times this / 32 ...
 CAL_CAP = 120       # ... at most this, is the threshold
+# THRESHOLDS and CAL_CAP are int8 distances between frames at this input scale (the shipped
+# models'); a model whose frames have another scale gets them scaled (scaled()): its distances
+# are larger in int8 steps when its scale is smaller
+CONSTANTS_INPUT_SCALE = 0.0562
 COHORT_MAGIC = b"HKCO"
 _COHORT_HEAD = "<4sHHIIH"   # magic, version, frame width, model blob CRC, body CRC, clips
 MAX_WORDS = 16
@@ -88,9 +92,14 @@ def trim(c0, silence):
     return lo, hi
 
 
-def threshold(examples):
+def scaled(value, input_scale):
+    """A distance picked on frames at CONSTANTS_INPUT_SCALE, for frames at input_scale."""
+    return int(value * CONSTANTS_INPUT_SCALE / input_scale + 0.5)
+
+
+def threshold(examples, input_scale=CONSTANTS_INPUT_SCALE):
     """The word's threshold (DTW distance per template frame) for its number of examples."""
-    return THRESHOLDS[min(examples, len(THRESHOLDS) - 1)]
+    return scaled(THRESHOLDS[min(examples, len(THRESHOLDS) - 1)], input_scale)
 
 
 class _Costs:
@@ -125,11 +134,11 @@ class _Costs:
         return best
 
 
-def _cohort_threshold(cost, lengths, keep):
+def _cohort_threshold(cost, lengths, keep, cap):
     """CAL_FACTOR_32/32 x the (CAL_RANK + 1)-th smallest, over cohort clips, of the nearest kept
-    template's distance (cost x 16 // frames), at most CAL_CAP, at least 1."""
+    template's distance (cost x 16 // frames), at most cap, at least 1."""
     s = sorted(min(c[t] * 16 // lengths[t] for t in keep) for c in cost)
-    return max(1, min(CAL_CAP, s[CAL_RANK] * CAL_FACTOR_32 // 512))
+    return max(1, min(cap, s[CAL_RANK] * CAL_FACTOR_32 // 512))
 
 
 def cohort_costs(path, crc_model, costs):
@@ -159,7 +168,7 @@ def cohort_costs(path, crc_model, costs):
     return out
 
 
-def calibrate(got, width, cohort, crc_model):
+def calibrate(got, width, cohort, crc_model, input_scale=CONSTANTS_INPUT_SCALE):
     """(the kept templates' indices, the word's threshold) from the templates' smallest costs
     over the cohort's clips and over each other (training/enroll_dtw.py calibrate(), the same
     integers): the threshold from the cohort (_cohort_threshold); a template that reaches no
@@ -169,12 +178,13 @@ def calibrate(got, width, cohort, crc_model):
     lengths = costs.lengths
     k = len(got)
     loo = [costs.over(memoryview(t), len(t) // width) for t in got]     # loo[i][j]: j over i
-    first = _cohort_threshold(cost, lengths, range(k))
+    cap = scaled(CAL_CAP, input_scale)
+    first = _cohort_threshold(cost, lengths, range(k), cap)
     keep = [j for j in range(k) if any(loo[i][j] <= first * lengths[j] for i in range(k) if i != j)]
     if not keep:
         near = [min(loo[i][j] for i in range(k) if i != j) * 16 // lengths[j] for j in range(k)]
         keep = [near.index(min(near))]
-    return keep, _cohort_threshold(cost, lengths, keep)
+    return keep, _cohort_threshold(cost, lengths, keep, cap)
 
 
 def cohort_path(model):
@@ -307,12 +317,13 @@ def enroll(word, examples=4, model="model.hark", board="config.json", path=PATH,
         source.close()
     kept = how = ""
     try:
-        keep, thr = calibrate(got, rt.width, cohort_path(model), model_crc(model))
+        keep, thr = calibrate(got, rt.width, cohort_path(model), model_crc(model),
+                              rt.engine.input_scale)
         if len(keep) < len(got):
             kept = ", %d unlike the others dropped" % (len(got) - len(keep))
         got = [got[j] for j in keep]
     except (OSError, ValueError) as exc:
-        thr = threshold(examples)
+        thr = threshold(examples, rt.engine.input_scale)
         how = " (%s: set by the number of examples)" % (
             exc if isinstance(exc, ValueError) else "no " + cohort_path(model))
     words.append((word, thr, bytes(len(t) // rt.width for t in got), b"".join(got)))

@@ -645,6 +645,9 @@ def test_device_calibration_equals_the_benchmark(mpy, tmp_path):
     want = [ed.calibrate(ex, cohort) for _, ex, cohort in cases]
     assert {len(k) for k, _ in want} == {1, 3}       # all kept, one dropped, the nearest kept
     assert any(t < ed.CAL_CAP for _, t in want) and any(t == ed.CAL_CAP for _, t in want)
+    # a model whose frames have a smaller input scale: the cap scaled (138), as the board does
+    want += [ed.calibrate(cases[0][1], far, cap=ed.scaled(ed.CAL_CAP, 0.0489))]
+    assert want[-1][1] > ed.CAL_CAP
     with open(tmp_path / "ex.bin", "wb") as f:
         for name, ex, _ in cases:
             f.write(bytes([len(name), len(ex)]) + name.encode() + bytes(len(e) for e in ex))
@@ -657,6 +660,7 @@ import sys, enroll, enrolled
 crc = enrolled.model_crc(sys.argv[2])
 d = open(sys.argv[1] + '/ex.bin', 'rb').read()
 at = 0
+first = None
 while at < len(d):
     n, k = d[at], d[at + 1]
     name = str(d[at + 2:at + 2 + n], 'ascii')
@@ -667,6 +671,9 @@ while at < len(d):
         got.append(d[at:at + 10 * L])
         at += 10 * L
     print(*enroll.calibrate(got, 10, sys.argv[1] + '/' + name + '.cohort', crc))
+    if first is None:
+        first = got
+print(*enroll.calibrate(first, 10, sys.argv[1] + '/far.cohort', crc, 0.0489))
 for name, c in (('bad', crc), ('far', crc + 1)):
     try:
         enroll.calibrate(got, 10, sys.argv[1] + '/' + name + '.cohort', c)
@@ -675,9 +682,9 @@ for name, c in (('bad', crc), ('far', crc + 1)):
 """, tmp_path, model)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().split("\n")
-    assert lines[:len(cases)] == [f"{k} {t}" for k, t in want]
-    assert lines[len(cases)].endswith("bad.cohort is damaged")
-    assert lines[len(cases) + 1].endswith("far.cohort belongs to another model")
+    assert lines[:len(want)] == [f"{k} {t}" for k, t in want]
+    assert lines[len(want)].endswith("bad.cohort is damaged")
+    assert lines[len(want) + 1].endswith("far.cohort belongs to another model")
 
 
 def test_exhaustive_protocol_takes_every_set_of_one_speakers_clips(tmp_path):
@@ -735,12 +742,26 @@ def test_shipped_cohort_is_tied_to_its_own_model(cohort):
     assert crc_model == header_crc(cohort.with_suffix(".hark"))
 
 
-@pytest.mark.parametrize("cohort", sorted(MODELS.glob("*.cohort")), ids=lambda p: p.name)
-def test_shipped_models_frames_have_the_scale_enrollments_constants_were_picked_on(cohort):
-    """The enrollment thresholds (fixed and calibrated cap) are int8 distances picked on frames
+
+def test_enrollment_constants_follow_the_models_input_scale(mpy):
+    """The thresholds (fixed, and the calibrated one's cap) are int8 distances picked on frames
     at one input scale; a model whose training set normalises its features to another scale
-    moves every distance (a candidate default at 0.0489 lost 30-75 % of enrolled words): a new
-    shipped model must keep the scale, or the constants must be picked again for it."""
+    gets them scaled (a model at 0.0489 heard 30-75 % fewer enrolled words unscaled). The
+    shipped models keep the constants as picked; the board scales them as the benchmark does."""
     from hark.training import enroll_dtw as ed
-    scale = read_blob(cohort.with_suffix(".hark"))[0]["model"]["input"]["scale"]
-    assert abs(scale / ed.CONSTANTS_INPUT_SCALE - 1) < 0.03, (cohort.name, scale)
+    for cohort in sorted(MODELS.glob("*.cohort")):
+        scale = ed.input_scale(cohort.with_suffix(".hark"))
+        assert ed.scaled(ed.CAL_CAP, scale) == ed.CAL_CAP, cohort.name
+        assert [ed.scaled(t, scale) for t in ed.FIXED] == list(ed.FIXED), cohort.name
+    assert ed.scaled(ed.CAL_CAP, 0.0489) == 138 and ed.scaled(ed.FIXED[4], 0.0489) == 115
+    text = (REPO / "firmware" / "enroll.py").read_text()
+    assert f"CONSTANTS_INPUT_SCALE = {ed.CONSTANTS_INPUT_SCALE}\n" in text
+    scales = (0.0489, 0.0562, 0.0609, 0.1)
+    r = mpy("import enroll\n" + "".join(
+        f"print(enroll.scaled(enroll.CAL_CAP, {x}), *[enroll.threshold(k, {x}) for k in range(2, 6)])\n"
+        for x in scales))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:len(scales)] == [
+        " ".join(str(v) for v in [ed.scaled(ed.CAL_CAP, x)] + [ed.scaled(ed.FIXED[min(k, 4)], x)
+                                                               for k in range(2, 6)])
+        for x in scales]

@@ -46,11 +46,20 @@ CAL_RANK = 2        # the (CAL_RANK + 1)-th smallest cohort distance sets the th
 CAL_FACTOR_32 = 24  # ... times this / 32 ...
 CAL_CAP = 120       # ... at most this (per template frame)
 FIXED = (90, 90, 90, 90, 100)   # firmware/enroll.py THRESHOLDS: without a cohort, by examples
-# The input scale of the frames every constant above was picked on (the default of sessions
-# 16-26): int8 distances grow as a model's scale shrinks. A model at scale 0.0489 heard 30 %
-# fewer enrolled words with these constants (docs/accuracy.md, *Real share 0.5 through the
-# default's whole rule*); tests/test_enroll.py keeps the shipped models within 3 % of it.
+# FIXED and CAL_CAP are int8 distances between frames at this input scale (the shipped models';
+# firmware/enroll.py the same): a model whose frames have another scale gets them scaled
+# (scaled()). Unscaled, a model at 0.0489 heard 30-75 % fewer enrolled words (docs/accuracy.md,
+# *Real share 0.5 through the default's whole rule*).
 CONSTANTS_INPUT_SCALE = 0.0562
+
+
+def scaled(value, input_scale) -> int:
+    """A distance picked on frames at CONSTANTS_INPUT_SCALE, for frames at input_scale."""
+    return int(value * CONSTANTS_INPUT_SCALE / input_scale + 0.5)
+
+
+def input_scale(model) -> float:
+    return read_blob(model)[0]["model"]["input"]["scale"]
 
 
 def columns(model, paths, cache: Path = None) -> list:
@@ -355,7 +364,8 @@ class CalibratedMatcher(DtwMatcher):
         """cohort: read_cohort's clips, or None with frames: the same clips of those frames (in
         memory, uncapped and unsaturated: an experiment's scale is not the firmware's)."""
         super().__init__(bank, cols, model, "mfcc", frames=frames, squared=squared)
-        self.cal = {} if cohort is not None else {"cap": INF, "saturated": INF, "squared": squared}
+        self.cal = ({"cap": scaled(CAL_CAP, input_scale(model))} if cohort is not None
+                    else {"cap": INF, "saturated": INF, "squared": squared})
         self.cohort = cohort if cohort is not None else cohort_clips(bank, self)
 
     def score(self, enroll):
@@ -369,11 +379,16 @@ class CalibratedMatcher(DtwMatcher):
 
 
 class FixedMatcher(DtwMatcher):
-    """The firmware without a cohort file: the threshold by the number of examples (FIXED)."""
+    """The firmware without a cohort file: the threshold by the number of examples (FIXED, for
+    the model's input scale)."""
+
+    def __init__(self, bank, cols, model, feature, weights=None):
+        super().__init__(bank, cols, model, feature, weights)
+        self.fixed = [scaled(t, input_scale(model)) for t in FIXED]
 
     def score(self, enroll):
         d = self._distances(enroll, np.arange(len(self.starts))).min(axis=1)
-        return d, FIXED[min(len(enroll), len(FIXED) - 1)]
+        return d, self.fixed[min(len(enroll), len(self.fixed) - 1)]
 
 
 def exhaustive(bank, matcher, words, ks=(3, 4), factor=16) -> dict:
