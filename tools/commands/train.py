@@ -63,10 +63,9 @@ def register(sub):
     p.add_argument("--views", type=int, default=3, help="augmented copies per example")
     p.add_argument("--real-share", type=float, default=0.3,
                    help="minimum share of real clips in a class that has synthetic clips. At "
-                        "0.5 the default's recipe hears more commands on the 1 h streams at "
-                        "fewer false accepts, cross-validated level with on/off offsets of its "
-                        "own (+2), but its features' smaller input scale costs enrollment with "
-                        "today's constants (docs/accuracy.md)")
+                        "0.5 the default's recipe hears more commands on two of three 1 h "
+                        "streams at fewer false accepts and is cross-validated level with on/off "
+                        "offsets of its own (+2): the next candidate default (docs/accuracy.md)")
     p.add_argument("--label-real-share", action="append", default=[], metavar="LABEL=F",
                    help="one class's own --real-share (repeat for more). On the default's "
                         "recipe at its offsets, _unknown_=0.5 is cross-validated 0.7 points "
