@@ -14,7 +14,8 @@ a DTW distance per template frame, is calibrated (calibrate()) from the template
 a cohort of other speakers' words, a file beside the model (model.cohort for model.hark,
 training/enroll_dtw.py --write-cohort); an example that reaches none of the others within it is
 dropped. Without that file: THRESHOLDS[examples], the fixed rule measured before
-(docs/enroll.md "Calibrated at enrollment").
+(docs/enroll.md "Calibrated at enrollment"). Both are scaled to the model's input scale
+(scaled()).
 
 Words live in one file (enrolled.bin) with a CRC-32 and the CRC of the model blob they were
 recorded with; it is written to a temporary file and renamed over the old one, so a failed or

@@ -59,6 +59,7 @@ def scaled(value, input_scale) -> int:
 
 
 def input_scale(model) -> float:
+    """The model's input scale: the int8 step of its frames."""
     return read_blob(model)[0]["model"]["input"]["scale"]
 
 
