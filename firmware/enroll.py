@@ -98,6 +98,20 @@ def scaled(value, input_scale):
     return int(value * CONSTANTS_INPUT_SCALE / input_scale + 0.5)
 
 
+def input_scale(model):
+    """The model's input scale (its frames' int8 step) from the blob's meta, read before the
+    model is loaded (the listening path keeps no copy); None if the blob cannot say, and the
+    loader then says what is wrong with it."""
+    import json
+    try:
+        with open(model, "rb") as f:
+            f.seek(16)
+            n = struct.unpack("<I", f.read(4))[0]
+            return float(json.loads(f.read(n))["model"]["input"]["scale"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
 def threshold(examples, input_scale=CONSTANTS_INPUT_SCALE):
     """The word's threshold (DTW distance per template frame) for its number of examples."""
     return scaled(THRESHOLDS[min(examples, len(THRESHOLDS) - 1)], input_scale)
@@ -304,6 +318,7 @@ def enroll(word, examples=4, model="model.hark", board="config.json", path=PATH,
     prof["grammar"] = None
     prof["actions"] = {"led": (prof.get("actions") or {}).get("led")}
     source = options.make_source(prof, wav, stdin, 0)
+    scale = input_scale(model)
     try:
         rt = Runtime(model, prof, printer=False, enrolled="")
         if rt.engine.embedding is None:
@@ -318,13 +333,12 @@ def enroll(word, examples=4, model="model.hark", board="config.json", path=PATH,
         source.close()
     kept = how = ""
     try:
-        keep, thr = calibrate(got, rt.width, cohort_path(model), model_crc(model),
-                              rt.engine.input_scale)
+        keep, thr = calibrate(got, rt.width, cohort_path(model), model_crc(model), scale)
         if len(keep) < len(got):
             kept = ", %d unlike the others dropped" % (len(got) - len(keep))
         got = [got[j] for j in keep]
     except (OSError, ValueError) as exc:
-        thr = threshold(examples, rt.engine.input_scale)
+        thr = threshold(examples, scale)
         how = " (%s: set by the number of examples)" % (
             exc if isinstance(exc, ValueError) else "no " + cohort_path(model))
     words.append((word, thr, bytes(len(t) // rt.width for t in got), b"".join(got)))

@@ -97,7 +97,6 @@ def _common(it, model, labels):
     it.labels = labels
     it.output = bytearray(_numel(model["output"]["shape"]))
     it.output_scale = model["output"]["scale"]
-    it.input_scale = model["input"]["scale"]
     it.output_zero_point = model["output"]["zero_point"]
     it.embedding = None
 

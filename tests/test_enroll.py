@@ -757,11 +757,14 @@ def test_enrollment_constants_follow_the_models_input_scale(mpy):
     text = (REPO / "firmware" / "enroll.py").read_text()
     assert f"CONSTANTS_INPUT_SCALE = {ed.CONSTANTS_INPUT_SCALE}\n" in text
     scales = (0.0489, 0.0562, 0.0609, 0.1)
-    r = mpy("import enroll\n" + "".join(
+    r = mpy(f"import enroll\nprint('%.6f' % enroll.input_scale({str(MODELS / 'default.hark')!r}), "
+            "enroll.input_scale('no-such.hark'))\n" + "".join(
         f"print(enroll.scaled(enroll.CAL_CAP, {x}), *[enroll.threshold(k, {x}) for k in range(2, 6)])\n"
         for x in scales))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[:len(scales)] == [
+    lines = r.stdout.split("\n")
+    assert lines.pop(0) == f"{ed.input_scale(MODELS / 'default.hark'):.6f} None"
+    assert lines[:len(scales)] == [
         " ".join(str(v) for v in [ed.scaled(ed.CAL_CAP, x)] + [ed.scaled(ed.FIXED[min(k, 4)], x)
                                                                for k in range(2, 6)])
         for x in scales]
