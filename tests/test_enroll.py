@@ -742,7 +742,6 @@ def test_shipped_cohort_is_tied_to_its_own_model(cohort):
     assert crc_model == header_crc(cohort.with_suffix(".hark"))
 
 
-
 def test_enrollment_constants_follow_the_models_input_scale(mpy):
     """The thresholds (fixed, and the calibrated one's cap) are int8 distances picked on frames
     at one input scale; a model whose training set normalises its features to another scale

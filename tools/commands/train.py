@@ -258,9 +258,10 @@ def check_args(args):
     and leaves no run folder behind."""
     bad = [f"--{k.replace('_', '-')} {getattr(args, k)} must be {what}"
            for k, (ok, what) in RANGES.items() if not ok(getattr(args, k))]
-    bad += [f"--label-real-share {label}={share:g} must be between 0 and 1"
+    share_ok, share_range = RANGES["real_share"]     # a class's own share: the same bounds
+    bad += [f"--label-real-share {label}={share:g} must be {share_range}"
             for label, share in label_real_shares(args.label_real_share).items()
-            if not 0 <= share <= 1]
+            if not share_ok(share)]
     if bad:
         raise HarkError("; ".join(bad))
     commands = command_list(args.commands)
