@@ -114,23 +114,26 @@ synth: venv-dev system-deps synth-deps
 # The full training run behind models/default.hark (not in CI; results in the README): recipe M
 # (the shipped synthetic speech + the new voice families' on/off, DC-offset augmentation) with
 # class size 1100 and the plentiful commands' new voices (CS_RECIPE), distilled from the speech
-# teacher (DEFAULT_TEACHER; `make crossval-training` W64_CS_H; licence: models/MODEL_CARD.md).
-# Seed DEFAULT_SEED of four: quiet on edge audio (seed 0 is not: tests/test_edge_audio.py,
-# hark.training.nonspeech), starting on the pyboard with 8 KB to spare (seeds 2 and 3 needed 240
-# and 832 B more heap at start-up with the loader's CRC then: README), then the validation list
-# and the validation-speaker stream; the threshold is the highest-recall 500 ms setting with no
-# more false accepts on that stream than the previous default at its own (40 FA/h). The previous
-# default (recipe I, seed 3, 0.825) is in git history; `make train-default DEFAULT_TEACHER=`
-# trains this recipe without the teacher. Exported with the _unknown_ logit raised by 1 and the
-# on and off logits by 1.5 (DEFAULT_OFFSET, chosen on `make crossval-training`'s W64_CS_H folds,
-# held-out synthetic voices and the validation-speaker stream: docs/accuracy.md, "Real unseen
-# speakers"), which moved that stream's pick from 0.875 to 0.8 and then to 0.825.
-DEFAULT_SEED ?= 1
+# teacher (DEFAULT_TEACHER; `make crossval-training` W64_CS_H; licence: models/MODEL_CARD.md),
+# real clips at least half of each class (--real-share 0.5, shipped in session 28; W64_CS_H_RS05).
+# Seed DEFAULT_SEED of six (runs/gates/real_share05_s*, `make gate-seeds`): quiet on edge audio
+# (seeds 1, 2 and 4 are not: tests/test_edge_audio.py, hark.training.nonspeech), the same start-up
+# heap on the pyboard as every model of this size, then, exported as shipped, the validation list
+# and the validation-speaker stream (seed 3 is behind on both, seed 5 three list clips ahead and
+# 2.6 points behind on the stream); the threshold is the
+# highest-recall 500 ms setting with no more false accepts on that stream than the previous
+# default at its own (40 FA/h). Exported with the _unknown_ logit raised by 1 and the on and off
+# logits by 2 (DEFAULT_OFFSET: the largest of +1, +1.5, +2 whose best recall at <= 40 FA/h on
+# that stream stays within 2.5 points of the previous default's, the rule of session 20;
+# docs/accuracy.md, "Real unseen speakers"). The previous defaults (session 20: --real-share
+# 0.3, seed 1, on/off +1.5, 0.825) are in git history; `make train-default DEFAULT_TEACHER=`
+# trains this recipe without the teacher.
+DEFAULT_SEED ?= 0
 DEFAULT_TEACHER ?= $(TEACHER_WORDS)
 # the default's training flags but its seed and run folder (train-default, gate-seed)
-DEFAULT_RECIPE = $(CS_RECIPE) --width 64 $(DEFAULT_TEACHER)
-DEFAULT_DETECTOR ?= --threshold 0.825
-DEFAULT_OFFSET ?= --logit-offset _unknown_=1 --logit-offset on=1.5 --logit-offset off=1.5
+DEFAULT_RECIPE = $(CS_RECIPE) --width 64 $(DEFAULT_TEACHER) --real-share 0.5
+DEFAULT_DETECTOR ?= --threshold 0.8
+DEFAULT_OFFSET ?= --logit-offset _unknown_=1 --logit-offset on=2 --logit-offset off=2
 # The reference models and the measured recipes below were trained before DC-offset augmentation
 # became `hark train`'s default (docs/accuracy.md, "Real unseen speakers"): pinned off so that each target
 # still reproduces what it ships or measured.
@@ -156,6 +159,9 @@ train-default: venv-dev
 # validation lists, held-out synthetic on/off (after `make synth`) and the 1 h validation-speaker
 # stream's sweep; last, one table of them all (runs/gates/NAME.md). ~10 min a seed on 2 cores.
 #   make gate-seeds NAME=mixup EXTRA="--mixup 0.3"
+# Tables before session 28 ran on the recipe before --real-share 0.5 and exported offsets.hark
+# with on/off +1.5: EXTRA="--real-share 0.3" DEFAULT_OFFSET="--logit-offset _unknown_=1
+# --logit-offset on=1.5 --logit-offset off=1.5" repeats them.
 GATE_SEEDS ?= 0 1 2 3
 gate-seeds: venv-dev
 	@test -n "$(NAME)" || { echo 'name the runs: make gate-seeds NAME=mixup EXTRA="--mixup 0.3"'; exit 1; }
@@ -286,10 +292,10 @@ crossval-distil: crossval-width
 # --unknown-weight 2 replaced by 3), and with a vocal-tract-length warp of half the examples
 # (--formant-prob 0.5; also its on/off logits over _unknown_ +1), and with real clips at least half
 # of each class instead of 0.3 (--real-share 0.5; both offset scans), and of _unknown_ alone
-# (--label-real-share _unknown_=0.5), and of on and off alone (both offset scans). The three shipped recipes,
-# real share 0.5 (W64_CS_H_RS05) and
+# (--label-real-share _unknown_=0.5), and of on and off alone (both offset scans). The three shipped recipes
+# (the default's since session 28: W64_CS_H_RS05) and
 # the rooms one also score their folds' clips as heard across a room (--rooms 200: cv.md's "in
-# simulated rooms" row). The default's recipe (W64_CS_H) also scores its folds with the _unknown_
+# simulated rooms" row). The session-20 default's recipe (W64_CS_H) also scores its folds with the _unknown_
 # logit raised (offsets-_unknown_.md), and then on's and off's together over _unknown_ +1
 # (offsets-on,off-with-_unknown_+1.md; runs reused); the esp32's (W80_CS_H) and the wide model's
 # (W96_CS_H) their on/off logits (offsets-on,off.md).
