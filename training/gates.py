@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 FA_BUDGETS = (5, 10, 20, 30, 40)        # false accepts per hour
-POINT = (500, 0.825)                    # every gates table's window ms, threshold (since session 20)
+POINT = (500, 0.825)                    # every gates table's window ms and threshold
 NEEDED = ("nonspeech.json", "eval_test.json", "eval_validation.json",   # eval_holdout.json:
           "stream_validation/stream_det.json")                           # after `make synth`
 HEADER = ("| run | DC + noise, 18 offsets | dev test list | validation list | 1 h validation "
