@@ -120,9 +120,8 @@ synth: venv-dev system-deps synth-deps
 # (seeds 1, 2 and 4 are not: tests/test_edge_audio.py, hark.training.nonspeech), the same start-up
 # heap on the pyboard as every model of this size, then, exported as shipped, the validation list
 # and the validation-speaker stream (seed 3 is behind on both, seed 5 three list clips ahead and
-# 2.6 points behind on the stream); the threshold is the
-# highest-recall 500 ms setting with no more false accepts on that stream than the previous
-# default at its own (40 FA/h). Exported with the _unknown_ logit raised by 1 and the on and off
+# 2.6 points behind on the stream); the threshold is the highest-recall 500 ms setting with no
+# more false accepts on that stream than the previous default at its own (40 FA/h). Exported with the _unknown_ logit raised by 1 and the on and off
 # logits by 2 (DEFAULT_OFFSET: the largest of +1, +1.5, +2 whose best recall at <= 40 FA/h on
 # that stream stays within 2.5 points of the previous default's, the rule of session 20;
 # docs/accuracy.md, "Real unseen speakers"). The previous defaults (session 20: --real-share

@@ -41,9 +41,9 @@ THRESHOLDS = (90, 90, 90, 90, 100)
 CAL_RANK = 2        # the (CAL_RANK + 1)-th smallest cohort distance ...
 CAL_FACTOR_32 = 24  # ... times this / 32 ...
 CAL_CAP = 120       # ... at most this, is the threshold
-# THRESHOLDS and CAL_CAP are int8 distances between frames at this input scale (the esp32 and
-# wide models', where they were picked); a model whose frames have another scale gets them
-# scaled (scaled()): its distances are larger in int8 steps when its scale is smaller
+# THRESHOLDS and CAL_CAP are int8 distances between frames at this input scale (the models'
+# they were picked on, and esp32's and wide's); a model whose frames have another scale gets
+# them scaled (scaled()): its distances are larger in int8 steps when its scale is smaller
 CONSTANTS_INPUT_SCALE = 0.0562
 COHORT_MAGIC = b"HKCO"
 _COHORT_HEAD = "<4sHHIIH"   # magic, version, frame width, model blob CRC, body CRC, clips

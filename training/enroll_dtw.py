@@ -46,8 +46,8 @@ CAL_RANK = 2        # the (CAL_RANK + 1)-th smallest cohort distance sets the th
 CAL_FACTOR_32 = 24  # ... times this / 32 ...
 CAL_CAP = 120       # ... at most this (per template frame)
 FIXED = (90, 90, 90, 90, 100)   # firmware/enroll.py THRESHOLDS: without a cohort, by examples
-# FIXED and CAL_CAP are int8 distances between frames at this input scale (the esp32 and wide
-# models', where they were picked; firmware/enroll.py the same): a model whose frames have
+# FIXED and CAL_CAP are int8 distances between frames at this input scale (the models' they were
+# picked on, and esp32's and wide's; firmware/enroll.py the same): a model whose frames have
 # another scale gets them scaled (scaled()). Unscaled, the default (0.0489) heard 30-75 % fewer
 # enrolled words (docs/accuracy.md, *Real share 0.5 through the default's whole rule*).
 CONSTANTS_INPUT_SCALE = 0.0562

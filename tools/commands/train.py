@@ -64,9 +64,9 @@ def register(sub):
     p.add_argument("--real-share", type=float, default=0.3,
                    help="minimum share of real clips in a class that has synthetic clips. "
                         "The shipped default uses 0.5 (make train-default): against 0.3, more "
-                        "commands heard on two of three 1 h streams at fewer false accepts, and "
-                        "cross-validation level once on/off get their own offsets "
-                        "(docs/accuracy.md, *The default since session 28*)")
+                        "commands heard on two of three 1 h streams at as many or fewer false "
+                        "accepts, and cross-validation level once on/off get their own "
+                        "offsets (docs/accuracy.md, *The default since session 28*)")
     p.add_argument("--label-real-share", action="append", default=[], metavar="LABEL=F",
                    help="one class's own --real-share (repeat for more). Over the session-20 "
                         "default's recipe (0.3) at its offsets, _unknown_=0.5 is cross-validated "
