@@ -39,6 +39,8 @@ def test_gates_table_has_a_row_per_run_and_their_mean(tmp_path, capsys):
     assert "0.0 / 0.0 / 0.0 / 70.0 / 70.0 %" in lines[3]
     assert lines[4] == ("| mean of 2 | fires on 1 of 2 | 92.00 % | 88.00 % | 76.0 %, 48 FA/h | "
                         "25.0 / 30.0 / 30.0 / 65.0 / 65.0 % | 75.0 / 85.0 % |")
+    assert gates.main([str(quiet), str(quiet)]) == 0       # no seed fires: not "quiet on 0 of 2"
+    assert capsys.readouterr().out.splitlines()[4].startswith("| mean of 2 | quiet (all 2) |")
 
 
 def test_gates_say_which_outputs_are_missing(tmp_path, capsys):

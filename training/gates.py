@@ -52,8 +52,8 @@ def mean_row(runs: list) -> str:
     n_fired = sum(1 for f in runs if f["fired"])
     mean = lambda key: np.mean([f[key] for f in runs], axis=0)
     on_off = [f["on_off"] for f in runs if f["on_off"]]
-    return (f"| mean of {len(runs)} | {'quiet' if not n_fired else 'fires'} on {n_fired} of "
-            f"{len(runs)} | {mean('test'):.2f} % | {mean('validation'):.2f} % | "
+    edge = f"fires on {n_fired} of {len(runs)}" if n_fired else f"quiet (all {len(runs)})"
+    return (f"| mean of {len(runs)} | {edge} | {mean('test'):.2f} % | {mean('validation'):.2f} % | "
             f"{mean('recall'):.1f} %, {mean('fa_per_hour'):.0f} FA/h | "
             f"{' / '.join(f'{b:.1f}' for b in mean('best'))} % | "
             + (" / ".join(f"{v:.1f}" for v in np.mean(on_off, axis=0)) + " %" if on_off else "—")
