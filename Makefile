@@ -291,7 +291,8 @@ crossval-distil: crossval-width
 # --unknown-weight 2 replaced by 3), and with a vocal-tract-length warp of half the examples
 # (--formant-prob 0.5; also its on/off logits over _unknown_ +1), and with real clips at least half
 # of each class instead of 0.3 (--real-share 0.5; both offset scans), and of _unknown_ alone
-# (--label-real-share _unknown_=0.5), and of on and off alone (both offset scans). The three shipped recipes
+# (--label-real-share _unknown_=0.5), and of on and off alone (both offset scans), and at width 80
+# with the real share (the esp32's recipe + --real-share 0.5; its on/off scan). The three shipped recipes
 # (the default's since session 28: W64_CS_H_RS05) and
 # the rooms one also score their folds' clips as heard across a room (--rooms 200: cv.md's "in
 # simulated rooms" row). The session-20 default's recipe (W64_CS_H) also scores its folds with the _unknown_
@@ -353,6 +354,8 @@ crossval-training: venv-dev
 	  --offsets on,off=0,0.5,1,1.5,2,2.5,3 --with-offset _unknown_=1 -- $(CS_RECIPE) --width 64 $(TEACHER_WORDS) --label-real-share on=0.5 --label-real-share off=0.5
 	$(CROSSVAL) --out runs/cv/W64_CS_H_ORS05 --name "class size 1100 recipe, width 64 + teacher (word errors corrected), on/off real share 0.5" \
 	  --offsets _unknown_=-1,0,0.5,1,1.5,2,3 -- $(CS_RECIPE) --width 64 $(TEACHER_WORDS) --label-real-share on=0.5 --label-real-share off=0.5
+	$(CROSSVAL) --out runs/cv/W80_CS_H_RS05 --name "class size 1100 recipe, width 80 + teacher (word errors corrected), real share 0.5" \
+	  --offsets on,off=0,0.5,1,1.5,2,2.5,3 -- $(CS_RECIPE) --width 80 $(TEACHER_WORDS) --real-share 0.5
 
 # The enrollment cohort beside a model (other speakers' words whose device MFCC frames calibrate
 # an enrolled word's threshold on the board; the frames are quantised with the model's input
