@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 DATA   ?= ../shared/data/speech_commands
 SYSTEM_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox socat qemu-system-arm g++
 
-.PHONY: demo demo-assistant test venv-demo venv-dev system-deps firmware-deps firmware-test synth-deps synth train-default gate-seeds gate-seed train-wide train-esp32 crossval-width crossval-distil crossval-training train-references wake assistant assistant-eval models bench bench-quick stream-hour crossval mpy clean
+.PHONY: demo demo-assistant test venv-demo venv-dev system-deps firmware-deps firmware-test synth-deps synth train-default gate-seeds gate-seed train-wide train-esp32 crossval-width crossval-distil crossval-training crossval-voices train-references wake assistant assistant-eval models bench bench-quick stream-hour crossval mpy clean
 
 demo: venv-demo
 	$(BIN)/hark simulate samples/*.wav --model models/default.hark --board unix --score
@@ -356,6 +356,18 @@ crossval-training: venv-dev
 	  --offsets _unknown_=-1,0,0.5,1,1.5,2,3 -- $(CS_RECIPE) --width 64 $(TEACHER_WORDS) --label-real-share on=0.5 --label-real-share off=0.5
 	$(CROSSVAL) --out runs/cv/W80_CS_H_RS05 --name "class size 1100 recipe, width 80 + teacher (word errors corrected), real share 0.5" \
 	  --offsets on,off=0,0.5,1,1.5,2,2.5,3 -- $(CS_RECIPE) --width 80 $(TEACHER_WORDS) --real-share 0.5
+
+# What one new voice family adds to the default's recipe (issue 12; docs/accuracy.md, "What each
+# voice family adds"): the recipe with every clip of one TTS engine left out of its synthetic
+# folders (--drop-engines; the family's on/off and plentiful commands), the same folds and seeds
+# as W64_CS_H_RS05, scored at the default's export offsets (_unknown_ +1, on/off scan). VOICE_FAMILIES
+# picks the families (~50 min each on 2 cores).
+VOICE_FAMILIES ?= mbrola kokoro
+crossval-voices: venv-dev
+	$(foreach e,$(VOICE_FAMILIES),$(CROSSVAL) --out runs/cv/W64_CS_H_RS05_NO_$(e) \
+	  --name "the default's recipe without $(e)'s clips" \
+	  --offsets on,off=0,1,1.5,2,2.5 --with-offset _unknown_=1 -- $(CS_RECIPE) --width 64 \
+	  $(TEACHER_WORDS) --real-share 0.5 --drop-engines $(e) &&) true
 
 # The enrollment cohort beside a model (other speakers' words whose device MFCC frames calibrate
 # an enrolled word's threshold on the board; the frames are quantised with the model's input

@@ -397,6 +397,28 @@ def test_training_drops_clips_of_held_out_voices(tmp_path):
     assert [c.path.name for c in kept] == ["kept.wav"]
 
 
+def test_drop_engines_leaves_out_one_voice_family(tmp_path):
+    """--drop-engines: every clip of the named engine goes (held-out voices still go too); an
+    engine with no clip there, or a folder without voices.csv, is an error, not a silent no-op."""
+    (tmp_path / "on").mkdir()
+    rows = [("a.wav", "mbrola", "train"), ("b.wav", "kokoro", "train"),
+            ("c.wav", "pico", "holdout"), ("d.wav", "pico", "train")]
+    for name, _, _ in rows:
+        sf.write(tmp_path / "on" / name, np.zeros(16000, np.int16), 16000)
+    (tmp_path / "voices.csv").write_text("path,engine,split\n" + "".join(
+        f"on/{name},{engine},{split}\n" for name, engine, split in rows))
+    d = ds.load_dataset(tmp_path, require_labels=False)
+    cfg, rng = TrainConfig(data=str(tmp_path)), np.random.default_rng(0)
+    _, kept = load_split_audio([d], None, cfg, rng, "test", drop_engines=["mbrola"])
+    assert sorted(c.path.name for c in kept) == ["b.wav", "d.wav"]
+    with pytest.raises(ds.DatasetError, match="--drop-engines rhvoice: no clip of rhvoice"):
+        load_split_audio([d], None, cfg, rng, "test", drop_engines=["rhvoice"])
+    (tmp_path / "voices.csv").unlink()
+    with pytest.raises(ds.DatasetError, match="no voices.csv"):
+        load_split_audio([ds.load_dataset(tmp_path, require_labels=False)], None, cfg, rng,
+                         "test", drop_engines=["mbrola"])
+
+
 def test_demo_commands_alone_stay_silent_and_fire_after_the_wake_word():
     """make demo: on the bundled stream the assistant model hears nothing until the first wake
     phrase, then every wake phrase and the command after it; the commands-only default model

@@ -168,6 +168,8 @@ def test_action_pins_may_share_a_gpio():
     (["--label-real-share", "on"], "--label-real-share 'on': give a label and a number"),
     (["--real-share", "-0.1"], "--real-share -0.1 must be between 0 and 1"),
     (["--synth-ratio", "2"], "--synth-ratio 2.0 must be between 0 and 1"),
+    (["--drop-engines", "mbrola,kokro"], "--drop-engines kokro: not an engine of `hark synth`"),
+    (["--drop-engines", "mbrola"], "--drop-engines leaves out clips of --synth folders"),
 ])
 def test_train_options_are_checked_first(tmp_path, capsys, words, args):
     out = tmp_path / "run"

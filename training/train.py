@@ -52,6 +52,7 @@ class TrainConfig:
     synth_ratio: float = 1.0            # fraction of available synthetic clips used
     max_per_word: int = 0               # cap clips per word (tiny smoke runs); 0 = all
     exclude_words: list = field(default_factory=list)  # real words held out entirely
+    drop_engines: list = field(default_factory=list)  # TTS engines whose clips are left out
     wake: str = ""                      # wake phrase: labels become wake_labels(wake, commands)
     commands: list = field(default_factory=list)  # with wake: the commands after the wake word
     shift_ms: float = 100.0             # time-shift range of augmentation (+-ms)
@@ -315,23 +316,38 @@ def eval_set(audio, clips, noise, labels, rng, spec=DEFAULT_SPEC):
     return batch_features(ys, spec), targets, ys
 
 
-def held_out_voices(datasets) -> set:
-    """Paths of synthetic clips whose voice `hark synth` held out for evaluation."""
+def unused_voices(datasets, drop_engines=()) -> set:
+    """Paths of synthetic clips not to train on: voices `hark synth` held out for evaluation,
+    and every clip of the engines in drop_engines (to measure what a voice family adds)."""
     import csv
 
-    out = set()
+    out, dropped = set(), set()
     for d in datasets:
         table = Path(d.root) / "voices.csv"
-        if table.exists():
-            with open(table, newline="") as f:
-                out |= {Path(d.root) / row["path"] for row in csv.DictReader(f)
-                        if row.get("split") == "holdout"}
+        if not table.exists():
+            if drop_engines and d.clips:
+                raise ds.DatasetError(f"{d.root}: no voices.csv, so no clip's engine is known "
+                                      "to --drop-engines; render the folder with `hark synth`")
+            continue
+        with open(table, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("engine") in drop_engines:
+                    dropped.add(row["engine"])
+                elif row.get("split") != "holdout":
+                    continue
+                out.add(Path(d.root) / row["path"])
+    missing = sorted(set(drop_engines) - dropped)
+    if missing and datasets:
+        raise ds.DatasetError(f"--drop-engines {','.join(missing)}: no clip of "
+                              f"{' or '.join(missing)} in {', '.join(str(d.root) for d in datasets)}"
+                              " (voices.csv's engine column names them)")
     return out
 
 
-def load_split_audio(datasets, split, cfg, rng, desc, exclude=()):
-    """Audio of a split; `exclude` drops words (real on/off, to test synthetic speech alone)."""
-    held_out = held_out_voices(datasets)
+def load_split_audio(datasets, split, cfg, rng, desc, exclude=(), drop_engines=()):
+    """Audio of a split; `exclude` drops words (real on/off, to test synthetic speech alone),
+    `drop_engines` the clips of those TTS engines."""
+    held_out = unused_voices(datasets, drop_engines)
     clips = []
     for d in datasets:
         clips += d.split(split) if split else d.clips
@@ -413,7 +429,7 @@ def train(cfg: TrainConfig) -> dict:
                                                 exclude=cfg.exclude_words + cfg.unseen_words)
     synth_audio, synth_clips = load_split_audio(
         synth_sets, "train" if cfg.wake else None, cfg, rng, "reading synth",
-        exclude=cfg.unseen_words) if synth_sets else ([], [])
+        exclude=cfg.unseen_words, drop_engines=cfg.drop_engines) if synth_sets else ([], [])
     eval_sets = real_sets + synth_sets if cfg.wake else real_sets
     val_audio, val_clips = load_split_audio(eval_sets, "validation", cfg, rng, "reading val")
     test_audio, test_clips = load_split_audio(eval_sets, "test", cfg, rng, "reading test")

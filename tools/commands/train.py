@@ -87,6 +87,10 @@ def register(sub):
     p.add_argument("--exclude-words", default="",
                    help="comma-separated real words to leave out entirely, e.g. on,off to "
                         "measure how far synthetic speech alone carries them")
+    p.add_argument("--drop-engines", default="", metavar="ENGINES",
+                   help="comma-separated TTS engines (voices.csv's engine column, e.g. "
+                        "mbrola,kokoro) whose clips in the --synth folders are left out: "
+                        "what one voice family adds, cross-validated (make crossval-voices)")
     p.add_argument("--shift-ms", type=float, default=100.0,
                    help="random time shift of training clips, +-ms (default 100); a streaming "
                         "detector sees each word at every position of its window, so a wider "
@@ -265,6 +269,15 @@ def check_args(args):
             if not share_ok(share)]
     if bad:
         raise HarkError("; ".join(bad))
+    dropped = command_list(args.drop_engines)
+    if dropped:
+        from hark.training.synth import ENGINES
+        unknown = [e for e in dropped if e not in ENGINES]
+        if unknown:
+            raise HarkError(f"--drop-engines {','.join(unknown)}: not an engine of `hark "
+                            f"synth`; choose from {', '.join(ENGINES)}")
+        if not args.synth:
+            raise HarkError("--drop-engines leaves out clips of --synth folders: give one")
     commands = command_list(args.commands)
     if commands and not args.wake:
         raise HarkError("--commands lists the words that follow a wake word: add --wake PHRASE "
@@ -371,6 +384,7 @@ def run(args):
                       tail_unknown=args.tail_unknown,
                       dc_prob=args.dc_prob, dc_silence_prob=args.dc_silence_prob,
                       exclude_words=[w for w in args.exclude_words.split(",") if w],
+                      drop_engines=command_list(args.drop_engines),
                       teacher=args.teacher, temperature=args.temperature,
                       soft_weight=args.soft_weight, teacher_extra=args.teacher_extra,
                       teacher_filter=args.teacher_filter, teacher_correct=args.teacher_correct,
