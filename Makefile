@@ -361,8 +361,8 @@ crossval-training: venv-dev
 # voice family adds"): the recipe with every clip of one TTS engine left out of its synthetic
 # folders (--drop-engines; the family's on/off and plentiful commands), the same folds and seeds
 # as W64_CS_H_RS05, scored at the default's export offsets (_unknown_ +1, on/off scan). VOICE_FAMILIES
-# picks the families (~50 min each on 2 cores).
-VOICE_FAMILIES ?= mbrola kokoro
+# picks the families (~40 min each on 2 cores).
+VOICE_FAMILIES ?= mbrola rhvoice pico kokoro
 crossval-voices: venv-dev
 	$(foreach e,$(VOICE_FAMILIES),$(CROSSVAL) --out runs/cv/W64_CS_H_RS05_NO_$(e) \
 	  --name "the default's recipe without $(e)'s clips" \
