@@ -337,7 +337,7 @@ def unused_voices(datasets, drop_engines=()) -> set:
                     continue
                 out.add(Path(d.root) / row["path"])
     missing = sorted(set(drop_engines) - dropped)
-    if missing and datasets:
+    if missing:
         raise ds.DatasetError(f"--drop-engines {','.join(missing)}: no clip of "
                               f"{' or '.join(missing)} in {', '.join(str(d.root) for d in datasets)}"
                               " (voices.csv's engine column names them)")
@@ -347,11 +347,11 @@ def unused_voices(datasets, drop_engines=()) -> set:
 def load_split_audio(datasets, split, cfg, rng, desc, exclude=(), drop_engines=()):
     """Audio of a split; `exclude` drops words (real on/off, to test synthetic speech alone),
     `drop_engines` the clips of those TTS engines."""
-    held_out = unused_voices(datasets, drop_engines)
+    unused = unused_voices(datasets, drop_engines)
     clips = []
     for d in datasets:
         clips += d.split(split) if split else d.clips
-    clips = [c for c in clips if c.word not in exclude and c.path not in held_out]
+    clips = [c for c in clips if c.word not in exclude and c.path not in unused]
     clips = _cap(clips, cfg.max_per_word, rng)
     audio, kept, skipped = ds.load_clips(clips, progress=_progress(desc))
     return audio, kept
