@@ -103,6 +103,22 @@ def load_dataset(root, labels=LABELS, require_labels=True) -> Dataset:
     return Dataset(root, clips, noise, lists=lists, missing=missing)
 
 
+def voice_rows(root):
+    """The rows of a synthetic folder's voices.csv (`hark synth` writes one: path, voice,
+    engine, split, ...), each with its engine (tables from before that column name it only as
+    the voice's prefix); None when the folder has no table."""
+    import csv
+
+    table = Path(root) / "voices.csv"
+    if not table.exists():
+        return None
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["engine"] = row.get("engine") or row["voice"].split("-")[0]
+    return rows
+
+
 def read_audio(path, sample_rate: int = SAMPLE_RATE, on_convert=None) -> np.ndarray:
     """Mono float32 audio at sample_rate. Other rates are resampled and stereo is downmixed,
     reported through on_convert(message) (default: a warning) so nothing changes silently."""

@@ -12,7 +12,6 @@ the same mistake; `hark train --teacher-filter P` drops such clips, and the tabl
 many of each family it keeps (--min-prob P).
 """
 import argparse
-import csv
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -27,12 +26,7 @@ from .train import apply_cv_fold
 
 def voice_table(folder: Path) -> dict:
     """{relative path: engine} from the folder's voices.csv (`hark synth` writes it)."""
-    table = folder / "voices.csv"
-    if not table.exists():
-        return {}
-    with open(table, newline="") as f:
-        return {row["path"]: row.get("engine") or row["voice"].split("-")[0]
-                for row in csv.DictReader(f)}
+    return {row["path"]: row["engine"] for row in ds.voice_rows(folder) or []}
 
 
 def judge(teacher, folders, labels, words, min_prob: float = 0.3) -> dict:

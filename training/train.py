@@ -319,23 +319,20 @@ def eval_set(audio, clips, noise, labels, rng, spec=DEFAULT_SPEC):
 def unused_voices(datasets, drop_engines=()) -> set:
     """Paths of synthetic clips not to train on: voices `hark synth` held out for evaluation,
     and every clip of the engines in drop_engines (to measure what a voice family adds)."""
-    import csv
-
     out, dropped = set(), set()
     for d in datasets:
-        table = Path(d.root) / "voices.csv"
-        if not table.exists():
+        rows = ds.voice_rows(d.root)
+        if rows is None:
             if drop_engines and d.clips:
                 raise ds.DatasetError(f"{d.root}: no voices.csv, so no clip's engine is known "
                                       "to --drop-engines; render the folder with `hark synth`")
             continue
-        with open(table, newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get("engine") in drop_engines:
-                    dropped.add(row["engine"])
-                elif row.get("split") != "holdout":
-                    continue
-                out.add(Path(d.root) / row["path"])
+        for row in rows:
+            if row["engine"] in drop_engines:
+                dropped.add(row["engine"])
+            elif row.get("split") != "holdout":
+                continue
+            out.add(Path(d.root) / row["path"])
     missing = sorted(set(drop_engines) - dropped)
     if missing:
         raise ds.DatasetError(f"--drop-engines {','.join(missing)}: no clip of "
