@@ -97,6 +97,10 @@ HOLDOUT_COMMAND_VOICES = espeak-ng,flite,festival,mbrola,rhvoice,pico
 # (its class size lets synthetic clips in beside the ~790 real ones per command)
 PLENTY_VOICES = $(SYNTH) --words "yes:300,no:300,up:300,down:300,left:300,right:300,stop:300,go:300" \
   --engines mbrola,rhvoice,pico --seed 7 --out data/synth/voices_plenty
+# what the wake phrase is likely to be mistaken for ("hey", "hark", "hey park", "hey mark", ...),
+# from held-out voices: assistant_eval's --near-misses stream (false wakes on near misses)
+NEAR_MISSES_EVAL = $(SYNTH) --near-misses "$(WAKE)" --per-word 60 --voice-set holdout \
+  --engines $(HOLDOUT_COMMAND_VOICES) --seed 6 --out data/synth/near_$(WAKE_LABEL)
 synth: venv-dev system-deps synth-deps
 	$(SYNTH) --words "on:600,off:600,yes,no,up,down,left,right,stop,go" --per-word 150 --seed 0 --out data/synth/commands
 	$(SYNTH) --unknown 1500 --seed 0 --out data/synth/unknown
@@ -107,6 +111,7 @@ synth: venv-dev system-deps synth-deps
 	$(SYNTH) --words "hey hark:200" --voice-set holdout --seed 2 --out data/synth/wake_val
 	$(SYNTH) --words "on:200,off:200" --voice-set holdout --engines $(HOLDOUT_COMMAND_VOICES) --seed 5 \
 	  --out data/synth/commands_holdout
+	$(NEAR_MISSES_EVAL)
 	$(SYNTH) --words "on:600,off:600" --engines $(NEW_VOICES) --seed 0 --out data/synth/voices/commands
 	$(SYNTH) --unknown 800 --engines $(NEW_VOICES) --seed 0 --out data/synth/voices/unknown
 	$(PLENTY_VOICES)
@@ -450,6 +455,7 @@ assistant: venv-dev synth-deps
 	test -d data/synth/commands_holdout || $(SYNTH) --words "on:200,off:200" --voice-set holdout \
 	  --engines $(HOLDOUT_COMMAND_VOICES) --seed 5 --out data/synth/commands_holdout
 	test -d data/synth/voices_plenty || $(PLENTY_VOICES)
+	test -d data/synth/near_$(WAKE_LABEL) || $(NEAR_MISSES_EVAL)
 	nice -n 5 $(BIN)/hark train --wake "$(WAKE)" --commands $(COMMANDS) --data $(DATA) \
 	  --synth data/synth/commands data/synth/unknown data/synth/wake data/synth/wake_voices \
 	  data/synth/voices_plenty $(TCN_FLAGS) --width $(ASSISTANT_WIDTH) --tail-unknown 0.5 \
@@ -463,7 +469,8 @@ assistant: venv-dev synth-deps
 assistant-eval: venv-dev
 	nice -n 5 $(BIN)/python -m hark.training.assistant_eval $(ASSISTANT)/assistant.hark --data $(DATA) \
 	  --eval data/synth/wake_eval --validation-eval data/synth/wake_val \
-	  --command-eval data/synth/commands_holdout --out $(ASSISTANT)/eval --hours 3
+	  --command-eval data/synth/commands_holdout --near-misses data/synth/near_$(WAKE_LABEL) \
+	  --out $(ASSISTANT)/eval --hours 3
 
 bench: venv-dev
 	$(BIN)/hark bench --data $(DATA)

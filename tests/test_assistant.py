@@ -14,8 +14,8 @@ from hark import boards
 from hark.cli import main
 from hark.training import blob, dataset as ds
 from hark.training.assistant_eval import (assistant_board, count_negatives, miss_reasons,
-                                          operating_point, pairs_stream, score_pairs,
-                                          window_averages)
+                                          near_miss_clips, operating_point, pairs_stream,
+                                          score_near_misses, score_pairs, window_averages)
 from hark.training.export import grammar_for
 from hark.training.sweep import firmware_sweep
 from hark.training.train import TrainConfig, _class_plan, load_split_audio, wake_labels
@@ -131,15 +131,17 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     both DET curves."""
     from hark.training.assistant_eval import evaluate
     _, run = assistant_run
-    for name, words, seed in (("eval", "hey hark:3", "1"), ("val", "hey hark:3", "2"),
-                              ("commands", "no:3,stop:2", "5")):
-        assert main(["synth", "--words", words, "--voice-set", "holdout", "--engines",
+    for name, words, seed in (("eval", ["--words", "hey hark:3"], "1"),
+                              ("val", ["--words", "hey hark:3"], "2"),
+                              ("commands", ["--words", "no:3,stop:2"], "5"),
+                              ("near", ["--near-misses", "hey hark", "--per-word", "2"], "6")):
+        assert main(["synth", *words, "--voice-set", "holdout", "--engines",
                      "espeak-ng", "--no-augment", "--seed", seed, "--out", str(tmp_path / name)]) == 0
     settings = [(300, 0.05, 0.05), (300, 0.9, 0.9), (500, 0.99, 0.99)]
     res = evaluate(run / "assistant.hark", shared_data, tmp_path / "eval", tmp_path / "out",
                    hours=0.005, pair_seconds=20, settings=settings, log=lambda _: None,
                    validation_eval=tmp_path / "val", validation_hours=0.005,
-                   command_eval=tmp_path / "commands")
+                   command_eval=tmp_path / "commands", near_misses=tmp_path / "near")
     val = res["validation"]
     for rows in (res["rows"], val["rows"]):
         assert [(r["average_window_ms"], r["threshold"], r["command_threshold"])
@@ -168,10 +170,21 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     if not tuned["thresholds"]:     # the same detector on the stored rows: the same figures
         assert tuned["test"] == {k: op[k] for k in tuned["test"]}
     assert tuned["synthetic_commands"]["pairs"] == synthetic["rows"][0]["pairs"]
+    # the near misses ("hey", "hark", "hey bark", ...: 8 phrases, 2 clips each) alone, no wake
+    # phrase in the stream: every setting counts what woke the model, the lowest the most
+    near = res["near_misses"]
+    assert near["seed"] not in (res["seed"], val["seed"], synthetic["seed"])
+    rows = near["rows"]
+    assert [(r["average_window_ms"], r["threshold"], r["command_threshold"])
+            for r in rows] == settings
+    assert set(rows[0]["phrases"]) == {"hey", "hark", "hey_bark", "hey_dark", "hey_mark",
+                                       "hey_park", "hey_sark", "hey_tark"}
+    assert rows[0]["utterances"] >= 16 and rows[0]["woke"] >= rows[1]["woke"] >= rows[2]["woke"]
+    assert tuned["near_misses"]["utterances"] == rows[0]["utterances"]
     md = (tmp_path / "out" / "assistant_eval.md").read_text()
     assert "chosen on VALIDATION" in md and "| test |" in md and "Why pairs are missed" in md
     assert "Per-command thresholds" in md
-    assert "Held-out synthetic voices' no" in md
+    assert "Held-out synthetic voices' no" in md and "Near misses of the wake phrase" in md
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
@@ -189,6 +202,9 @@ def test_evaluate_refuses_overlapping_parts(assistant_run, shared_data, tmp_path
     with pytest.raises(ds.DatasetError, match="no clips of the model's commands"):
         evaluate(run / "assistant.hark", shared_data, tmp_path / "a", tmp_path / "out",
                  command_eval=tmp_path)
+    with pytest.raises(ds.DatasetError, match='--near-misses "hey hark"'):
+        evaluate(run / "assistant.hark", shared_data, tmp_path / "a", tmp_path / "out",
+                 near_misses=tmp_path / "missing")
 
 
 def test_labels_and_grammar_of_a_wake_and_commands_run():
@@ -275,6 +291,24 @@ def test_pair_scores_and_false_alarms():
              "false_commands_per_hour": 0.7}]
     assert operating_point(rows)["threshold"] == 0.9
     assert operating_point(rows, max_wakes=0.5) is None
+
+
+def test_near_misses_count_each_utterance_that_woke_the_model(tmp_path):
+    """A wake detection from a near miss's start to 1 s after its end counts against it, once
+    however often it fires; commands detected on the stream are false commands."""
+    events = [{"word": "hey_park", "start_s": 1.0, "end_s": 1.6},
+              {"word": "hey_park", "start_s": 5.0, "end_s": 5.6},
+              {"word": "hark", "start_s": 9.0, "end_s": 9.4}]
+    dets = [(1.7, "hey_hark"), (2.0, "hey_hark"), (2.4, "yes"), (9.2, "hey_hark"),
+            (12.0, "hey_hark")]
+    s = score_near_misses(dets, events, "hey_hark")
+    assert (s["utterances"], s["woke"], s["false_wakes"], s["false_commands"]) == (3, 2, 4, 1)
+    assert s["phrases"] == {"hey_park": {"said": 2, "woke": 1}, "hark": {"said": 1, "woke": 1}}
+    # the wake phrase's own clips in the folder are not near misses
+    for word in ("hey_hark", "hey_park"):
+        (tmp_path / word).mkdir()
+        sf.write(tmp_path / word / "v_nohash_0.wav", np.zeros(160, np.int16), 16000)
+    assert [p.parent.name for p in near_miss_clips(tmp_path, "hey_hark")] == ["hey_park"]
 
 
 def test_miss_reasons_tell_a_wrong_command_from_a_low_score_and_a_quiet_wake():
@@ -367,8 +401,10 @@ def test_make_assistant_reproduces_the_shipped_recipe():
 def test_assistant_recipe_trains_on_no_held_out_voice():
     """Every wake-phrase folder `make assistant` and `make synth` train on is rendered from
     training voices only, and the folders it measures on from held-out voices only."""
-    make = (REPO / "Makefile").read_text()
-    recipe = _make_target(make, "assistant") + _make_target(make, "synth")
+    make = (REPO / "Makefile").read_text().replace("$(WAKE_LABEL)", make_variable("WAKE_LABEL")[0])
+    near = " ".join(make_variable("NEAR_MISSES_EVAL"))
+    recipe = [line.replace("$(NEAR_MISSES_EVAL)", f"$(SYNTH) {near}")
+              for line in _make_target(make, "assistant") + _make_target(make, "synth")]
     made = {}
     for line in recipe:
         if "$(SYNTH)" in line:
@@ -376,10 +412,10 @@ def test_assistant_recipe_trains_on_no_held_out_voice():
             made.setdefault(out, set()).add("--voice-set holdout" in line)
     train = next(line for line in recipe if " train --wake" in line)
     trained = _synth_folders(train)
-    measured = re.findall(r"--(?:validation-|command-)?eval (\S+)",
+    measured = re.findall(r"--(?:(?:validation-|command-)?eval|near-misses) (\S+)",
                           " ".join(_make_target(make, "assistant-eval")))
     wake_folders = [f for f in trained if "wake" in f]
-    assert len(wake_folders) >= 2 and len(measured) == 3
+    assert len(wake_folders) >= 2 and len(measured) == 4
     assert all(made[f] == {False} for f in wake_folders), made
     assert all(made[f] == {True} for f in measured), made
 

@@ -105,6 +105,30 @@ def test_unknown_pool_excludes_commands_and_targets():
     assert {"of", "one", "gone", "nope", "know", "dawn", "hey"} <= labels
 
 
+def test_near_misses_of_a_wake_phrase():
+    """Its words alone and its last word's onset swapped; never the phrase itself, no repeats."""
+    assert synth.near_miss_phrases("Hey  Hark") == [
+        "hey", "hark", "hey bark", "hey dark", "hey mark", "hey park", "hey sark", "hey tark"]
+    assert synth.near_miss_phrases("ok lamp")[:4] == ["ok", "lamp", "ok bamp", "ok damp"]
+    # one word: only the swaps (a vowel onset gets a consonant in front)
+    assert synth.near_miss_phrases("alexa") == [c + "alexa" for c in synth.NEAR_MISS_ONSETS]
+    assert synth.near_miss_phrases("hey hey") == ["hey"] + [
+        f"hey {c}ey" for c in synth.NEAR_MISS_ONSETS]
+    with pytest.raises(ValueError):
+        synth.near_miss_phrases("  ")
+
+
+def test_cli_near_misses_are_words_of_their_own(tmp_path, capsys):
+    assert main(["synth", "--near-misses", "hey hark", "--words", "on:1", "--per-word", "1",
+                 "--no-augment", "--engines", "flite", "--out", str(tmp_path / "n")]) == 0
+    folders = sorted(p.name for p in (tmp_path / "n").iterdir() if p.is_dir())
+    assert folders == ["hark", "hey", "hey_bark", "hey_dark", "hey_mark", "hey_park", "hey_sark",
+                       "hey_tark", "on"]
+    capsys.readouterr()
+    assert main(["synth", "--near-misses", " ", "--out", str(tmp_path / "e")]) == 1
+    assert "no words in the wake phrase" in capsys.readouterr().err
+
+
 def test_engine_failure_is_a_clear_error(tmp_path):
     bad = synth.Voice("festival-nope", "festival", "nope")
     with pytest.raises(RuntimeError, match="festival-nope wrote no audio for 'on"):

@@ -23,6 +23,11 @@ The real lists hold almost no "on" or "off" (one each in the test list, none in 
 synthetic voices (`hark synth --words "on:200,off:200" --voice-set holdout`), reported at the
 operating point and never used to choose it.
 
+--near-misses adds a stream of what the wake phrase is likely to be mistaken for, from held-out
+voices (`hark synth --near-misses PHRASE --voice-set holdout`: its words alone, its last word
+with another onset: "hey park", "hey mark", ...), with no wake phrase and no command: how many
+of those utterances wake the model, and which, at the operating point; never used to choose it.
+
 At the operating point, each command may then get its own threshold below the point's, tuned
 on the validation part's stored score rows through the same firmware detector
 (tune_command_thresholds) and reported on the test part beside the point alone.
@@ -39,7 +44,8 @@ from . import blob as blobfile
 from . import dataset as ds
 from . import sweep
 from .report import num, pct
-from .stream import GAP_S, RATE, _noise_bed, _synth_unknown, place_word, score_stream, to_int16
+from .stream import (GAP_S, RATE, _noise_bed, _synth_unknown, compose_stream, place_word,
+                     score_stream, to_int16)
 from .wake_eval import PAD_MS, TOLERANCE_S, negatives_stream
 
 THRESHOLDS = (0.1, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 0.98)
@@ -317,10 +323,58 @@ def _wake_clips(eval_dir, wake):
     return clips
 
 
+def near_miss_clips(folder, wake) -> list:
+    """Held-out-voice clips of every phrase in folder but the wake phrase itself."""
+    clips = [p for p in _synth_unknown(folder) if p.parent.name != wake]
+    if not clips:
+        raise ds.DatasetError(f"{folder}: no near misses of {wake} from held-out voices; make "
+                              f"them with `hark synth --near-misses \"{wake.replace('_', ' ')}\" "
+                              "--per-word 40 --voice-set holdout --out DIR`")
+    return clips
+
+
+# seconds of near-miss stream per clip: about each clip once (a word and a gap of GAP_S)
+NEAR_MISS_SECONDS_PER_CLIP = 0.7 + sum(GAP_S) / 2
+
+
+def measure_near_misses(model, clips, bank, seed, board, tmp) -> dict:
+    """The near misses one after another over noise, through the firmware once: their events
+    and score rows."""
+    wav, rows = Path(tmp) / "stream.wav", Path(tmp) / "rows.bin"
+    audio, events = compose_stream([], clips, bank, NEAR_MISS_SECONDS_PER_CLIP * len(clips), seed,
+                                   0.0, out_wav=wav)
+    output = sweep.firmware_scores(model, wav, rows, board, PAD_MS)
+    scores = np.fromfile(rows, np.int8).reshape(-1, len(blobfile.read_blob(model)[0]["labels"]))
+    return {"near_events": events, "near_scores": scores, "output": output, "seed": seed,
+            "minutes": (len(audio) / RATE + PAD_MS / 1000) / 60}
+
+
+def score_near_misses(detections, events, wake) -> dict:
+    """False wakes and false commands on a near-miss stream, and per phrase how many of its
+    utterances woke the model (a wake detection from the utterance's start to 1 s after its
+    end, the pairs' tolerance)."""
+    wakes = [t for t, label in detections if label == wake]
+    phrases = {}
+    for e in events:
+        said = phrases.setdefault(e["word"], {"said": 0, "woke": 0})
+        said["said"] += 1
+        said["woke"] += any(e["start_s"] <= t <= e["end_s"] + TOLERANCE_S for t in wakes)
+    return {"utterances": len(events), "woke": sum(p["woke"] for p in phrases.values()),
+            "false_wakes": len(wakes), "false_commands": len(detections) - len(wakes),
+            "phrases": phrases}
+
+
+def near_miss_figures(model, part, configs, wake, board, tmp) -> list:
+    """score_near_misses of each detector config over the near-miss stream's stored rows."""
+    return [score_near_misses(found, part["near_events"], wake)
+            for found in detections(model, part["near_scores"], configs, board, tmp)]
+
+
 def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, seed=21,
              splits=TEST, settings=None, log=print, validation_eval=None, validation_hours=2.0,
              validation_seed=31, validation_splits=VALIDATION, command_eval=None,
-             command_seed=41, tune_commands=True, blob_thresholds=False) -> dict:
+             command_seed=41, tune_commands=True, blob_thresholds=False, near_misses=None,
+             near_seed=51) -> dict:
     """The TEST part (wake phrases of eval_dir, real speech of `splits`) and, given
     validation_eval, the VALIDATION part through the firmware; the operating point is chosen
     on the validation rows and reported with the test row of the same setting. Given
@@ -328,7 +382,9 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     lists hold almost none), one more pairs stream of those after the wake phrase, reported at
     the operating point and never used to choose it. tune_commands: then per-command thresholds
     below the operating point's, chosen on the validation rows too (tune_command_thresholds),
-    and reported on the test part and that stream. blob_thresholds: keep the blob's own
+    and reported on the test part and that stream. Given near_misses (`hark synth --near-misses
+    PHRASE --voice-set holdout`), one more stream of those alone: how many wake the model at each
+    setting (near_miss_figures), never used to choose. blob_thresholds: keep the blob's own
     per-command thresholds in every setting (hark bench: the blob as shipped). Writes
     out_dir/assistant_eval.json, .md and the DET curves det_wake.png (wake threshold) and
     det_command.png (the whole flow) of the test part."""
@@ -356,6 +412,7 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                 f"{command_eval}: no clips of the model's commands ({', '.join(commands)}) from "
                 "held-out voices; make them with `hark synth --words \"on:200,off:200\" "
                 "--voice-set holdout --out DIR`")
+    near = near_miss_clips(near_misses, wake) if near_misses is not None else None
     board = assistant_board()
     configs = [sweep.detector_config(grid_meta, s, wake) for s in settings]
     bank = ds.load_noise(d)
@@ -373,6 +430,11 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                                   command_seed, board, tmp)
             log(f"synthetic commands pairs stream: {extra['minutes']:.1f} min, "
                 f"{len(extra['pair_events']) // 2} pairs")
+        near_part = None
+        if near is not None:
+            near_part = measure_near_misses(model, near, bank, near_seed, board, tmp)
+            log(f"near-miss stream: {near_part['minutes']:.1f} min, "
+                f"{len(near_part['near_events'])} utterances")
         rows = {name: setting_rows(settings, stored_figures(model, part, configs, wake, board,
                                                              tmp))
                 for name, part in parts.items()}
@@ -386,11 +448,14 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
             misses = {name: miss_reasons(part, found[name], meta["labels"], wake, settings[i])
                       for name, part in parts.items()}
             if tune_commands:
-                tuned = _tuned(model, parts, extra, grid_meta, settings[i], wake, commands, board,
-                               tmp, log)
+                tuned = _tuned(model, parts, extra, near_part, grid_meta, settings[i], wake,
+                               commands, board, tmp, log)
         if extra is not None:
             extra_rows = setting_rows(settings, stored_figures(model, extra, configs, wake, board,
                                                                tmp))
+        if near is not None:
+            near_rows = setting_rows(settings, near_miss_figures(model, near_part, configs, wake,
+                                                                 board, tmp))
     test = parts["test"]
     result = {"model": os.path.relpath(model), "wake_word": wake, "commands": commands,
               "grammar": grammar, "data": os.path.relpath(data_dir),
@@ -411,13 +476,16 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                 validation_eval or eval_dir), "seed": command_seed,
             "words": sorted({p.parent.name for p in synthetic}),
             "rows": extra_rows}
+    if near is not None:
+        result["near_misses"] = {"eval": os.path.relpath(near_misses), "seed": near_seed,
+                                 "minutes": near_part["minutes"], "rows": near_rows}
     (out_dir / "assistant_eval.json").write_text(json.dumps(result, indent=1))
     (out_dir / "assistant_eval.md").write_text(table(result))
     plot(result, out_dir)
     return result
 
 
-def _tuned(model, parts, synthetic, meta, setting, wake, commands, board, tmp, log) -> dict:
+def _tuned(model, parts, synthetic, near, meta, setting, wake, commands, board, tmp, log) -> dict:
     """The operating point with per-command thresholds tuned on VALIDATION, measured on each
     stream's stored score rows through the firmware detector."""
     own, config, validation = tune_command_thresholds(model, parts["validation"], meta, setting,
@@ -427,6 +495,8 @@ def _tuned(model, parts, synthetic, meta, setting, wake, commands, board, tmp, l
            "test": stored_figures(model, parts["test"], [config], wake, board, tmp)[0]}
     if synthetic is not None:
         out["synthetic_commands"] = stored_figures(model, synthetic, [config], wake, board, tmp)[0]
+    if near is not None:
+        out["near_misses"] = near_miss_figures(model, near, [config], wake, board, tmp)[0]
     return out
 
 
@@ -458,6 +528,20 @@ def _part(name, part, pairs) -> str:
             f"speech ({part['negative_words']} words, no wake phrase), all from the "
             f"{'/'.join(part['splits'])} list{'s' if len(part['splits']) > 1 else ''}, stream "
             f"seed {part['seed']}")
+
+
+def _near_misses(near, op) -> str:
+    """The near-miss stream at the operating point, phrase by phrase."""
+    r = next(r for r in near["rows"] if all(r[k] == op[k] for k in (
+        "average_window_ms", "threshold", "command_threshold")))
+    each = ", ".join(f"{word.replace('_', ' ')} {p['woke']} of {p['said']}"
+                     for word, p in sorted(r["phrases"].items(),
+                                           key=lambda kv: (-kv[1]["woke"], kv[0])))
+    return (f"Near misses of the wake phrase from held-out voices ({near['eval']}; "
+            f"{near['minutes']:.1f} min, {r['utterances']} utterances, no wake phrase, stream "
+            f"seed {near['seed']}) at the operating point: {r['woke']} woke the model "
+            f"({pct(r['woke'] / r['utterances'])}; {r['false_wakes']} false wakes, "
+            f"{r['false_commands']} false commands): {each}.")
 
 
 def table(result) -> str:
@@ -499,6 +583,8 @@ def table(result) -> str:
     tuned = result.get("command_thresholds")
     if tuned:
         own = ", ".join(f"{c} {t:.2f}" for c, t in sorted(tuned["thresholds"].items()))
+        if op and result.get("near_misses"):
+            lines += [_near_misses(result["near_misses"], op), ""]
         lines += [f"Per-command thresholds, chosen on VALIDATION at the operating point (a command's "
                   f"own threshold only below {tuned['command_threshold']:.2f}, kept where it hears "
                   "more commands of all pairs within both false-alarm budgets): "
@@ -513,6 +599,12 @@ def table(result) -> str:
                       f"{pct(r['command_recall'])} ({pct(r['command_recall_given_wake'])} of heard "
                       f"wakes), {r['wrong_commands']} wrong commands, median / p90 latency "
                       f"{_latency(r)} ms.", ""]
+        r = tuned.get("near_misses")
+        if r:
+            lines += [f"Near misses with these thresholds: {r['false_wakes']} false wakes, "
+                      f"{r['false_commands']} false commands.", ""]
+    elif op and result.get("near_misses"):
+        lines += [_near_misses(result["near_misses"], op), ""]
     misses = result.get("misses")
     if misses:
         lines += ["Why pairs are missed at the operating point (firmware detections; the "
@@ -577,6 +669,10 @@ def main(argv=None):
                         "hold almost none of (e.g. on, off): one more pairs stream (after the "
                         "validation wake phrases), reported at the operating point, never used "
                         "to choose it")
+    p.add_argument("--near-misses", metavar="DIR",
+                   help="a hark synth --near-misses PHRASE --voice-set holdout folder: one more "
+                        "stream of those alone, how many wake the model (reported, never used "
+                        "to choose)")
     p.add_argument("--no-command-tuning", action="store_true",
                    help="skip the per-command thresholds tuned on the validation part after the "
                         "operating point (a few minutes)")
@@ -587,7 +683,7 @@ def main(argv=None):
     res = evaluate(args.model, args.data, args.eval, args.out, args.hours, args.pair_seconds,
                    args.seed, settings=settings, validation_eval=args.validation_eval,
                    validation_hours=args.validation_hours, command_eval=args.command_eval,
-                   tune_commands=not args.no_command_tuning)
+                   tune_commands=not args.no_command_tuning, near_misses=args.near_misses)
     print(table(res))
 
 

@@ -168,6 +168,27 @@ def label_for(word: str) -> str:
     return label
 
 
+# Onsets swapped into a wake phrase's last word to make its near misses: plosives, nasals and
+# a fricative, the consonants a small model blurs most easily with the word's own.
+NEAR_MISS_ONSETS = ("b", "d", "m", "p", "s", "t")
+
+
+def near_miss_phrases(phrase: str) -> list:
+    """What a wake phrase is likely to be mistaken for, to count false wakes on: each of its
+    words alone and the phrase with its last word's onset swapped ("hey hark" -> "hey",
+    "hark", "hey bark", "hey dark", "hey mark", "hey park", "hey sark", "hey tark")."""
+    words = phrase.lower().split()
+    if not words:
+        raise ValueError("no words in the wake phrase")
+    out = list(words) if len(words) > 1 else []
+    onset = re.match(r"[^aeiou]*", words[-1]).group()
+    rest = words[-1][len(onset):]
+    if rest:
+        out += [" ".join(words[:-1] + [c + rest]) for c in NEAR_MISS_ONSETS if c != onset]
+    own = label_for(phrase)
+    return [p for i, p in enumerate(out) if label_for(p) != own and p not in out[:i]]
+
+
 def unknown_words(exclude=()) -> list:
     """The unknown-word pool: near misses twice, then common words, minus the commands
     and anything being synthesised as a target."""

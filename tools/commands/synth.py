@@ -22,6 +22,7 @@ examples:
   hark synth --words "on:600,off:600,yes,no" --per-word 150 --out data/synth/commands
   hark synth --unknown 1500 --out data/synth/unknown
   hark synth --words "hey hark" --per-word 50 --voice-set holdout --out data/synth/wake_eval
+  hark synth --near-misses "hey hark" --per-word 40 --voice-set holdout --out data/synth/wake_near
   hark synth --words "on:600,off:600" --engines mbrola,rhvoice,pico:2,kokoro --out data/synth/more
   hark synth --list-voices --engines all
 """
@@ -41,6 +42,11 @@ def register(sub):
     p.add_argument("--unknown", type=int, default=0, metavar="N",
                    help="also N clips spread over a few hundred common words and near misses "
                         "(one folder per word; training maps them to _unknown_)")
+    p.add_argument("--near-misses", metavar="PHRASE",
+                   help="also --per-word clips of each phrase a wake phrase is likely to be "
+                        'mistaken for ("hey hark": hey, hark, hey bark, hey dark, hey mark, ...), '
+                        "to count false wakes on (python -m hark.training.assistant_eval "
+                        "--near-misses DIR)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same files (0)")
     p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
                    help=f"comma-separated TTS engines from {','.join(ENGINES)}, or 'all' "
@@ -71,10 +77,13 @@ def run(args):
                 print(f"{v.id}\t{v.engine}\t{v.name}\t{v.split}\t{v.licence}")
             return 0
         words = parse_words(args.words, args.per_word)
+        if args.near_misses is not None:
+            words.update(dict.fromkeys(synth.near_miss_phrases(args.near_misses), args.per_word))
         if not args.out:
             raise HarkError("--out is required; give the folder to write the clips to")
         if not words and args.unknown <= 0:
-            raise HarkError('nothing to do; give --words "on,off" and/or --unknown N')
+            raise HarkError('nothing to do; give --words "on,off", --near-misses PHRASE '
+                            'and/or --unknown N')
         if not 0 <= args.formant_warp <= 1:
             raise HarkError("--formant-warp is a share of clips: give a number from 0 to 1")
         if args.jobs < 1:
