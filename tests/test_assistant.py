@@ -501,4 +501,16 @@ def test_bench_measures_the_assistant_at_the_blobs_settings(assistant_run, share
     assert kept == [True]            # the blob as shipped, its per-command thresholds too
     md = "\n".join(assistant_markdown(a))
     assert "0.05 (shipped)" in md and md.count("(shipped)") == 1
+    assert "no data/synth/near_*" in md
     assert (tmp_path / "out" / "det_wake.png").stat().st_size > 0
+    # near misses beside the wake phrases (make synth's data/synth/near_hey_hark): per row
+    assert main(["synth", "--near-misses", "hey hark", "--per-word", "1", "--voice-set",
+                 "holdout", "--engines", "espeak-ng", "--no-augment",
+                 "--out", str(tmp_path / "near_hey_hark")]) == 0
+    a = assistant_figures(model, shared_data, held_out, tmp_path / "out", hours=0.005,
+                          pair_seconds=20, with_qemu=False)
+    assert all(r["near_misses"] >= 8 and 0 <= r["near_misses_woke"] <= r["near_misses"]
+               for r in a["rows"])
+    assert a["rows"][-1]["near_misses_woke"] <= a["rows"][0]["near_misses_woke"]
+    assert f"| {a['rows'][0]['near_misses_woke']} of {a['rows'][0]['near_misses']} |" in "\n".join(
+        assistant_markdown(a))

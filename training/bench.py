@@ -297,9 +297,14 @@ def assistant_figures(path: Path, data_dir, eval_dir, out_dir, hours=ASSISTANT_H
         return {"skipped": f"no {eval_dir}/{wake}/ (held-out voices' wake phrases): run `make synth`"}
     wake_thresholds = sorted(set(assistant_eval.THRESHOLDS) | {shipped[1]})
     settings = [(shipped[0], t, shipped[2]) for t in wake_thresholds]
+    near = Path(eval_dir).parent / f"near_{wake}"       # make synth's near misses, if made
     res = assistant_eval.evaluate(path, data_dir, eval_dir, out_dir, hours, pair_seconds, seed,
-                                  settings=settings, log=lambda _: None, blob_thresholds=True)
+                                  settings=settings, log=lambda _: None, blob_thresholds=True,
+                                  near_misses=near if near.is_dir() else None)
     row = res["rows"][settings.index(shipped)]
+    if "near_misses" in res:        # one row per wake threshold, as the rows above
+        for r, n in zip(res["rows"], res["near_misses"]["rows"]):
+            r["near_misses_woke"], r["near_misses"] = n["woke"], n["utterances"]
     own = {k: v for k, v in (det.get("thresholds") or {}).items() if k != wake}
     out = {"shipped_setting": dict(zip(("average_window_ms", "wake_threshold", "command_threshold"),
                                        shipped), command_thresholds=own),
@@ -337,14 +342,16 @@ def assistant_markdown(a: dict) -> list:
              f"≤ {TARGET_FALSE_COMMANDS:g} false commands/h, median latency ≤ {TARGET_LATENCY_MS} ms. "
              "The whole DET curve over the wake threshold: det_wake.png in the bench folder; the 3 h, "
              "three-seed figures: README \"Wake word + commands\".", "",
-             "| wake threshold | wake recall | command after wake | of the wakes heard | median / p90 latency ms | false wakes / h | false commands / h |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+             "| wake threshold | wake recall | command after wake | of the wakes heard | median / p90 latency ms | false wakes / h | false commands / h | near misses that woke it |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in a["rows"]:
         mark = " (shipped)" if r["threshold"] == s["wake_threshold"] else ""
+        near = (f"{r['near_misses_woke']} of {r['near_misses']}" if "near_misses" in r else
+                "— (no data/synth/near_*: `make synth`)")
         lines.append(f"| {r['threshold']:.2f}{mark} | {pct(r['wake_recall'])} | {pct(r['command_recall'])} | "
                      f"{pct(r['command_recall_given_wake'])} | {num(r['latency_ms_median'], '{:.0f}')} / "
                      f"{num(r['latency_ms_p90'], '{:.0f}')} | {r['false_wakes_per_hour']:.2f} | "
-                     f"{r['false_commands_per_hour']:.2f} |")
+                     f"{r['false_commands_per_hour']:.2f} | {near} |")
     return lines
 
 
