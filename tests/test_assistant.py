@@ -185,7 +185,8 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     assert "chosen on VALIDATION" in md and "| test |" in md and "Why pairs are missed" in md
     assert "Per-command thresholds" in md
     assert "Held-out synthetic voices' no" in md and "Near misses of the wake phrase" in md
-    for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png"):
+    for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png",
+                 "det_near.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
 

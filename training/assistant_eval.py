@@ -387,7 +387,7 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     setting (near_miss_figures), never used to choose. blob_thresholds: keep the blob's own
     per-command thresholds in every setting (hark bench: the blob as shipped). Writes
     out_dir/assistant_eval.json, .md and the DET curves det_wake.png (wake threshold) and
-    det_command.png (the whole flow) of the test part."""
+    det_command.png (the whole flow) of the test part, and with near_misses det_near.png."""
     settings = settings or settings_grid()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -639,6 +639,18 @@ def plot(result, out_dir):
                        f"{what} per hour (real speech, test part, {hours:.1f} h)",
                        f"missed {'wake phrases' if recall == 'wake_recall' else 'commands'} %",
                        hours, target, TARGET_RECALL, chosen)
+    near = result.get("near_misses")
+    if near:    # the wake phrase missed against its near misses heard as it, per wake threshold
+        command_thr = op["command_threshold"] if op else result["rows"][0]["command_threshold"]
+        rows = [dict(r, recall=r["wake_recall"], fa_per_hour=100 * n["woke"] / n["utterances"])
+                for r, n in zip(result["rows"], near["rows"])
+                if r["command_threshold"] == command_thr]
+        chosen = next((r for r in rows if op and all(r[k] == op[k] for k in (
+            "average_window_ms", "threshold"))), None)
+        sweep.plot_det(rows, Path(out_dir) / "det_near.png",
+                       f"{result['wake_word']}: wake phrases missed vs near misses heard as it",
+                       f"near misses that woke it, % ({near['eval']})",
+                       "missed wake phrases % (test part)", 1, None, TARGET_RECALL, chosen)
 
 
 def main(argv=None):
