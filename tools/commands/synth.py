@@ -22,7 +22,7 @@ examples:
   hark synth --words "on:600,off:600,yes,no" --per-word 150 --out data/synth/commands
   hark synth --unknown 1500 --out data/synth/unknown
   hark synth --words "hey hark" --per-word 50 --voice-set holdout --out data/synth/wake_eval
-  hark synth --near-misses "hey hark" --per-word 40 --voice-set holdout --out data/synth/wake_near
+  hark synth --near-misses "hey hark" --per-word 60 --voice-set holdout --out data/synth/near_hey_hark
   hark synth --words "on:600,off:600" --engines mbrola,rhvoice,pico:2,kokoro --out data/synth/more
   hark synth --list-voices --engines all
 """
