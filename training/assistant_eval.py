@@ -650,7 +650,8 @@ def plot(result, out_dir):
         sweep.plot_det(rows, Path(out_dir) / "det_near.png",
                        f"{result['wake_word']}: wake phrases missed vs near misses heard as it",
                        f"near misses that woke it, % ({near['eval']})",
-                       "missed wake phrases % (test part)", 1, None, TARGET_RECALL, chosen)
+                       "missed wake phrases % (test part)", 1, None, TARGET_RECALL, chosen,
+                       log_x=False)
 
 
 def main(argv=None):

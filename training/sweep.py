@@ -161,14 +161,15 @@ def firmware_sweep(model, wav, settings, board, label=None, pad_ms=1000, timeout
 
 
 def plot_det(rows, path, title, xlabel, ylabel, hours, target_fa=None, target_recall=None,
-             chosen=None):
+             chosen=None, log_x=True):
     """Miss rate against false accepts per hour: one curve per averaging window, one point
-    per threshold. rows: dicts with average_window_ms, threshold, recall, fa_per_hour."""
+    per threshold. rows: dicts with average_window_ms, threshold, recall, fa_per_hour.
+    log_x=False: a linear x axis from 0 (for a share rather than a rate)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    floor = 1 / (2 * hours)  # zero false accepts drawn at half of one
+    floor = 1 / (2 * hours) if log_x else 0  # zero false accepts drawn at half of one
     fig, ax = plt.subplots(figsize=(7, 5))
     for window in sorted({r["average_window_ms"] for r in rows}):
         mine = [r for r in rows if r["average_window_ms"] == window]
@@ -185,8 +186,9 @@ def plot_det(rows, path, title, xlabel, ylabel, hours, target_fa=None, target_re
         ax.axvline(target_fa, color="grey", ls="--", lw=0.8)
     if target_recall is not None:
         ax.axhline(100 * (1 - target_recall), color="grey", ls="--", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel(xlabel + " (0 drawn at half of one)")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel + (" (0 drawn at half of one)" if log_x else ""))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
