@@ -12,7 +12,6 @@ every split (too few otherwise: the model did see the training ones, as `_unknow
 false-accept rate on them is optimistic) plus, when present, synthetic unknown words from
 voices held out of training (voices.csv split != train).
 """
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +42,10 @@ def _synth_unknown(unknown_dir):
     root = Path(unknown_dir)
     if not root.is_dir():
         return []
-    table = root / "voices.csv"
-    if table.exists():
-        with open(table, newline="") as f:
-            return [root / r["path"] for r in csv.DictReader(f)
-                    if r.get("split", "train") != "train" and (root / r["path"]).exists()]
+    rows = ds.voice_rows(root)
+    if rows is not None:
+        return [root / r["path"] for r in rows
+                if r.get("split", "train") != "train" and (root / r["path"]).exists()]
     return sorted(root.rglob("*.wav"))
 
 
