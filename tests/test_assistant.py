@@ -456,6 +456,18 @@ def test_drop_engines_leaves_out_one_voice_family(tmp_path):
                          "test", drop_engines=["mbrola"])
 
 
+def test_demo_takes_the_wake_phrase_of_a_held_out_voice(tmp_path):
+    """The demo's wake phrases come from held-out voices only: a training voice's clip is not
+    taken, and a voice with no held-out clip says how to make one."""
+    from hark.training.assistant_demo import wake_clip
+    (tmp_path / "voices.csv").write_text(
+        "path,voice,label,split\nhey_hark/b.wav,flite-rms,hey_hark,holdout\n"
+        "hey_hark/a.wav,flite-rms,hey_hark,train\nhey_hark/c.wav,flite-rms,hey_hark,holdout\n")
+    assert wake_clip(tmp_path, "flite-rms") == tmp_path / "hey_hark" / "b.wav"
+    with pytest.raises(ds.DatasetError, match="no held-out hey_hark clip by flite-kal.*hark synth"):
+        wake_clip(tmp_path, "flite-kal")
+
+
 def test_demo_commands_alone_stay_silent_and_fire_after_the_wake_word():
     """make demo: on the bundled stream the assistant model hears nothing until the first wake
     phrase, then every wake phrase and the command after it; the commands-only default model

@@ -6,7 +6,6 @@ holdout`); commands: the real speakers of samples/ (Speech Commands test/validat
     python -m hark.training.assistant_demo --data DATA --eval data/synth/wake_eval --out samples/assistant
 """
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -39,9 +38,8 @@ def _active(y):
 
 def wake_clip(eval_dir, voice, label="hey_hark"):
     """The first clip of `label` by `voice` in a `hark synth --voice-set holdout` folder."""
-    with open(Path(eval_dir) / "voices.csv", newline="") as f:
-        paths = sorted(r["path"] for r in csv.DictReader(f)
-                       if r["voice"] == voice and r["label"] == label and r["split"] == "holdout")
+    paths = sorted(r["path"] for r in ds.voice_rows(eval_dir) or ()
+                   if r["voice"] == voice and r["label"] == label and r["split"] == "holdout")
     if not paths:
         raise ds.DatasetError(f"{eval_dir}: no held-out {label} clip by {voice}; make them with "
                               f"`hark synth --words \"hey hark:200\" --voice-set holdout --seed 1`")
