@@ -419,6 +419,12 @@ def test_assistant_recipe_trains_on_no_held_out_voice():
     assert len(wake_folders) >= 2 and len(measured) == 4
     assert all(made[f] == {False} for f in wake_folders), made
     assert all(made[f] == {True} for f in measured), made
+    # make assistant NEAR_TRAIN=100: the near misses it trains on, from training voices only
+    near_train = make_variable("NEAR_MISSES_TRAIN", "NEAR_TRAIN=100")
+    folder = make_variable("NEAR_TRAIN_DIR", "NEAR_TRAIN=100")
+    assert folder and near_train[near_train.index("--out") + 1] == folder[0]
+    assert near_train[near_train.index("--voice-set") + 1] == "train"
+    assert "$(NEAR_TRAIN_DIR)" in train and make_variable("NEAR_TRAIN_DIR") == []
 
 
 def test_training_drops_clips_of_held_out_voices(tmp_path):
