@@ -443,7 +443,7 @@ COMMANDS ?= $(SHIPPED_COMMANDS)
 ASSISTANT ?= runs/assistant
 ASSISTANT_SEED ?= 0
 # 96 for boards with the RAM (README: width 96 seed 0, docs/assistant/width96_seed0_assistant_eval.md);
-# only width 64 in runs/assistant replaces the shipped models/assistant.hark
+# only width 64 (without NEAR_TRAIN) in runs/assistant replaces the shipped models/assistant.hark
 ASSISTANT_WIDTH ?= 64
 # the operating point chosen on the validation part (docs/assistant/assistant_eval.md) ...
 ASSISTANT_POINT ?= --average-window-ms 600 --threshold 0.5 --label-threshold $(WAKE_LABEL)=0.4
@@ -474,7 +474,8 @@ assistant: venv-dev synth-deps
 	  $(BEFORE_DC) --seed $(ASSISTANT_SEED) --out $(ASSISTANT)
 	$(BIN)/hark export $(ASSISTANT) --out $(ASSISTANT)/assistant.hark --name hark-tcn$(ASSISTANT_WIDTH)-wake-12 $(ASSISTANT_DETECTOR)
 	$(MAKE) --no-print-directory assistant-eval ASSISTANT=$(ASSISTANT)
-	@if [ "$(WAKE)" = "hey hark" ] && [ "$(ASSISTANT)" = "runs/assistant" ] && [ "$(ASSISTANT_WIDTH)" = 64 ]; then \
+	@if [ "$(WAKE)" = "hey hark" ] && [ "$(ASSISTANT)" = "runs/assistant" ] && [ "$(ASSISTANT_WIDTH)" = 64 ] \
+	  && [ -z "$(NEAR_TRAIN_DIR)" ]; then \
 	  $(BIN)/hark export $(ASSISTANT) --out models/assistant.hark --name hark-tcn64-wake-12 $(ASSISTANT_DETECTOR); fi
 
 assistant-eval: venv-dev

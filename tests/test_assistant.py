@@ -425,6 +425,8 @@ def test_assistant_recipe_trains_on_no_held_out_voice():
     assert folder and near_train[near_train.index("--out") + 1] == folder[0]
     assert near_train[near_train.index("--voice-set") + 1] == "train"
     assert "$(NEAR_TRAIN_DIR)" in train and make_variable("NEAR_TRAIN_DIR") == []
+    ship = next(line for line in _make_target(make, "assistant") if "--out models/assistant.hark" in line)
+    assert '[ -z "$(NEAR_TRAIN_DIR)" ]' in ship, "a NEAR_TRAIN run must not replace the shipped model"
 
 
 def test_training_drops_clips_of_held_out_voices(tmp_path):
