@@ -88,7 +88,8 @@ $(VENV)/.voices: $(VENV)/.dev requirements/voices.txt
 
 # Synthetic speech for the scarce words, the unknown pool and the example wake word
 # (not in CI: ~10 min on 2 cores). Same seed -> same bytes.
-SYNTH = nice -n 10 $(BIN)/hark synth --noise $(DATA)/_background_noise_ --jobs 2
+SYNTH_CLEAN = nice -n 10 $(BIN)/hark synth --jobs 2
+SYNTH = $(SYNTH_CLEAN) --noise $(DATA)/_background_noise_
 NEW_VOICES = mbrola,rhvoice,pico,kokoro
 # held-out voices of every engine but Kokoro saying on/off, which the real lists hold almost none
 # of: assistant_eval's --command-eval stream
@@ -108,7 +109,7 @@ NEAR_MISSES_EVAL = $(SYNTH) --near-misses "$(WAKE)" --per-word 60 --voice-set ho
 # 1.6 points fewer test wake phrases (docs/wake.md, "Training on near misses"); 0: none
 NEAR_TRAIN ?= 0
 NEAR_TRAIN_DIR = $(if $(filter-out 0,$(NEAR_TRAIN)),data/synth/near_train$(NEAR_TRAIN)_$(WAKE_LABEL))
-NEAR_MISSES_TRAIN = nice -n 10 $(BIN)/hark synth --jobs 2 --near-misses "$(WAKE)" \
+NEAR_MISSES_TRAIN = $(SYNTH_CLEAN) --near-misses "$(WAKE)" \
   --per-word $(NEAR_TRAIN) --voice-set train --engines espeak-ng,flite,festival,$(NEW_VOICES) \
   --seed 0 --out $(NEAR_TRAIN_DIR)
 synth: venv-dev system-deps synth-deps
