@@ -134,14 +134,16 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     for name, words, seed in (("eval", ["--words", "hey hark:3"], "1"),
                               ("val", ["--words", "hey hark:3"], "2"),
                               ("commands", ["--words", "no:3,stop:2"], "5"),
-                              ("near", ["--near-misses", "hey hark", "--per-word", "2"], "6")):
+                              ("near", ["--near-misses", "hey hark", "--per-word", "2"], "6"),
+                              ("near_val", ["--near-misses", "hey hark", "--per-word", "2"], "7")):
         assert main(["synth", *words, "--voice-set", "holdout", "--engines",
                      "espeak-ng", "--no-augment", "--seed", seed, "--out", str(tmp_path / name)]) == 0
     settings = [(300, 0.05, 0.05), (300, 0.9, 0.9), (500, 0.99, 0.99)]
     res = evaluate(run / "assistant.hark", shared_data, tmp_path / "eval", tmp_path / "out",
                    hours=0.005, pair_seconds=20, settings=settings, log=lambda _: None,
                    validation_eval=tmp_path / "val", validation_hours=0.005,
-                   command_eval=tmp_path / "commands", near_misses=tmp_path / "near")
+                   command_eval=tmp_path / "commands", near_misses=tmp_path / "near",
+                   validation_near_misses=tmp_path / "near_val")
     val = res["validation"]
     for rows in (res["rows"], val["rows"]):
         assert [(r["average_window_ms"], r["threshold"], r["command_threshold"])
@@ -181,8 +183,15 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
                                        "hey_park", "hey_sark", "hey_tark"}
     assert rows[0]["utterances"] >= 16 and rows[0]["woke"] >= rows[1]["woke"] >= rows[2]["woke"]
     assert tuned["near_misses"]["utterances"] == rows[0]["utterances"]
+    # ... and another render of them on the validation part, every setting, no budget asked
+    near_val = val["near_misses"]
+    assert near_val["seed"] not in (near["seed"], res["seed"], val["seed"], synthetic["seed"])
+    assert near_val["max_share"] is None and len(near_val["rows"]) == len(settings)
+    assert set(near_val["rows"][0]["phrases"]) == set(rows[0]["phrases"])
+    assert near_val["rows"][0]["woke"] >= near_val["rows"][2]["woke"]
     md = (tmp_path / "out" / "assistant_eval.md").read_text()
     assert "chosen on VALIDATION" in md and "| test |" in md and "Why pairs are missed" in md
+    assert "VALIDATION: Near misses of the wake phrase" in md
     assert "Per-command thresholds" in md
     assert "Held-out synthetic voices' no" in md and "Near misses of the wake phrase" in md
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png",
@@ -206,6 +215,19 @@ def test_evaluate_refuses_overlapping_parts(assistant_run, shared_data, tmp_path
     with pytest.raises(ds.DatasetError, match='--near-misses "hey hark"'):
         evaluate(run / "assistant.hark", shared_data, tmp_path / "a", tmp_path / "out",
                  near_misses=tmp_path / "missing")
+    with pytest.raises(HarkError, match="need a validation part"):
+        evaluate(run / "assistant.hark", shared_data, tmp_path / "a", tmp_path / "out",
+                 validation_near_misses=tmp_path / "b")
+    with pytest.raises(HarkError, match="their own near misses"):
+        evaluate(run / "assistant.hark", shared_data, tmp_path / "a", tmp_path / "out",
+                 validation_eval=tmp_path / "b", near_misses=tmp_path / "c",
+                 validation_near_misses=tmp_path / "c")
+    with pytest.raises(HarkError, match="needs the validation part's near misses"):
+        evaluate(run / "assistant.hark", shared_data, tmp_path / "a", tmp_path / "out",
+                 validation_eval=tmp_path / "b", max_near=0.5)
+    with pytest.raises(HarkError, match="share of the near misses, 0 to 1"):
+        evaluate(run / "assistant.hark", shared_data, tmp_path / "a", tmp_path / "out",
+                 validation_eval=tmp_path / "b", validation_near_misses=tmp_path / "c", max_near=50)
 
 
 def test_labels_and_grammar_of_a_wake_and_commands_run():
@@ -292,6 +314,12 @@ def test_pair_scores_and_false_alarms():
              "false_commands_per_hour": 0.7}]
     assert operating_point(rows)["threshold"] == 0.9
     assert operating_point(rows, max_wakes=0.5) is None
+    # a near-miss budget: only settings where at most that share of the near misses woke it
+    near = [{"woke": 2, "utterances": 10}, {"woke": 6, "utterances": 10},
+            {"woke": 1, "utterances": 10}]
+    assert operating_point(rows, near_rows=near, max_near=0.6)["threshold"] == 0.9
+    assert operating_point(rows, near_rows=near, max_near=0.5) is None
+    assert operating_point(rows, max_wakes=3, near_rows=near, max_near=0.5)["threshold"] == 0.5
 
 
 def test_near_misses_count_each_utterance_that_woke_the_model(tmp_path):
@@ -403,8 +431,9 @@ def test_assistant_recipe_trains_on_no_held_out_voice():
     """Every wake-phrase folder `make assistant` and `make synth` train on is rendered from
     training voices only, and the folders it measures on from held-out voices only."""
     make = (REPO / "Makefile").read_text().replace("$(WAKE_LABEL)", make_variable("WAKE_LABEL")[0])
-    near = " ".join(make_variable("NEAR_MISSES_EVAL"))
-    recipe = [line.replace("$(NEAR_MISSES_EVAL)", f"$(SYNTH) {near}")
+    near = {name: make_variable(name) for name in ("NEAR_MISSES_EVAL", "NEAR_MISSES_VAL")}
+    recipe = [line.replace("$(NEAR_MISSES_EVAL)", "$(SYNTH) " + " ".join(near["NEAR_MISSES_EVAL"]))
+              .replace("$(NEAR_MISSES_VAL)", "$(SYNTH) " + " ".join(near["NEAR_MISSES_VAL"]))
               for line in _make_target(make, "assistant") + _make_target(make, "synth")]
     made = {}
     for line in recipe:
@@ -413,10 +442,13 @@ def test_assistant_recipe_trains_on_no_held_out_voice():
             made.setdefault(out, set()).add("--voice-set holdout" in line)
     train = next(line for line in recipe if " train --wake" in line)
     trained = _synth_folders(train)
-    measured = re.findall(r"--(?:(?:validation-|command-)?eval|near-misses) (\S+)",
+    measured = re.findall(r"--(?:(?:validation-|command-)?eval|(?:validation-)?near-misses) (\S+)",
                           " ".join(_make_target(make, "assistant-eval")))
     wake_folders = [f for f in trained if "wake" in f]
-    assert len(wake_folders) >= 2 and len(measured) == 4
+    assert len(wake_folders) >= 2 and len(measured) == 5
+    # the validation part's near misses: the same held-out voices, another render than the test's
+    seeds = {name: words[words.index("--seed") + 1] for name, words in near.items()}
+    assert seeds["NEAR_MISSES_EVAL"] != seeds["NEAR_MISSES_VAL"]
     assert all(made[f] == {False} for f in wake_folders), made
     assert all(made[f] == {True} for f in measured), made
     # make assistant NEAR_TRAIN=100: the near misses it trains on, from training voices only

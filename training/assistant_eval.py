@@ -27,6 +27,9 @@ operating point and never used to choose it.
 voices (`hark synth --near-misses PHRASE --voice-set holdout`: its words alone, its last word
 with another onset: "hey park", "hey mark", ...), with no wake phrase and no command: how many
 of those utterances wake the model, and which, at the operating point; never used to choose it.
+--validation-near-misses plays another render of them (another synth seed) on the validation
+part, reported there; --max-near-misses SHARE then keeps the operating point among the settings
+where at most that share of them woke the model (a budget beside the two false-alarm ones).
 
 At the operating point, each command may then get its own threshold below the point's, tuned
 on the validation part's stored score rows through the same firmware detector
@@ -136,9 +139,14 @@ def settings_grid(windows=WINDOWS_MS, thresholds=THRESHOLDS, command_thresholds=
             for c in command_thresholds]
 
 
-def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALSE_COMMANDS):
+def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALSE_COMMANDS,
+                    near_rows=None, max_near=None):
     """The row with the best command-after-wake recall among those within both false-alarm
-    budgets (then the fewest false commands, then the highest threshold); None if none is."""
+    budgets (then the fewest false commands, then the highest threshold); None if none is.
+    Given max_near, also within a near-miss budget: at most that share of the near misses
+    (near_rows, the same settings in the same order) woke the model."""
+    if max_near is not None:
+        rows = [r for r, n in zip(rows, near_rows) if n["woke"] <= max_near * n["utterances"]]
     ok = [r for r in rows if r["false_wakes_per_hour"] <= max_wakes
           and r["false_commands_per_hour"] <= max_commands]
     return max(ok, key=lambda r: (r["command_recall"], -r["false_commands_per_hour"],
@@ -374,7 +382,8 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
              splits=TEST, settings=None, log=print, validation_eval=None, validation_hours=2.0,
              validation_seed=31, validation_splits=VALIDATION, command_eval=None,
              command_seed=41, tune_commands=True, blob_thresholds=False, near_misses=None,
-             near_seed=51) -> dict:
+             near_seed=51, validation_near_misses=None, validation_near_seed=52,
+             max_near=None) -> dict:
     """The TEST part (wake phrases of eval_dir, real speech of `splits`) and, given
     validation_eval, the VALIDATION part through the firmware; the operating point is chosen
     on the validation rows and reported with the test row of the same setting. Given
@@ -384,7 +393,9 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     below the operating point's, chosen on the validation rows too (tune_command_thresholds),
     and reported on the test part and that stream. Given near_misses (`hark synth --near-misses
     PHRASE --voice-set holdout`), one more stream of those alone: how many wake the model at each
-    setting (near_miss_figures), never used to choose. blob_thresholds: keep the blob's own
+    setting (near_miss_figures), never used to choose; given validation_near_misses (another
+    synth seed), the same on the validation part, which max_near (a share of them) budgets
+    when the operating point is chosen. blob_thresholds: keep the blob's own
     per-command thresholds in every setting (hark bench: the blob as shipped). Writes
     out_dir/assistant_eval.json, .md and the DET curves det_wake.png (wake threshold) and
     det_command.png (the whole flow) of the test part, and with near_misses det_near.png."""
@@ -397,14 +408,29 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     wake = grammar["wake_word"]
     commands = [l for l in meta["labels"] if not l.startswith("_") and l != wake]
     d = ds.load_dataset(data_dir, require_labels=False)
+    from hark.cli import HarkError
     if validation_eval is not None:
-        from hark.cli import HarkError
         if set(splits) & set(validation_splits):
             raise HarkError(f"the test lists {'/'.join(splits)} and the validation lists "
                             f"{'/'.join(validation_splits)} overlap; give each part its own")
         if Path(validation_eval).resolve() == Path(eval_dir).resolve():
             raise HarkError(f"{eval_dir}: the test and validation parts need their own wake "
                             "phrases; make the validation ones with another --seed of hark synth")
+    if validation_near_misses is not None:
+        if validation_eval is None:
+            raise HarkError("validation near misses need a validation part (--validation-eval)")
+        if near_misses is not None and (Path(validation_near_misses).resolve()
+                                        == Path(near_misses).resolve()):
+            raise HarkError(f"{near_misses}: the test and validation parts need their own near "
+                            "misses; make the validation ones with another --seed of hark synth")
+    if max_near is not None:
+        if not 0 <= max_near <= 1:
+            raise HarkError(f"--max-near-misses is a share of the near misses, 0 to 1; got "
+                            f"{max_near}")
+        if validation_near_misses is None:
+            raise HarkError("a near-miss budget needs the validation part's near misses "
+                            "(--validation-near-misses DIR: hark synth --near-misses PHRASE "
+                            "--voice-set holdout with another --seed than the test part's)")
     if command_eval is not None:
         synthetic = [p for p in _synth_unknown(command_eval) if p.parent.name in commands]
         if not synthetic:
@@ -413,6 +439,8 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                 "held-out voices; make them with `hark synth --words \"on:200,off:200\" "
                 "--voice-set holdout --out DIR`")
     near = near_miss_clips(near_misses, wake) if near_misses is not None else None
+    near_val = (near_miss_clips(validation_near_misses, wake)
+                if validation_near_misses is not None else None)
     board = assistant_board()
     configs = [sweep.detector_config(grid_meta, s, wake) for s in settings]
     bank = ds.load_noise(d)
@@ -435,11 +463,20 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
             near_part = measure_near_misses(model, near, bank, near_seed, board, tmp)
             log(f"near-miss stream: {near_part['minutes']:.1f} min, "
                 f"{len(near_part['near_events'])} utterances")
+        near_val_rows = None
+        if near_val is not None:
+            near_val_part = measure_near_misses(model, near_val, bank, validation_near_seed,
+                                                board, tmp)
+            log(f"validation near-miss stream: {near_val_part['minutes']:.1f} min, "
+                f"{len(near_val_part['near_events'])} utterances")
+            near_val_rows = setting_rows(settings, near_miss_figures(model, near_val_part,
+                                                                     configs, wake, board, tmp))
         rows = {name: setting_rows(settings, stored_figures(model, part, configs, wake, board,
                                                              tmp))
                 for name, part in parts.items()}
         op, misses, tuned = None, None, None
-        chosen = operating_point(rows["validation"]) if "validation" in rows else None
+        chosen = (operating_point(rows["validation"], near_rows=near_val_rows, max_near=max_near)
+                  if "validation" in rows else None)
         if chosen is not None:
             i = rows["validation"].index(chosen)
             op = dict(rows["test"][i], validation=chosen)
@@ -470,6 +507,11 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
         result["validation"] = {"eval": os.path.relpath(validation_eval), "splits": v["splits"],
                                 "seed": v["seed"], "negative_hours": v["negative_hours"],
                                 "negative_words": v["negative_words"], "rows": rows["validation"]}
+        if near_val is not None:
+            result["validation"]["near_misses"] = {
+                "eval": os.path.relpath(validation_near_misses), "seed": validation_near_seed,
+                "minutes": near_val_part["minutes"], "max_share": max_near,
+                "rows": near_val_rows}
     if command_eval is not None:
         result["synthetic_commands"] = {
             "eval": os.path.relpath(command_eval), "wake_eval": os.path.relpath(
@@ -530,14 +572,14 @@ def _part(name, part, pairs) -> str:
             f"seed {part['seed']}")
 
 
-def _near_misses(near, op) -> str:
+def _near_misses(near, op, part="") -> str:
     """The near-miss stream at the operating point, phrase by phrase."""
     r = next(r for r in near["rows"] if all(r[k] == op[k] for k in (
         "average_window_ms", "threshold", "command_threshold")))
     each = ", ".join(f"{word.replace('_', ' ')} {p['woke']} of {p['said']}"
                      for word, p in sorted(r["phrases"].items(),
                                            key=lambda kv: (-kv[1]["woke"], kv[0])))
-    return (f"Near misses of the wake phrase from held-out voices ({near['eval']}; "
+    return (f"{part}Near misses of the wake phrase from held-out voices ({near['eval']}; "
             f"{near['minutes']:.1f} min, {r['utterances']} utterances, no wake phrase, stream "
             f"seed {near['seed']}) at the operating point: {r['woke']} woke the model "
             f"({pct(r['woke'] / r['utterances'])}; {r['false_wakes']} false wakes, "
@@ -558,9 +600,11 @@ def table(result) -> str:
              "(in brackets: of the pairs whose wake phrase was heard).", ""]
     op = result["operating_point"]
     if val:
+        budget = (val.get("near_misses") or {}).get("max_share")
         lines += [f"Operating point, chosen on VALIDATION (best command recall at <= "
                   f"{TARGET_FALSE_WAKES:g} false wakes/h and <= {TARGET_FALSE_COMMANDS:g} false "
-                  "commands/h): " + ("none" if not op else
+                  "commands/h" + ("" if budget is None else f", <= {pct(budget)} of its near "
+                  "misses waking it") + "): " + ("none" if not op else
                   f"window {op['average_window_ms']} ms, wake threshold {op['threshold']:.2f}, "
                   f"command threshold {op['command_threshold']:.2f}."), ""]
         if op:
@@ -580,6 +624,8 @@ def table(result) -> str:
                           f"{pct(r['wake_recall'])}, command recall {pct(r['command_recall'])} "
                           f"({pct(r['command_recall_given_wake'])} of heard wakes), "
                           f"{r['wrong_commands']} wrong commands, median / p90 latency {_latency(r)} ms.", ""]
+    if op and val and val.get("near_misses"):
+        lines += [_near_misses(val["near_misses"], op["validation"], "VALIDATION: "), ""]
     tuned = result.get("command_thresholds")
     if tuned:
         own = ", ".join(f"{c} {t:.2f}" for c, t in sorted(tuned["thresholds"].items()))
@@ -686,6 +732,13 @@ def main(argv=None):
                    help="a hark synth --near-misses PHRASE --voice-set holdout folder: one more "
                         "stream of those alone, how many wake the model (reported, never used "
                         "to choose)")
+    p.add_argument("--validation-near-misses", metavar="DIR",
+                   help="the same from another synth --seed, played on the validation part: "
+                        "reported there at every setting, and budgeted by --max-near-misses")
+    p.add_argument("--max-near-misses", type=float, metavar="SHARE",
+                   help="choose the operating point among the settings where at most this share "
+                        "(0-1) of the validation near misses wake the model (default: no budget; "
+                        "for 'hey hark' it costs wake recall steeply, docs/wake.md)")
     p.add_argument("--no-command-tuning", action="store_true",
                    help="skip the per-command thresholds tuned on the validation part after the "
                         "operating point (a few minutes)")
@@ -696,7 +749,9 @@ def main(argv=None):
     res = evaluate(args.model, args.data, args.eval, args.out, args.hours, args.pair_seconds,
                    args.seed, settings=settings, validation_eval=args.validation_eval,
                    validation_hours=args.validation_hours, command_eval=args.command_eval,
-                   tune_commands=not args.no_command_tuning, near_misses=args.near_misses)
+                   tune_commands=not args.no_command_tuning, near_misses=args.near_misses,
+                   validation_near_misses=args.validation_near_misses,
+                   max_near=args.max_near_misses)
     print(table(res))
 
 
