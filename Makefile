@@ -16,7 +16,8 @@ demo: venv-demo
 
 # "hey hark" + command: three commands alone (silent: no wake word before them), then four
 # wake phrase + command pairs (each fires). The unix profile has no grammar of its own, so
-# the one in the blob (wake+command) applies; the commands-only default fires on all seven.
+# the one in the blob (wake+command) applies; the commands-only default fires on the commands
+# alone too (on six of the seven commands).
 demo-assistant: venv-demo
 	@echo "--- models/assistant.hark (wake+command grammar from the blob):"
 	$(BIN)/hark simulate samples/assistant/assistant_demo.wav --model models/assistant.hark --board unix
