@@ -191,7 +191,7 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     assert near_val["rows"][0]["woke"] >= near_val["rows"][2]["woke"]
     md = (tmp_path / "out" / "assistant_eval.md").read_text()
     assert "chosen on VALIDATION" in md and "| test |" in md and "Why pairs are missed" in md
-    assert "VALIDATION: Near misses of the wake phrase" in md
+    assert "VALIDATION: Near misses of the wake phrase" in md and "TEST: Near misses" in md
     assert "Per-command thresholds" in md
     assert "Held-out synthetic voices' no" in md and "Near misses of the wake phrase" in md
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png",

@@ -624,13 +624,15 @@ def table(result) -> str:
                           f"{pct(r['wake_recall'])}, command recall {pct(r['command_recall'])} "
                           f"({pct(r['command_recall_given_wake'])} of heard wakes), "
                           f"{r['wrong_commands']} wrong commands, median / p90 latency {_latency(r)} ms.", ""]
+    # with near misses on both parts, each line says which part it is
+    test_part = "TEST: " if val and val.get("near_misses") else ""
     if op and val and val.get("near_misses"):
         lines += [_near_misses(val["near_misses"], op["validation"], "VALIDATION: "), ""]
     tuned = result.get("command_thresholds")
     if tuned:
         own = ", ".join(f"{c} {t:.2f}" for c, t in sorted(tuned["thresholds"].items()))
         if op and result.get("near_misses"):
-            lines += [_near_misses(result["near_misses"], op), ""]
+            lines += [_near_misses(result["near_misses"], op, test_part), ""]
         lines += [f"Per-command thresholds, chosen on VALIDATION at the operating point (a command's "
                   f"own threshold only below {tuned['command_threshold']:.2f}, kept where it hears "
                   "more commands of all pairs within both false-alarm budgets): "
@@ -650,7 +652,7 @@ def table(result) -> str:
             lines += [f"Near misses with these thresholds: {r['false_wakes']} false wakes, "
                       f"{r['false_commands']} false commands.", ""]
     elif op and result.get("near_misses"):
-        lines += [_near_misses(result["near_misses"], op), ""]
+        lines += [_near_misses(result["near_misses"], op, test_part), ""]
     misses = result.get("misses")
     if misses:
         lines += ["Why pairs are missed at the operating point (firmware detections; the "
