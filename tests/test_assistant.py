@@ -320,6 +320,8 @@ def test_pair_scores_and_false_alarms():
     assert operating_point(rows, near_rows=near, max_near=0.6)["threshold"] == 0.9
     assert operating_point(rows, near_rows=near, max_near=0.5) is None
     assert operating_point(rows, max_wakes=3, near_rows=near, max_near=0.5)["threshold"] == 0.5
+    with pytest.raises(ValueError, match="one near-miss row per setting"):
+        operating_point(rows, near_rows=near[:2], max_near=0.5)
 
 
 def test_near_misses_count_each_utterance_that_woke_the_model(tmp_path):

@@ -149,6 +149,8 @@ def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALS
     Given max_near, also within a near-miss budget: at most that share of the near misses
     (near_rows, the same settings in the same order) woke the model."""
     if max_near is not None:
+        if near_rows is None or len(near_rows) != len(rows):
+            raise ValueError("a near-miss budget needs one near-miss row per setting")
         rows = [r for r, n in zip(rows, near_rows) if n["woke"] <= max_near * n["utterances"]]
     ok = [r for r in rows if r["false_wakes_per_hour"] <= max_wakes
           and r["false_commands_per_hour"] <= max_commands]
