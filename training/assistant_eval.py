@@ -411,20 +411,16 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
     commands = [l for l in meta["labels"] if not l.startswith("_") and l != wake]
     d = ds.load_dataset(data_dir, require_labels=False)
     from hark.cli import HarkError
-    if validation_eval is not None:
-        if set(splits) & set(validation_splits):
-            raise HarkError(f"the test lists {'/'.join(splits)} and the validation lists "
-                            f"{'/'.join(validation_splits)} overlap; give each part its own")
-        if Path(validation_eval).resolve() == Path(eval_dir).resolve():
-            raise HarkError(f"{eval_dir}: the test and validation parts need their own wake "
-                            "phrases; make the validation ones with another --seed of hark synth")
-    if validation_near_misses is not None:
-        if validation_eval is None:
-            raise HarkError("validation near misses need a validation part (--validation-eval)")
-        if near_misses is not None and (Path(validation_near_misses).resolve()
-                                        == Path(near_misses).resolve()):
-            raise HarkError(f"{near_misses}: the test and validation parts need their own near "
-                            "misses; make the validation ones with another --seed of hark synth")
+    if validation_eval is not None and set(splits) & set(validation_splits):
+        raise HarkError(f"the test lists {'/'.join(splits)} and the validation lists "
+                        f"{'/'.join(validation_splits)} overlap; give each part its own")
+    if validation_near_misses is not None and validation_eval is None:
+        raise HarkError("validation near misses need a validation part (--validation-eval)")
+    for what, test_dir, val_dir in (("wake phrases", eval_dir, validation_eval),
+                                    ("near misses", near_misses, validation_near_misses)):
+        if None not in (test_dir, val_dir) and Path(val_dir).resolve() == Path(test_dir).resolve():
+            raise HarkError(f"{test_dir}: the test and validation parts need their own {what}; "
+                            "make the validation ones with another --seed of hark synth")
     if max_near is not None:
         if not 0 <= max_near <= 1:
             raise HarkError(f"--max-near-misses is a share of the near misses, 0 to 1; got "
@@ -460,19 +456,16 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                                   command_seed, board, tmp)
             log(f"synthetic commands pairs stream: {extra['minutes']:.1f} min, "
                 f"{len(extra['pair_events']) // 2} pairs")
-        near_part = None
-        if near is not None:
-            near_part = measure_near_misses(model, near, bank, near_seed, board, tmp)
-            log(f"near-miss stream: {near_part['minutes']:.1f} min, "
-                f"{len(near_part['near_events'])} utterances")
-        near_val_rows = None
-        if near_val is not None:
-            near_val_part = measure_near_misses(model, near_val, bank, validation_near_seed,
-                                                board, tmp)
-            log(f"validation near-miss stream: {near_val_part['minutes']:.1f} min, "
-                f"{len(near_val_part['near_events'])} utterances")
-            near_val_rows = setting_rows(settings, near_miss_figures(model, near_val_part,
-                                                                     configs, wake, board, tmp))
+        def near_stream(clips, seed, name):
+            if clips is None:
+                return None, None
+            part = measure_near_misses(model, clips, bank, seed, board, tmp)
+            log(f"{name}: {part['minutes']:.1f} min, {len(part['near_events'])} utterances")
+            return part, setting_rows(settings, near_miss_figures(model, part, configs, wake,
+                                                                  board, tmp))
+        near_part, near_rows = near_stream(near, near_seed, "near-miss stream")
+        near_val_part, near_val_rows = near_stream(near_val, validation_near_seed,
+                                                   "validation near-miss stream")
         rows = {name: setting_rows(settings, stored_figures(model, part, configs, wake, board,
                                                              tmp))
                 for name, part in parts.items()}
@@ -492,9 +485,6 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
         if extra is not None:
             extra_rows = setting_rows(settings, stored_figures(model, extra, configs, wake, board,
                                                                tmp))
-        if near is not None:
-            near_rows = setting_rows(settings, near_miss_figures(model, near_part, configs, wake,
-                                                                 board, tmp))
     test = parts["test"]
     result = {"model": os.path.relpath(model), "wake_word": wake, "commands": commands,
               "grammar": grammar, "data": os.path.relpath(data_dir),
@@ -510,10 +500,9 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
                                 "seed": v["seed"], "negative_hours": v["negative_hours"],
                                 "negative_words": v["negative_words"], "rows": rows["validation"]}
         if near_val is not None:
-            result["validation"]["near_misses"] = {
-                "eval": os.path.relpath(validation_near_misses), "seed": validation_near_seed,
-                "minutes": near_val_part["minutes"], "max_share": max_near,
-                "rows": near_val_rows}
+            result["validation"]["near_misses"] = dict(
+                _near_record(validation_near_misses, validation_near_seed, near_val_part,
+                             near_val_rows), max_share=max_near)
     if command_eval is not None:
         result["synthetic_commands"] = {
             "eval": os.path.relpath(command_eval), "wake_eval": os.path.relpath(
@@ -521,12 +510,17 @@ def evaluate(model, data_dir, eval_dir, out_dir, hours=3.0, pair_seconds=1500, s
             "words": sorted({p.parent.name for p in synthetic}),
             "rows": extra_rows}
     if near is not None:
-        result["near_misses"] = {"eval": os.path.relpath(near_misses), "seed": near_seed,
-                                 "minutes": near_part["minutes"], "rows": near_rows}
+        result["near_misses"] = _near_record(near_misses, near_seed, near_part, near_rows)
     (out_dir / "assistant_eval.json").write_text(json.dumps(result, indent=1))
     (out_dir / "assistant_eval.md").write_text(table(result))
     plot(result, out_dir)
     return result
+
+
+def _near_record(folder, seed, part, rows) -> dict:
+    """A near-miss stream's entry in the result: where its clips came from and its rows."""
+    return {"eval": os.path.relpath(folder), "seed": seed, "minutes": part["minutes"],
+            "rows": rows}
 
 
 def _tuned(model, parts, synthetic, near, meta, setting, wake, commands, board, tmp, log) -> dict:
