@@ -100,13 +100,14 @@ HOLDOUT_COMMAND_VOICES = espeak-ng,flite,festival,mbrola,rhvoice,pico
 PLENTY_VOICES = $(SYNTH) --words "yes:300,no:300,up:300,down:300,left:300,right:300,stop:300,go:300" \
   --engines mbrola,rhvoice,pico --seed 7 --out data/synth/voices_plenty
 # what the wake phrase is likely to be mistaken for ("hey", "hark", "hey park", "hey mark", ...),
-# from held-out voices: assistant_eval's --near-misses stream (false wakes on near misses)
-NEAR_MISSES_EVAL = $(SYNTH) --near-misses "$(WAKE)" --per-word 60 --voice-set holdout \
-  --engines $(HOLDOUT_COMMAND_VOICES) --seed 6 --out data/synth/near_$(WAKE_LABEL)
-# ... rendered again (seed 7) for the validation part (--validation-near-misses): reported where
-# the operating point is chosen, and budgeted there with NEAR_BUDGET=SHARE (0-1; default none)
-NEAR_MISSES_VAL = $(SYNTH) --near-misses "$(WAKE)" --per-word 60 --voice-set holdout \
-  --engines $(HOLDOUT_COMMAND_VOICES) --seed 7 --out data/synth/near_val_$(WAKE_LABEL)
+# from held-out voices ($(call near_misses_holdout,SEED,FOLDER)): assistant_eval's --near-misses
+# stream (false wakes on near misses) ...
+near_misses_holdout = $(SYNTH) --near-misses "$(WAKE)" --per-word 60 --voice-set holdout \
+  --engines $(HOLDOUT_COMMAND_VOICES) --seed $(1) --out $(2)
+NEAR_MISSES_EVAL = $(call near_misses_holdout,6,data/synth/near_$(WAKE_LABEL))
+# ... rendered again for the validation part (--validation-near-misses): reported where the
+# operating point is chosen, and budgeted there with NEAR_BUDGET=SHARE (0-1; default none)
+NEAR_MISSES_VAL = $(call near_misses_holdout,7,data/synth/near_val_$(WAKE_LABEL))
 NEAR_BUDGET ?=
 # ... and, for `make assistant NEAR_TRAIN=100`, from training voices of all seven engines
 # (clean: training adds the noise) as more _unknown_ examples: at 100 per phrase (800 clips of
