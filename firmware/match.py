@@ -84,7 +84,7 @@ class Matcher:
         det = self.det
         if word == self._prev and ((t - self._prev_t) & TIME_MASK) <= det.suppression_ms:
             return -1
-        if det.offer(self.scored + word, (pct * 255 + 50) // 100, pct, t) < 0:
+        if det.offer(self.scored + word, pct, t) < 0:
             return -1
         self._prev = word
         self._prev_t = t

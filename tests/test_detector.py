@@ -17,7 +17,7 @@ t = args["t0"]
 for row in args["rows"]:
     r = bytearray(row)
     if det.update(r, t) >= 0:
-        events.append([det.last_time_ms, args["labels"][det.last_label], det.last_score, det.last_pct])
+        events.append([t, args["labels"][det.last_label], det.last_pct])
     t = (t + args["period"]) & 0x1FFFFFFF
 print(json.dumps(events))
 """
@@ -50,9 +50,8 @@ def detect(mpy, rows, config=None, grammar=None, period=20, t0=0):
 
 def test_sustained_word_fires_once_after_minimum_count(mpy):
     events = detect(mpy, steps(("yes", 0.95, 1000)))
-    assert [(t, name) for t, name, _, _ in events] == [(40, "yes")]  # third result, t=0,20,40
-    _, _, score, pct = events[0]
-    assert score == round(0.95 * 256) and pct == 95
+    assert [(t, name) for t, name, _ in events] == [(40, "yes")]  # third result, t=0,20,40
+    assert events[0][2] == 95      # the average's probability, in hundredths
 
 
 def test_smoothing_needs_most_of_the_window(mpy):
@@ -60,7 +59,7 @@ def test_smoothing_needs_most_of_the_window(mpy):
     assert detect(mpy, steps(("_silence_", 1.0, 1000), ("yes", 1.0, 20), ("_silence_", 1.0, 1000))) == []
     # ...a word does once it fills >= 80% of the 1 s window: 41 of 50 results.
     events = detect(mpy, steps(("_silence_", 1.0, 1000), ("yes", 1.0, 2000)))
-    assert [(t, n) for t, n, _, _ in events] == [(1000 + 40 * 20, "yes")]
+    assert [(t, n) for t, n, _ in events] == [(1000 + 40 * 20, "yes")]
 
 
 def test_minimum_count(mpy):
@@ -82,11 +81,11 @@ def test_threshold_default_per_label_and_score_units(mpy):
 
 def test_suppression_of_the_same_label(mpy):
     events = detect(mpy, steps(("yes", 1.0, 5000)))
-    times = [t for t, _, _, _ in events]
+    times = [t for t, _, _ in events]
     assert times == [40, 40 + 1520, 40 + 2 * 1520, 40 + 3 * 1520]
     # A different label is not suppressed by the previous detection.
     events = detect(mpy, steps(("yes", 1.0, 600), ("no", 1.0, 1200)))
-    assert [n for _, n, _, _ in events] == ["yes", "no"]
+    assert [n for _, n, _ in events] == ["yes", "no"]
     assert events[1][0] - events[0][0] < 1500
 
 
@@ -101,7 +100,7 @@ def test_silence_and_unknown_never_fire_but_rearm(mpy):
 def test_grammar_wake_only(mpy):
     rows = steps(("yes", 1.0, 1000), ("go", 1.0, 1000), ("no", 1.0, 1000))
     events = detect(mpy, rows, grammar={"mode": "wake", "wake_word": "go", "command_window_ms": 0})
-    assert [n for _, n, _, _ in events] == ["go"]
+    assert [n for _, n, _ in events] == ["go"]
 
 
 def test_grammar_wake_then_command(mpy):
@@ -111,8 +110,27 @@ def test_grammar_wake_then_command(mpy):
                  ("no", 1.0, 1000),                         # second command: window used up
                  ("go", 1.0, 1000), ("_silence_", 1.0, 2500), ("no", 1.0, 1000))  # too late
     events = detect(mpy, rows, grammar=grammar)
-    assert [n for _, n, _, _ in events] == ["go", "yes", "go"]
+    assert [n for _, n, _ in events] == ["go", "yes", "go"]
     assert detect(mpy, steps(("go", 1.0, 800), ("no", 1.0, 1000)), grammar=grammar)[1][1] == "no"
+
+
+def test_commands_own_average_window(mpy):
+    """After the wake word a wrong command that leads for a moment fires within a short
+    window; the commands' own longer window waits for the said one. The wake word keeps the
+    short window either way."""
+    grammar = {"mode": "wake+command", "wake_word": "go", "command_window_ms": 3000}
+    short = {"average_window_ms": 200, "threshold": 0.5}
+    rows = steps(("_silence_", 1.0, 400), ("go", 1.0, 600), ("no", 1.0, 200), ("yes", 1.0, 1200),
+                 ("_silence_", 1.0, 400))
+    one = detect(mpy, rows, short, grammar)
+    assert [n for _, n, _ in one] == ["go", "no"]
+    two = detect(mpy, rows, dict(short, command_average_ms=1000), grammar)
+    assert [n for _, n, _ in two] == ["go", "yes"]
+    assert two[0][0] == one[0][0] == 400 + 100          # the wake word at the same time
+    assert one[1][0] == 400 + 600 + 100                 # no: 6 of the 10 rows of 200 ms
+    assert two[1][0] == 400 + 600 + 200 + 500           # yes: 26 of the 50 rows of 1 s
+    # The same window for both (the default) is the one window.
+    assert detect(mpy, rows, dict(short, command_average_ms=200), grammar) == one
 
 
 def test_timestamps_wrap(mpy):
@@ -128,6 +146,9 @@ def test_timestamps_wrap(mpy):
     ({}, {"mode": "wake", "wake_word": None}, "needs a wake_word"),
     ({}, {"mode": "wake", "wake_word": "_silence_"}, "needs a wake_word"),
     ({}, {"mode": "chatty"}, "grammar mode 'chatty'"),
+    ({"command_average_ms": 2000}, None, "command_average_ms 2000 (wake+command grammar only)"),
+    ({"command_average_ms": 0}, {"mode": "wake+command", "wake_word": "go"},
+     "each must be > 0"),
 ])
 def test_config_errors(mpy, config, grammar, message):
     res = mpy(RUN, stdin=json.dumps({"labels": LABELS, "config": dict(DEFAULTS, **config),
@@ -135,11 +156,13 @@ def test_config_errors(mpy, config, grammar, message):
     assert res.returncode != 0 and message in res.stdout + res.stderr
 
 
-def test_update_allocates_nothing(mpy):
+@pytest.mark.parametrize("command_ms", [1000, 1500])
+def test_update_allocates_nothing(mpy, command_ms):
     code = """
 import micropython
 from detector import Detector
-det = Detector(["_silence_", "_unknown_", "yes", "no"], {"thresholds": {"no": 0.6}}, 1 / 256, -128,
+det = Detector(["_silence_", "_unknown_", "yes", "no"], {"thresholds": {"no": 0.6},
+               "command_average_ms": COMMAND_MS}, 1 / 256, -128,
                20, {"mode": "wake+command", "wake_word": "yes", "command_window_ms": 3000})
 rows = [bytearray([0x7f, 0x80, 0x80, 0x80]), bytearray([0x80, 0x80, 0x7f, 0x80]),
         bytearray([0x80, 0x80, 0x80, 0x7f])]
@@ -154,7 +177,7 @@ def loop():  # locals, so the loop itself adds nothing to the globals dict
     micropython.heap_unlock()
     return fired
 print(loop())
-"""
+""".replace("COMMAND_MS", str(command_ms))
     res = mpy(code, heapsize="64K")
     assert res.returncode == 0, res.stderr
     assert int(res.stdout) >= 10

@@ -17,7 +17,8 @@ ESTIMATE_ERROR = 0.10   # hark deploy's RAM estimate against the heap QEMU measu
 PYBOARD_FREE = 93_632   # a pyboard's free heap at its REPL (boards/pyboard.json notes)
 SPARE = 8 * 1024        # what the default model must leave of it (issue 14)
 # The default model, the firmware and the pyboard profile's 4 KB I2S buffer start and detect in
-# issue 14's target heap, 85,000 B (smallest measured: 84,592 B, the same for any weight values
+# issue 14's target heap, 85,000 B (smallest measured: 84,896 B since the detector's second
+# running sum, issue 15's commands' own window; 84,592 B before it, the same for any weight values
 # since the loader's CRC stopped making heap ints; 84,768-85,664 B with binascii.crc32, as the
 # weights' bytes fell; 86,816 B before the runtime's and the detector's attribute dicts were kept
 # small and the actions' set-up left configure.py,
