@@ -164,13 +164,23 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
             for r in synthetic["rows"]] == settings and synthetic["rows"][0]["pairs"] >= 3
     assert res["misses"]["test"]["pairs"] == op["pairs"]
     assert res["misses"]["test"]["wake_missed"] == op["pairs"] - op["wake_hits"]
-    # per-command thresholds tuned on validation below the point's, measured again from the
-    # stored score rows through the firmware detector: no lower than the point on validation
-    tuned = res["command_thresholds"]
-    assert all(t < op["command_threshold"] and c in COMMANDS for c, t in tuned["thresholds"].items())
-    assert tuned["validation"]["command_hits"] >= op["validation"]["command_hits"]
-    if not tuned["thresholds"]:     # the same detector on the stored rows: the same figures
-        assert tuned["test"] == {k: op[k] for k in tuned["test"]}
+    # the commands' own window, then per-command thresholds below its command threshold,
+    # tuned on validation at the point's wake setting, measured again from the stored score
+    # rows through the firmware detector: no fewer commands than the point on validation
+    tuned, by_window = res["command_thresholds"], res["command_thresholds"]["command_window"]
+    assert (tuned["average_window_ms"], tuned["threshold"]) == (op["average_window_ms"], op["threshold"])
+    assert tuned["command_average_ms"] >= op["average_window_ms"]
+    assert by_window["validation"]["command_hits"] >= op["validation"]["command_hits"]
+    assert by_window["validation"]["wake_hits"] == op["validation"]["wake_hits"]
+    assert all(t < tuned["command_threshold"] and c in COMMANDS
+               for c, t in tuned["thresholds"].items())
+    assert tuned["validation"]["command_hits"] >= by_window["validation"]["command_hits"]
+    # the same detector on the stored rows: the same figures
+    if (tuned["command_average_ms"], tuned["command_threshold"]) == (op["average_window_ms"],
+                                                                     op["command_threshold"]):
+        assert by_window["test"] == {k: op[k] for k in by_window["test"]}
+    if not tuned["thresholds"]:
+        assert tuned["test"] == by_window["test"]
     assert tuned["synthetic_commands"]["pairs"] == synthetic["rows"][0]["pairs"]
     # the near misses ("hey", "hark", "hey bark", ...: 8 phrases, 2 clips each) alone, no wake
     # phrase in the stream: every setting counts what woke the model, the lowest the most
@@ -192,7 +202,7 @@ def test_evaluate_chooses_on_validation_and_reports_test(assistant_run, shared_d
     md = (tmp_path / "out" / "assistant_eval.md").read_text()
     assert "chosen on VALIDATION" in md and "| test |" in md and "Why pairs are missed" in md
     assert "VALIDATION: Near misses of the wake phrase" in md and "TEST: Near misses" in md
-    assert "Per-command thresholds" in md
+    assert "Per-command thresholds" in md and "Commands' own averaging window" in md
     assert "Held-out synthetic voices' no" in md and "Near misses of the wake phrase" in md
     for name in ("assistant_eval.json", "assistant_eval.md", "det_wake.png", "det_command.png",
                  "det_near.png"):
@@ -322,6 +332,38 @@ def test_pair_scores_and_false_alarms():
     assert operating_point(rows, max_wakes=3, near_rows=near, max_near=0.5)["threshold"] == 0.5
     with pytest.raises(ValueError, match="one near-miss row per setting"):
         operating_point(rows, near_rows=near[:2], max_near=0.5)
+
+
+def test_command_window_keeps_the_wake_setting_and_the_budgets(monkeypatch):
+    """tune_command_window tries the commands' own windows from the point's up, at the point's
+    wake window and threshold: the most commands within both false-alarm budgets, the point
+    itself on a tie; the grid's base detector drops a blob's own command window."""
+    from hark.training import assistant_eval as ae
+    meta = {"detector": {"average_window_ms": 600, "threshold": 0.5, "command_average_ms": 900,
+                         "thresholds": {"hey_hark": 0.4, "no": 0.3}}}
+    assert ae.setting_base(meta)["detector"] == {"average_window_ms": 600, "threshold": 0.5,
+                                                 "thresholds": {}}
+    assert ae.setting_base(meta, blob_thresholds=True) is meta
+    hits = {(600, 0.5): 10, (800, 0.5): 10, (900, 0.4): 12, (1000, 0.4): 14}
+    seen = []
+
+    def figures(model, part, configs, wake, board, tmp):
+        seen.extend(configs)
+        return [{"command_hits": hits.get((c["command_average_ms"], c["threshold"]), 0),
+                 "false_commands": 0, "false_wakes_per_hour": 0,
+                 "false_commands_per_hour": 1.0 if c["command_average_ms"] == 1000 else 0}
+                for c in configs]
+    monkeypatch.setattr(ae, "stored_figures", figures)
+    base = ae.setting_base(meta)
+    assert ae.tune_command_window(None, None, base, (600, 0.4, 0.5), "hey_hark", None, None,
+                                  log=lambda _: None)[:2] == (900, 0.4)    # 1000 ms: 1 false/h
+    assert {c["average_window_ms"] for c in seen} == {600}
+    assert {c["thresholds"]["hey_hark"] for c in seen} == {0.4}
+    assert {c["command_average_ms"] for c in seen} == {600, 700, 800, 900, 1000, 1200}
+    hits.pop((900, 0.4))
+    hits.pop((1000, 0.4))
+    assert ae.tune_command_window(None, None, base, (600, 0.4, 0.5), "hey_hark", None, None,
+                                  log=lambda _: None)[:2] == (600, 0.5)    # a tie: the point
 
 
 def test_near_misses_count_each_utterance_that_woke_the_model(tmp_path):

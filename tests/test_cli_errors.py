@@ -109,6 +109,9 @@ def test_export_refuses_a_front_end_the_device_cannot_run(tmp_path, capsys, spec
     ("--threshold", "2", "--threshold: 2.0 must be a probability in (0, 1]"),
     ("--threshold", "0", "--threshold: 0.0 must be"),
     ("--average-window-ms", "-5", "--average-window-ms: -5 must be a whole number of ms > 0"),
+    ("--command-average-ms", "0", "--command-average-ms: 0 must be a whole number of ms > 0"),
+    # the commands' own window needs the wake+command grammar, which this model lacks
+    ("--command-average-ms", "900", "set --average-window-ms instead"),
 ])
 def test_export_detector_ranges(tmp_path, capsys, option, value, words):
     tflite = _train_json(tmp_path)
@@ -129,6 +132,7 @@ def _profile(tmp_path, name, edit):
     (lambda b: b["detector"].update(threshold=5), "detector.threshold: 5 must be a probability"),
     (lambda b: b["detector"].update(average_window_ms=-1), "detector.average_window_ms: -1 must be"),
     (lambda b: b["detector"].update(thresholds={"yes": 1.5}), "detector.thresholds.yes: 1.5"),
+    (lambda b: b["detector"].update(command_average_ms=0.5), "detector.command_average_ms: 0.5"),
     (lambda b: b["audio"]["i2s"].update(sck=b["audio"]["i2s"]["sd"]), "audio.i2s.sd: pin"),
     (lambda b: b["actions"]["led"].update(pin=b["audio"]["i2s"]["sd"]),
      "actions.led.pin: pin"),

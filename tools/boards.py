@@ -103,6 +103,7 @@ def _rule_errors(board) -> list:
 DETECTOR_RANGES = {
     "threshold": (lambda v: 0 < v <= 1, "a probability in (0, 1]"),
     "average_window_ms": (lambda v: isinstance(v, int) and v > 0, "a whole number of ms > 0"),
+    "command_average_ms": (lambda v: isinstance(v, int) and v > 0, "a whole number of ms > 0"),
     "suppression_ms": (lambda v: isinstance(v, int) and v >= 0, "a whole number of ms >= 0"),
     "minimum_count": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
     "infer_every": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),

@@ -212,6 +212,11 @@ def write_model_blob(tflite: bytes, spec: FeatureSpec, norm: Normalisation, labe
             "detector": {**DETECTOR_DEFAULTS, **(detector or {})}}
     if grammar:
         meta["grammar"] = grammar
+    if "command_average_ms" in meta["detector"] and (grammar or {}).get("mode") != "wake+command":
+        raise ExportError("a command averaging window is for a model with a wake word and "
+                          "commands (hark train --wake PHRASE --commands ...); this one has "
+                          f"{'the ' + grammar['mode'] + ' grammar' if grammar else 'commands alone'}"
+                          ": set --average-window-ms instead")
     data = blob.write_blob(out_path, meta, {**fe_arrays, **model_arrays})
     return {"path": str(out_path), "blob_bytes": len(data), "tflite_bytes": len(tflite),
             "params": model_meta.get("params"), "macs": model_meta.get("macs"),

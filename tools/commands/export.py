@@ -40,6 +40,10 @@ def register(sub):
     p.add_argument("--average-window-ms", type=int,
                    help="detector score averaging window (default: training/export.py "
                         "DETECTOR_DEFAULTS; a wake phrase wants less, see docs/wake.md)")
+    p.add_argument("--command-average-ms", type=int,
+                   help="a model trained with --wake and --commands: the commands' own averaging "
+                        "window after the wake word (default: the --average-window-ms; longer "
+                        "lets the said command outweigh a wrong one that leads for a moment)")
     p.add_argument("--label-threshold", action="append", default=[], metavar="LABEL=P",
                    help="one label's own detector threshold, e.g. hey_hark=0.9 (repeatable)")
     p.add_argument("--logit-offset", action="append", default=[], metavar="LABEL=V",
@@ -53,7 +57,9 @@ def register(sub):
 
 def run(args):
     detector = {k: v for k, v in (("threshold", args.threshold),
-                                  ("average_window_ms", args.average_window_ms)) if v is not None}
+                                  ("average_window_ms", args.average_window_ms),
+                                  ("command_average_ms", args.command_average_ms))
+                if v is not None}
     if args.label_threshold:
         detector["thresholds"] = label_thresholds(args.label_threshold)
     if args.command_window_ms <= 0:
