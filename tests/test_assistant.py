@@ -427,24 +427,32 @@ def test_shipped_assistant_model_carries_its_grammar_and_recipe():
 
 def test_shipped_assistant_runs_the_operating_point_chosen_on_validation():
     """The blob's detector is the setting docs/assistant/assistant_eval.json chose on the
-    validation part, and the Makefile exports it: losing it in either fails here."""
+    validation part (the operating point's wake window and threshold, then the commands' own
+    window, threshold and per-command thresholds tuned at it), and the Makefile exports it:
+    losing it in either fails here."""
     meta, _ = blob.read_blob(REPO / "models" / "assistant.hark")
     res = json.loads((REPO / "docs" / "assistant" / "assistant_eval.json").read_text())
-    op, det = res["operating_point"], meta["detector"]
+    op, tuned, det = res["operating_point"], res["command_thresholds"], meta["detector"]
     assert res["validation"]["splits"] == ["validation"] and res["splits"] == ["test"]
+    assert (tuned["average_window_ms"], tuned["threshold"]) == (op["average_window_ms"],
+                                                                op["threshold"])
     assert det["average_window_ms"] == op["average_window_ms"]
-    assert det["threshold"] == pytest.approx(op["command_threshold"])
     assert det["thresholds"]["hey_hark"] == pytest.approx(op["threshold"])
-    # the Makefile exports both for the shipped phrase and commands, only the point for others
-    # (whose labels the tuned commands may not be)
-    own = res["command_thresholds"]["thresholds"]
+    assert det["command_average_ms"] == tuned["command_average_ms"]
+    assert det["threshold"] == pytest.approx(tuned["command_threshold"])
+    own = tuned["thresholds"]
     assert own and {k: v for k, v in det["thresholds"].items() if k != "hey_hark"} == pytest.approx(own)
-    point = ["--average-window-ms", str(op["average_window_ms"]), "--threshold",
-             f"{op['command_threshold']:g}", "--label-threshold", f"hey_hark={op['threshold']:g}"]
-    tuned = [x for c, t in sorted(own.items()) for x in ("--label-threshold", f"{c}={t:g}")]
-    assert make_variable("ASSISTANT_DETECTOR") == point + tuned
+    # the Makefile exports all of it for the shipped phrase and commands, only the operating
+    # point for others (whose labels the tuned commands may not be)
+    point = ["--average-window-ms", str(op["average_window_ms"]), "--label-threshold",
+             f"hey_hark={op['threshold']:g}"]
+    tuning = ["--command-average-ms", str(tuned["command_average_ms"]), "--threshold",
+              f"{tuned['command_threshold']:g}"]
+    tuning += [x for c, t in sorted(own.items()) for x in ("--label-threshold", f"{c}={t:g}")]
+    assert make_variable("ASSISTANT_DETECTOR") == point + tuning
     ok_lamp = make_variable("ASSISTANT_DETECTOR", "WAKE=ok lamp", "COMMANDS=on,off,up,down")
-    assert ok_lamp == point[:-1] + [f"ok_lamp={op['threshold']:g}"]
+    assert ok_lamp == point[:-1] + [f"ok_lamp={op['threshold']:g}", "--threshold",
+                                    f"{op['command_threshold']:g}"]
 
 
 def _make_target(make: str, target: str) -> list:
@@ -589,7 +597,8 @@ def test_bench_measures_the_assistant_at_the_blobs_settings(assistant_run, share
     meta, _ = blob.read_blob(model)
     assert a["shipped_setting"] == {"average_window_ms": meta["detector"]["average_window_ms"],
                                     "wake_threshold": 0.05, "command_threshold": 0.05,
-                                    "command_thresholds": {}}
+                                    "command_thresholds": {},    # and one window for both
+                                    "command_average_ms": meta["detector"]["average_window_ms"]}
     assert {r["average_window_ms"] for r in a["rows"]} == {meta["detector"]["average_window_ms"]}
     assert {r["command_threshold"] for r in a["rows"]} == {0.05}
     shipped = next(r for r in a["rows"] if r["threshold"] == 0.05)

@@ -307,7 +307,9 @@ def assistant_figures(path: Path, data_dir, eval_dir, out_dir, hours=ASSISTANT_H
             r["near_misses_woke"], r["near_misses"] = n["woke"], n["utterances"]
     own = {k: v for k, v in (det.get("thresholds") or {}).items() if k != wake}
     out = {"shipped_setting": dict(zip(("average_window_ms", "wake_threshold", "command_threshold"),
-                                       shipped), command_thresholds=own),
+                                       shipped), command_thresholds=own,
+                                   command_average_ms=int(det.get("command_average_ms",
+                                                                  shipped[0]))),
            "negative_hours": res["negative_hours"], "negative_words": res["negative_words"],
            "splits": res["splits"], "wake_word": wake, "commands": res["commands"], "rows": res["rows"],
            **{k: row[k] for k in ("pairs", "wake_recall", "command_recall", "command_recall_given_wake",
@@ -330,7 +332,10 @@ def assistant_markdown(a: dict) -> list:
     s = a["shipped_setting"]
     lines = ["", f"**Wake word + commands** (models/{ASSISTANT}.hark, `{a['wake_word']}` then one of "
              f"{len(a['commands'])} commands, the blob's `wake+command` grammar and detector: window "
-             f"{s['average_window_ms']} ms, wake threshold {s['wake_threshold']:.2f}, command threshold "
+             f"{s['average_window_ms']} ms" + (
+                 f" (the commands' {s['command_average_ms']} ms)"
+                 if s.get("command_average_ms", s["average_window_ms"]) != s["average_window_ms"]
+                 else "") + f", wake threshold {s['wake_threshold']:.2f}, command threshold "
              f"{s['command_threshold']:.2f}" + "".join(
                  f", {c} {t:.2f}" for c, t in sorted(s.get("command_thresholds", {}).items())) +
              "; training/assistant_eval.py through the firmware in the unix "
