@@ -239,6 +239,7 @@ def setting_rows(settings, figures) -> list:
 
 
 def within_budgets(figures) -> bool:
+    """Whether a setting's figures (a part with negatives) keep both false-alarm targets."""
     return (figures["false_wakes_per_hour"] <= TARGET_FALSE_WAKES
             and figures["false_commands_per_hour"] <= TARGET_FALSE_COMMANDS)
 
