@@ -278,6 +278,17 @@ def test_profile_may_name_the_words_it_will_have_enrolled():
     assert "enroll.words: 'yes' is a label of the model already" in boards.model_errors(board, meta)[0]
 
 
+def test_commands_window_needs_the_wake_command_grammar():
+    """A profile's command_average_ms (the commands' own window after the wake word) is refused
+    on the host for a board that will run commands alone, not first at the board's boot."""
+    meta = {"labels": ["_silence_", "_unknown_", "on", "off", "hey_hark"]}
+    board = boards.load("esp32-inmp441")
+    board["detector"] = {"command_average_ms": 800}
+    assert ["detector.command_average_ms" in e for e in boards.model_errors(board, meta)] == [True]
+    meta["grammar"] = {"mode": "wake+command", "wake_word": "hey_hark", "command_window_ms": 3000}
+    assert boards.model_errors(board, meta) == []       # the blob's grammar, the profile's none
+
+
 def test_enroll_words_must_be_names_the_firmware_takes(tmp_path):
     msg = _broken(tmp_path, lambda b: b.update(enroll={"words": ["ok", "hey there", "_x"]}))
     assert "enroll.words: 'hey there' must be 1..32 letters" in msg and "'_x'" in msg

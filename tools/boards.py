@@ -212,7 +212,8 @@ def enroll_words(board: dict) -> list:
 
 def model_errors(board: dict, meta: dict) -> list:
     """Labels the profile names (wake word, action pins) that the model cannot detect: neither
-    its labels nor the words the profile will have enrolled."""
+    its labels nor the words the profile will have enrolled; and a commands' own averaging
+    window where the grammar the board will run has no command after a wake word."""
     labels = meta.get("labels")
     if not labels:
         return []
@@ -229,6 +230,12 @@ def model_errors(board: dict, meta: dict) -> list:
     if errors:
         errors.append(f"the model's labels: {', '.join(labels)} (a word to enroll goes in the "
                       "profile's enroll.words)")
+    over = board.get("detector") or {}
+    over = over.get("overrides", over)
+    mode = (board["grammar"] or meta.get("grammar") or {}).get("mode", "commands")
+    if "command_average_ms" in over and mode != "wake+command":
+        errors.append(f"detector.command_average_ms: the commands' own window after the wake word, "
+                      f"but this board runs the {mode!r} grammar; set average_window_ms instead")
     return errors
 
 
