@@ -142,6 +142,13 @@ def settings_grid(windows=WINDOWS_MS, thresholds=THRESHOLDS, command_thresholds=
             for c in command_thresholds]
 
 
+def within_budgets(figures, max_wakes=TARGET_FALSE_WAKES,
+                   max_commands=TARGET_FALSE_COMMANDS) -> bool:
+    """Whether a setting's figures (a part with negatives) keep both false-alarm budgets."""
+    return (figures["false_wakes_per_hour"] <= max_wakes
+            and figures["false_commands_per_hour"] <= max_commands)
+
+
 def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALSE_COMMANDS,
                     near_rows=None, max_near=None):
     """The row with the best command-after-wake recall among those within both false-alarm
@@ -152,8 +159,7 @@ def operating_point(rows, max_wakes=TARGET_FALSE_WAKES, max_commands=TARGET_FALS
         if near_rows is None or len(near_rows) != len(rows):
             raise ValueError("a near-miss budget needs one near-miss row per setting")
         rows = [r for r, n in zip(rows, near_rows) if n["woke"] <= max_near * n["utterances"]]
-    ok = [r for r in rows if r["false_wakes_per_hour"] <= max_wakes
-          and r["false_commands_per_hour"] <= max_commands]
+    ok = [r for r in rows if within_budgets(r, max_wakes, max_commands)]
     return max(ok, key=lambda r: (r["command_recall"], -r["false_commands_per_hour"],
                                   r["threshold"])) if ok else None
 
@@ -236,12 +242,6 @@ def setting_rows(settings, figures) -> list:
     """One row per (average window, wake threshold, command threshold) setting: its figures."""
     return [{"average_window_ms": w, "threshold": t, "command_threshold": c, **f}
             for (w, t, c), f in zip(settings, figures)]
-
-
-def within_budgets(figures) -> bool:
-    """Whether a setting's figures (a part with negatives) keep both false-alarm targets."""
-    return (figures["false_wakes_per_hour"] <= TARGET_FALSE_WAKES
-            and figures["false_commands_per_hour"] <= TARGET_FALSE_COMMANDS)
 
 
 def tune_command_window(model, part, meta, setting, wake, board, tmp, log=print) -> tuple:
@@ -600,6 +600,12 @@ def _figures(r) -> str:
             f"{r['false_wakes_per_hour']:.2f} | {r['false_commands_per_hour']:.2f}")
 
 
+def _parts_table(cols, validation, test) -> list:
+    """The md lines of one setting's figures on the validation and the test part."""
+    return ["| part |" + cols, "|---|---:|---:|---:|---:|---:|",
+            f"| validation | {_figures(validation)} |", f"| test | {_figures(test)} |", ""]
+
+
 def _part(name, part, pairs) -> str:
     return (f"{name}: {pairs} pairs of a held-out-voice wake phrase ({part['eval']}) and a real "
             f"held-out-speaker command, false alarms on {part['negative_hours']:.2f} h of real "
@@ -644,9 +650,7 @@ def table(result) -> str:
                   f"window {op['average_window_ms']} ms, wake threshold {op['threshold']:.2f}, "
                   f"command threshold {op['command_threshold']:.2f}."), ""]
         if op:
-            lines += ["| part |" + cols, "|---|---:|---:|---:|---:|---:|",
-                      f"| validation | {_figures(op['validation'])} |",
-                      f"| test | {_figures(op)} |", ""]
+            lines += _parts_table(cols, op["validation"], op)
             synthetic = result.get("synthetic_commands")
             if synthetic:
                 i = [(r["average_window_ms"], r["threshold"], r["command_threshold"])
@@ -675,18 +679,14 @@ def table(result) -> str:
                       "point's wake window and threshold (the most commands of all pairs within "
                       "both false-alarm budgets; the point's own window unless another hears "
                       f"more): {tuned['command_average_ms']} ms, command threshold "
-                      f"{tuned['command_threshold']:.2f}.", "",
-                      "| part |" + cols, "|---|---:|---:|---:|---:|---:|",
-                      f"| validation | {_figures(by_window['validation'])} |",
-                      f"| test | {_figures(by_window['test'])} |", ""]
+                      f"{tuned['command_threshold']:.2f}.", ""]
+            lines += _parts_table(cols, by_window["validation"], by_window["test"])
         lines += [f"Per-command thresholds, chosen on VALIDATION at the operating point"
                   f"{' and that window' if by_window else ''} (a command's "
                   f"own threshold only below {tuned['command_threshold']:.2f}, kept where it hears "
                   "more commands of all pairs within both false-alarm budgets): "
-                  f"{own or 'none hears more'}.", "",
-                  "| part |" + cols, "|---|---:|---:|---:|---:|---:|",
-                  f"| validation | {_figures(tuned['validation'])} |",
-                  f"| test | {_figures(tuned['test'])} |", ""]
+                  f"{own or 'none hears more'}.", ""]
+        lines += _parts_table(cols, tuned["validation"], tuned["test"])
         r = tuned.get("synthetic_commands")
         if r:
             lines += [f"Held-out synthetic voices' commands after the wake phrase with these "
