@@ -89,8 +89,7 @@ def _rule_errors(board) -> list:
         errors.append(f"grammar.wake_word: mode '{grammar['mode']}' needs a wake word")
     if grammar["mode"] == "wake+command" and grammar["command_window_ms"] <= 0:
         errors.append("grammar.command_window_ms: mode 'wake+command' needs a window > 0 ms")
-    detector = board["detector"]
-    errors += detector_errors(detector.get("overrides", detector), "detector.")
+    errors += detector_errors(detector_overrides(board), "detector.")
     for word in enroll_words(board):
         if not enroll_name_ok(word):
             errors.append(f"enroll.words: '{word}' must be 1..32 letters, digits, - or _ "
@@ -108,6 +107,13 @@ DETECTOR_RANGES = {
     "minimum_count": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
     "infer_every": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
 }
+
+
+def detector_overrides(board: dict) -> dict:
+    """The profile's detector settings over the blob's (a profile may nest them in
+    "overrides")."""
+    detector = board.get("detector") or {}
+    return detector.get("overrides", detector)
 
 
 def detector_errors(detector: dict, prefix="") -> list:
@@ -230,10 +236,8 @@ def model_errors(board: dict, meta: dict) -> list:
     if errors:
         errors.append(f"the model's labels: {', '.join(labels)} (a word to enroll goes in the "
                       "profile's enroll.words)")
-    over = board.get("detector") or {}
-    over = over.get("overrides", over)
     mode = (board["grammar"] or meta.get("grammar") or {}).get("mode", "commands")
-    if "command_average_ms" in over and mode != "wake+command":
+    if "command_average_ms" in detector_overrides(board) and mode != "wake+command":
         errors.append(f"detector.command_average_ms: the commands' own window after the wake word, "
                       f"but this board runs the {mode!r} grammar; set average_window_ms instead")
     return errors
