@@ -454,6 +454,9 @@ ASSISTANT_SEED ?= 0
 # 96 for boards with the RAM (README: width 96 seed 0, docs/assistant/width96_seed0_assistant_eval.md);
 # only width 64 (without NEAR_TRAIN) in runs/assistant replaces the shipped models/assistant.hark
 ASSISTANT_WIDTH ?= 64
+# more `hark train` options, to measure a lever on the recipe (a run with them never replaces
+# the shipped model): e.g. ASSISTANT_EXTRA="--lead-in-prob 0.5"
+ASSISTANT_EXTRA ?=
 # the operating point chosen on the validation part (docs/assistant/assistant_eval.md): the
 # wake phrase's window and threshold, and the commands' threshold ...
 ASSISTANT_POINT ?= --average-window-ms 600 --label-threshold $(WAKE_LABEL)=0.4
@@ -484,11 +487,11 @@ assistant: venv-dev synth-deps
 	  --synth data/synth/commands data/synth/unknown data/synth/wake data/synth/wake_voices \
 	  data/synth/voices_plenty $(NEAR_TRAIN_DIR) $(TCN_FLAGS) --width $(ASSISTANT_WIDTH) --tail-unknown 0.5 \
 	  --class-size 1100 \
-	  $(BEFORE_DC) --seed $(ASSISTANT_SEED) --out $(ASSISTANT)
+	  $(BEFORE_DC) $(ASSISTANT_EXTRA) --seed $(ASSISTANT_SEED) --out $(ASSISTANT)
 	$(BIN)/hark export $(ASSISTANT) --out $(ASSISTANT)/assistant.hark --name hark-tcn$(ASSISTANT_WIDTH)-wake-12 $(ASSISTANT_DETECTOR)
 	$(MAKE) --no-print-directory assistant-eval ASSISTANT=$(ASSISTANT)
 	@if [ "$(WAKE)" = "hey hark" ] && [ "$(ASSISTANT)" = "runs/assistant" ] && [ "$(ASSISTANT_WIDTH)" = 64 ] \
-	  && [ -z "$(NEAR_TRAIN_DIR)" ]; then \
+	  && [ -z "$(NEAR_TRAIN_DIR)$(ASSISTANT_EXTRA)" ]; then \
 	  $(BIN)/hark export $(ASSISTANT) --out models/assistant.hark --name hark-tcn64-wake-12 $(ASSISTANT_DETECTOR); fi
 
 assistant-eval: venv-dev

@@ -510,7 +510,9 @@ def test_assistant_recipe_trains_on_no_held_out_voice():
     assert near_train[near_train.index("--voice-set") + 1] == "train"
     assert "$(NEAR_TRAIN_DIR)" in train and make_variable("NEAR_TRAIN_DIR") == []
     ship = next(line for line in _make_target(make, "assistant") if "--out models/assistant.hark" in line)
-    assert '[ -z "$(NEAR_TRAIN_DIR)" ]' in ship, "a NEAR_TRAIN run must not replace the shipped model"
+    assert '[ -z "$(NEAR_TRAIN_DIR)$(ASSISTANT_EXTRA)" ]' in ship, \
+        "a NEAR_TRAIN run or one with ASSISTANT_EXTRA options must not replace the shipped model"
+    assert "$(ASSISTANT_EXTRA)" in train and make_variable("ASSISTANT_EXTRA") == []
 
 
 def test_training_drops_clips_of_held_out_voices(tmp_path):

@@ -312,3 +312,31 @@ def test_a_training_run_hands_its_augmentation_options_to_augment():
     got = train._augment_config(cfg)
     assert (got.shift_ms, got.mic_prob, got.dc_prob, got.speed_prob, got.formant_prob,
             got.room_prob) == (250, 0.5, 0.2, 0.3, 0.4, 0.0)
+
+
+def test_lead_in_puts_another_words_end_before_the_word_and_keeps_the_word_whole():
+    """The word's samples move later intact; before them, 100-600 ms of nothing, and before
+    that the lead word's last 100-400 ms (scaled), never its start."""
+    y = np.zeros(16000, np.float32)
+    y[3200:8000] = np.sin(np.arange(4800) * 0.3 + 0.5)     # the word: 200-500 ms
+    lead = np.zeros(16000, np.float32)
+    lead[4000:12000] = np.linspace(0.1, 1.0, 8000)         # rising: its end is its loud part
+    gaps, pieces = [], []
+    for seed in range(100):
+        out = aug.with_lead_in(y, lead, np.random.default_rng(seed))
+        assert out.shape == y.shape
+        at = int(np.flatnonzero(out == y[3200])[-1])      # where the word starts now
+        assert at >= 3200 and np.array_equal(out[at:at + 4800], y[3200:8000])
+        heard = np.flatnonzero(np.abs(out[:at]) > 0)
+        gap = (at - heard[-1] - 1) / 16
+        assert 100 <= gap <= 600
+        piece = out[heard[0]:heard[-1] + 1]
+        assert np.all(np.diff(piece) > 0)                # a rising ramp: the lead's end, whole
+        gaps.append(gap)
+        pieces.append(len(piece) / 16)
+    assert max(gaps) - min(gaps) > 300 and max(pieces) - min(pieces) > 200
+
+
+def test_lead_in_leaves_a_word_with_no_room_before_it_alone():
+    y = np.sin(np.arange(16000, dtype=np.float32) * 0.3)   # speech filling the whole window
+    assert aug.with_lead_in(y, clip(), np.random.default_rng(0)) is y

@@ -88,9 +88,10 @@ def test_a_folds_runs_teach_that_folds_student(shared_data, tmp_path):
                      "--out", str(tmp_path / f"teacher{seed}_fold2")]) == 0
     mixed = json.loads((tmp_path / "teacher1_fold2" / "history.json").read_text())
     assert 0 < mixed["accuracy"][0] <= 1 and 0 < mixed["val_accuracy"][0] <= 1
-    out = tmp_path / "student"      # mixup on packed distillation targets, silence unmixed
+    out = tmp_path / "student"      # mixup on packed distillation targets, silence unmixed,
+    # words behind another word's end
     assert main(["train", *common, "--out", str(out), "--time-masks", "2", "--tail-unknown",
-                 "0.3", "--mixup", "0.4", "--mixup-keep-silence",
+                 "0.3", "--mixup", "0.4", "--mixup-keep-silence", "--lead-in-prob", "0.5",
                  "--teacher-runs", str(tmp_path / "teacher0_fold{fold}"),
                  str(tmp_path / "teacher1_fold{fold}")]) == 0
     metrics = json.loads((out / "metrics.json").read_text())["float_test"]
@@ -99,7 +100,7 @@ def test_a_folds_runs_teach_that_folds_student(shared_data, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["teacher_runs"] == runs and config["time_masks"] == 2
     assert config["tail_unknown"] == 0.3 and config["mixup"] == 0.4
-    assert config["mixup_keep_silence"] is True
+    assert config["mixup_keep_silence"] is True and config["lead_in_prob"] == 0.5
     assert metrics["teacher"]["test"]["n"] == metrics["n"]
 
     x = np.load(out / "test_features.npz")["x"][:20]

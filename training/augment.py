@@ -1,5 +1,5 @@
 """Augmentation of 1 s clips: speed, vocal-tract length, time shift, gain, background noise at
-random SNR, reverb or a simulated room, DC offset.
+random SNR, reverb or a simulated room, DC offset, another word's end before the word.
 
 Everything draws from the numpy Generator it is given, so a seed reproduces a run.
 """
@@ -215,6 +215,33 @@ def word_part(y, rng: np.random.Generator, noise_bank=(), config: AugmentConfig 
         piece = piece[:len(y) - margin]
         out[margin:margin + len(piece)] = piece
     return augment(out, rng, noise_bank, replace(config, shift_ms=0.0), sample_rate)
+
+
+def with_lead_in(y, lead, rng: np.random.Generator, sample_rate: int = 16000) -> np.ndarray:
+    """Clip y with the end of another word before it: the last 100-400 ms of `lead`'s spoken
+    part, ending 100-600 ms before y's spoken part starts, at -6 to +6 dB against y. A command
+    said right after the wake phrase reaches the window like this, while every training word
+    is otherwise alone in it. y's spoken part moves later to make room and stays whole in the
+    window (its label holds); the lead-in is cut short where the window has no room for it."""
+    y = np.asarray(y, np.float32)
+    lead = np.asarray(lead, np.float32)
+    ms = sample_rate // 1000
+    # 20 dB under the peak finds the word in a noisy clip, where 30 dB (augment's shift) often
+    # spans the whole window; the rest of such a clip is noise, and may be shifted out
+    start, end = active_region(y, below_peak_db=20.0)
+    a, b = active_region(lead, below_peak_db=20.0)
+    piece = lead[max(a, b - int(rng.uniform(100, 400) * ms)):b]
+    gap = int(rng.uniform(100, 600) * ms)
+    at = min(len(y) - (end - start), max(start, gap + len(piece)))   # where y's word starts
+    room = at - gap
+    if room < 50 * ms:      # a word too long to leave room even for a sliver
+        return y
+    piece = piece[len(piece) - min(len(piece), room):]
+    level = np.sqrt(np.mean(y[start:end] ** 2)) / (np.sqrt(np.mean(piece ** 2)) + 1e-9)
+    gain = level * 10 ** (rng.uniform(-6.0, 6.0) / 20)
+    out = time_shift(y, at - start)
+    out[at - gap - len(piece):at - gap] += piece * gain
+    return out
 
 
 def silence_count(n_clips: int, labels) -> int:

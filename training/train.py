@@ -67,6 +67,7 @@ class TrainConfig:
     mixup_keep_silence: bool = False    # with mixup: _silence_ examples left unmixed
     onset_unknown: float = 0.0          # share of _unknown_ examples that are a word's onset only
     tail_unknown: float = 0.0           # share of _unknown_ examples that are a word's tail only
+    lead_in_prob: float = 0.0           # chance of another word's end before a word example
     dc_prob: float = 0.1                # chance of a random DC offset per example (speech too)
     dc_silence_prob: float = 0.3        # share of _silence_ examples on a DC offset or step
     teacher: str = ""                   # "oww-embedding": distil from the speech teacher
@@ -273,7 +274,11 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
                         edge = "end" if part < cfg.onset_unknown else "start"
                         clips.append(aug.word_part(word, rng, noise, augment_config, edge))
                     else:
-                        clips.append(aug.augment(fit_clip(src), rng, noise, augment_config))
+                        clip = fit_clip(src)
+                        if cfg.lead_in_prob and rng.random() < cfg.lead_in_prob:
+                            lead = fit_clip(words[rng.integers(len(words))])
+                            clip = aug.with_lead_in(clip, lead, rng)
+                        clips.append(aug.augment(clip, rng, noise, augment_config))
                     targets.append(li)
                     if teacher:
                         logits.append(part_logits if part < word_parts

@@ -139,6 +139,11 @@ def register(sub):
                         "the window's start (a word leaving a streaming window; default 0). The "
                         "assistant uses 0.5; a commands-only model loses whole other words to "
                         "them, so raise --unknown-weight with it (3 and 0.333: docs/accuracy.md)")
+    p.add_argument("--lead-in-prob", type=float, default=0.0, metavar="P",
+                   help="chance that a word example (any label but _silence_) has the last "
+                        "100-400 ms of another training word 100-600 ms before it, the label "
+                        "kept (default 0): a command said right after the wake phrase reaches "
+                        "the window like that, while training words are otherwise alone in it")
     p.add_argument("--dc-prob", type=float, default=0.1,
                    help="chance of a random DC offset (constant or a step, up to 90 %% of full "
                         "scale) on any example, speech included (default 0.1): real "
@@ -246,6 +251,7 @@ RANGES = {"epochs": (lambda v: v >= 1, ">= 1"),
           "mixup_epochs": (lambda v: v >= 0, ">= 0 (0: every epoch)"),
           "onset_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "tail_unknown": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+          "lead_in_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "dc_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "dc_silence_prob": (lambda v: 0 <= v <= 1, "between 0 and 1"),
           "embedding_weight": (lambda v: v > 0, "> 0"), "embedding_way": (lambda v: v >= 2, ">= 2"),
@@ -382,6 +388,7 @@ def run(args):
                       mixup_keep_silence=args.mixup_keep_silence,
                       onset_unknown=args.onset_unknown,
                       tail_unknown=args.tail_unknown,
+                      lead_in_prob=args.lead_in_prob,
                       dc_prob=args.dc_prob, dc_silence_prob=args.dc_silence_prob,
                       exclude_words=[w for w in args.exclude_words.split(",") if w],
                       drop_engines=command_list(args.drop_engines),
