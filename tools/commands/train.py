@@ -143,7 +143,9 @@ def register(sub):
                    help="chance that a word example (any label but _silence_) has the last "
                         "100-400 ms of another training word 100-600 ms before it, the label "
                         "kept (default 0): a command said right after the wake phrase reaches "
-                        "the window like that, while training words are otherwise alone in it")
+                        "the window like that, while training words are otherwise alone in it. "
+                        "On the assistant, 0.5 hears more commands after the wake phrase on "
+                        "every seed (docs/wake.md, \"A word before the command\")")
     p.add_argument("--dc-prob", type=float, default=0.1,
                    help="chance of a random DC offset (constant or a step, up to 90 %% of full "
                         "scale) on any example, speech included (default 0.1): real "
