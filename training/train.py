@@ -237,6 +237,10 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
     extra = cfg.teacher_extra if teacher else 0
     total = cfg.views * (extra + sum(size if l == ds.SILENCE else len(plan[l]) for l in labels))
     words = list(real_audio) + list(synth_audio)
+
+    def any_word():     # a training word for a word part or a lead-in, drawn from all of them
+        return fit_clip(words[rng.integers(len(words))])
+
     word_parts = cfg.onset_unknown + cfg.tail_unknown   # share of _unknown_ that is part of a word
     if teacher:
         source_logits = {"real": teacher.logits([fit_clip(y) for y in real_audio]),
@@ -270,14 +274,12 @@ def build_training_set(real_audio, real, synth_audio, synth, noise, labels, cfg,
                     src = real_audio[i] if kind == "real" else synth_audio[i]
                     part = rng.random() if word_parts and label == ds.UNKNOWN else 1.0
                     if part < word_parts:
-                        word = fit_clip(words[rng.integers(len(words))])
                         edge = "end" if part < cfg.onset_unknown else "start"
-                        clips.append(aug.word_part(word, rng, noise, augment_config, edge))
+                        clips.append(aug.word_part(any_word(), rng, noise, augment_config, edge))
                     else:
                         clip = fit_clip(src)
                         if cfg.lead_in_prob and rng.random() < cfg.lead_in_prob:
-                            lead = fit_clip(words[rng.integers(len(words))])
-                            clip = aug.with_lead_in(clip, lead, rng)
+                            clip = aug.with_lead_in(clip, any_word(), rng)
                         clips.append(aug.augment(clip, rng, noise, augment_config))
                     targets.append(li)
                     if teacher:
